@@ -1,0 +1,109 @@
+// Package policy is the one place where sekisho decides what an SMTP client is
+// told. Checks and the relay report verdicts and errors; policy turns them into
+// replies, each with the RFC that defines its code next to it.
+//
+// The rule it enforces (DESIGN.md §1): an error that was not deliberately
+// annotated with a reply — a panic, a context deadline, an unclassified I/O
+// error — becomes a temporary 4xx with a generic text, never a 5xx and never
+// the internal error text.
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Reply is one SMTP reply: the basic code (RFC 5321 §4.2), the enhanced status
+// code (RFC 3463) and a human-readable text. A *Reply is also an error, so a
+// function can return the reply it wants the client to get.
+type Reply struct {
+	Code     int
+	Enhanced [3]int
+	Text     string
+}
+
+// Error implements error; it is the reply as it appears on the wire.
+func (r *Reply) Error() string { return r.String() }
+
+// String formats the reply as one SMTP reply line, without CRLF.
+func (r *Reply) String() string {
+	return fmt.Sprintf("%d %d.%d.%d %s", r.Code, r.Enhanced[0], r.Enhanced[1], r.Enhanced[2], r.Text)
+}
+
+// Temporary reports whether the reply is a transient failure (4xx).
+func (r *Reply) Temporary() bool { return r.Code/100 == 4 }
+
+// Permanent reports whether the reply is a permanent failure (5xx).
+func (r *Reply) Permanent() bool { return r.Code/100 == 5 }
+
+// Withf returns a copy of r whose text is replaced by the formatted string.
+// The codes stay those of r, so a check cannot change a reply's class by
+// rewording it.
+func (r *Reply) Withf(format string, args ...any) *Reply {
+	c := *r
+	c.Text = fmt.Sprintf(format, args...)
+	return &c
+}
+
+// SMTPError converts the reply to the type go-smtp writes on the wire.
+func (r *Reply) SMTPError() *smtp.SMTPError {
+	return &smtp.SMTPError{
+		Code:         r.Code,
+		EnhancedCode: smtp.EnhancedCode(r.Enhanced),
+		Message:      r.Text,
+	}
+}
+
+// FromError is the single translation from any error to the reply a client
+// gets. A *Reply anywhere in the chain is used as it is; everything else —
+// context deadlines, network errors, bugs — becomes a generic temporary
+// failure, so that an internal fault can delay mail but never bounce it.
+func FromError(err error) *Reply {
+	if err == nil {
+		return nil
+	}
+	var r *Reply
+	if errors.As(err, &r) {
+		return r
+	}
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		// Errors go-smtp itself builds (e.g. ErrDataTooLarge) are deliberate.
+		return &Reply{Code: se.Code, Enhanced: [3]int(se.EnhancedCode), Text: se.Message}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return TimeoutLocal
+	}
+	return TempLocal
+}
+
+// SMTPError is FromError for go-smtp: the value a session method returns.
+func SMTPError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return FromError(err).SMTPError()
+}
+
+// Panic is the reply for a recovered panic in a session method.
+func Panic(any) *Reply { return TempLocal }
+
+// FromNextHop maps a next hop's reply onto the one we give our client: its 4xx
+// stays a 4xx and its 5xx a 5xx (so a recipient refused downstream is refused
+// here, and a deferral is a deferral). Anything else it might say — a 2xx where
+// a failure was expected, a 3xx, garbage — is a temporary failure. An enhanced
+// code whose class disagrees with the basic code is replaced by class.0.0, so
+// a confused next hop cannot make us send "451 5.x.x".
+func FromNextHop(code int, enhanced [3]int, text string) *Reply {
+	class := code / 100
+	if class != 4 && class != 5 {
+		return NextHopTempFail.Withf("next hop gave unexpected reply %d: %s", code, text)
+	}
+	if enhanced[0] != class {
+		enhanced = [3]int{class, 0, 0}
+	}
+	return &Reply{Code: code, Enhanced: enhanced, Text: "next hop says: " + text}
+}
