@@ -1,0 +1,61 @@
+package testredis
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestStartStopRestartKill(t *testing.T) {
+	s := Start(t)
+	if r, err := s.Do("SET", "k", "v"); err != nil || r != "+OK" {
+		t.Fatalf("SET: %q, %v", r, err)
+	}
+	if r, err := s.Do("GET", "k"); err != nil || r != "$1\nv" {
+		t.Fatalf("GET: %q, %v", r, err)
+	}
+
+	s.Stop()
+	if c, err := net.DialTimeout("tcp", s.Addr(), time.Second); err == nil {
+		c.Close()
+		t.Fatal("stopped server still accepts connections")
+	}
+
+	addr := s.Addr()
+	s.Restart()
+	if s.Addr() != addr {
+		t.Fatalf("address changed on restart: %s → %s", addr, s.Addr())
+	}
+	// No persistence: the restarted server is empty.
+	if r, err := s.Do("GET", "k"); err != nil || r != "$-1" {
+		t.Fatalf("GET after restart: %q, %v (want nil: no persistence)", r, err)
+	}
+
+	s.Kill()
+	if _, err := s.Do("PING"); err == nil {
+		t.Fatal("killed server still answers")
+	}
+	s.Kill() // idempotent
+	s.Restart()
+	if r, err := s.Do("PING"); err != nil || r != "+PONG" {
+		t.Fatalf("PING after kill+restart: %q, %v", r, err)
+	}
+}
+
+func TestCluster(t *testing.T) {
+	s := StartCluster(t)
+	info, err := s.Do("CLUSTER", "INFO")
+	if err != nil || !strings.Contains(info, "cluster_state:ok") {
+		t.Fatalf("CLUSTER INFO: %q, %v", info, err)
+	}
+	// Keys in different slots in one command are refused, as in a real cluster.
+	r, err := s.Do("MSET", "a", "1", "b", "2")
+	if err != nil || !strings.HasPrefix(r, "-CROSSSLOT") {
+		t.Fatalf("MSET across slots: %q, %v (want CROSSSLOT)", r, err)
+	}
+	s.Restart()
+	if info, err := s.Do("CLUSTER", "INFO"); err != nil || !strings.Contains(info, "cluster_state:ok") {
+		t.Fatalf("CLUSTER INFO after restart: %q, %v", info, err)
+	}
+}
