@@ -75,6 +75,25 @@ var (
 	// and would then see an end-of-data marker that we did not.
 	NULInData = &Reply{550, [3]int{5, 6, 0}, "message refused: NUL character in message data"}
 
+	// LineTooLong: a line longer than the limit in message data (RFC 5321
+	// §4.5.3.1.6: 1000 octets with CRLF; sekisho's limit is configurable).
+	// 554 5.6.0: the content is refused, permanently and certainly.
+	LineTooLong = &Reply{554, [3]int{5, 6, 0}, "message refused: line too long (RFC 5321 section 4.5.3.1.6)"}
+
+	// HeaderTooBig: a header section larger than sekisho reads into memory.
+	// RFC 1870 552 with RFC 3463 5.3.4 "message too big for system".
+	HeaderTooBig = &Reply{552, [3]int{5, 3, 4}, "header section too large"}
+
+	// AddressLiteral: a recipient address literal such as u@[192.0.2.1]
+	// (RFC 5321 §4.1.3) from a client allowed to relay. There is no route for
+	// them: 550 with RFC 3463 5.1.2 "bad destination system address".
+	AddressLiteral = &Reply{550, [3]int{5, 1, 2}, "address literals are not accepted as recipients"}
+
+	// NoRoute: no route of the configuration matches the recipient's domain.
+	// A configuration problem, not an answer about the address: 451 4.3.0 so
+	// that mail waits for the admin instead of bouncing.
+	NoRoute = &Reply{451, [3]int{4, 3, 0}, "no route configured for this domain, please try again later"}
+
 	// MailLoop: RFC 5321 §6.3 asks servers to detect loops by counting
 	// Received headers. 554 with RFC 3463 5.4.6 "routing loop detected".
 	MailLoop = &Reply{554, [3]int{5, 4, 6}, "too many Received headers: mail loop detected"}

@@ -1,0 +1,447 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"sekisho/gateway"
+)
+
+// Config is the configuration file (DESIGN.md §7). Unknown keys are errors.
+// Every key has a default, so that `sekisho serve` with no file runs.
+type Config struct {
+	Hostname        string        `yaml:"hostname"`
+	Listen          ListenConfig  `yaml:"listen"`
+	TLS             TLSConfig     `yaml:"tls"`
+	LocalDomains    []string      `yaml:"local_domains"`
+	TrustedNetworks []Prefix      `yaml:"trusted_networks"`
+	Routes          []RouteConfig `yaml:"routes"`
+	DNS             DNSConfig     `yaml:"dns"`
+	LDAP            LDAPConfig    `yaml:"ldap"`
+	Store           StoreConfig   `yaml:"store"`
+	Checks          ChecksConfig  `yaml:"checks"`
+	Limits          LimitsConfig  `yaml:"limits"`
+	NextHop         NextHopConfig `yaml:"next_hop"`
+	Log             LogConfig     `yaml:"log"`
+}
+
+// ListenConfig names the listeners; an absent one does not listen.
+type ListenConfig struct {
+	SMTP        string `yaml:"smtp"`
+	LMTP        string `yaml:"lmtp"`
+	Submission  string `yaml:"submission"`
+	Submissions string `yaml:"submissions"`
+	HTTP        string `yaml:"http"`
+}
+
+// TLSConfig is the certificate for STARTTLS and implicit TLS.
+type TLSConfig struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// RouteConfig is one routing rule: the first whose domains match wins.
+type RouteConfig struct {
+	Domains  []string  `yaml:"domains"`
+	NextHops []NextHop `yaml:"next_hops"`
+}
+
+// DNSConfig configures the resolver.
+type DNSConfig struct {
+	Resolvers []string      `yaml:"resolvers"`
+	Timeout   time.Duration `yaml:"timeout"`
+	Attempts  int           `yaml:"attempts"`
+	Canary    string        `yaml:"canary"`
+}
+
+// LDAPConfig configures the directory for accounts and AUTH.
+type LDAPConfig struct {
+	URLs             []string      `yaml:"urls"`
+	BaseDN           string        `yaml:"base_dn"`
+	BindDN           string        `yaml:"bind_dn"`
+	BindPasswordFile string        `yaml:"bind_password_file"`
+	AccountFilter    string        `yaml:"account_filter"`
+	Canary           string        `yaml:"canary"`
+	Timeout          time.Duration `yaml:"timeout"`
+}
+
+// StoreConfig chooses the state store: an embedded file or Redis.
+type StoreConfig struct {
+	Path  string       `yaml:"path"`
+	Redis *RedisConfig `yaml:"redis"`
+}
+
+// RedisConfig is go-redis' UniversalOptions, in part.
+type RedisConfig struct {
+	Addrs        []string `yaml:"addrs"`
+	MasterName   string   `yaml:"master_name"`
+	Username     string   `yaml:"username"`
+	PasswordFile string   `yaml:"password_file"`
+	DB           int      `yaml:"db"`
+}
+
+// ChecksConfig configures each check; every check has `off: true`.
+type ChecksConfig struct {
+	GreetPause GreetPauseConfig `yaml:"greet_pause"`
+	DNSBL      DNSBLConfig      `yaml:"dnsbl"`
+	Domain     DomainConfig     `yaml:"domain"`
+	Header     HeaderConfig     `yaml:"header"`
+	Account    AccountConfig    `yaml:"account"`
+	Greylist   GreylistConfig   `yaml:"greylist"`
+	SPF        SPFConfig        `yaml:"spf"`
+}
+
+// GreetPauseConfig configures the banner delay.
+type GreetPauseConfig struct {
+	Off   bool          `yaml:"off"`
+	Delay time.Duration `yaml:"delay"`
+}
+
+// DNSBLConfig lists the DNS blocklists.
+type DNSBLConfig struct {
+	Off   bool     `yaml:"off"`
+	Zones []string `yaml:"zones"`
+}
+
+// DomainConfig configures the domain-existence check.
+type DomainConfig struct {
+	Off        bool   `yaml:"off"`
+	BadDomains string `yaml:"bad_domains"`
+	NXDomain   string `yaml:"nxdomain"` // tempfail | reject
+}
+
+// HeaderConfig configures the header-format check.
+type HeaderConfig struct {
+	Off bool `yaml:"off"`
+}
+
+// AccountConfig configures the LDAP account check.
+type AccountConfig struct {
+	Off bool `yaml:"off"`
+}
+
+// GreylistConfig configures greylisting.
+type GreylistConfig struct {
+	Off           bool          `yaml:"off"`
+	Delay         time.Duration `yaml:"delay"`
+	RetryWindow   time.Duration `yaml:"retry_window"`
+	Expire        time.Duration `yaml:"expire"`
+	AutoWhitelist int           `yaml:"auto_whitelist"`
+	OnStoreError  string        `yaml:"on_store_error"` // accept | tempfail
+}
+
+// SPFConfig configures SPF.
+type SPFConfig struct {
+	Off  bool   `yaml:"off"`
+	Fail string `yaml:"fail"` // reject | tag
+}
+
+// LimitsConfig bounds what a client can take.
+type LimitsConfig struct {
+	MaxConnections      int           `yaml:"max_connections"`
+	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
+	MaxMessageBytes     int64         `yaml:"max_message_bytes"`
+	MaxRecipients       int           `yaml:"max_recipients"`
+	MaxLineLength       int           `yaml:"max_line_length"`
+	CommandTimeout      time.Duration `yaml:"command_timeout"`
+	DataTimeout         time.Duration `yaml:"data_timeout"`
+	ShutdownGrace       time.Duration `yaml:"shutdown_grace"`
+}
+
+// NextHopConfig bounds the exchanges with next hops.
+type NextHopConfig struct {
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	CommandTimeout time.Duration `yaml:"command_timeout"`
+	DataTimeout    time.Duration `yaml:"data_timeout"`
+}
+
+// LogConfig sets the log format and level.
+type LogConfig struct {
+	Format string `yaml:"format"` // text | json
+	Level  string `yaml:"level"`  // debug | info | warn | error
+}
+
+// Prefix is a trusted network: a CIDR or a single address.
+type Prefix struct{ netip.Prefix }
+
+// UnmarshalYAML parses "10.0.0.0/8" or "192.0.2.1".
+func (p *Prefix) UnmarshalYAML(n *yaml.Node) error {
+	s := strings.TrimSpace(n.Value)
+	if pf, err := netip.ParsePrefix(s); err == nil {
+		p.Prefix = pf.Masked()
+		return nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		p.Prefix = netip.PrefixFrom(a, a.BitLen())
+		return nil
+	}
+	return lineErr(n, "%q is not an IP network (want CIDR like 10.0.0.0/8 or an address)", s)
+}
+
+// MarshalYAML prints the prefix.
+func (p Prefix) MarshalYAML() (any, error) { return p.String(), nil }
+
+// NextHop is a parsed next hop.
+type NextHop struct{ gateway.NextHop }
+
+// UnmarshalYAML parses one next hop.
+func (h *NextHop) UnmarshalYAML(n *yaml.Node) error {
+	nh, err := gateway.ParseNextHop(strings.TrimSpace(n.Value))
+	if err != nil {
+		return lineErr(n, "%v", err)
+	}
+	h.NextHop = nh
+	return nil
+}
+
+// MarshalYAML prints the next hop as written.
+func (h NextHop) MarshalYAML() (any, error) { return h.String(), nil }
+
+func lineErr(n *yaml.Node, format string, args ...any) error {
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: ", n.Line) + fmt.Sprintf(format, args...)}}
+}
+
+// Defaults is the embedded configuration: `sekisho serve` with no file
+// listens on 127.0.0.1:2525, accepts mail for localhost and delivers it to a
+// Maildir under ./var/mail, with the state under ./var.
+func Defaults() Config {
+	return Config{
+		Hostname:        "localhost",
+		Listen:          ListenConfig{SMTP: "127.0.0.1:2525"},
+		LocalDomains:    []string{"localhost"},
+		TrustedNetworks: nil,
+		Routes: []RouteConfig{{
+			Domains:  []string{"localhost"},
+			NextHops: []NextHop{mustHop("maildir:var/mail")},
+		}},
+		DNS:   DNSConfig{Timeout: 2 * time.Second, Attempts: 2},
+		LDAP:  LDAPConfig{AccountFilter: "(|(mail=%s)(mailAlternateAddress=%s))", Timeout: 3 * time.Second},
+		Store: StoreConfig{Path: "var/state.db"},
+		Checks: ChecksConfig{
+			GreetPause: GreetPauseConfig{Delay: 5 * time.Second},
+			Domain:     DomainConfig{NXDomain: "tempfail"},
+			Greylist: GreylistConfig{Delay: 5 * time.Minute, RetryWindow: 48 * time.Hour,
+				Expire: 840 * time.Hour, AutoWhitelist: 5, OnStoreError: "accept"},
+			SPF: SPFConfig{Fail: "reject"},
+		},
+		Limits: LimitsConfig{
+			MaxConnections: 2000, MaxConnectionsPerIP: 20,
+			MaxMessageBytes: 50 << 20, MaxRecipients: 100, MaxLineLength: 2000,
+			CommandTimeout: 5 * time.Minute, DataTimeout: 10 * time.Minute, ShutdownGrace: 30 * time.Second,
+		},
+		NextHop: NextHopConfig{ConnectTimeout: 10 * time.Second, CommandTimeout: 2 * time.Minute, DataTimeout: 5 * time.Minute},
+		Log:     LogConfig{Format: "text", Level: "info"},
+	}
+}
+
+func mustHop(s string) NextHop {
+	h, err := gateway.ParseNextHop(s)
+	if err != nil {
+		panic(err)
+	}
+	return NextHop{h}
+}
+
+// LoadConfig reads a configuration file over the defaults. Every error names
+// the file and the line.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, err
+	}
+	return ParseConfig(path, data)
+}
+
+var yamlLine = regexp.MustCompile(`^\s*(?:yaml: )?line (\d+): (.*)$`)
+
+// ParseConfig parses configuration text; name is the file name for errors.
+// A key present in the file replaces the default, lists included.
+func ParseConfig(name string, data []byte) (Config, error) {
+	cfg := Defaults()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fileLineErrors(name, err)
+	}
+	var root yaml.Node
+	yaml.Unmarshal(data, &root)
+	if err := cfg.validate(); err != nil {
+		var ve *validationError
+		if errors.As(err, &ve) {
+			return Config{}, fmt.Errorf("%s:%d: %s", name, lineOf(&root, ve.path), ve.msg)
+		}
+		return Config{}, fmt.Errorf("%s: %v", name, err)
+	}
+	return cfg, nil
+}
+
+// fileLineErrors rewrites yaml's "line N: msg" errors as "file:N: msg", one
+// per line, so an editor can jump to each.
+func fileLineErrors(name string, err error) error {
+	var te *yaml.TypeError
+	var msgs []string
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	} else {
+		msgs = []string{err.Error()}
+	}
+	var out []string
+	for _, m := range msgs {
+		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
+			msg := strings.Replace(sm[2], "not found in type main.", "is not a known key in ", 1)
+			out = append(out, fmt.Sprintf("%s:%s: %s", name, sm[1], msg))
+		} else {
+			out = append(out, fmt.Sprintf("%s: %s", name, m))
+		}
+	}
+	return errors.New(strings.Join(out, "\n"))
+}
+
+type validationError struct {
+	path []string // keys from the root, e.g. ["checks", "domain", "nxdomain"]
+	msg  string
+}
+
+func (e *validationError) Error() string { return strings.Join(e.path, ".") + ": " + e.msg }
+
+func invalid(msg string, path ...string) error { return &validationError{path: path, msg: msg} }
+
+// lineOf finds the line of a key path in the document, or of the deepest
+// key of it that exists (1 if none does).
+func lineOf(root *yaml.Node, path []string) int {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 1
+	for _, key := range path {
+		if n == nil || n.Kind != yaml.MappingNode {
+			break
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				line = n.Content[i].Line
+				next = n.Content[i+1]
+			}
+		}
+		n = next
+	}
+	return line
+}
+
+func (c *Config) validate() error {
+	if c.Hostname == "" {
+		return invalid("hostname must not be empty", "hostname")
+	}
+	if c.Listen.SMTP == "" && c.Listen.LMTP == "" && c.Listen.Submission == "" && c.Listen.Submissions == "" {
+		return invalid("no SMTP listener configured (listen.smtp, lmtp, submission or submissions)", "listen")
+	}
+	for _, k := range []struct{ key, val string }{{"lmtp", c.Listen.LMTP}, {"submission", c.Listen.Submission}, {"submissions", c.Listen.Submissions}} {
+		if k.val != "" {
+			return invalid("listener "+k.key+" is not implemented in this version yet", "listen", k.key)
+		}
+	}
+	if len(c.Routes) == 0 {
+		return invalid("at least one route is required", "routes")
+	}
+	routes := c.gatewayRoutes()
+	for i, r := range c.Routes {
+		if len(r.Domains) == 0 {
+			return invalid("route "+strconv.Itoa(i+1)+" has no domains", "routes")
+		}
+		if len(r.NextHops) == 0 {
+			return invalid("route "+strconv.Itoa(i+1)+" has no next_hops", "routes")
+		}
+		for _, h := range r.NextHops {
+			if h.Kind == gateway.HopMX {
+				return invalid("next hop \"mx\" is not implemented in this version yet", "routes")
+			}
+		}
+	}
+	for _, d := range c.LocalDomains {
+		probe := strings.TrimPrefix(d, ".")
+		if strings.HasPrefix(d, ".") {
+			probe = "sub" + d
+		}
+		if routes.Lookup(probe) < 0 {
+			return invalid("local domain "+d+" matches no route: its mail would have nowhere to go", "local_domains")
+		}
+	}
+	switch c.Checks.Domain.NXDomain {
+	case "tempfail", "reject":
+	default:
+		return invalid("nxdomain must be tempfail or reject", "checks", "domain", "nxdomain")
+	}
+	switch c.Checks.Greylist.OnStoreError {
+	case "accept", "tempfail":
+	default:
+		return invalid("on_store_error must be accept or tempfail", "checks", "greylist", "on_store_error")
+	}
+	switch c.Checks.SPF.Fail {
+	case "reject", "tag":
+	default:
+		return invalid("fail must be reject or tag", "checks", "spf", "fail")
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return invalid("format must be text or json", "log", "format")
+	}
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		return invalid(err.Error(), "log", "level")
+	}
+	l := c.Limits
+	if l.MaxMessageBytes <= 0 || l.MaxRecipients <= 0 || l.CommandTimeout <= 0 || l.DataTimeout <= 0 {
+		return invalid("max_message_bytes, max_recipients, command_timeout and data_timeout must be positive", "limits")
+	}
+	if l.MaxLineLength != 0 && l.MaxLineLength < 1000 {
+		return invalid("max_line_length below 1000 refuses lines RFC 5321 allows", "limits", "max_line_length")
+	}
+	return nil
+}
+
+func (c *Config) gatewayRoutes() gateway.Routes {
+	var rs gateway.Routes
+	for _, r := range c.Routes {
+		var hops []gateway.NextHop
+		for _, h := range r.NextHops {
+			hops = append(hops, h.NextHop)
+		}
+		rs = append(rs, gateway.Route{Domains: gateway.NewDomainSet(r.Domains), NextHops: hops})
+	}
+	return rs
+}
+
+// gatewayConfig turns the file's settings into what the gateway takes.
+func (c *Config) gatewayConfig() gateway.Config {
+	var trusted []netip.Prefix
+	for _, p := range c.TrustedNetworks {
+		trusted = append(trusted, p.Prefix)
+	}
+	return gateway.Config{
+		Hostname:        c.Hostname,
+		LocalDomains:    gateway.NewDomainSet(c.LocalDomains),
+		TrustedNetworks: trusted,
+		Routes:          c.gatewayRoutes(),
+		HopTimeouts: gateway.HopTimeouts{
+			Connect: c.NextHop.ConnectTimeout, Command: c.NextHop.CommandTimeout, Data: c.NextHop.DataTimeout,
+		},
+		Limits: gateway.Limits{
+			MaxConnections: c.Limits.MaxConnections, MaxConnectionsPerIP: c.Limits.MaxConnectionsPerIP,
+			MaxMessageBytes: c.Limits.MaxMessageBytes, MaxRecipients: c.Limits.MaxRecipients,
+			MaxLineLength: c.Limits.MaxLineLength, CommandTimeout: c.Limits.CommandTimeout,
+			DataTimeout: c.Limits.DataTimeout, ShutdownGrace: c.Limits.ShutdownGrace,
+		},
+	}
+}

@@ -1,0 +1,205 @@
+// Command sekisho is an anti-spam SMTP gateway with fail-safe lookups: the
+// inbound MX, outbound relay and MSA of a campus, holding no queue of its own.
+//
+// Usage:
+//
+//	sekisho serve [-config FILE]         run the gateway
+//	sekisho check-config [-config FILE]  validate a configuration and print the effective settings
+//	sekisho version                      print the version
+//
+// All wiring is explicit here: main builds the lookups, the checks in the
+// chain and the listeners from the configuration; there are no init()
+// registries.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.yaml.in/yaml/v3"
+
+	"sekisho/gateway"
+)
+
+// version is stamped by the Makefile (-ldflags "-X main.version=...").
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(args[1:], stderr)
+	case "check-config":
+		return runCheckConfig(args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "sekisho", version)
+		return 0
+	case "help", "-h", "-help", "--help":
+		usage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "sekisho: unknown command %q\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  sekisho serve [-config FILE]         run the gateway (no file: embedded defaults)
+  sekisho check-config [-config FILE]  validate a configuration, print the effective settings
+  sekisho version                      print the version
+`)
+}
+
+// loadConfig reads -config, or returns the embedded defaults.
+func loadConfig(name string, args []string, stderr io.Writer) (Config, []string, bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (default: embedded defaults)")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, nil, false
+	}
+	if *path == "" {
+		return Defaults(), fs.Args(), true
+	}
+	cfg, err := LoadConfig(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return Config{}, nil, false
+	}
+	return cfg, fs.Args(), true
+}
+
+func runCheckConfig(args []string, stdout, stderr io.Writer) int {
+	cfg, _, ok := loadConfig("check-config", args, stderr)
+	if !ok {
+		return 1
+	}
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintln(stdout, "# configuration is valid; effective settings:")
+	stdout.Write(out)
+	return 0
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(cfg.Level)
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func runServe(args []string, stderr io.Writer) int {
+	cfg, _, ok := loadConfig("serve", args, stderr)
+	if !ok {
+		return 1
+	}
+	log := newLogger(cfg.Log, stderr)
+
+	gcfg := cfg.gatewayConfig()
+	gcfg.Logger = log
+	srv, err := gateway.New(gcfg)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+
+	var listeners []net.Listener
+	listen := func(addr string) (net.Listener, bool) {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			log.Error("cannot listen", "addr", addr, "err", err)
+			for _, l := range listeners {
+				l.Close()
+			}
+			return nil, false
+		}
+		listeners = append(listeners, l)
+		return l, true
+	}
+
+	errc := make(chan error, 4)
+	if cfg.Listen.SMTP != "" {
+		l, ok := listen(cfg.Listen.SMTP)
+		if !ok {
+			return 1
+		}
+		log.Info("listening", "listener", "smtp", "addr", l.Addr().String(), "version", version)
+		go func() { errc <- srv.ServeSMTP(l) }()
+	}
+	var httpSrv *http.Server
+	if cfg.Listen.HTTP != "" {
+		l, ok := listen(cfg.Listen.HTTP)
+		if !ok {
+			return 1
+		}
+		httpSrv = &http.Server{Handler: httpHandler(srv)}
+		log.Info("listening", "listener", "http", "addr", l.Addr().String())
+		go func() {
+			if err := httpSrv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case sig := <-sigs:
+		log.Info("shutting down: no new connections, transactions in flight may finish", "signal", sig.String(), "grace", cfg.Limits.ShutdownGrace)
+	case err := <-errc:
+		log.Error("listener failed", "err", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Limits.ShutdownGrace)
+	defer cancel()
+	if httpSrv != nil {
+		httpSrv.Close()
+	}
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("shutdown grace period over: remaining sessions were told 421", "err", err)
+	}
+	log.Info("stopped")
+	return 0
+}
+
+func httpHandler(srv *gateway.Server) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		srv.Metrics(w)
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	return mux
+}
+

@@ -1,0 +1,237 @@
+package gateway
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"sekisho/policy"
+)
+
+// connTracker counts connections in total and per client IP, refuses the
+// excess with 421, and knows which sessions are inside a transaction so that
+// a shutdown can let those finish while the idle ones are told 421 at once.
+type connTracker struct {
+	maxTotal, maxPerIP int
+
+	mu       sync.Mutex
+	total    int
+	perIP    map[netip.Addr]int
+	conns    map[*trackedConn]struct{}
+	draining bool
+	idle     chan struct{} // closed when draining and no connection is left
+}
+
+func newConnTracker(maxTotal, maxPerIP int) *connTracker {
+	return &connTracker{maxTotal: maxTotal, maxPerIP: maxPerIP, perIP: map[netip.Addr]int{}, conns: map[*trackedConn]struct{}{}}
+}
+
+// admit registers a connection, or returns the reply for the excess.
+func (t *connTracker) admit(c net.Conn) (*trackedConn, *policy.Reply) {
+	ip := remoteIP(c)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.draining:
+		return nil, policy.ServiceUnavailable
+	case t.maxTotal > 0 && t.total >= t.maxTotal:
+		return nil, policy.TooManyConnections
+	case t.maxPerIP > 0 && t.perIP[ip] >= t.maxPerIP:
+		return nil, policy.TooManyConnections.Withf("too many connections from your address, try again later")
+	}
+	t.total++
+	t.perIP[ip]++
+	tc := &trackedConn{Conn: c, t: t, ip: ip}
+	t.conns[tc] = struct{}{}
+	return tc, nil
+}
+
+func (t *connTracker) release(tc *trackedConn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.conns[tc]; !ok {
+		return
+	}
+	delete(t.conns, tc)
+	t.total--
+	if t.perIP[tc.ip]--; t.perIP[tc.ip] <= 0 {
+		delete(t.perIP, tc.ip)
+	}
+	if t.draining && len(t.conns) == 0 && t.idle != nil {
+		close(t.idle)
+		t.idle = nil
+	}
+}
+
+// setBusy marks a session as inside a transaction (MAIL accepted, DATA not
+// yet answered).
+func (t *connTracker) setBusy(c net.Conn, busy bool) {
+	if tc, ok := c.(*trackedConn); ok {
+		tc.mu.Lock()
+		tc.busy = busy
+		tc.mu.Unlock()
+	}
+}
+
+// drain refuses new connections and closes idle ones with 421; a session in
+// a transaction is closed right after its transaction's final reply. The
+// returned channel is closed when no connection is left.
+func (t *connTracker) drain() <-chan struct{} {
+	t.mu.Lock()
+	t.draining = true
+	done := make(chan struct{})
+	if len(t.conns) == 0 {
+		close(done)
+	} else {
+		t.idle = done
+	}
+	conns := make([]*trackedConn, 0, len(t.conns))
+	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
+		c.closeIfIdle()
+	}
+	return done
+}
+
+// closeAll sends 421 to every remaining connection and closes it: the end of
+// the shutdown grace period. A session cut off in DATA never got its 250, so
+// its sender retries; nothing acknowledged is lost.
+func (t *connTracker) closeAll() {
+	t.mu.Lock()
+	conns := make([]*trackedConn, 0, len(t.conns))
+	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
+		c.say421(policy.ServiceUnavailable)
+	}
+}
+
+func (t *connTracker) isDraining() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.draining
+}
+
+// trackedConn is a client connection as the SMTP server sees it. Writes are
+// serialised with the 421 a shutdown may send, and any 421 reply closes the
+// connection after it is written (RFC 5321 §3.8: 421 closes the channel).
+type trackedConn struct {
+	net.Conn
+	t  *connTracker
+	ip netip.Addr
+
+	mu     sync.Mutex
+	busy   bool
+	closed bool
+	once   sync.Once
+}
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return 0, net.ErrClosed
+	}
+	n, err := c.Conn.Write(p)
+	closeNow := isFinal421(p)
+	drainNow := !closeNow && !c.busy && c.t.isDraining() && isFinalReply(p)
+	c.mu.Unlock()
+	switch {
+	case closeNow:
+		c.Close()
+	case drainNow:
+		c.say421(policy.ServiceUnavailable)
+	}
+	return n, err
+}
+
+func (c *trackedConn) closeIfIdle() {
+	c.mu.Lock()
+	busy := c.busy
+	c.mu.Unlock()
+	if !busy {
+		c.say421(policy.ServiceUnavailable)
+	}
+}
+
+func (c *trackedConn) say421(r *policy.Reply) {
+	c.mu.Lock()
+	if !c.closed {
+		c.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		c.Conn.Write([]byte(r.String() + "\r\n"))
+	}
+	c.mu.Unlock()
+	c.Close()
+}
+
+func (c *trackedConn) Close() error {
+	var err error
+	c.once.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		err = c.Conn.Close()
+		c.t.release(c)
+	})
+	return err
+}
+
+// isFinal421 reports whether p holds the last line of a 421 reply.
+func isFinal421(p []byte) bool {
+	return bytes.HasPrefix(lastLine(p), []byte("421 "))
+}
+
+// isFinalReply reports whether p ends a reply (a "NNN " line), as opposed to
+// a continuation line "NNN-".
+func isFinalReply(p []byte) bool {
+	l := lastLine(p)
+	return len(l) >= 4 && l[3] == ' '
+}
+
+func lastLine(p []byte) []byte {
+	p = bytes.TrimSuffix(p, []byte("\r\n"))
+	if i := bytes.LastIndex(p, []byte("\r\n")); i >= 0 {
+		return p[i+2:]
+	}
+	return p
+}
+
+// limitListener admits connections through the tracker; the excess gets 421
+// from a goroutine of its own, so a flood never blocks Accept.
+type limitListener struct {
+	net.Listener
+	t *connTracker
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		tc, refusal := l.t.admit(c)
+		if refusal == nil {
+			return tc, nil
+		}
+		go func() {
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			c.Write([]byte(refusal.String() + "\r\n"))
+			c.Close()
+		}()
+	}
+}
+
+func remoteIP(c net.Conn) netip.Addr {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		a, _ := netip.AddrFromSlice(ta.IP)
+		return a.Unmap()
+	}
+	return netip.Addr{}
+}
