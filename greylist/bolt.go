@@ -1,0 +1,353 @@
+package greylist
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The buckets of the greylist in the bbolt file. Other state (report
+// counters) gets buckets of its own in the same file.
+var (
+	bucketTriplets = []byte("greylist.triplets")
+	bucketNetworks = []byte("greylist.networks")
+)
+
+// Record layouts (big-endian), each starting with a version byte so that a
+// later layout can be read next to this one.
+const (
+	recordVersion  = 1
+	entryRecordLen = 1 + 8 + 8 + 8 + 4 // version, First, LastPass, Until, Passes
+	netRecordLen   = 1 + 4 + 8         // version, Count, Until
+	sweepBatch     = 1000              // keys deleted per write transaction
+)
+
+// BoltOptions configures OpenBolt. The zero value is usable.
+type BoltOptions struct {
+	// Now is the clock; default time.Now. Tests pass a controllable one.
+	Now func() time.Time
+	// SweepInterval is how often expired entries are deleted in the
+	// background; default 10 minutes, negative disables the sweeper. Expired
+	// entries are ignored on read either way: sweeping only frees space.
+	SweepInterval time.Duration
+	// LockTimeout is how long to wait for the file lock another process
+	// holds; default 1 second, after which OpenBolt fails.
+	LockTimeout time.Duration
+	// Logger receives sweep errors; default slog.Default().
+	Logger *slog.Logger
+
+	// sweptHook, if set (tests), receives the number of keys each
+	// background sweep deleted.
+	sweptHook chan<- int
+}
+
+// BoltStore is the embedded store: one bbolt file, which survives restarts
+// and needs no server. Each Check is one read-write transaction, so
+// check-and-set is atomic; bbolt serialises writers, and each write
+// transaction is fsynced before Check returns.
+type BoltStore struct {
+	db     *bolt.DB
+	now    func() time.Time
+	logger *slog.Logger
+
+	stop     chan struct{}
+	done     chan struct{}
+	closeErr error
+	once     sync.Once
+	swept    chan<- int
+}
+
+var _ Store = (*BoltStore)(nil)
+
+// OpenBolt opens (creating if needed, with its directory) the bbolt file at
+// path and starts the background sweeper.
+func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.SweepInterval == 0 {
+		opts.SweepInterval = 10 * time.Minute
+	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("greylist: %w", err)
+	}
+	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: opts.LockTimeout})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("greylist: %s is locked by another process (is another sekisho running?)", path)
+		}
+		return nil, fmt.Errorf("greylist: opening %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketTriplets, bucketNetworks} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("greylist: initialising %s: %w", path, err)
+	}
+	s := &BoltStore{
+		db:     db,
+		now:    opts.Now,
+		logger: opts.Logger,
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+		swept:  opts.sweptHook,
+	}
+	if opts.SweepInterval > 0 {
+		go s.sweeper(opts.SweepInterval)
+	} else {
+		close(s.done)
+	}
+	return s, nil
+}
+
+// DB is the underlying bbolt database, for other state that shares the file
+// (report counters) in buckets of its own. bbolt locks the file, so a second
+// OpenBolt on it in the same process would wait and fail.
+func (s *BoltStore) DB() *bolt.DB { return s.db }
+
+// Check implements Store.
+func (s *BoltStore) Check(ctx context.Context, t Triplet, p Policy) (Decision, error) {
+	return s.run(ctx, t, p, true)
+}
+
+// Peek implements Store: a read-only transaction, nothing written.
+func (s *BoltStore) Peek(ctx context.Context, t Triplet, p Policy) (Decision, error) {
+	return s.run(ctx, t, p, false)
+}
+
+func (s *BoltStore) run(ctx context.Context, t Triplet, p Policy, write bool) (Decision, error) {
+	if err := ctx.Err(); err != nil {
+		return Decision{}, err
+	}
+	tkey, nkey := tripletKey(t), []byte(t.Network.String())
+	var d Decision
+	fn := func(tx *bolt.Tx) error {
+		tb, nb := tx.Bucket(bucketTriplets), tx.Bucket(bucketNetworks)
+		e, err := decodeEntry(tb.Get(tkey))
+		if err != nil {
+			return fmt.Errorf("triplet %s: %w", t, err)
+		}
+		n, err := decodeNetEntry(nb.Get(nkey))
+		if err != nil {
+			return fmt.Errorf("network %s: %w", t.Network, err)
+		}
+		o := decide(e, n, s.now().UnixMilli(), p)
+		d = o.d
+		if !write {
+			return nil
+		}
+		if o.entry != nil {
+			if err := tb.Put(tkey, encodeEntry(o.entry)); err != nil {
+				return err
+			}
+		}
+		if o.netEntry != nil {
+			if err := nb.Put(nkey, encodeNetEntry(o.netEntry)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var err error
+	if write {
+		err = s.db.Update(fn)
+	} else {
+		err = s.db.View(fn)
+	}
+	if err != nil {
+		if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+			err = ErrClosed
+		}
+		return Decision{}, fmt.Errorf("greylist: bbolt: %w", err)
+	}
+	return d, nil
+}
+
+// Close stops the sweeper and closes the file.
+func (s *BoltStore) Close() error {
+	s.once.Do(func() {
+		close(s.stop)
+		<-s.done
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
+}
+
+func (s *BoltStore) sweeper(every time.Duration) {
+	defer close(s.done)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-tick.C:
+		}
+		n, err := s.sweep()
+		if err != nil {
+			s.logger.Warn("greylist: sweeping expired entries failed", "err", err, "deleted", n)
+		}
+		if s.swept != nil {
+			select {
+			case s.swept <- n:
+			case <-s.stop:
+				return
+			}
+		}
+	}
+}
+
+// sweep deletes the expired entries of both buckets, in batches of
+// sweepBatch keys per write transaction so that Checks are not held up by one
+// long transaction. It returns how many keys it deleted.
+func (s *BoltStore) sweep() (int, error) {
+	total := 0
+	for _, bucket := range [][]byte{bucketTriplets, bucketNetworks} {
+		var after []byte // resume point: the last key examined
+		for {
+			select {
+			case <-s.stop:
+				return total, nil
+			default:
+			}
+			now := s.now().UnixMilli()
+			var expired [][]byte
+			done := true
+			err := s.db.View(func(tx *bolt.Tx) error {
+				c := tx.Bucket(bucket).Cursor()
+				k, v := c.First()
+				if after != nil {
+					k, v = c.Seek(after)
+					if k != nil && string(k) == string(after) {
+						k, v = c.Next()
+					}
+				}
+				for ; k != nil; k, v = c.Next() {
+					if until, ok := recordUntil(v); !ok || until <= now {
+						expired = append(expired, append([]byte(nil), k...))
+					}
+					after = append(after[:0], k...)
+					if len(expired) == sweepBatch {
+						done = false
+						break
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return total, err
+			}
+			if len(expired) > 0 {
+				err = s.db.Update(func(tx *bolt.Tx) error {
+					b := tx.Bucket(bucket)
+					for _, k := range expired {
+						// Re-check: a Check may have renewed it meanwhile.
+						if until, ok := recordUntil(b.Get(k)); ok && until > now {
+							continue
+						}
+						if err := b.Delete(k); err != nil {
+							return err
+						}
+						total++
+					}
+					return nil
+				})
+				if err != nil {
+					return total, err
+				}
+			}
+			if done {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
+// tripletKey is network NUL sender NUL recipient: NUL cannot occur in an
+// SMTP address, so the key is unambiguous.
+func tripletKey(t Triplet) []byte {
+	return []byte(t.Network.String() + "\x00" + t.Sender + "\x00" + t.Recipient)
+}
+
+func encodeEntry(e *entry) []byte {
+	b := make([]byte, entryRecordLen)
+	b[0] = recordVersion
+	binary.BigEndian.PutUint64(b[1:], uint64(e.First))
+	binary.BigEndian.PutUint64(b[9:], uint64(e.LastPass))
+	binary.BigEndian.PutUint64(b[17:], uint64(e.Until))
+	binary.BigEndian.PutUint32(b[25:], e.Passes)
+	return b
+}
+
+// errBadRecord is a record this version cannot read. It is an error, not
+// "no entry": a damaged store is a store problem, and the caller decides.
+var errBadRecord = errors.New("unreadable record")
+
+func decodeEntry(b []byte) (*entry, error) {
+	if b == nil {
+		return nil, nil
+	}
+	if len(b) != entryRecordLen || b[0] != recordVersion {
+		return nil, errBadRecord
+	}
+	return &entry{
+		First:    int64(binary.BigEndian.Uint64(b[1:])),
+		LastPass: int64(binary.BigEndian.Uint64(b[9:])),
+		Until:    int64(binary.BigEndian.Uint64(b[17:])),
+		Passes:   binary.BigEndian.Uint32(b[25:]),
+	}, nil
+}
+
+func encodeNetEntry(n *netEntry) []byte {
+	b := make([]byte, netRecordLen)
+	b[0] = recordVersion
+	binary.BigEndian.PutUint32(b[1:], n.Count)
+	binary.BigEndian.PutUint64(b[5:], uint64(n.Until))
+	return b
+}
+
+func decodeNetEntry(b []byte) (*netEntry, error) {
+	if b == nil {
+		return nil, nil
+	}
+	if len(b) != netRecordLen || b[0] != recordVersion {
+		return nil, errBadRecord
+	}
+	return &netEntry{
+		Count: binary.BigEndian.Uint32(b[1:]),
+		Until: int64(binary.BigEndian.Uint64(b[5:])),
+	}, nil
+}
+
+// recordUntil reads the expiry of either record kind; ok is false for a
+// record neither layout reads (the sweeper deletes those).
+func recordUntil(b []byte) (int64, bool) {
+	switch {
+	case len(b) == entryRecordLen && b[0] == recordVersion:
+		return int64(binary.BigEndian.Uint64(b[17:])), true
+	case len(b) == netRecordLen && b[0] == recordVersion:
+		return int64(binary.BigEndian.Uint64(b[5:])), true
+	}
+	return 0, false
+}
