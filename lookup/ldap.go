@@ -1,0 +1,528 @@
+package lookup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// LDAP defaults, used where LDAPConfig leaves a field at its zero value.
+const (
+	DefaultLDAPAccountFilter = "(|(mail=%s)(mailAlternateAddress=%s))"
+	DefaultLDAPTimeout       = 3 * time.Second
+	DefaultLDAPPoolSize      = 4
+	DefaultLDAPTagSeparator  = "+"
+
+	// ldapSizeLimit bounds the entries one account search may return: the
+	// recipient's entries (normally one) and the canary's. More means a
+	// broken directory; slapd then answers sizeLimitExceeded.
+	ldapSizeLimit = 16
+	// ldapCacheMax bounds the positive cache.
+	ldapCacheMax = 10000
+)
+
+// LDAPConfig configures a Directory. The names follow the ldap section of
+// sekisho's config (DESIGN.md §7).
+type LDAPConfig struct {
+	// URLs are the directory servers (ldap://, ldaps://, ldapi://), tried in
+	// order; the one that last worked is tried first. At least one.
+	URLs []string
+	// BaseDN is where accounts are searched (whole subtree). Required.
+	BaseDN string
+	// BindDN and BindPassword are the service account the pooled connections
+	// bind as. An empty BindDN means anonymous searches.
+	BindDN, BindPassword string
+	// AccountFilter is an RFC 4515 filter in which every %s is replaced by the
+	// escaped address; each %s must be a whole equality assertion value,
+	// "(attr=%s)", so that returned entries can be matched back to the address
+	// by that attribute. Default DefaultLDAPAccountFilter.
+	AccountFilter string
+	// Canary is an address whose entry must always exist. Required: without
+	// it "not found" could not be told from "directory incomplete".
+	Canary string
+	// Timeout bounds one Account or Authenticate call as a whole: getting a
+	// connection (dial and bind included) and the search or bind. Default
+	// DefaultLDAPTimeout.
+	Timeout time.Duration
+	// PoolSize is the number of service connections (and so of concurrent
+	// searches). Default DefaultLDAPPoolSize.
+	PoolSize int
+	// TagSeparator is the set of characters that start an address extension
+	// (like Postfix's recipient_delimiter): with "+", user+tag@dom is looked
+	// up as user@dom. Default DefaultLDAPTagSeparator; see NoTags.
+	TagSeparator string
+	// NoTags turns extension stripping off: addresses are looked up as given.
+	NoTags bool
+	// PositiveCacheTTL is how long a found account is remembered. 0 disables
+	// the cache. Negative answers and could-not-tell are never cached.
+	PositiveCacheTTL time.Duration
+}
+
+// AccountOutcome is the answer to "does this address have an account?".
+// The zero value is AccountCouldNotTell.
+type AccountOutcome int
+
+// The account outcomes.
+const (
+	// AccountCouldNotTell: no certain answer (directory unreachable, busy,
+	// timed out, an LDAP error, or the canary missing). Never a reason to
+	// reject mail.
+	AccountCouldNotTell AccountOutcome = iota
+	// AccountFound: an entry has the address.
+	AccountFound
+	// AccountNotFound: no entry has the address, and the canary's entry was
+	// returned by the same search, so the directory was complete.
+	AccountNotFound
+)
+
+func (o AccountOutcome) String() string {
+	switch o {
+	case AccountFound:
+		return "found"
+	case AccountNotFound:
+		return "not found"
+	}
+	return "could not tell"
+}
+
+// AccountResult is the result of Directory.Account.
+type AccountResult struct {
+	Outcome AccountOutcome
+	// Reason says why, for the log line ("directory incomplete: canary
+	// missing", "ldap://ldap1:389: connection refused", ...).
+	Reason string
+	// Address is the address looked up (extension removed).
+	Address string
+	// DN is the entry found (AccountFound only).
+	DN string
+	// Cached is true when the answer came from the positive cache.
+	Cached bool
+}
+
+// AuthOutcome is the answer to "are these credentials valid?". The zero
+// value is AuthCouldNotTell.
+type AuthOutcome int
+
+// The authentication outcomes.
+const (
+	// AuthCouldNotTell: the directory could not be asked or gave no certain
+	// answer. The client should try again later (SMTP 454).
+	AuthCouldNotTell AuthOutcome = iota
+	// AuthValid: the user's entry accepted the password (bind succeeded).
+	AuthValid
+	// AuthInvalid: invalid credentials — an empty password, no entry for
+	// the user (with the canary present), or LDAP result 49.
+	AuthInvalid
+)
+
+func (o AuthOutcome) String() string {
+	switch o {
+	case AuthValid:
+		return "valid"
+	case AuthInvalid:
+		return "invalid"
+	}
+	return "could not tell"
+}
+
+// AuthResult is the result of Directory.Authenticate.
+type AuthResult struct {
+	Outcome AuthOutcome
+	Reason  string
+	// DN is the entry the user was matched to (when one was).
+	DN string
+}
+
+// Directory asks the LDAP directory about accounts and credentials. It is
+// safe for concurrent use. Connections are made on demand: a directory that
+// is down when NewDirectory runs only makes lookups answer could-not-tell.
+type Directory struct {
+	cfg        LDAPConfig
+	attrs      []string // the attributes the account filter asserts on
+	attrSet    map[string]bool
+	pool       *ldapPool
+	cache      *ldapCache
+	canaryNorm string
+}
+
+// NewDirectory checks cfg, applies the defaults and returns a Directory. It
+// does not connect.
+func NewDirectory(cfg LDAPConfig) (*Directory, error) {
+	if len(cfg.URLs) == 0 {
+		return nil, errors.New("ldap: no urls")
+	}
+	for _, u := range cfg.URLs {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "ldap" && pu.Scheme != "ldaps" && pu.Scheme != "ldapi") {
+			return nil, fmt.Errorf("ldap: url %q: want ldap://, ldaps:// or ldapi://host[:port]", u)
+		}
+	}
+	if cfg.BaseDN == "" {
+		return nil, errors.New("ldap: base_dn is empty")
+	}
+	if _, err := ldap.ParseDN(cfg.BaseDN); err != nil {
+		return nil, fmt.Errorf("ldap: base_dn %q: %v", cfg.BaseDN, err)
+	}
+	if cfg.Canary == "" {
+		return nil, errors.New("ldap: canary is empty: without it a missing entry cannot be told from an incomplete directory")
+	}
+	if cfg.AccountFilter == "" {
+		cfg.AccountFilter = DefaultLDAPAccountFilter
+	}
+	attrs, err := ldapFilterAttributes(cfg.AccountFilter)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultLDAPTimeout
+	}
+	if cfg.PoolSize <= 0 {
+		cfg.PoolSize = DefaultLDAPPoolSize
+	}
+	if cfg.TagSeparator == "" {
+		cfg.TagSeparator = DefaultLDAPTagSeparator
+	}
+	if cfg.PositiveCacheTTL < 0 {
+		cfg.PositiveCacheTTL = 0
+	}
+	d := &Directory{
+		cfg:        cfg,
+		attrs:      attrs,
+		attrSet:    map[string]bool{},
+		pool:       newLDAPPool(cfg),
+		cache:      newLDAPCache(ldapCacheMax),
+		canaryNorm: strings.ToLower(cfg.Canary),
+	}
+	for _, a := range attrs {
+		d.attrSet[strings.ToLower(a)] = true
+	}
+	return d, nil
+}
+
+// Close closes the pooled connections. Lookups after Close answer
+// could-not-tell.
+func (d *Directory) Close() error {
+	d.pool.close()
+	return nil
+}
+
+// Account tells whether addr has an account, with ONE search:
+//
+//	(|(<AccountFilter for addr>)(<AccountFilter for the canary>))
+//
+// every value escaped (RFC 4515). The entries returned are matched back to
+// the address and to the canary by the values of the filter's attributes,
+// case-insensitively. The canary missing, or any error, is could-not-tell;
+// only a complete answer without the address is not-found. An extension
+// (user+tag@dom) is removed first. The call returns within the configured
+// Timeout (or ctx's deadline if sooner).
+func (d *Directory) Account(ctx context.Context, addr string) AccountResult {
+	addr = d.stripTag(addr)
+	key := strings.ToLower(addr)
+	if d.cfg.PositiveCacheTTL > 0 {
+		if dn, ok := d.cache.get(key, time.Now()); ok {
+			return AccountResult{Outcome: AccountFound, Address: addr, DN: dn, Cached: true, Reason: "found (cached)"}
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	defer cancel()
+	res := AccountResult{Address: addr}
+	m, err := d.search(ctx, addr)
+	if err != nil && !(m.recipientDN != "" && ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded)) {
+		res.Reason = "ldap: " + err.Error()
+		return res
+	}
+	switch {
+	case !m.canarySeen:
+		res.Reason = "directory incomplete: canary missing (" + d.cfg.Canary + ")"
+	case m.recipientDN != "":
+		res.Outcome, res.DN = AccountFound, m.recipientDN
+		res.Reason = "found " + m.recipientDN
+		if m.recipientEntries > 1 {
+			res.Reason = fmt.Sprintf("found %d entries, first %s", m.recipientEntries, m.recipientDN)
+		}
+		if d.cfg.PositiveCacheTTL > 0 {
+			d.cache.put(key, m.recipientDN, time.Now().Add(d.cfg.PositiveCacheTTL))
+		}
+	case m.unmatchedDN != "":
+		// The server says an entry matched, but not by the values we
+		// asked for: we cannot say it is not the recipient.
+		res.Reason = "entry " + m.unmatchedDN + " matched the filter but neither the address nor the canary"
+	default:
+		res.Outcome = AccountNotFound
+		res.Reason = "no entry for " + addr + " (canary present)"
+	}
+	return res
+}
+
+// Authenticate checks a user's password. The user is given as a full
+// address and matched with the account filter (no extension stripping): one
+// search on a service connection, which must return exactly one entry for
+// the user and the canary's entry; then a simple bind as that entry on a
+// separate, fresh connection (never a pooled one). An empty password is
+// refused without any bind (RFC 4513 §5.1.2: it would be an unauthenticated
+// bind, which "succeeds"). LDAP result 49 is AuthInvalid; anything else that
+// is not a successful bind is AuthCouldNotTell.
+func (d *Directory) Authenticate(ctx context.Context, user, password string) AuthResult {
+	if password == "" {
+		return AuthResult{Outcome: AuthInvalid, Reason: "empty password refused"}
+	}
+	if user == "" {
+		return AuthResult{Outcome: AuthInvalid, Reason: "empty user name refused"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	defer cancel()
+	m, err := d.search(ctx, user)
+	if err != nil {
+		return AuthResult{Reason: "ldap: " + err.Error()}
+	}
+	switch {
+	case !m.canarySeen:
+		return AuthResult{Reason: "directory incomplete: canary missing (" + d.cfg.Canary + ")"}
+	case m.recipientEntries > 1:
+		return AuthResult{Reason: fmt.Sprintf("%d entries match %s: ambiguous", m.recipientEntries, user)}
+	case m.recipientDN == "" && m.unmatchedDN != "":
+		return AuthResult{Reason: "entry " + m.unmatchedDN + " matched the filter but neither the user nor the canary"}
+	case m.recipientDN == "":
+		return AuthResult{Outcome: AuthInvalid, Reason: "no entry for " + user + " (canary present)"}
+	}
+	dn := m.recipientDN
+	conn, err := d.pool.dialBind(ctx, dn, password)
+	if err != nil {
+		if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+			return AuthResult{Outcome: AuthInvalid, DN: dn, Reason: "invalid credentials for " + dn}
+		}
+		return AuthResult{DN: dn, Reason: "ldap bind: " + err.Error()}
+	}
+	go conn.Close()
+	return AuthResult{Outcome: AuthValid, DN: dn, Reason: "bind as " + dn + " succeeded"}
+}
+
+// stripTag removes an address extension: user+tag@dom → user@dom. A local
+// part that would become empty is left alone.
+func (d *Directory) stripTag(addr string) string {
+	if d.cfg.NoTags {
+		return addr
+	}
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 {
+		return addr
+	}
+	local := addr[:at]
+	if i := strings.IndexAny(local, d.cfg.TagSeparator); i > 0 {
+		return local[:i] + addr[at:]
+	}
+	return addr
+}
+
+// ldapMatch is what one account search found.
+type ldapMatch struct {
+	canarySeen       bool
+	recipientDN      string // the first entry whose values name the address
+	recipientEntries int
+	unmatchedDN      string // an entry that matched neither by our values
+}
+
+// filterFor builds the one search filter for addr and the canary.
+func (d *Directory) filterFor(addr string) string {
+	fill := func(v string) string {
+		return strings.ReplaceAll(d.cfg.AccountFilter, "%s", ldap.EscapeFilter(v))
+	}
+	return "(|" + fill(addr) + fill(d.cfg.Canary) + ")"
+}
+
+// search runs the account search for addr on a pooled service connection.
+// A stale pooled connection (the server restarted since it was used) is
+// replaced by a fresh one and the search tried once more, if time allows.
+func (d *Directory) search(ctx context.Context, addr string) (ldapMatch, error) {
+	req := ldap.NewSearchRequest(d.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
+		ldapSizeLimit, ldapTimeLimit(ctx), false, d.filterFor(addr), d.attrs, nil)
+	var m ldapMatch
+	for attempt := 0; ; attempt++ {
+		conn, reused, err := d.pool.get(ctx, attempt > 0)
+		if err != nil {
+			return m, err
+		}
+		started := time.Now()
+		res, err := ldapSearch(ctx, conn, req)
+		d.pool.put(conn, err == nil || ldapIsResultError(err))
+		if res != nil {
+			m = d.match(res.Entries, addr)
+		}
+		if err != nil && reused && attempt == 0 && !ldapIsResultError(err) && ctx.Err() == nil {
+			// Retry only a fast failure: a stale connection fails at once,
+			// a hung one has used the time up.
+			if dl, ok := ctx.Deadline(); ok && time.Until(dl) > time.Since(started) && time.Since(started) < d.cfg.Timeout/4 {
+				continue
+			}
+		}
+		return m, err
+	}
+}
+
+// match sorts the returned entries into recipient, canary and neither.
+func (d *Directory) match(entries []*ldap.Entry, addr string) ldapMatch {
+	var m ldapMatch
+	for _, e := range entries {
+		isRecipient, isCanary := false, false
+		for _, a := range e.Attributes {
+			name, _, _ := strings.Cut(a.Name, ";")
+			if !d.attrSet[strings.ToLower(name)] {
+				continue
+			}
+			for _, v := range a.Values {
+				if strings.EqualFold(v, addr) {
+					isRecipient = true
+				}
+				if strings.EqualFold(v, d.cfg.Canary) {
+					isCanary = true
+				}
+			}
+		}
+		if isRecipient {
+			m.recipientEntries++
+			if m.recipientDN == "" {
+				m.recipientDN = e.DN
+			}
+		}
+		if isCanary {
+			m.canarySeen = true
+		}
+		if !isRecipient && !isCanary && m.unmatchedDN == "" {
+			m.unmatchedDN = e.DN
+		}
+	}
+	return m
+}
+
+// ldapSearch runs req on conn within ctx: the request timeout is what is
+// left of ctx's deadline, and cancelling ctx closes the connection, which
+// ends the search with an error.
+func ldapSearch(ctx context.Context, conn *ldap.Conn, req *ldap.SearchRequest) (*ldap.SearchResult, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		if left <= 0 {
+			return nil, ctx.Err()
+		}
+		conn.SetTimeout(left)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	res, err := conn.Search(req)
+	if !stop() {
+		// ctx ended during the search: whatever came back is not trusted.
+		if err == nil {
+			err = ctx.Err()
+		}
+		return res, fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return res, err
+}
+
+// ldapTimeLimit is the search's server-side time limit in whole seconds
+// (at least 1), so that slapd gives up too.
+func ldapTimeLimit(ctx context.Context) int {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return 0
+	}
+	s := int((time.Until(dl) + time.Second - 1) / time.Second)
+	return max(s, 1)
+}
+
+// ldapIsResultError reports whether err is an answer from the server (an
+// LDAP result code) rather than a failure to get one: the connection that
+// carried it is still good.
+func ldapIsResultError(err error) bool {
+	var le *ldap.Error
+	if !errors.As(err, &le) {
+		return false
+	}
+	// Codes from 200 up (ErrorNetwork...) are go-ldap's own, not the server's.
+	return le.ResultCode < ldap.ErrorNetwork
+}
+
+// ldapFilterAttributes returns the attributes a filter asserts on with "%s"
+// ("(mail=%s)" → mail), and checks that the filter compiles.
+func ldapFilterAttributes(filter string) ([]string, error) {
+	if _, err := ldap.CompileFilter(strings.ReplaceAll(filter, "%s", "x")); err != nil {
+		return nil, fmt.Errorf("ldap: account_filter %q: %v", filter, err)
+	}
+	var attrs []string
+	seen := map[string]bool{}
+	rest := filter
+	for {
+		i := strings.Index(rest, "=%s)")
+		if i < 0 {
+			break
+		}
+		j := strings.LastIndexByte(rest[:i], '(')
+		name := rest[j+1 : i]
+		if j < 0 || name == "" || strings.ContainsAny(name, "()&|!=~<>:*\\ ") {
+			return nil, fmt.Errorf("ldap: account_filter %q: %%s must be a whole equality value, as in (mail=%%s)", filter)
+		}
+		if !seen[strings.ToLower(name)] {
+			seen[strings.ToLower(name)] = true
+			attrs = append(attrs, name)
+		}
+		rest = rest[i+len("=%s)"):]
+	}
+	if len(attrs) == 0 || strings.Count(filter, "%s") != strings.Count(filter, "=%s)") {
+		return nil, fmt.Errorf("ldap: account_filter %q: every %%s must be a whole equality value, as in (mail=%%s)", filter)
+	}
+	return attrs, nil
+}
+
+// ldapCache remembers found accounts until their expiry.
+type ldapCache struct {
+	mu      sync.Mutex
+	max     int
+	entries map[string]ldapCacheEntry
+}
+
+type ldapCacheEntry struct {
+	dn      string
+	expires time.Time
+}
+
+func newLDAPCache(max int) *ldapCache {
+	return &ldapCache{max: max, entries: map[string]ldapCacheEntry{}}
+}
+
+func (c *ldapCache) get(key string, now time.Time) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	if !ok {
+		return "", false
+	}
+	if !now.Before(e.expires) {
+		delete(c.entries, key)
+		return "", false
+	}
+	return e.dn, true
+}
+
+func (c *ldapCache) put(key, dn string, expires time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= c.max {
+		now := time.Now()
+		for k, e := range c.entries {
+			if !now.Before(e.expires) {
+				delete(c.entries, k)
+			}
+		}
+		if len(c.entries) >= c.max {
+			// Still full of live entries: start over rather than track
+			// recency; the cache is an optimisation, not a store.
+			clear(c.entries)
+		}
+	}
+	c.entries[key] = ldapCacheEntry{dn: dn, expires: expires}
+}
