@@ -30,9 +30,17 @@ type strictReader struct {
 	err    error
 }
 
+// maxDataRead caps each read from go-smtp's DATA reader, which returns only
+// once the caller's buffer is full: small reads keep the message streaming to
+// the next hop as the client sends it.
+const maxDataRead = 4 << 10
+
 func (s *strictReader) Read(p []byte) (int, error) {
 	if s.err != nil {
 		return 0, s.err
+	}
+	if len(p) > maxDataRead {
+		p = p[:maxDataRead]
 	}
 	n, err := s.r.Read(p)
 	for i := 0; i < n; i++ {

@@ -202,4 +202,3 @@ func httpHandler(srv *gateway.Server) http.Handler {
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	return mux
 }
-

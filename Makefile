@@ -1,0 +1,52 @@
+# sekisho — the two commands a fresh Debian machine needs are `make run` and
+# `make test`; everything they need is installed here.
+
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+BIN      := bin/sekisho
+# Debian packages the tests drive for real.
+TEST_PACKAGES := slapd ldap-utils redis-server swaks postfix
+STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: all build run test test-deps lint bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sekisho
+
+# The gateway on its embedded defaults: 127.0.0.1:2525, mail for localhost
+# into ./var/mail.
+run: build
+	./$(BIN) serve
+
+# Installs what the tests need (as root, with apt-get), then runs the whole
+# suite with the race detector. Under CI=true a missing component fails.
+test: test-deps build
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-deps:
+	@missing=""; \
+	for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "make test needs root to apt-get install:$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@# The packaged daemons are not needed as services: the tests start their own.
+	@-systemctl disable --now slapd redis-server postfix >/dev/null 2>&1 || true
+	@-service slapd stop >/dev/null 2>&1; service redis-server stop >/dev/null 2>&1; service postfix stop >/dev/null 2>&1; true
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin

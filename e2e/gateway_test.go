@@ -1,0 +1,521 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net/smtp"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"sekisho/internal/harness"
+	"sekisho/internal/testenv"
+)
+
+const outside = "127.0.0.2" // a client address outside trusted_networks
+
+// campus starts a gateway relaying campus.test to one next hop.
+func campus(t *testing.T, mod func(*site)) (*harness.Gateway, *harness.NextHop) {
+	t.Helper()
+	hop := harness.StartNextHop(t, false)
+	s := site{routes: []string{routeTo([]string{"campus.test", ".campus.test"}, "smtp://"+hop.Addr)}}
+	if mod != nil {
+		mod(&s)
+	}
+	return harness.Start(t, s.yaml(t)), hop
+}
+
+const sampleMessage = "From: Bob <bob@example.org>\r\n" +
+	"To: alice@campus.test\r\n" +
+	"Subject: hello\r\n" +
+	"Date: Sun, 22 Nov 2026 10:00:00 +0000\r\n" +
+	"Message-ID: <1@example.org>\r\n" +
+	"\r\n" +
+	"Line one.\r\n" +
+	".A line that starts with a dot.\r\n" +
+	"\r\n" +
+	"Last line.\r\n"
+
+// TestRelayByteForByte: net/smtp sends a message from outside; the next hop
+// holds exactly those bytes with one Received header in front.
+func TestRelayByteForByte(t *testing.T) {
+	gw, hop := campus(t, nil)
+	c := harness.DialFrom(t, outside, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<bob@example.org>", "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "250")
+	c.Expect("DATA", "354")
+	// Dot-stuff as a client must.
+	stuffed := strings.ReplaceAll(sampleMessage, "\r\n.", "\r\n..")
+	c.SendRaw(stuffed + ".\r\n")
+	if r := c.Read(); r.Code != 250 {
+		t.Fatalf("DATA: %v", r)
+	}
+	msgs := hop.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("next hop has %d messages, want 1", len(msgs))
+	}
+	m := msgs[0]
+	if m.From != "bob@example.org" || len(m.To) != 1 || m.To[0] != "alice@campus.test" {
+		t.Errorf("envelope = %q -> %q", m.From, m.To)
+	}
+	data := string(m.Data)
+	if !strings.HasPrefix(data, "Received: from client.example.org ([127.0.0.2])\r\n\tby mx.campus.test (sekisho) with ESMTP id ") {
+		t.Errorf("message does not start with our Received header:\n%s", data)
+	}
+	i := strings.Index(data, "From: Bob")
+	if i < 0 || data[i:] != sampleMessage {
+		t.Errorf("relayed bytes differ from the client's:\n%q\nwant suffix\n%q", data, sampleMessage)
+	}
+	if n := strings.Count(data[:i], "Received:"); n != 1 {
+		t.Errorf("%d Received headers added, want 1", n)
+	}
+}
+
+// TestRelayWithNetSMTPAndSwaks: the standard library's client and swaks both
+// get their message through.
+func TestRelayWithNetSMTPAndSwaks(t *testing.T) {
+	gw, hop := campus(t, nil)
+	if err := smtp.SendMail(gw.SMTP, nil, "bob@example.org", []string{"alice@campus.test"}, []byte(sampleMessage)); err != nil {
+		t.Fatalf("net/smtp: %v", err)
+	}
+	swaks := testenv.Command(t, "swaks", "swaks")
+	out, err := exec.Command(swaks, "--server", gw.SMTP, "--from", "carol@example.org", "--to", "dave@sub.campus.test",
+		"--header", "Subject: via swaks", "--body", "hello from swaks").CombinedOutput()
+	if err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte("250 2.0.0 OK: accepted by next hop")) {
+		t.Errorf("swaks transcript lacks the 250:\n%s", out)
+	}
+	msgs := hop.Messages()
+	if len(msgs) != 2 || msgs[1].To[0] != "dave@sub.campus.test" || !bytes.Contains(msgs[1].Data, []byte("hello from swaks")) {
+		t.Fatalf("next hop got %d messages: %+v", len(msgs), msgs)
+	}
+}
+
+// TestRelayMatrixRefused: every open-relay form is refused to an outside
+// client, judged on the final address; the trusted client may relay.
+func TestRelayMatrixRefused(t *testing.T) {
+	ext := harness.StartNextHop(t, false)
+	gw, hop := campus(t, func(s *site) {
+		s.routes = append(s.routes, routeTo([]string{"*"}, "smtp://"+ext.Addr))
+	})
+	c := harness.DialFrom(t, outside, gw.SMTP)
+	c.Expect("EHLO spammer.example", "250")
+	c.Expect("MAIL FROM:<spam@example.net>", "250")
+	for _, rcpt := range []string{
+		"<victim@example.com>",
+		"<u%example.com@campus.test>",
+		`<"u@example.com"@campus.test>`,
+		"<@campus.test:u@example.com>",
+		"<example.com!u@campus.test>",
+		"<u@[192.0.2.1]>",
+		"<u@example.com@campus.test>",
+		"<victim@campus.test.example.com>",
+	} {
+		r := c.Cmd("RCPT TO:" + rcpt)
+		if r.Code/100 != 5 {
+			t.Errorf("RCPT TO:%s = %v, want 5xx", rcpt, r)
+		}
+		if rcpt != "<u@[192.0.2.1]>" && !strings.HasPrefix(r.String(), "554 5.7.1") {
+			t.Errorf("RCPT TO:%s = %v, want 554 5.7.1", rcpt, r)
+		}
+	}
+	c.Expect("RCPT TO:<alice@campus.test>", "250") // the session goes on
+	c.Expect("QUIT", "221")
+
+	// From the trusted network, outbound relay works.
+	tc := harness.Dial(t, gw.SMTP)
+	tc.Expect("EHLO mail.campus.test", "250")
+	tc.Expect("MAIL FROM:<alice@campus.test>", "250")
+	tc.Expect("RCPT TO:<friend@example.com>", "250")
+	tc.Expect("DATA", "354")
+	tc.SendRaw(sampleMessage + ".\r\n")
+	if r := tc.Read(); r.Code != 250 {
+		t.Fatalf("trusted relay: %v", r)
+	}
+	if len(ext.Messages()) != 1 || len(hop.Messages()) != 0 {
+		t.Errorf("external hop has %d, campus hop %d messages; want 1 and 0", len(ext.Messages()), len(hop.Messages()))
+	}
+}
+
+// TestNextHopDown: no next hop answers → 451 4.4.1 at RCPT, nothing accepted.
+func TestNextHopDown(t *testing.T) {
+	dead := testenv.FreePort(t) // nothing listens here
+	gw := harness.Start(t, site{routes: []string{routeTo([]string{"campus.test", ".campus.test"}, "smtp://"+dead)}}.yaml(t))
+	c := harness.DialFrom(t, outside, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<bob@example.org>", "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "451 4.4.1")
+	c.Expect("DATA", "502") // no recipient was accepted
+}
+
+// TestNextHopFailover: the first next hop is down, the second takes the mail.
+func TestNextHopFailover(t *testing.T) {
+	second := harness.StartNextHop(t, false)
+	dead := testenv.FreePort(t)
+	gw := harness.Start(t, site{routes: []string{routeTo([]string{"campus.test", ".campus.test"}, "smtp://"+dead, "smtp://"+second.Addr)}}.yaml(t))
+	if err := smtp.SendMail(gw.SMTP, nil, "bob@example.org", []string{"alice@campus.test"}, []byte(sampleMessage)); err != nil {
+		t.Fatal(err)
+	}
+	if len(second.Messages()) != 1 {
+		t.Fatalf("second next hop has %d messages", len(second.Messages()))
+	}
+}
+
+// TestNextHopRefusals: the next hop's 550 at RCPT reaches the client as 550;
+// its 451 at DATA as 451; and after each the session goes on.
+func TestNextHopRefusals(t *testing.T) {
+	gw, hop := campus(t, nil)
+	hop.OnRcpt = func(to string) error {
+		if strings.HasPrefix(to, "nobody@") {
+			return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		}
+		return nil
+	}
+	hop.OnData = func(m harness.Message) error {
+		if bytes.Contains(m.Data, []byte("Subject: defer me")) {
+			return &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "try later"}
+		}
+		return nil
+	}
+	c := harness.DialFrom(t, outside, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<bob@example.org>", "250")
+	c.Expect("RCPT TO:<nobody@campus.test>", "550 5.1.1")
+	c.Expect("RCPT TO:<alice@campus.test>", "250")
+	c.Expect("DATA", "354")
+	c.SendRaw("Subject: defer me\r\n\r\nbody\r\n.\r\n")
+	if r := c.Read(); !strings.HasPrefix(r.String(), "451 4.3.0") {
+		t.Fatalf("DATA deferred by next hop: got %v, want 451 4.3.0", r)
+	}
+	c.Expect("MAIL FROM:<bob@example.org>", "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "250")
+	c.Expect("DATA", "354")
+	c.SendRaw("Subject: fine\r\n\r\nbody\r\n.\r\n")
+	if r := c.Read(); r.Code != 250 {
+		t.Fatalf("second message: %v", r)
+	}
+	if n := len(hop.Messages()); n != 1 {
+		t.Errorf("next hop holds %d messages, want 1", n)
+	}
+}
+
+// TestOtherRouteDeferred: a recipient routed elsewhere than the transaction's
+// first gets 452 4.5.3 and goes in a transaction of its own.
+func TestOtherRouteDeferred(t *testing.T) {
+	other := harness.StartNextHop(t, false)
+	gw, hop := campus(t, func(s *site) {
+		s.local = []string{"campus.test", ".campus.test", "lab.test"}
+		s.routes = append([]string{routeTo([]string{"lab.test"}, "smtp://"+other.Addr)}, s.routes...)
+	})
+	c := harness.DialFrom(t, outside, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<bob@example.org>", "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "250")
+	c.Expect("RCPT TO:<carol@campus.test>", "250")
+	c.Expect("RCPT TO:<eve@lab.test>", "452 4.5.3")
+	c.Expect("DATA", "354")
+	c.SendRaw(sampleMessage + ".\r\n")
+	if r := c.Read(); r.Code != 250 {
+		t.Fatal(r)
+	}
+	if len(hop.Messages()) != 1 || len(hop.Messages()[0].To) != 2 || len(other.Messages()) != 0 {
+		t.Errorf("campus hop %+v, lab hop %d messages", hop.Messages(), len(other.Messages()))
+	}
+}
+
+// TestSmugglingRefused sends a clean message, then each sequence of SEC
+// Consult's SMTP smuggling list followed by a smuggled MAIL/RCPT/DATA. Each
+// attempt gets 550 5.6.0; the next hop holds exactly the clean message.
+func TestSmugglingRefused(t *testing.T) {
+	gw, hop := campus(t, nil)
+	c := harness.DialFrom(t, outside, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<bob@example.org>", "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "250")
+	c.Expect("DATA", "354")
+	c.SendRaw("Subject: clean\r\n\r\nclean body\r\n.\r\n")
+	if r := c.Read(); r.Code != 250 {
+		t.Fatalf("clean message: %v", r)
+	}
+	smuggled := "MAIL FROM:<admin@campus.test>\r\nRCPT TO:<alice@campus.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nsmuggled body\r\n"
+	for _, seq := range []string{"\n.\n", "\n.\r", "\r.\n", "\r.\r", "\n.\r\n", "\r.\r\n", "\r\n\x00.\r\n"} {
+		c.Expect("MAIL FROM:<bob@example.org>", "250")
+		c.Expect("RCPT TO:<alice@campus.test>", "250")
+		c.Expect("DATA", "354")
+		c.SendRaw("Subject: carrier\r\n\r\nbody" + seq + smuggled + ".\r\n")
+		if r := c.Read(); !strings.HasPrefix(r.String(), "550 5.6.0") {
+			t.Errorf("sequence %q: got %v, want 550 5.6.0", seq, r)
+		}
+	}
+	c.Expect("NOOP", "250") // the session is still in step
+	msgs := hop.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("next hop holds %d messages, want exactly the clean one", len(msgs))
+	}
+	if !bytes.Contains(msgs[0].Data, []byte("clean body")) || bytes.Contains(msgs[0].Data, []byte("smuggled")) {
+		t.Errorf("next hop message:\n%s", msgs[0].Data)
+	}
+}
+
+// TestMailLoop: more than 50 Received headers → 554 5.4.6.
+func TestMailLoop(t *testing.T) {
+	gw, hop := campus(t, nil)
+	var msg strings.Builder
+	for i := 0; i < 51; i++ {
+		fmt.Fprintf(&msg, "Received: from hop%d.example by hop%d.example; Sun, 22 Nov 2026 10:00:00 +0000\r\n", i, i+1)
+	}
+	msg.WriteString(sampleMessage)
+	c := harness.DialFrom(t, outside, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<bob@example.org>", "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "250")
+	c.Expect("DATA", "354")
+	c.SendRaw(msg.String() + ".\r\n")
+	if r := c.Read(); !strings.HasPrefix(r.String(), "554 5.4.6") {
+		t.Fatalf("got %v, want 554 5.4.6", r)
+	}
+	if len(hop.Messages()) != 0 {
+		t.Error("looping message reached the next hop")
+	}
+}
+
+// TestLimits: per-IP connections, recipients, size at MAIL and in DATA,
+// line length, idle timeout and the DATA deadline.
+func TestLimits(t *testing.T) {
+	gw, hop := campus(t, func(s *site) {
+		s.limits = `
+max_connections_per_ip: 2
+max_recipients: 3
+max_message_bytes: 2000
+max_line_length: 1000
+command_timeout: 2s
+data_timeout: 3s`
+	})
+
+	t.Run("connections per IP", func(t *testing.T) {
+		a := harness.DialFrom(t, outside, gw.SMTP)
+		b := harness.DialFrom(t, outside, gw.SMTP)
+		excess := harness.DialNoBanner(t, outside, gw.SMTP)
+		if r := excess.Read(); !strings.HasPrefix(r.String(), "421 4.7.0") {
+			t.Errorf("third connection from one IP: %v, want 421 4.7.0", r)
+		}
+		if !excess.Closed(5 * time.Second) {
+			t.Error("excess connection not closed after 421")
+		}
+		other := harness.DialFrom(t, "127.0.0.3", gw.SMTP) // another IP is unaffected
+		other.Expect("EHLO other.example", "250")
+		a.Expect("EHLO a.example", "250") // existing sessions are unaffected
+		a.Close()
+		b.Close()
+	})
+
+	t.Run("recipients", func(t *testing.T) {
+		c := harness.DialFrom(t, "127.0.0.4", gw.SMTP)
+		c.Expect("EHLO client.example.org", "250")
+		c.Expect("MAIL FROM:<bob@example.org>", "250")
+		for i := 0; i < 3; i++ {
+			c.Expect(fmt.Sprintf("RCPT TO:<u%d@campus.test>", i), "250")
+		}
+		c.Expect("RCPT TO:<u9@campus.test>", "452 4.5.3")
+	})
+
+	t.Run("size", func(t *testing.T) {
+		c := harness.DialFrom(t, "127.0.0.5", gw.SMTP)
+		c.Expect("EHLO client.example.org", "250")
+		c.Expect("MAIL FROM:<bob@example.org> SIZE=5000", "552 5.3.4")
+		c.Expect("MAIL FROM:<bob@example.org>", "250")
+		c.Expect("RCPT TO:<alice@campus.test>", "250")
+		c.Expect("DATA", "354")
+		big := "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 78)+"\r\n", 40)
+		c.SendRaw(big + ".\r\n")
+		if r := c.Read(); !strings.HasPrefix(r.String(), "552 5.3.4") {
+			t.Errorf("oversized DATA: %v, want 552 5.3.4", r)
+		}
+		c.Expect("NOOP", "250")
+	})
+
+	t.Run("line length", func(t *testing.T) {
+		c := harness.DialFrom(t, "127.0.0.6", gw.SMTP)
+		c.Expect("EHLO client.example.org", "250")
+		c.Expect("MAIL FROM:<bob@example.org>", "250")
+		c.Expect("RCPT TO:<alice@campus.test>", "250")
+		c.Expect("DATA", "354")
+		c.SendRaw("Subject: long\r\n\r\n" + strings.Repeat("y", 1200) + "\r\n.\r\n")
+		if r := c.Read(); r.Code/100 != 5 {
+			t.Errorf("over-long line: %v, want 5xx", r)
+		}
+	})
+
+	t.Run("idle timeout", func(t *testing.T) {
+		c := harness.DialFrom(t, "127.0.0.7", gw.SMTP)
+		c.Expect("EHLO client.example.org", "250")
+		if r := c.ReadTimeout(10 * time.Second); r.Code != 421 {
+			t.Errorf("idle session: %v, want 421", r)
+		}
+	})
+
+	t.Run("data deadline", func(t *testing.T) {
+		c := harness.DialFrom(t, "127.0.0.8", gw.SMTP)
+		c.Expect("EHLO client.example.org", "250")
+		c.Expect("MAIL FROM:<bob@example.org>", "250")
+		c.Expect("RCPT TO:<slow@campus.test>", "250")
+		c.Expect("DATA", "354")
+		// Trickle a line a second: each command read would be fine, the
+		// whole DATA is not.
+		for i := 0; i < 6; i++ {
+			c.SendRaw("Subject: slow\r\n")
+			time.Sleep(time.Second / 2) // the client's own pace, not synchronisation
+		}
+		if r := c.ReadTimeout(10 * time.Second); !strings.HasPrefix(r.String(), "421") {
+			t.Errorf("slow DATA: %v, want 421", r)
+		}
+	})
+
+	for _, m := range hop.Messages() {
+		t.Errorf("next hop received a message in the limits test: %q", m.Data)
+	}
+}
+
+// TestKillDuringData: kill -9 of sekisho while a message is in flight. The
+// client gets no 250 and the next hop discards the partial message.
+func TestKillDuringData(t *testing.T) {
+	gw, hop := campus(t, nil)
+	hop.DataStarted = make(chan struct{}, 1)
+	c := harness.DialFrom(t, outside, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<bob@example.org>", "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "250")
+	c.Expect("DATA", "354")
+	c.SendRaw("Subject: doomed\r\n\r\n" + strings.Repeat("body line\r\n", 2000))
+	select {
+	case <-hop.DataStarted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the next hop never saw DATA begin")
+	}
+	gw.Kill()
+	r := c.ReadTimeout(5 * time.Second)
+	if r.Code == 250 {
+		t.Fatalf("client got 250 from a killed gateway")
+	}
+	// The next hop notices the broken connection and discards the message.
+	deadline := time.Now().Add(10 * time.Second)
+	for hop.Aborted() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond) // polling the next hop's state; it has no other signal
+	}
+	if len(hop.Messages()) != 0 || hop.Aborted() != 1 {
+		t.Errorf("next hop: %d messages, %d aborted; want 0 and 1", len(hop.Messages()), hop.Aborted())
+	}
+}
+
+// TestSIGTERMLetsDataFinish: SIGTERM during a slow DATA; that message
+// completes with 250 and reaches the next hop, an idle session is told 421,
+// new connections are refused, and the process exits.
+func TestSIGTERMLetsDataFinish(t *testing.T) {
+	gw, hop := campus(t, nil)
+	idle := harness.DialFrom(t, "127.0.0.3", gw.SMTP)
+	idle.Expect("EHLO idle.example", "250")
+
+	c := harness.DialFrom(t, outside, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<bob@example.org>", "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "250")
+	c.Expect("DATA", "354")
+	c.SendRaw("Subject: in flight\r\n\r\nfirst half\r\n")
+
+	gw.Signal(syscall.SIGTERM)
+	gw.WaitLog("shutting down", 10*time.Second)
+	if r := idle.Read(); !strings.HasPrefix(r.String(), "421") {
+		t.Errorf("idle session at shutdown: %v, want 421", r)
+	}
+	c.SendRaw("second half\r\n.\r\n")
+	if r := c.Read(); r.Code != 250 {
+		t.Fatalf("message in flight at SIGTERM: %v, want 250", r)
+	}
+	if err := gw.Wait(15 * time.Second); err != nil {
+		t.Errorf("exit: %v", err)
+	}
+	msgs := hop.Messages()
+	if len(msgs) != 1 || !bytes.Contains(msgs[0].Data, []byte("second half")) {
+		t.Fatalf("next hop has %d messages", len(msgs))
+	}
+}
+
+// TestDefaultsDeliverToMaildir: `sekisho serve` with no configuration takes
+// mail for localhost on 127.0.0.1:2525 into ./var/mail, fsynced before 250.
+func TestDefaultsDeliverToMaildir(t *testing.T) {
+	if c, err := (&netDialer{}).probe("127.0.0.1:2525"); err == nil {
+		c.Close()
+		t.Skip("127.0.0.1:2525 is taken on this machine (make run?); the defaults cannot be tested")
+	}
+	dir := t.TempDir()
+	harness.StartArgs(t, dir, "serve")
+	if err := smtp.SendMail("127.0.0.1:2525", nil, "bob@example.org", []string{"alice@localhost"}, []byte(sampleMessage)); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "var", "mail", "new", "*"))
+	if len(files) != 1 {
+		t.Fatalf("./var/mail/new has %d files, want 1", len(files))
+	}
+	data, _ := os.ReadFile(files[0])
+	if !bytes.HasSuffix(data, []byte(sampleMessage)) || !bytes.HasPrefix(data, []byte("Received: ")) {
+		t.Errorf("maildir file:\n%s", data)
+	}
+	if tmp, _ := filepath.Glob(filepath.Join(dir, "var", "mail", "tmp", "*")); len(tmp) != 0 {
+		t.Errorf("tmp/ not empty: %v", tmp)
+	}
+}
+
+// TestCheckConfigNamesFileAndLine: a typo'd key is an error with file:line.
+func TestCheckConfigNamesFileAndLine(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sekisho.yaml")
+	os.WriteFile(path, []byte("hostname: mx.campus.test\nlisten:\n  smtp: \"127.0.0.1:2525\"\nlimits:\n  max_recipents: 10\n"), 0o600)
+	out, err := exec.Command(harness.Binary(t), "check-config", "-config", path).CombinedOutput()
+	if err == nil {
+		t.Fatalf("check-config accepted a typo:\n%s", out)
+	}
+	if want := path + ":5: field max_recipents is not a known key"; !strings.Contains(string(out), want) {
+		t.Errorf("check-config said %q, want it to contain %q", out, want)
+	}
+	// And a valid file passes, printing the effective settings.
+	os.WriteFile(path, []byte("hostname: mx.campus.test\n"), 0o600)
+	out, err = exec.Command(harness.Binary(t), "check-config", "-config", path).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "max_connections: 2000") {
+		t.Errorf("valid config: %v\n%s", err, out)
+	}
+}
+
+// TestConcurrentSessions: many clients at once all get through (the race
+// detector watches the shared state).
+func TestConcurrentSessions(t *testing.T) {
+	gw, hop := campus(t, func(s *site) { s.limits = "max_connections_per_ip: 50" })
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			errs <- smtp.SendMail(gw.SMTP, nil, "bob@example.org", []string{fmt.Sprintf("u%d@campus.test", i)}, []byte(sampleMessage))
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if n := len(hop.Messages()); n != 20 {
+		t.Errorf("next hop has %d messages, want 20", n)
+	}
+}
