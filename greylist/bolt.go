@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // The buckets of the greylist in the bbolt file. Other state (report
@@ -87,7 +88,7 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	}
 	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: opts.LockTimeout})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("greylist: %s is locked by another process (is another sekisho running?)", path)
 		}
 		return nil, fmt.Errorf("greylist: opening %s: %w", path, err)
@@ -175,7 +176,7 @@ func (s *BoltStore) run(ctx context.Context, t Triplet, p Policy, write bool) (D
 		err = s.db.View(fn)
 	}
 	if err != nil {
-		if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 			err = ErrClosed
 		}
 		return Decision{}, fmt.Errorf("greylist: bbolt: %w", err)

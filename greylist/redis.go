@@ -38,11 +38,22 @@ var _ Store = (*RedisStore)(nil)
 
 // NewRedisStore connects through redis.NewUniversalClient(opts). It turns on
 // ContextTimeoutEnabled, so that the caller's context deadline bounds every
-// round trip. Connecting is lazy: an unreachable server shows as an error
-// from Check, and a server that comes back is used again without a new store.
+// round trip, and where opts leaves them zero it sets one dial attempt per
+// connection (go-redis' default is five, 100 ms apart) and one retry per
+// command (default three): enough to replace a pooled connection that a
+// restarted server dropped, and a down server is reported in milliseconds
+// instead of seconds of retries on every recipient. Connecting is lazy: an
+// unreachable server shows as an error from Check, and a server that comes
+// back is used again without a new store.
 func NewRedisStore(opts *redis.UniversalOptions) *RedisStore {
 	o := *opts
 	o.ContextTimeoutEnabled = true
+	if o.DialerRetries == 0 {
+		o.DialerRetries = 1
+	}
+	if o.MaxRetries == 0 {
+		o.MaxRetries = 1
+	}
 	return NewRedisStoreWithClient(redis.NewUniversalClient(&o))
 }
 

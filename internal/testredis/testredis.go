@@ -92,6 +92,26 @@ func (s *Server) Kill() {
 	s.signalAndWait(syscall.SIGKILL)
 }
 
+// Freeze stops the server process with SIGSTOP: connections stay open and
+// nothing is answered, as on a hung server or a black-holed path. Thaw
+// resumes it. The test cleanup kills a frozen server as well.
+func (s *Server) Freeze() { s.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server (SIGCONT).
+func (s *Server) Thaw() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.running {
+		s.t.Fatalf("testredis: %v sent to a server that is not running", sig)
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("testredis: %v: %v", sig, err)
+	}
+}
+
 // Restart starts the server again on the same port after Stop or Kill (or
 // stops it first if it is still running). The data is gone: there is no
 // persistence. In cluster mode the node forgets its configuration too and all
@@ -218,6 +238,7 @@ func (s *Server) signalAndWait(sig syscall.Signal) {
 		return
 	}
 	cmd.Process.Signal(sig)
+	cmd.Process.Signal(syscall.SIGCONT) // a frozen server handles SIGTERM only once resumed
 	select {
 	case <-exited:
 	case <-time.After(readyTimeout):

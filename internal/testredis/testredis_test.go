@@ -59,3 +59,27 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("CLUSTER INFO after restart: %q, %v", info, err)
 	}
 }
+
+func TestFreezeThaw(t *testing.T) {
+	s := Start(t)
+	c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s.Freeze()
+	c.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	c.Write(encodeCommand([]string{"PING"}))
+	buf := make([]byte, 16)
+	if n, err := c.Read(buf); err == nil {
+		t.Fatalf("frozen server answered %q", buf[:n])
+	}
+	s.Thaw()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	n, err := c.Read(buf)
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "+PONG") {
+		t.Fatalf("after thaw: %q, %v", buf[:n], err)
+	}
+	s.Freeze()
+	s.Stop() // stopping a frozen server works
+}
