@@ -411,6 +411,25 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// notEnforced lists settings the file may contain that this version parses
+// and validates but does not act on yet, so that check-config and the log
+// say so instead of leaving an admin to believe a check runs.
+func (c *Config) notEnforced() []string {
+	var out []string
+	add := func(cond bool, what string) {
+		if cond {
+			out = append(out, what)
+		}
+	}
+	add(len(c.DNS.Resolvers) > 0 || c.DNS.Canary != "", "dns")
+	add(len(c.LDAP.URLs) > 0, "ldap")
+	add(c.Store.Redis != nil, "store.redis")
+	add(len(c.Checks.DNSBL.Zones) > 0 && !c.Checks.DNSBL.Off, "checks.dnsbl")
+	add(c.Checks.Domain.BadDomains != "" && !c.Checks.Domain.Off, "checks.domain")
+	add(c.TLS.Cert != "", "tls")
+	return out
+}
+
 func (c *Config) gatewayRoutes() gateway.Routes {
 	var rs gateway.Routes
 	for _, r := range c.Routes {

@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"go.yaml.in/yaml/v3"
@@ -97,6 +98,9 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintln(stdout, "# configuration is valid; effective settings:")
+	if ne := cfg.notEnforced(); len(ne) > 0 {
+		fmt.Fprintf(stdout, "# NOTE: this version does not act on these settings yet: %s\n", strings.Join(ne, ", "))
+	}
 	stdout.Write(out)
 	return 0
 }
@@ -124,6 +128,9 @@ func runServe(args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(cfg.Log, stderr)
+	if ne := cfg.notEnforced(); len(ne) > 0 {
+		log.Warn("this version does not act on these settings yet", "settings", strings.Join(ne, ", "))
+	}
 
 	gcfg := cfg.gatewayConfig()
 	gcfg.Logger = log

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDefaultsAreValid(t *testing.T) {
+	cfg := Defaults()
+	if err := cfg.validate(); err != nil {
+		t.Fatalf("embedded defaults invalid: %v", err)
+	}
+	if cfg.Listen.SMTP != "127.0.0.1:2525" || cfg.LocalDomains[0] != "localhost" {
+		t.Errorf("defaults changed: %+v", cfg.Listen)
+	}
+}
+
+// TestConfigErrorsNameFileAndLine: every kind of mistake names file:line.
+func TestConfigErrorsNameFileAndLine(t *testing.T) {
+	cases := []struct{ yaml, want string }{
+		{"hostname: mx\nlimts:\n  max_recipients: 3\n", "f.yaml:2: field limts is not a known key"},
+		{"hostname: mx\nlimits:\n  max_recipients: 3\n  max_conections: 4\n", "f.yaml:4: field max_conections"},
+		{"hostname: mx\ntrusted_networks: [10.0.0.0/8, 10.0.0.300]\n", "f.yaml:2: \"10.0.0.300\" is not an IP network"},
+		{"hostname: mx\nroutes:\n  - domains: [localhost]\n    next_hops: [\"ftp://x:21\"]\n", "f.yaml:4: next hop \"ftp://x:21\": unknown scheme"},
+		{"hostname: mx\nchecks:\n  domain:\n    nxdomain: bounce\n", "f.yaml:4: nxdomain must be tempfail or reject"},
+		{"hostname: mx\nlimits:\n  data_timeout: 10\n", "f.yaml:"},
+		{"hostname: mx\nlimits:\n  data_timeout: soon\n", "f.yaml:3:"},
+		{"hostname: mx\nlocal_domains: [campus.test]\n", "f.yaml:2: local domain campus.test matches no route"},
+		{"hostname: [\n", "f.yaml:"},
+	}
+	for _, c := range cases {
+		_, err := ParseConfig("f.yaml", []byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("config %q: error %v, want it to contain %q", c.yaml, err, c.want)
+		}
+	}
+}
+
+func TestConfigOverridesDefaults(t *testing.T) {
+	cfg, err := ParseConfig("f.yaml", []byte(`
+hostname: mx1.campus.test
+listen: {smtp: "0.0.0.0:25", http: "127.0.0.1:9025"}
+local_domains: [campus.test, .campus.test]
+trusted_networks: [127.0.0.0/8, "10.0.0.1"]
+routes:
+  - {domains: [campus.test, .campus.test], next_hops: ["smtp://10.0.1.5:25", "smtp://10.0.1.6:25"]}
+limits: {max_recipients: 50, data_timeout: 2m}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Limits.MaxRecipients != 50 || cfg.Limits.MaxMessageBytes != 50<<20 || cfg.Limits.DataTimeout.Minutes() != 2 {
+		t.Errorf("limits = %+v", cfg.Limits)
+	}
+	if cfg.TrustedNetworks[1].String() != "10.0.0.1/32" || len(cfg.Routes[0].NextHops) != 2 {
+		t.Errorf("cfg = %+v", cfg)
+	}
+}
+
+// TestShippedConfigsAreValid: every example under deploy/ passes check-config.
+func TestShippedConfigsAreValid(t *testing.T) {
+	files, _ := filepath.Glob("../../deploy/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no example configurations under deploy/")
+	}
+	for _, f := range files {
+		var out, errb bytes.Buffer
+		if code := run([]string{"check-config", "-config", f}, &out, &errb); code != 0 {
+			t.Errorf("%s: check-config exit %d: %s", f, code, errb.String())
+		}
+	}
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if run([]string{"version"}, &out, &errb) != 0 || !strings.HasPrefix(out.String(), "sekisho ") {
+		t.Errorf("version: %q", out.String())
+	}
+	if run([]string{"frobnicate"}, &out, &errb) != 2 {
+		t.Error("unknown command did not exit 2")
+	}
+	_ = os.Stdout
+}
