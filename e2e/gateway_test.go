@@ -408,12 +408,9 @@ func TestKillDuringData(t *testing.T) {
 		t.Fatalf("client got 250 from a killed gateway")
 	}
 	// The next hop notices the broken connection and discards the message.
-	deadline := time.Now().Add(10 * time.Second)
-	for hop.Aborted() == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond) // polling the next hop's state; it has no other signal
-	}
-	if len(hop.Messages()) != 0 || hop.Aborted() != 1 {
-		t.Errorf("next hop: %d messages, %d aborted; want 0 and 1", len(hop.Messages()), hop.Aborted())
+	waitAborted(t, hop, 1)
+	if len(hop.Messages()) != 0 {
+		t.Errorf("next hop holds %d messages, want 0", len(hop.Messages()))
 	}
 }
 
@@ -517,5 +514,68 @@ func TestConcurrentSessions(t *testing.T) {
 	}
 	if n := len(hop.Messages()); n != 20 {
 		t.Errorf("next hop has %d messages, want 20", n)
+	}
+}
+
+// waitAborted waits until the next hop has seen n abandoned DATA transfers.
+// The next hop notices a dropped connection on its own time; its counter is
+// the only signal, so this polls it.
+func waitAborted(t *testing.T, hop *harness.NextHop, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for hop.Aborted() < n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if hop.Aborted() != n {
+		t.Errorf("next hop saw %d abandoned transfers, want %d", hop.Aborted(), n)
+	}
+}
+
+// TestClientHangupMidData: the client disappears in the middle of DATA; the
+// next hop's transaction is abandoned and it holds nothing.
+func TestClientHangupMidData(t *testing.T) {
+	gw, hop := campus(t, nil)
+	hop.DataStarted = make(chan struct{}, 1)
+	c := harness.DialFrom(t, outside, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<bob@example.org>", "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "250")
+	c.Expect("DATA", "354")
+	c.SendRaw("Subject: cut\r\n\r\n" + strings.Repeat("body line\r\n", 1000))
+	<-hop.DataStarted
+	c.Close()
+	waitAborted(t, hop, 1)
+	if len(hop.Messages()) != 0 {
+		t.Error("next hop kept a message whose client hung up")
+	}
+	gw.WaitLog("client went away during DATA", 10*time.Second)
+}
+
+// TestShutdownGraceExpires: a DATA that stalls past shutdown_grace is cut off
+// with 421; the client never got 250, and the next hop discarded the partial
+// message.
+func TestShutdownGraceExpires(t *testing.T) {
+	hop := harness.StartNextHop(t, false)
+	hop.DataStarted = make(chan struct{}, 1)
+	s := site{routes: []string{routeTo([]string{"campus.test", ".campus.test"}, "smtp://"+hop.Addr)}}
+	cfg := strings.Replace(s.yaml(t), "shutdown_grace: 20s", "shutdown_grace: 1s", 1)
+	gw := harness.Start(t, cfg)
+	c := harness.DialFrom(t, outside, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<bob@example.org>", "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "250")
+	c.Expect("DATA", "354")
+	c.SendRaw("Subject: stalled\r\n\r\n" + strings.Repeat("body line\r\n", 1000))
+	<-hop.DataStarted
+	gw.Signal(syscall.SIGTERM)
+	if r := c.ReadTimeout(15 * time.Second); !strings.HasPrefix(r.String(), "421") {
+		t.Errorf("stalled DATA at the end of the grace period: %v, want 421", r)
+	}
+	if err := gw.Wait(15 * time.Second); err != nil {
+		t.Errorf("exit: %v", err)
+	}
+	waitAborted(t, hop, 1)
+	if len(hop.Messages()) != 0 {
+		t.Error("next hop kept a message that was never acknowledged")
 	}
 }
