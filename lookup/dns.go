@@ -29,7 +29,7 @@ type DNSConfig struct {
 	// Attempts is the total number of tries of one lookup; each try after a
 	// failure goes to the next resolver in the list, so with the default of
 	// 2 and two resolvers each is asked once. A lookup never takes longer
-	// than Timeout × Attempts. Default 2.
+	// than Timeout × Attempts (plus 0.1 s of grace). Default 2.
 	Attempts int
 	// Canary is a name that must always resolve (e.g. the campus domain),
 	// probed by Healthy. Empty: Healthy always reports healthy.
@@ -270,8 +270,15 @@ func (r *Resolver) Lookup(ctx context.Context, name string, qtype uint16) DNSRes
 	}
 }
 
-// budget is the longest a lookup may take: Timeout × Attempts.
-func (r *Resolver) budget() time.Duration { return r.timeout * time.Duration(r.attempts) }
+// dnsBudgetGrace is added to Timeout × Attempts for the whole of a lookup,
+// so that the last try is not cut short by the small overheads (dialing,
+// scheduling) of the earlier ones.
+const dnsBudgetGrace = 100 * time.Millisecond
+
+// budget is the longest an upstream resolution may take.
+func (r *Resolver) budget() time.Duration {
+	return r.timeout*time.Duration(r.attempts) + dnsBudgetGrace
+}
 
 // resolveAndCache runs one upstream resolution, detached from any single
 // caller's context (it is shared), and caches its result when it may.

@@ -26,7 +26,7 @@ import (
 const dnsTestTimeout = 300 * time.Millisecond
 
 // dnsSlack is what a lookup may take beyond its configured budget.
-const dnsSlack = 250 * time.Millisecond
+const dnsSlack = 300 * time.Millisecond
 
 // dnsFakeClock is the resolver's clock in the tests on TTLs and the canary.
 type dnsFakeClock struct {
