@@ -282,10 +282,12 @@ func (p *Proxy) pipe(c *proxiedConn, src, dst net.Conn, counter *atomic.Int64, c
 					observe(buf[:n])
 				}
 			}
+			// Counted before the write, so that a test that has seen the
+			// bytes arrive also sees them counted.
+			counter.Add(int64(n))
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
-			counter.Add(int64(n))
 		}
 		if err != nil {
 			if err != io.EOF {
