@@ -1,0 +1,127 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"sekisho/policy"
+)
+
+// defaultBadDomainsFile is the file `sekisho baddomains` edits without -file:
+// baddomains.txt in the current directory, where the shipped list sits in a
+// checkout and where an admin usually is (cd /etc/sekisho). The gateway
+// itself reads the path of checks.domain.bad_domains.
+const defaultBadDomainsFile = "baddomains.txt"
+
+const baddomainsUsage = `usage: sekisho baddomains [-file PATH] COMMAND
+
+Shows and edits the bad-domain list. A running sekisho reloads the file by
+itself when it changes.
+
+commands:
+  list            print the entries, one per line, in file order
+  add DOMAIN      append DOMAIN (".example.com": the domain and all below it);
+                  refuses invalid names, entries already covered, and entries
+                  that would cover a popular mail domain
+  remove DOMAIN   delete the lines whose entry is exactly DOMAIN
+  test DOMAIN     say whether DOMAIN is bad and which rule matched
+
+Edits keep every other line (comments, order) and replace the file
+atomically. -file defaults to ./baddomains.txt.
+
+exit status: 0 done (test: the domain is bad), 1 refused (test: the domain
+is not bad), 2 usage or other error.
+`
+
+// runBaddomains is `sekisho baddomains`. -file may come before or after the
+// command.
+func runBaddomains(args []string, stdout, stderr io.Writer) int {
+	file := defaultBadDomainsFile
+	newFlags := func() *flag.FlagSet {
+		fs := flag.NewFlagSet("baddomains", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		fs.StringVar(&file, "file", file, "the bad-domain list to show or edit")
+		fs.Usage = func() { fmt.Fprint(stderr, baddomainsUsage) }
+		return fs
+	}
+	fs := newFlags()
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprint(stderr, baddomainsUsage)
+		return 2
+	}
+	cmd := fs.Arg(0)
+	fs2 := newFlags()
+	if err := fs2.Parse(fs.Args()[1:]); err != nil {
+		return 2
+	}
+	operands := fs2.Args()
+	wantOperands := 1
+	if cmd == "list" {
+		wantOperands = 0
+	}
+	switch cmd {
+	case "list", "add", "remove", "test":
+	default:
+		fmt.Fprintf(stderr, "sekisho baddomains: unknown command %q\n\n%s", cmd, baddomainsUsage)
+		return 2
+	}
+	if len(operands) != wantOperands {
+		fmt.Fprintf(stderr, "sekisho baddomains %s: want %d argument(s), got %d\n\n%s", cmd, wantOperands, len(operands), baddomainsUsage)
+		return 2
+	}
+	f := policy.BadDomainsFile{Path: file}
+	fail := func(code int, err error) int {
+		fmt.Fprintf(stderr, "sekisho baddomains %s: %v\n", cmd, err)
+		return code
+	}
+
+	switch cmd {
+	case "list":
+		entries, err := f.List()
+		if err != nil {
+			return fail(2, err)
+		}
+		for _, e := range entries {
+			fmt.Fprintln(stdout, e)
+		}
+		return 0
+
+	case "add":
+		e, err := f.Add(operands[0])
+		if err != nil {
+			return fail(1, err)
+		}
+		fmt.Fprintf(stdout, "added %s to %s (line %d)\n", e, file, e.Line)
+		return 0
+
+	case "remove":
+		removed, err := f.Remove(operands[0])
+		if err != nil {
+			return fail(1, err)
+		}
+		for _, e := range removed {
+			fmt.Fprintf(stdout, "removed %s from %s (was line %d)\n", e, file, e.Line)
+		}
+		return 0
+
+	default: // test
+		m, bad, err := f.Test(operands[0])
+		if err != nil {
+			return fail(2, err)
+		}
+		if !bad {
+			fmt.Fprintf(stdout, "%s is not bad: not covered by %s, not a special-use name\n", policy.NormalizeDomain(operands[0]), file)
+			return 1
+		}
+		fmt.Fprintf(stdout, "%s is bad: %s\n", m.Domain, m.Rule)
+		return 0
+	}
+}
