@@ -169,6 +169,9 @@ func NewDirectory(cfg LDAPConfig) (*Directory, error) {
 	if _, err := ldap.ParseDN(cfg.BaseDN); err != nil {
 		return nil, fmt.Errorf("ldap: base_dn %q: %v", cfg.BaseDN, err)
 	}
+	if cfg.BindDN != "" && cfg.BindPassword == "" {
+		return nil, errors.New("ldap: bind_dn without a password (an empty password would be an unauthenticated bind)")
+	}
 	if cfg.Canary == "" {
 		return nil, errors.New("ldap: canary is empty: without it a missing entry cannot be told from an incomplete directory")
 	}

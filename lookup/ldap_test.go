@@ -563,6 +563,7 @@ func TestLDAPConfigErrors(t *testing.T) {
 		{"no base", func(c *LDAPConfig) { c.BaseDN = "" }},
 		{"bad base", func(c *LDAPConfig) { c.BaseDN = "not a dn" }},
 		{"no canary", func(c *LDAPConfig) { c.Canary = "" }},
+		{"bind dn without password", func(c *LDAPConfig) { c.BindDN = "cn=x" }},
 		{"filter does not compile", func(c *LDAPConfig) { c.AccountFilter = "(mail=%s" }},
 		{"substring filter", func(c *LDAPConfig) { c.AccountFilter = "(mail=%s*)" }},
 		{"no placeholder", func(c *LDAPConfig) { c.AccountFilter = "(mail=x)" }},
