@@ -54,6 +54,18 @@ func (s site) yaml(t testing.TB) string {
 			fmt.Fprintf(&b, "  %s\n", strings.TrimSpace(l))
 		}
 	}
+	if s.greet == "" {
+		s.greet = "0s"
+	}
+	b.WriteString("checks:\n")
+	if !strings.Contains(s.checks, "greet_pause:") {
+		fmt.Fprintf(&b, "  greet_pause: {delay: %s, exempt: []}\n", s.greet)
+	}
+	for _, l := range strings.Split(s.checks, "\n") {
+		if strings.TrimSpace(l) != "" {
+			fmt.Fprintf(&b, "  %s\n", l)
+		}
+	}
 	b.WriteString("log: {level: debug}\n")
 	b.WriteString(s.extra)
 	return b.String()

@@ -105,6 +105,25 @@ type Check interface {
 	Check(ctx context.Context, tx *Transaction) (Verdict, error)
 }
 
+// ConnectStarter is implemented by checks that start work when a connection
+// arrives, so that it costs no time of its own: the DNSBL lookups run while
+// the greet pause holds the banner, and their answers wait in tx.Conn until
+// the check's own stage. StartConnect must not block.
+type ConnectStarter interface {
+	StartConnect(ctx context.Context, tx *Transaction)
+}
+
+// StartConnect calls StartConnect of every check that has one.
+func (c *Chain) StartConnect(ctx context.Context, tx *Transaction) {
+	for _, list := range c.byStage {
+		for _, ch := range list {
+			if cs, ok := ch.(ConnectStarter); ok {
+				cs.StartConnect(ctx, tx)
+			}
+		}
+	}
+}
+
 // Result is one check's outcome within a chain run, for logs and explain.
 type Result struct {
 	Check   string

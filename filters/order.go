@@ -6,7 +6,8 @@ package filters
 // greylist entry is made for a recipient who does not exist. order_test.go
 // pins it; a change here shows in review.
 var order = []string{
-	// stage connect
+	// stage connect: enforced by the listener itself (gateway/greetpause.go),
+	// which holds the banner; it is listed to keep the whole order here.
 	"greet_pause",
 	// stage mail and rcpt: memory, then DNS, then LDAP, then the store, then SPF
 	"dnsbl",    // looked up at connect, enforced at RCPT: a map read

@@ -23,6 +23,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"sekisho/filters"
+	"sekisho/policy"
 )
 
 // Limits bound what one client can take.
@@ -48,6 +49,11 @@ type Config struct {
 	Limits          Limits
 	Chain           *filters.Chain
 	Logger          *slog.Logger
+
+	// GreetPause holds the banner of the smtp listener (0: off). Trusted
+	// networks and GreetPauseExempt skip it.
+	GreetPause       time.Duration
+	GreetPauseExempt []netip.Prefix
 }
 
 // Server runs the SMTP listeners.
@@ -103,7 +109,7 @@ func (s *Server) ServeSMTP(l net.Listener) error {
 	s.mu.Lock()
 	s.servers = append(s.servers, srv)
 	s.mu.Unlock()
-	err := srv.Serve(&limitListener{Listener: l, t: s.tracker})
+	err := srv.Serve(&limitListener{Listener: l, t: s.tracker, admitted: s.admitSMTP})
 	if errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) {
 		return nil
 	}
@@ -141,23 +147,49 @@ func expired() context.Context {
 	return ctx
 }
 
-func (s *Server) newSession(c *smtp.Conn, listener string) *session {
-	ip := remoteIP(c.Conn())
-	if tc, ok := c.Conn().(*trackedConn); ok {
-		ip = tc.ip
-	}
+// admitSMTP prepares a connection of the smtp listener: its session id and
+// connect-stage state, the checks that start at connect (DNSBL lookups), and
+// the greet pause. It runs in the accept loop and does not block.
+func (s *Server) admitSMTP(tc *trackedConn) {
 	id := newSessionID()
+	tc.connState = &filters.Transaction{
+		SessionID: id, Client: tc.ip, Trusted: s.isTrusted(tc.ip), Listener: "smtp",
+		Conn: map[string]any{},
+	}
+	s.chain.StartConnect(s.ctx, tc.connState)
+	if s.cfg.GreetPause > 0 && !tc.connState.Trusted && !inPrefixes(s.cfg.GreetPauseExempt, tc.ip) {
+		tc.pause = s.cfg.GreetPause
+		tc.onPause = func(pregreet bool) {
+			if pregreet {
+				s.log.Info("connect", "session", id, "client", tc.ip.String(), "check", "greet_pause",
+					"outcome", "rejected", "reply", policy.Pregreet.String(), "reason", "client talked before the greeting")
+				s.metrics.decision("connect", "rejected")
+			}
+		}
+	}
+}
+
+func (s *Server) newSession(c *smtp.Conn, listener string) *session {
+	var base filters.Transaction
+	if tc, ok := c.Conn().(*trackedConn); ok && tc.connState != nil {
+		base = *tc.connState
+	} else {
+		ip := remoteIP(c.Conn())
+		base = filters.Transaction{SessionID: newSessionID(), Client: ip, Trusted: s.isTrusted(ip), Listener: listener, Conn: map[string]any{}}
+	}
 	sess := &session{
-		srv: s, conn: c, id: id, client: ip, listener: listener,
-		trusted: s.isTrusted(ip),
-		log:     s.log.With("session", id, "client", ip.String(), "helo", c.Hostname()),
+		srv: s, conn: c, id: base.SessionID, client: base.Client, listener: listener,
+		trusted: base.Trusted, connState: base.Conn,
+		log: s.log.With("session", base.SessionID, "client", base.Client.String(), "helo", c.Hostname()),
 	}
 	sess.Reset()
 	return sess
 }
 
-func (s *Server) isTrusted(ip netip.Addr) bool {
-	for _, p := range s.cfg.TrustedNetworks {
+func (s *Server) isTrusted(ip netip.Addr) bool { return inPrefixes(s.cfg.TrustedNetworks, ip) }
+
+func inPrefixes(ps []netip.Prefix, ip netip.Addr) bool {
+	for _, p := range ps {
 		if p.Contains(ip) {
 			return true
 		}

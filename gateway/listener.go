@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
 
+	"sekisho/filters"
 	"sekisho/policy"
 )
 
@@ -131,9 +133,27 @@ type trackedConn struct {
 	busy   bool
 	closed bool
 	once   sync.Once
+
+	// Set at accept, before go-smtp sees the connection.
+	pause     time.Duration        // greet pause still to hold before the banner
+	onPause   func(pregreet bool)  // reports the greet pause's outcome
+	connState *filters.Transaction // what the connect stage prepared
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
+	if c.pause > 0 {
+		// The first write is the banner: hold it.
+		d := c.pause
+		c.pause = 0
+		err := c.greetPause(d)
+		if c.onPause != nil {
+			c.onPause(errors.Is(err, errPregreet))
+		}
+		if err != nil {
+			c.Close()
+			return 0, err
+		}
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -208,6 +228,9 @@ func lastLine(p []byte) []byte {
 type limitListener struct {
 	net.Listener
 	t *connTracker
+	// admitted prepares an admitted connection (greet pause, connect-stage
+	// checks) before go-smtp gets it; it must not block.
+	admitted func(*trackedConn)
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -218,6 +241,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		tc, refusal := l.t.admit(c)
 		if refusal == nil {
+			if l.admitted != nil {
+				l.admitted(tc)
+			}
 			return tc, nil
 		}
 		go func() {

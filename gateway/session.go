@@ -28,6 +28,8 @@ type session struct {
 	trusted  bool
 	listener string
 	log      *slog.Logger
+	// connState is what the connect stage prepared (tx.Conn).
+	connState map[string]any
 
 	// The transaction; reset by Reset (RSET, a new EHLO, after DATA).
 	tx       *filters.Transaction
@@ -181,6 +183,7 @@ func (s *session) Reset() {
 	s.tx = &filters.Transaction{
 		SessionID: s.id, Client: s.client, Helo: s.conn.Hostname(),
 		Trusted: s.trusted, Listener: s.listener, Authenticated: s.authUser(),
+		Conn: s.connState,
 	}
 	s.mailOpts, s.route, s.routeKey, s.upErr, s.headers = nil, -1, "", nil, nil
 	s.srv.tracker.setBusy(s.conn.Conn(), false)

@@ -33,6 +33,11 @@ var (
 	// local problem: 4.3.0, with its own text for the log reader.
 	TimeoutLocal = &Reply{451, [3]int{4, 3, 0}, "temporary local problem (timeout), please try again later"}
 
+	// Pregreet: the client talked before our banner (RFC 5321 §4.3.1: a
+	// client waits for the greeting; spamware that does not wait betrays
+	// itself). 554 at connection time, RFC 3463 5.5.1 "invalid command".
+	Pregreet = &Reply{554, [3]int{5, 5, 1}, "protocol error: you talked before my greeting"}
+
 	// --- Relay control (RFC 5321 §3.6.2, RFC 3463 5.7.1) ---------------
 
 	// RelayDenied: the recipient's domain is not ours and the client may not

@@ -103,8 +103,9 @@ type ChecksConfig struct {
 
 // GreetPauseConfig configures the banner delay.
 type GreetPauseConfig struct {
-	Off   bool          `yaml:"off"`
-	Delay time.Duration `yaml:"delay"`
+	Off    bool          `yaml:"off"`
+	Delay  time.Duration `yaml:"delay"`
+	Exempt []Prefix      `yaml:"exempt"` // besides trusted_networks
 }
 
 // DNSBLConfig lists the DNS blocklists.
@@ -228,8 +229,11 @@ func Defaults() Config {
 		LDAP:  LDAPConfig{AccountFilter: "(|(mail=%s)(mailAlternateAddress=%s))", Timeout: 3 * time.Second},
 		Store: StoreConfig{Path: "var/state.db"},
 		Checks: ChecksConfig{
-			GreetPause: GreetPauseConfig{Delay: 5 * time.Second},
-			Domain:     DomainConfig{NXDomain: "tempfail"},
+			// Loopback skips the pause so that a first try with swaks on the
+			// machine itself is not held for 5 seconds.
+			GreetPause: GreetPauseConfig{Delay: 5 * time.Second, Exempt: []Prefix{
+				{netip.MustParsePrefix("127.0.0.0/8")}, {netip.MustParsePrefix("::1/128")}}},
+			Domain: DomainConfig{NXDomain: "tempfail"},
 			Greylist: GreylistConfig{Delay: 5 * time.Minute, RetryWindow: 48 * time.Hour,
 				Expire: 840 * time.Hour, AutoWhitelist: 5, OnStoreError: "accept"},
 			SPF: SPFConfig{Fail: "reject"},
@@ -405,6 +409,9 @@ func (c *Config) validate() error {
 	if l.MaxMessageBytes <= 0 || l.MaxRecipients <= 0 || l.CommandTimeout <= 0 || l.DataTimeout <= 0 {
 		return invalid("max_message_bytes, max_recipients, command_timeout and data_timeout must be positive", "limits")
 	}
+	if c.Checks.GreetPause.Delay < 0 || c.Checks.GreetPause.Delay > time.Minute {
+		return invalid("delay must be between 0s and 1m (RFC 5321 4.5.3.2.1: clients wait 5 minutes for the banner, but many give up sooner)", "checks", "greet_pause", "delay")
+	}
 	if l.MaxLineLength != 0 && l.MaxLineLength < 1000 {
 		return invalid("max_line_length below 1000 refuses lines RFC 5321 allows", "limits", "max_line_length")
 	}
@@ -448,11 +455,21 @@ func (c *Config) gatewayConfig() gateway.Config {
 	for _, p := range c.TrustedNetworks {
 		trusted = append(trusted, p.Prefix)
 	}
+	var pause time.Duration
+	var exempt []netip.Prefix
+	if !c.Checks.GreetPause.Off {
+		pause = c.Checks.GreetPause.Delay
+		for _, p := range c.Checks.GreetPause.Exempt {
+			exempt = append(exempt, p.Prefix)
+		}
+	}
 	return gateway.Config{
-		Hostname:        c.Hostname,
-		LocalDomains:    gateway.NewDomainSet(c.LocalDomains),
-		TrustedNetworks: trusted,
-		Routes:          c.gatewayRoutes(),
+		GreetPause:       pause,
+		GreetPauseExempt: exempt,
+		Hostname:         c.Hostname,
+		LocalDomains:     gateway.NewDomainSet(c.LocalDomains),
+		TrustedNetworks:  trusted,
+		Routes:           c.gatewayRoutes(),
 		HopTimeouts: gateway.HopTimeouts{
 			Connect: c.NextHop.ConnectTimeout, Command: c.NextHop.CommandTimeout, Data: c.NextHop.DataTimeout,
 		},

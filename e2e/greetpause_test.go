@@ -1,0 +1,97 @@
+package e2e
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"sekisho/internal/harness"
+)
+
+// TestGreetPause: a client that talks before the banner is refused with
+// 554 5.5.1 and disconnected; a patient one is served after the pause.
+func TestGreetPause(t *testing.T) {
+	gw, _ := campus(t, func(s *site) { s.greet = "1s" })
+
+	early := harness.DialNoBanner(t, outside, gw.SMTP)
+	early.Send("EHLO impatient.example")
+	if r := early.Read(); !strings.HasPrefix(r.String(), "554 5.5.1") {
+		t.Errorf("client talking first: %v, want 554 5.5.1", r)
+	}
+	if !early.Closed(5 * time.Second) {
+		t.Error("pregreet client not disconnected")
+	}
+	gw.WaitLog("check=greet_pause outcome=rejected", 5*time.Second)
+
+	start := time.Now()
+	patient := harness.DialFrom(t, outside, gw.SMTP)
+	if waited := time.Since(start); waited < time.Second {
+		t.Errorf("banner came after %v, before the 1s pause", waited)
+	}
+	patient.Expect("EHLO patient.example", "250")
+	patient.Expect("MAIL FROM:<bob@example.org>", "250")
+}
+
+// TestGreetPauseSkipped: trusted networks and exempt networks get the banner
+// at once (the pause here is a minute, longer than the test waits).
+func TestGreetPauseSkipped(t *testing.T) {
+	gw, _ := campus(t, func(s *site) {
+		s.greet = "1m"
+		s.checks = "greet_pause: {delay: 1m, exempt: [127.0.0.9/32]}"
+	})
+	for _, src := range []string{"127.0.0.1", "127.0.0.9"} { // trusted, exempt
+		c := harness.DialNoBanner(t, src, gw.SMTP)
+		if r := c.ReadTimeout(10 * time.Second); r.Code != 220 {
+			t.Errorf("client %s: banner %v, want 220 without the pause", src, r)
+		}
+	}
+	held := harness.DialNoBanner(t, outside, gw.SMTP)
+	if r := held.ReadTimeout(2 * time.Second); r.Code == 220 {
+		t.Error("an outside client got the banner without the pause")
+	}
+}
+
+// TestGreetPauseInParallel: 1,000 clients pausing at once all get their
+// banner after one pause, not one after another (accept is never held up).
+func TestGreetPauseInParallel(t *testing.T) {
+	const clients = 1000
+	gw, _ := campus(t, func(s *site) {
+		s.greet = "2s"
+		s.limits = "max_connections: 1500\nmax_connections_per_ip: 1500"
+	})
+	var wg sync.WaitGroup
+	start := time.Now()
+	var mu sync.Mutex
+	var slowest time.Duration
+	failures := 0
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := harness.DialNoBanner(t, outside, gw.SMTP)
+			r := c.ReadTimeout(60 * time.Second)
+			waited := time.Since(start)
+			mu.Lock()
+			defer mu.Unlock()
+			if r.Code != 220 {
+				failures++
+			}
+			if waited > slowest {
+				slowest = waited
+			}
+			c.Close()
+		}()
+	}
+	wg.Wait()
+	if failures > 0 {
+		t.Fatalf("%d of %d clients got no banner", failures, clients)
+	}
+	// Served one after another, the last would wait 2000 s. In parallel all
+	// wait one pause plus scheduling; 10 pauses is a bound no serial
+	// implementation can meet.
+	if slowest > 20*time.Second {
+		t.Errorf("the last of %d clients got its banner after %v: pauses are not parallel", clients, slowest)
+	}
+	t.Logf("%d clients, slowest banner after %v (pause 2s)", clients, slowest)
+}
