@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -187,3 +188,14 @@ if write then
 end
 return {1, 0, 0, 0}
 `)
+
+// RedisLogger adapts a *slog.Logger to go-redis' logger, for
+// redis.SetLogger (process-wide, so main calls it). go-redis logs every
+// failed dial of its pool; routed here at Debug level they do not flood the
+// log during an outage, which filters.Greylist reports once per incident.
+type RedisLogger struct{ Logger *slog.Logger }
+
+// Printf implements go-redis' internal.Logging.
+func (l RedisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.Logger.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
+}

@@ -2,6 +2,7 @@ package greylist
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
@@ -220,5 +221,16 @@ func TestRedisStoredFields(t *testing.T) {
 	}
 	if until-first != testPolicy.RetryWindow.Milliseconds() || fields["p"] != "0" || fields["n"] != "0" {
 		t.Errorf("fields %v", fields)
+	}
+}
+
+func TestRedisLogger(t *testing.T) {
+	var buf strings.Builder
+	l := RedisLogger{slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	redis.SetLogger(l) // the interface go-redis takes
+	defer redis.SetLogger(RedisLogger{slog.New(slog.DiscardHandler)})
+	l.Printf(ctx, "dial %s failed", "127.0.0.1:1")
+	if !strings.Contains(buf.String(), "level=DEBUG") || !strings.Contains(buf.String(), "go-redis: dial 127.0.0.1:1 failed") {
+		t.Fatalf("logged %q", buf.String())
 	}
 }

@@ -1,0 +1,568 @@
+package filters
+
+// The greylisting check (DESIGN.md §3 row 6, issue 5), on top of package
+// greylist.
+//
+// At RCPT, in this order, the first that applies decides:
+//
+//	trusted client (trusted_networks)          continue, not greylisted
+//	authenticated client (SMTP AUTH)           continue, not greylisted
+//	recipient postmaster@ any domain           continue (RFC 5321 §4.5.1:
+//	                                           postmaster must accept mail)
+//	recipient on the whitelist                 continue
+//	client IP/network on the whitelist         continue
+//	client's verified name on the whitelist    continue (only looked up if
+//	                                           the whitelist has names)
+//	store: pass                                continue
+//	store: defer                               451 4.7.1 with the seconds left
+//	store error                                on_store_error: accept
+//	                                           (continue, logged, counted) or
+//	                                           tempfail (451 4.3.0)
+//
+// A store error is an incident: the first error logs once at Error level,
+// every error is counted (StoreErrors), StoreHealthy is false until a store
+// call succeeds again, which logs once at Info level. The store is asked
+// again on every recipient, so one that comes back is used at once.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"sekisho/greylist"
+	"sekisho/policy"
+)
+
+// GreylistDeferred is the reply to a triplet that has not waited out the
+// delay. RFC 6647 §2.1 (greylisting answers with a temporary failure, so a
+// conforming client retries); RFC 5321 451 "local error in processing"
+// (§4.2.2 allows 451 for RCPT); RFC 3463 4.7.1 "delivery not authorized,
+// message refused" in its temporary form — the class 4 matches the basic
+// code. The text is replaced per triplet with the seconds left (Withf).
+var GreylistDeferred = &policy.Reply{Code: 451, Enhanced: [3]int{4, 7, 1}, Text: "greylisted, please try again later"}
+
+// GreylistStoreUnavailable is the reply under on_store_error: tempfail when
+// the greylist store cannot be asked: RFC 5321 451, RFC 3463 4.3.0 "other or
+// undefined mail system status" — our own system's trouble, not the
+// client's.
+var GreylistStoreUnavailable = &policy.Reply{Code: 451, Enhanced: [3]int{4, 3, 0}, Text: "greylisting temporarily unavailable, please try again later"}
+
+// StoreErrorAction is what the greylist check does when the store cannot
+// answer (config checks.greylist.on_store_error).
+type StoreErrorAction int
+
+// The actions on a store error.
+const (
+	// StoreErrorAccept lets the recipient pass un-greylisted (the default:
+	// greylisting is a filter, not a gate that may close mail for hours).
+	StoreErrorAccept StoreErrorAction = iota
+	// StoreErrorTempfail defers the recipient with GreylistStoreUnavailable.
+	StoreErrorTempfail
+)
+
+func (a StoreErrorAction) String() string {
+	if a == StoreErrorTempfail {
+		return "tempfail"
+	}
+	return "accept"
+}
+
+// ParseStoreErrorAction parses the config value: "accept" (or empty, the
+// default) or "tempfail".
+func ParseStoreErrorAction(s string) (StoreErrorAction, error) {
+	switch s {
+	case "", "accept":
+		return StoreErrorAccept, nil
+	case "tempfail":
+		return StoreErrorTempfail, nil
+	}
+	return 0, fmt.Errorf("on_store_error must be accept or tempfail, not %q", s)
+}
+
+// ReverseNameFunc returns the client's verified (forward-confirmed) reverse
+// DNS name, "" when it has none. An error means "could not tell"; the
+// greylist then treats the client as not whitelisted by name, which delays
+// (451) but never rejects. The gateway may answer from a lookup made at
+// connect (tx.Conn).
+type ReverseNameFunc func(ctx context.Context, tx *Transaction) (string, error)
+
+// DefaultGreylistStoreTimeout bounds one store call when the caller's
+// context allows more: a hung store must not hold every RCPT for the whole
+// command timeout.
+const DefaultGreylistStoreTimeout = 2 * time.Second
+
+// GreylistOptions configures NewGreylist.
+type GreylistOptions struct {
+	Store    greylist.Store
+	Policy   greylist.Policy        // zero: greylist.DefaultPolicy()
+	Networks greylist.NetworkPrefix // zero: greylist.DefaultNetworkPrefix
+	// OnStoreError is what to do when the store cannot answer.
+	OnStoreError StoreErrorAction
+	// Whitelist is the path of the whitelist file; "" for none.
+	Whitelist string
+	// ReverseName gives the client's verified name for the name entries
+	// of the whitelist; nil: name entries never match.
+	ReverseName ReverseNameFunc
+	// StoreTimeout bounds one store call; 0: DefaultGreylistStoreTimeout.
+	StoreTimeout time.Duration
+	// Logger receives incidents and reloads; nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// Greylist is the greylisting check. It is safe for concurrent use.
+type Greylist struct {
+	store        greylist.Store
+	policy       greylist.Policy
+	networks     greylist.NetworkPrefix
+	onStoreError StoreErrorAction
+	reverseName  ReverseNameFunc
+	storeTimeout time.Duration
+	logger       *slog.Logger
+
+	whitelist     atomic.Pointer[GreylistWhitelist]
+	reloadMu      sync.Mutex
+	whitelistPath string
+
+	healthy     atomic.Bool
+	storeErrors atomic.Uint64
+	incidentMu  sync.Mutex // orders the down/up log lines of one incident
+	downSince   time.Time  // guarded by incidentMu
+	downErrors  uint64     // storeErrors when the incident began; incidentMu
+}
+
+var _ Check = (*Greylist)(nil)
+
+// NewGreylist builds the check and loads the whitelist file, if any: an
+// invalid file is an error at start-up.
+func NewGreylist(opts GreylistOptions) (*Greylist, error) {
+	if opts.Store == nil {
+		return nil, errors.New("greylist: no store")
+	}
+	if opts.Policy == (greylist.Policy{}) {
+		opts.Policy = greylist.DefaultPolicy()
+	}
+	if err := opts.Policy.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Networks == (greylist.NetworkPrefix{}) {
+		opts.Networks = greylist.DefaultNetworkPrefix
+	}
+	if err := opts.Networks.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.StoreTimeout <= 0 {
+		opts.StoreTimeout = DefaultGreylistStoreTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	g := &Greylist{
+		store:         opts.Store,
+		policy:        opts.Policy,
+		networks:      opts.Networks,
+		onStoreError:  opts.OnStoreError,
+		reverseName:   opts.ReverseName,
+		storeTimeout:  opts.StoreTimeout,
+		logger:        opts.Logger.With("check", "greylist"),
+		whitelistPath: opts.Whitelist,
+	}
+	g.healthy.Store(true)
+	g.whitelist.Store(&GreylistWhitelist{})
+	if opts.Whitelist != "" {
+		if err := g.Reload(); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// Name implements Check.
+func (g *Greylist) Name() string { return "greylist" }
+
+// Stage implements Check.
+func (g *Greylist) Stage() Stage { return StageRcpt }
+
+// Check implements Check: the store's check-and-set records the attempt.
+func (g *Greylist) Check(ctx context.Context, tx *Transaction) (Verdict, error) {
+	return g.check(ctx, tx, false)
+}
+
+// DryRun returns the same check with one difference: it asks the store with
+// Peek, so it creates and updates no entry (for sekisho explain).
+func (g *Greylist) DryRun() Check { return greylistDryRun{g} }
+
+type greylistDryRun struct{ g *Greylist }
+
+func (d greylistDryRun) Name() string { return d.g.Name() }
+func (d greylistDryRun) Stage() Stage { return d.g.Stage() }
+func (d greylistDryRun) Check(ctx context.Context, tx *Transaction) (Verdict, error) {
+	return d.g.check(ctx, tx, true)
+}
+
+// Reload reads the whitelist file again. A file that does not parse is
+// refused with an error naming file:line, and the list in force stays. With
+// no whitelist configured it does nothing.
+func (g *Greylist) Reload() error {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	if g.whitelistPath == "" {
+		return nil
+	}
+	content, err := os.ReadFile(g.whitelistPath)
+	if err == nil {
+		var w *GreylistWhitelist
+		if w, err = ParseGreylistWhitelist(g.whitelistPath, content); err == nil {
+			g.whitelist.Store(w)
+			g.logger.Info("greylist whitelist loaded", "file", g.whitelistPath,
+				"clients", len(w.prefixes), "names", w.names.len(), "recipients", len(w.recipients)+w.rcptDoms.len())
+			return nil
+		}
+	}
+	err = fmt.Errorf("greylist whitelist refused, the previous list stays in force: %w", err)
+	g.logger.Error("greylist whitelist not loaded", "file", g.whitelistPath, "err", err)
+	return err
+}
+
+// Whitelist is the whitelist in force (empty when none is configured).
+func (g *Greylist) Whitelist() *GreylistWhitelist { return g.whitelist.Load() }
+
+// StoreHealthy reports whether the last store call succeeded.
+func (g *Greylist) StoreHealthy() bool { return g.healthy.Load() }
+
+// StoreErrors is the number of store calls that failed since start.
+func (g *Greylist) StoreErrors() uint64 { return g.storeErrors.Load() }
+
+func (g *Greylist) check(ctx context.Context, tx *Transaction, peek bool) (Verdict, error) {
+	switch {
+	case tx.Trusted:
+		return skip("trusted client: not greylisted"), nil
+	case tx.Authenticated != "":
+		return skip("authenticated client: not greylisted"), nil
+	case IsPostmaster(tx.Rcpt):
+		return skip("recipient is postmaster (RFC 5321 §4.5.1): not greylisted"), nil
+	case !tx.Client.IsValid():
+		return skip("no client IP address (local connection): not greylisted"), nil
+	}
+	wl := g.whitelist.Load()
+	if e, ok := wl.MatchRecipient(tx.Rcpt); ok {
+		return skip("recipient whitelisted by " + e), nil
+	}
+	if e, ok := wl.MatchClient(tx.Client); ok {
+		return skip("client whitelisted by " + e), nil
+	}
+	nameNote := ""
+	if wl.HasNames() && g.reverseName != nil {
+		name, err := g.reverseName(ctx, tx)
+		switch {
+		case err != nil:
+			// Could not tell: the client is not known to be whitelisted,
+			// so it is greylisted, which only delays.
+			nameNote = fmt.Sprintf("; client name could not be verified (%v), name whitelist not applied", err)
+		case name != "":
+			if e, ok := wl.MatchName(name); ok {
+				return skip("client name " + name + " whitelisted by " + e), nil
+			}
+		}
+	}
+
+	t := greylist.NewTriplet(tx.Client, tx.From, tx.Rcpt, g.networks)
+	sctx, cancel := context.WithTimeout(ctx, g.storeTimeout)
+	defer cancel()
+	var d greylist.Decision
+	var err error
+	if peek {
+		d, err = g.store.Peek(sctx, t, g.policy)
+	} else {
+		d, err = g.store.Check(sctx, t, g.policy)
+	}
+	if err != nil {
+		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// The session is gone (canceled): not the store's fault.
+			return Verdict{}, err
+		}
+		return g.storeFailed(t, err), nil
+	}
+	g.storeWorks()
+
+	switch {
+	case d.Pass && d.AutoWhitelisted:
+		return skip("network " + t.Network.String() + " auto-whitelisted" + nameNote), nil
+	case d.Pass:
+		return skip("triplet " + t.String() + " passed greylisting" + nameNote), nil
+	}
+	secs := d.SecondsLeft()
+	what := "known triplet"
+	if d.New {
+		what = "new triplet"
+	}
+	return Verdict{
+		Action: Defer,
+		Reply:  GreylistDeferred.Withf("greylisted, please try again in %d seconds", secs),
+		Reason: fmt.Sprintf("%s %s greylisted, %d s left%s", what, t, secs, nameNote),
+	}, nil
+}
+
+func skip(reason string) Verdict { return Verdict{Action: Continue, Reason: reason} }
+
+// storeFailed counts the error, logs the start of an incident once, and
+// gives the verdict on_store_error asks for.
+func (g *Greylist) storeFailed(t greylist.Triplet, err error) Verdict {
+	g.storeErrors.Add(1)
+	if g.healthy.Load() {
+		g.incidentMu.Lock()
+		if g.healthy.Load() {
+			g.downSince = time.Now()
+			g.downErrors = g.storeErrors.Load() - 1
+			g.healthy.Store(false)
+			g.logger.Error("greylist store unavailable", "err", err, "on_store_error", g.onStoreError.String())
+		}
+		g.incidentMu.Unlock()
+	}
+	if g.onStoreError == StoreErrorTempfail {
+		return Verdict{
+			Action: Defer,
+			Reply:  GreylistStoreUnavailable,
+			Reason: fmt.Sprintf("greylist store unavailable (%v): deferred by on_store_error tempfail", err),
+		}
+	}
+	return skip(fmt.Sprintf("greylist store unavailable (%v): %s accepted un-greylisted by on_store_error accept", err, t))
+}
+
+// storeWorks ends an incident, logging it once.
+func (g *Greylist) storeWorks() {
+	if g.healthy.Load() {
+		return
+	}
+	g.incidentMu.Lock()
+	defer g.incidentMu.Unlock()
+	if g.healthy.Load() {
+		return
+	}
+	g.healthy.Store(true)
+	g.logger.Info("greylist store available again",
+		"down_for", time.Since(g.downSince).Round(time.Millisecond),
+		"errors", g.storeErrors.Load()-g.downErrors)
+}
+
+// IsPostmaster reports whether rcpt is the postmaster of any domain (or the
+// bare "postmaster" RFC 5321 §4.5.1 requires to work without a domain),
+// case-insensitively. A quoted local part "postmaster" counts too.
+func IsPostmaster(rcpt string) bool {
+	local := rcpt
+	if at := strings.LastIndexByte(rcpt, '@'); at >= 0 {
+		local = rcpt[:at]
+	}
+	if len(local) >= 2 && local[0] == '"' && local[len(local)-1] == '"' {
+		local = local[1 : len(local)-1]
+	}
+	return strings.EqualFold(local, "postmaster")
+}
+
+// GreylistWhitelist is a parsed whitelist file: clients (IP addresses,
+// networks, verified reverse-DNS names) and recipients that are never
+// greylisted. It is immutable once parsed.
+//
+// File format: one entry per line; '#' starts a comment (on its own line or
+// after the entry); blank lines are ignored.
+//
+//	192.0.2.1             a client address
+//	192.0.2.0/24          a client network (host bits are masked off)
+//	2001:db8::/32
+//	mx.example.net        a client whose verified reverse-DNS name is exactly this
+//	.example.net          ... is example.net or any name below it
+//	abuse@campus.example  a recipient
+//	@campus.example       every recipient in the domain
+//	@.campus.example      ... in the domain and its subdomains
+//
+// Names follow the rules of baddomains.txt (LDH, A-labels, the leading dot
+// for subtrees). An invalid line refuses the whole file, with an error per
+// line naming file:line.
+type GreylistWhitelist struct {
+	file       string
+	prefixes   []whitelistPrefix
+	names      domainSet         // client names
+	recipients map[string]string // address → "file:line: entry"
+	rcptDoms   domainSet         // @domain entries
+}
+
+type whitelistPrefix struct {
+	prefix netip.Prefix
+	where  string
+}
+
+// domainSet holds name entries: exact names and subtrees (leading dot), each
+// mapped to "file:line: entry". The first entry of a name wins.
+type domainSet struct {
+	exact, subtree map[string]string
+}
+
+func (s *domainSet) add(e policy.BadDomainEntry, where string) {
+	m := &s.exact
+	if e.Subtree {
+		m = &s.subtree
+	}
+	if *m == nil {
+		*m = map[string]string{}
+	}
+	if _, dup := (*m)[e.Domain]; !dup {
+		(*m)[e.Domain] = where
+	}
+}
+
+func (s *domainSet) len() int { return len(s.exact) + len(s.subtree) }
+
+// match finds the entry covering the normalised name: the exact entry, else
+// the subtree entry of the name or of its nearest parent that has one.
+func (s *domainSet) match(name string) (string, bool) {
+	if where, ok := s.exact[name]; ok {
+		return where, true
+	}
+	for d := name; d != ""; {
+		if where, ok := s.subtree[d]; ok {
+			return where, true
+		}
+		i := strings.IndexByte(d, '.')
+		if i < 0 {
+			break
+		}
+		d = d[i+1:]
+	}
+	return "", false
+}
+
+// GreylistWhitelistLineError is an invalid line of a whitelist file.
+type GreylistWhitelistLineError struct {
+	File string
+	Line int
+	Text string
+	Err  error
+}
+
+func (e *GreylistWhitelistLineError) Error() string {
+	return fmt.Sprintf("%s:%d: %q: %v", e.File, e.Line, e.Text, e.Err)
+}
+
+func (e *GreylistWhitelistLineError) Unwrap() error { return e.Err }
+
+// ParseGreylistWhitelist parses a whitelist file's content; file names it in
+// errors and in the matches the check logs.
+func ParseGreylistWhitelist(file string, content []byte) (*GreylistWhitelist, error) {
+	w := &GreylistWhitelist{file: file, recipients: map[string]string{}}
+	var errs []error
+	content = bytes.TrimPrefix(content, []byte{0xEF, 0xBB, 0xBF})
+	for i, raw := range strings.Split(string(content), "\n") {
+		text := raw
+		if j := strings.IndexByte(text, '#'); j >= 0 {
+			text = text[:j]
+		}
+		text = strings.TrimSpace(text)
+		if text == "" {
+			continue
+		}
+		where := fmt.Sprintf("%s:%d: %s", file, i+1, text)
+		if err := w.add(text, where); err != nil {
+			if len(errs) < 20 {
+				errs = append(errs, &GreylistWhitelistLineError{File: file, Line: i + 1, Text: text, Err: err})
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return w, nil
+}
+
+func (w *GreylistWhitelist) add(text, where string) error {
+	if strings.ContainsAny(text, " \t") {
+		return errors.New("more than one entry on the line (one per line)")
+	}
+	if at := strings.LastIndexByte(text, '@'); at >= 0 {
+		local, domain := text[:at], text[at+1:]
+		if local == "" {
+			e, err := policy.ParseBadDomainEntry(domain)
+			if err != nil {
+				return fmt.Errorf("recipient domain: %w", err)
+			}
+			w.rcptDoms.add(e, where)
+			return nil
+		}
+		if strings.HasPrefix(domain, ".") {
+			return errors.New("a recipient address cannot have a leading-dot domain; use @.domain for every recipient of a subtree")
+		}
+		d, err := policy.ValidateDomain(domain)
+		if err != nil {
+			return fmt.Errorf("recipient domain: %w", err)
+		}
+		w.recipients[strings.ToLower(local)+"@"+d] = where
+		return nil
+	}
+	if strings.Contains(text, "/") {
+		p, err := netip.ParsePrefix(text)
+		if err != nil {
+			return fmt.Errorf("not a network in CIDR notation: %w", err)
+		}
+		w.prefixes = append(w.prefixes, whitelistPrefix{p.Masked(), where})
+		return nil
+	}
+	if a, err := netip.ParseAddr(text); err == nil {
+		a = a.Unmap()
+		w.prefixes = append(w.prefixes, whitelistPrefix{netip.PrefixFrom(a, a.BitLen()), where})
+		return nil
+	}
+	e, err := policy.ParseBadDomainEntry(text)
+	if err != nil {
+		return fmt.Errorf("neither an address, a network, a host name nor a recipient: %w", err)
+	}
+	w.names.add(e, where)
+	return nil
+}
+
+// File is the file the whitelist was parsed from ("" for the empty list).
+func (w *GreylistWhitelist) File() string { return w.file }
+
+// Len is the number of entries.
+func (w *GreylistWhitelist) Len() int {
+	return len(w.prefixes) + w.names.len() + len(w.recipients) + w.rcptDoms.len()
+}
+
+// HasNames reports whether there are name entries, i.e. whether the client's
+// reverse name is worth looking up.
+func (w *GreylistWhitelist) HasNames() bool { return w.names.len() > 0 }
+
+// MatchClient finds the address or network entry covering ip; the string is
+// "file:line: entry".
+func (w *GreylistWhitelist) MatchClient(ip netip.Addr) (string, bool) {
+	ip = ip.Unmap().WithZone("")
+	for _, p := range w.prefixes {
+		if p.prefix.Contains(ip) {
+			return p.where, true
+		}
+	}
+	return "", false
+}
+
+// MatchName finds the name entry covering the client's verified name.
+func (w *GreylistWhitelist) MatchName(name string) (string, bool) {
+	return w.names.match(policy.NormalizeDomain(name))
+}
+
+// MatchRecipient finds the entry covering the recipient address.
+func (w *GreylistWhitelist) MatchRecipient(rcpt string) (string, bool) {
+	rcpt = strings.ToLower(rcpt)
+	if where, ok := w.recipients[rcpt]; ok {
+		return where, true
+	}
+	at := strings.LastIndexByte(rcpt, '@')
+	if at < 0 {
+		return "", false
+	}
+	return w.rcptDoms.match(policy.NormalizeDomain(rcpt[at+1:]))
+}
