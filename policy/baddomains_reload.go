@@ -31,7 +31,8 @@ type BadDomainsOptions struct {
 	// OnReload, if set, is called after every reload attempt by Load, Reload
 	// or the watcher (not when the watcher finds the content unchanged), with
 	// the number of entries now in force and the error that refused the new
-	// file, if any. It runs on the reloading goroutine.
+	// file, if any. It runs on the reloading goroutine with the reload lock
+	// held: it may call Match or List, not Load or Reload.
 	OnReload func(entries int, err error)
 }
 
