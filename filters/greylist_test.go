@@ -583,14 +583,11 @@ func TestGreylistReplyLiterals(t *testing.T) {
 	if seen != 2 {
 		t.Fatalf("found %d reply literals in greylist.go, want 2", seen)
 	}
-	for _, r := range []struct {
-		code int
-		enh  [3]int
-		got  interface{ String() string }
-	}{{451, [3]int{4, 7, 1}, GreylistDeferred}, {451, [3]int{4, 3, 0}, GreylistStoreUnavailable}} {
-		if GreylistDeferred.Code != 451 || GreylistDeferred.Enhanced != [3]int{4, 7, 1} {
-			t.Errorf("reply %v", r.got)
-		}
+	if GreylistDeferred.Code != 451 || GreylistDeferred.Enhanced != [3]int{4, 7, 1} {
+		t.Errorf("GreylistDeferred is %v, want 451 4.7.1", GreylistDeferred)
+	}
+	if !GreylistStoreUnavailable.Temporary() || GreylistStoreUnavailable.Enhanced[0] != 4 {
+		t.Errorf("GreylistStoreUnavailable is %v, want a 4xx", GreylistStoreUnavailable)
 	}
 }
 

@@ -234,3 +234,33 @@ func TestRedisLogger(t *testing.T) {
 		t.Fatalf("logged %q", buf.String())
 	}
 }
+
+// TestRedisSentinel: with MasterName the store finds the master through a
+// real Sentinel, and the master's outage is an error like any other.
+func TestRedisSentinel(t *testing.T) {
+	master := testredis.Start(t)
+	sentinel := testredis.StartSentinel(t, master, "sekisho")
+	s := NewRedisStore(&redis.UniversalOptions{Addrs: []string{sentinel.Addr()}, MasterName: "sekisho"})
+	defer s.Close()
+	tr := triplet("192.0.2.10", "bob@example.org", "alice@campus.example")
+	if d := mustCheck(t, s, tr, testPolicy); !d.New {
+		t.Fatalf("first contact: %+v", d)
+	}
+	// the entry is on the master
+	if reply, err := master.Do("EXISTS", redisKeys(tr)[0]); err != nil || reply != ":1" {
+		t.Fatalf("EXISTS on the master: %q, %v", reply, err)
+	}
+	s.offset = 6 * time.Minute
+	wantPass(t, mustCheck(t, s, tr, testPolicy), false)
+
+	master.Stop()
+	c, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if d, err := s.Check(c, tr, testPolicy); err == nil {
+		t.Fatalf("master down: %+v, no error", d)
+	}
+	master.Restart()
+	if d := mustCheck(t, s, tr, testPolicy); !d.New {
+		t.Fatalf("after the master's restart: %+v, want a new entry", d)
+	}
+}

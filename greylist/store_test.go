@@ -359,6 +359,7 @@ func benchmarkCheck(b *testing.B, s Store) {
 	})
 	b.Run("parallel", func(b *testing.B) {
 		var next atomic.Int64
+		b.SetParallelism(16) // many SMTP sessions at once
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				i := next.Add(1)

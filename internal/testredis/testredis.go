@@ -11,8 +11,12 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,6 +37,9 @@ type Server struct {
 	dir     string
 	addr    string
 	cluster bool
+	// sentinel, if set, makes this server a Sentinel monitoring the
+	// master named sentinel.name at sentinel.master.
+	sentinel *sentinelConf
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -56,6 +63,39 @@ func Start(t testing.TB) *Server {
 func StartCluster(t testing.TB) *Server {
 	t.Helper()
 	return start(t, true)
+}
+
+type sentinelConf struct {
+	name, master string
+}
+
+// StartSentinel starts a Redis Sentinel (redis-server --sentinel) that
+// monitors master under the name masterName, with a quorum of 1, and waits
+// until it answers PING and knows the master's address. go-redis'
+// failover client (UniversalOptions.MasterName) finds the master through
+// it. Stop, Kill and Restart work as for any server.
+func StartSentinel(t testing.TB, master *Server, masterName string) *Server {
+	t.Helper()
+	s := &Server{
+		t:        t,
+		bin:      testenv.Command(t, "redis-server", "redis-server"),
+		dir:      t.TempDir(),
+		addr:     testenv.FreePort(t),
+		sentinel: &sentinelConf{name: masterName, master: master.Addr()},
+	}
+	t.Cleanup(s.Kill)
+	s.launch()
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		reply, err := s.Do("SENTINEL", "GET-MASTER-ADDR-BY-NAME", masterName)
+		if err == nil && strings.HasPrefix(reply, "*2") {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testredis: sentinel on %s does not know %s: %q, %v", s.addr, masterName, reply, err)
+		}
+		time.Sleep(20 * time.Millisecond) // no other signal than asking
+	}
 }
 
 func start(t testing.TB, cluster bool) *Server {
@@ -125,10 +165,12 @@ func (s *Server) Restart() {
 	}
 }
 
-// Do sends one command to the server on a fresh connection and returns the
-// first line of its reply (e.g. "+OK", ":1", "$5" followed by the bulk
-// string on the next line, joined with a newline). It is for test set-up and
-// inspection, not for the code under test, which uses go-redis.
+// Do sends one command to the server on a fresh connection and returns its
+// reply as text: a status, error or integer reply as its line ("+OK",
+// "-ERR ...", ":1"), a bulk string as "$<len>" and its content on the next
+// line ("$-1" for nil), an array as "*<n>" followed by its elements, one per
+// line. It is for test set-up and inspection, not for the code under test,
+// which uses go-redis.
 func (s *Server) Do(args ...string) (string, error) {
 	c, err := net.DialTimeout("tcp", s.addr, time.Second)
 	if err != nil {
@@ -139,20 +181,46 @@ func (s *Server) Do(args ...string) (string, error) {
 	if _, err := c.Write(encodeCommand(args)); err != nil {
 		return "", err
 	}
-	r := bufio.NewReader(c)
-	line, err := r.ReadString('\n')
-	if err != nil {
+	var lines []string
+	if err := readReply(bufio.NewReader(c), &lines); err != nil {
 		return "", err
 	}
-	line = strings.TrimRight(line, "\r\n")
-	if strings.HasPrefix(line, "$") && line != "$-1" {
-		body, err := r.ReadString('\n')
-		if err != nil {
-			return "", err
-		}
-		return line + "\n" + strings.TrimRight(body, "\r\n"), nil
+	return strings.Join(lines, "\n"), nil
+}
+
+func readReply(r *bufio.Reader, out *[]string) error {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return err
 	}
-	return line, nil
+	line = strings.TrimRight(line, "\r\n")
+	*out = append(*out, line)
+	if line == "" {
+		return fmt.Errorf("empty reply line")
+	}
+	switch line[0] {
+	case '$':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return err
+		}
+		body := make([]byte, n+2)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return err
+		}
+		*out = append(*out, string(body[:n]))
+	case '*':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil {
+			return err
+		}
+		for i := 0; i < n; i++ {
+			if err := readReply(r, out); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Server) launch() {
@@ -167,6 +235,21 @@ func (s *Server) launch() {
 		"--daemonize", "no",
 		"--logfile", "",
 		"--protected-mode", "no",
+	}
+	if s.sentinel != nil {
+		// Sentinel needs a writable config file of its own (it rewrites it),
+		// and takes no persistence options.
+		host, mport, _ := net.SplitHostPort(s.sentinel.master)
+		conf := filepath.Join(s.dir, "sentinel.conf")
+		if _, err := os.Stat(conf); err != nil {
+			body := fmt.Sprintf("sentinel monitor %s %s %s 1\n", s.sentinel.name, host, mport)
+			if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+				s.t.Fatal(err)
+			}
+		}
+		args = []string{conf, "--sentinel",
+			"--port", port, "--bind", "127.0.0.1", "--dir", s.dir,
+			"--daemonize", "no", "--logfile", "", "--protected-mode", "no"}
 	}
 	if s.cluster {
 		// A fresh node configuration for every start: the restarted node is

@@ -2,6 +2,7 @@ package testredis
 
 import (
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -82,4 +83,14 @@ func TestFreezeThaw(t *testing.T) {
 	}
 	s.Freeze()
 	s.Stop() // stopping a frozen server works
+}
+
+func TestSentinel(t *testing.T) {
+	master := Start(t)
+	sentinel := StartSentinel(t, master, "mymaster")
+	_, port, _ := net.SplitHostPort(master.Addr())
+	reply, err := sentinel.Do("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster")
+	if want := "*2\n$9\n127.0.0.1\n$" + strconv.Itoa(len(port)) + "\n" + port; err != nil || reply != want {
+		t.Fatalf("GET-MASTER-ADDR-BY-NAME: %q, %v; want %q", reply, err, want)
+	}
 }
