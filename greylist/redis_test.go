@@ -227,8 +227,10 @@ func TestRedisStoredFields(t *testing.T) {
 func TestRedisLogger(t *testing.T) {
 	var buf strings.Builder
 	l := RedisLogger{slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
-	redis.SetLogger(l) // the interface go-redis takes
-	defer redis.SetLogger(RedisLogger{slog.New(slog.DiscardHandler)})
+	// the interface redis.SetLogger takes (not called here: it is global)
+	var _ interface {
+		Printf(context.Context, string, ...any)
+	} = l
 	l.Printf(ctx, "dial %s failed", "127.0.0.1:1")
 	if !strings.Contains(buf.String(), "level=DEBUG") || !strings.Contains(buf.String(), "go-redis: dial 127.0.0.1:1 failed") {
 		t.Fatalf("logged %q", buf.String())
