@@ -47,6 +47,10 @@ type BadDomains struct {
 
 	list atomic.Pointer[BadDomainList]
 
+	// watchChecked, if set (by tests, before Watch), is called after each
+	// debounced check of the watcher, whether or not it reloaded.
+	watchChecked func()
+
 	mu   sync.Mutex // serializes loads; guards path
 	path string
 }
@@ -197,6 +201,9 @@ func (b *BadDomains) watchLoop(ctx context.Context, w *fsnotify.Watcher) {
 			b.mu.Lock()
 			_ = b.loadLocked("watch", true) // logged and reported by loadLocked
 			b.mu.Unlock()
+			if b.watchChecked != nil {
+				b.watchChecked()
+			}
 		}
 	}
 }
