@@ -2,8 +2,27 @@ package e2e
 
 import (
 	"net"
+	"testing"
 	"time"
+
+	"sekisho/internal/harness"
 )
+
+// hdr is a conforming header section (RFC 5322 §3.6: From and Date) with a
+// subject, ending with the empty line.
+func hdr(subject string) string {
+	return "From: Bob <bob@example.org>\r\nDate: Sun, 22 Nov 2026 10:00:00 +0000\r\nSubject: " + subject + "\r\n\r\n"
+}
+
+// waitDataStarted waits until the next hop has begun receiving a DATA.
+func waitDataStarted(t *testing.T, hop *harness.NextHop) {
+	t.Helper()
+	select {
+	case <-hop.DataStarted:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the next hop never saw DATA begin")
+	}
+}
 
 type netDialer struct{}
 

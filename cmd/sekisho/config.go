@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"sekisho/filters"
 	"sekisho/gateway"
 )
 
@@ -92,13 +93,13 @@ type RedisConfig struct {
 
 // ChecksConfig configures each check; every check has `off: true`.
 type ChecksConfig struct {
-	GreetPause GreetPauseConfig `yaml:"greet_pause"`
-	DNSBL      DNSBLConfig      `yaml:"dnsbl"`
-	Domain     DomainConfig     `yaml:"domain"`
-	Header     HeaderConfig     `yaml:"header"`
-	Account    AccountConfig    `yaml:"account"`
-	Greylist   GreylistConfig   `yaml:"greylist"`
-	SPF        SPFConfig        `yaml:"spf"`
+	GreetPause GreetPauseConfig     `yaml:"greet_pause"`
+	DNSBL      DNSBLConfig          `yaml:"dnsbl"`
+	Domain     DomainConfig         `yaml:"domain"`
+	Header     filters.HeaderConfig `yaml:"header"`
+	Account    AccountConfig        `yaml:"account"`
+	Greylist   GreylistConfig       `yaml:"greylist"`
+	SPF        SPFConfig            `yaml:"spf"`
 }
 
 // GreetPauseConfig configures the banner delay.
@@ -106,45 +107,6 @@ type GreetPauseConfig struct {
 	Off    bool          `yaml:"off"`
 	Delay  time.Duration `yaml:"delay"`
 	Exempt []Prefix      `yaml:"exempt"` // besides trusted_networks
-}
-
-// DNSBLConfig lists the DNS blocklists.
-type DNSBLConfig struct {
-	Off   bool     `yaml:"off"`
-	Zones []string `yaml:"zones"`
-}
-
-// DomainConfig configures the domain-existence check.
-type DomainConfig struct {
-	Off        bool   `yaml:"off"`
-	BadDomains string `yaml:"bad_domains"`
-	NXDomain   string `yaml:"nxdomain"` // tempfail | reject
-}
-
-// HeaderConfig configures the header-format check.
-type HeaderConfig struct {
-	Off bool `yaml:"off"`
-}
-
-// AccountConfig configures the LDAP account check.
-type AccountConfig struct {
-	Off bool `yaml:"off"`
-}
-
-// GreylistConfig configures greylisting.
-type GreylistConfig struct {
-	Off           bool          `yaml:"off"`
-	Delay         time.Duration `yaml:"delay"`
-	RetryWindow   time.Duration `yaml:"retry_window"`
-	Expire        time.Duration `yaml:"expire"`
-	AutoWhitelist int           `yaml:"auto_whitelist"`
-	OnStoreError  string        `yaml:"on_store_error"` // accept | tempfail
-}
-
-// SPFConfig configures SPF.
-type SPFConfig struct {
-	Off  bool   `yaml:"off"`
-	Fail string `yaml:"fail"` // reject | tag
 }
 
 // LimitsConfig bounds what a client can take.
@@ -382,20 +344,16 @@ func (c *Config) validate() error {
 			return invalid("local domain "+d+" matches no route: its mail would have nowhere to go", "local_domains")
 		}
 	}
-	switch c.Checks.Domain.NXDomain {
-	case "tempfail", "reject":
-	default:
-		return invalid("nxdomain must be tempfail or reject", "checks", "domain", "nxdomain")
+	for _, v := range []func() error{
+		c.Checks.DNSBL.validate, c.Checks.Domain.validate, c.Checks.Account.validate,
+		c.Checks.Greylist.validate, c.Checks.SPF.validate,
+	} {
+		if err := v(); err != nil {
+			return err
+		}
 	}
-	switch c.Checks.Greylist.OnStoreError {
-	case "accept", "tempfail":
-	default:
-		return invalid("on_store_error must be accept or tempfail", "checks", "greylist", "on_store_error")
-	}
-	switch c.Checks.SPF.Fail {
-	case "reject", "tag":
-	default:
-		return invalid("fail must be reject or tag", "checks", "spf", "fail")
+	if _, err := filters.NewHeaderCheck(c.Checks.Header); err != nil {
+		return invalid(err.Error(), "checks", "header")
 	}
 	switch c.Log.Format {
 	case "text", "json":
@@ -428,11 +386,12 @@ func (c *Config) notEnforced() []string {
 			out = append(out, what)
 		}
 	}
-	add(len(c.DNS.Resolvers) > 0 || c.DNS.Canary != "", "dns")
-	add(len(c.LDAP.URLs) > 0, "ldap")
 	add(c.Store.Redis != nil, "store.redis")
 	add(len(c.Checks.DNSBL.Zones) > 0 && !c.Checks.DNSBL.Off, "checks.dnsbl")
 	add(c.Checks.Domain.BadDomains != "" && !c.Checks.Domain.Off, "checks.domain")
+	add(c.LDAP.Canary != "" && !c.Checks.Account.Off, "checks.account")
+	add(!c.Checks.Greylist.Off && c.Store.Path != "", "checks.greylist")
+	add(!c.Checks.SPF.Off, "checks.spf")
 	add(c.TLS.Cert != "", "tls")
 	return out
 }

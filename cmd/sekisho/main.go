@@ -5,6 +5,8 @@
 //
 //	sekisho serve [-config FILE]         run the gateway
 //	sekisho check-config [-config FILE]  validate a configuration and print the effective settings
+//	sekisho baddomains [-file F] list|add D|remove D|test D
+//	                                     show or edit the bad-domain list
 //	sekisho version                      print the version
 //
 // All wiring is explicit here: main builds the lookups, the checks in the
@@ -48,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runServe(args[1:], stderr)
 	case "check-config":
 		return runCheckConfig(args[1:], stdout, stderr)
+	case "baddomains":
+		return runBaddomains(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "sekisho", version)
 		return 0
@@ -64,6 +68,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   sekisho serve [-config FILE]         run the gateway (no file: embedded defaults)
   sekisho check-config [-config FILE]  validate a configuration, print the effective settings
+  sekisho baddomains [-file F] list|add D|remove D|test D
+                                       show or edit the known-bad domain list (atomically)
   sekisho version                      print the version
 `)
 }
@@ -132,8 +138,24 @@ func runServe(args []string, stderr io.Writer) int {
 		log.Warn("this version does not act on these settings yet", "settings", strings.Join(ne, ", "))
 	}
 
+	d, err := newDeps(&cfg, log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	defer d.close()
+	chain, err := buildChain(&cfg, d)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	ctx, stopReloads := context.WithCancel(context.Background())
+	defer stopReloads()
+	watchReloads(ctx, d, log)
+
 	gcfg := cfg.gatewayConfig()
 	gcfg.Logger = log
+	gcfg.Chain = chain
 	srv, err := gateway.New(gcfg)
 	if err != nil {
 		log.Error("cannot start", "err", err)
@@ -187,12 +209,12 @@ func runServe(args []string, stderr io.Writer) int {
 		log.Error("listener failed", "err", err)
 		return 1
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.Limits.ShutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Limits.ShutdownGrace)
 	defer cancel()
 	if httpSrv != nil {
 		httpSrv.Close()
 	}
-	if err := srv.Shutdown(ctx); err != nil {
+	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown grace period over: remaining sessions were told 421", "err", err)
 	}
 	log.Info("stopped")

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"sekisho/filters"
+	"sekisho/lookup"
+	"sekisho/policy"
+)
+
+// deps are the shared lookups the checks are built on. main builds them once
+// from the configuration and hands them to each check's constructor.
+type deps struct {
+	log        *slog.Logger
+	resolver   *lookup.Resolver
+	badDomains *policy.BadDomains
+	directory  *lookup.Directory // nil without ldap.urls
+	closers    []func()
+}
+
+// newDeps builds the resolver, the bad-domain list and (when configured) the
+// LDAP directory.
+func newDeps(cfg *Config, log *slog.Logger) (*deps, error) {
+	d := &deps{log: log}
+	r, err := lookup.NewResolver(lookup.DNSConfig{
+		Resolvers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout, Attempts: cfg.DNS.Attempts, Canary: cfg.DNS.Canary,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dns: %w", err)
+	}
+	d.resolver = r
+
+	d.badDomains = policy.NewBadDomains(policy.BadDomainsOptions{Logger: log})
+	if path := cfg.Checks.Domain.BadDomains; path != "" && !cfg.Checks.Domain.Off {
+		// A file that does not parse at start-up is an error: there is no
+		// old list to keep in force.
+		if err := d.badDomains.Load(path); err != nil {
+			return nil, err
+		}
+	}
+
+	if len(cfg.LDAP.URLs) > 0 {
+		password, err := readSecret(cfg.LDAP.BindPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("ldap.bind_password_file: %w", err)
+		}
+		dir, err := lookup.NewDirectory(lookup.LDAPConfig{
+			URLs: cfg.LDAP.URLs, BaseDN: cfg.LDAP.BaseDN, BindDN: cfg.LDAP.BindDN, BindPassword: password,
+			AccountFilter: cfg.LDAP.AccountFilter, Canary: cfg.LDAP.Canary, Timeout: cfg.LDAP.Timeout,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("ldap: %w", err)
+		}
+		d.directory = dir
+		d.closers = append(d.closers, func() { dir.Close() })
+	}
+	return d, nil
+}
+
+func (d *deps) close() {
+	for _, c := range d.closers {
+		c()
+	}
+}
+
+// readSecret reads a password file, without its trailing newline.
+func readSecret(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// buildChain builds every enabled check. The order in which they run is not
+// decided here but in filters/order.go.
+func buildChain(cfg *Config, d *deps) (*filters.Chain, error) {
+	var checks []filters.Check
+	for _, build := range []func(*Config, *deps) ([]filters.Check, error){
+		dnsChecks, headerChecks, accountChecks, greylistChecks, spfChecks,
+	} {
+		cs, err := build(cfg, d)
+		if err != nil {
+			return nil, err
+		}
+		checks = append(checks, cs...)
+	}
+	return filters.NewChain(checks...), nil
+}
+
+// headerChecks builds the header-format check.
+func headerChecks(cfg *Config, d *deps) ([]filters.Check, error) {
+	if cfg.Checks.Header.Off {
+		return nil, nil
+	}
+	h, err := filters.NewHeaderCheck(cfg.Checks.Header)
+	if err != nil {
+		return nil, fmt.Errorf("checks.header: %w", err)
+	}
+	return []filters.Check{h}, nil
+}
+
+// watchReloads reloads what admins edit while sekisho runs: the bad-domain
+// list on change of its file (the directory is watched, with a debounce) and
+// everything reloadable on SIGHUP. A file that does not parse is refused with
+// file:line in the log and the old version stays in force.
+func watchReloads(ctx context.Context, d *deps, log *slog.Logger) {
+	if d.badDomains.List() != nil {
+		go func() {
+			if err := d.badDomains.Watch(ctx); err != nil && ctx.Err() == nil {
+				log.Error("cannot watch the bad-domain list; SIGHUP still reloads it", "err", err)
+			}
+		}()
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading")
+				if d.badDomains.List() != nil {
+					d.badDomains.Reload() // logs its own outcome
+				}
+			}
+		}
+	}()
+}
