@@ -91,6 +91,10 @@ type Transaction struct {
 	// Conn carries per-connection state a check prepared at StageConnect
 	// (e.g. DNSBL lookups started while the banner is held).
 	Conn map[string]any
+	// Values carries per-transaction state between the RCPTs of one
+	// transaction (e.g. the SPF result, computed once). Reset with the
+	// transaction.
+	Values map[string]any
 }
 
 // Check is one filter.

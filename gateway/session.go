@@ -183,7 +183,7 @@ func (s *session) Reset() {
 	s.tx = &filters.Transaction{
 		SessionID: s.id, Client: s.client, Helo: s.conn.Hostname(),
 		Trusted: s.trusted, Listener: s.listener, Authenticated: s.authUser(),
-		Conn: s.connState,
+		Conn: s.connState, Values: map[string]any{},
 	}
 	s.mailOpts, s.route, s.routeKey, s.upErr, s.headers = nil, -1, "", nil, nil
 	s.srv.tracker.setBusy(s.conn.Conn(), false)

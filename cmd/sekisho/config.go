@@ -76,21 +76,6 @@ type LDAPConfig struct {
 	Timeout          time.Duration `yaml:"timeout"`
 }
 
-// StoreConfig chooses the state store: an embedded file or Redis.
-type StoreConfig struct {
-	Path  string       `yaml:"path"`
-	Redis *RedisConfig `yaml:"redis"`
-}
-
-// RedisConfig is go-redis' UniversalOptions, in part.
-type RedisConfig struct {
-	Addrs        []string `yaml:"addrs"`
-	MasterName   string   `yaml:"master_name"`
-	Username     string   `yaml:"username"`
-	PasswordFile string   `yaml:"password_file"`
-	DB           int      `yaml:"db"`
-}
-
 // ChecksConfig configures each check; every check has `off: true`.
 type ChecksConfig struct {
 	GreetPause GreetPauseConfig     `yaml:"greet_pause"`
