@@ -100,8 +100,23 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) (err error) {
 	}
 
 	s.tx.Rcpt, s.tx.Local = to, local
-	v, _ := s.srv.chain.Run(s.ctx(), filters.StageRcpt, s.tx)
+	v, results := s.srv.chain.Run(s.ctx(), filters.StageRcpt, s.tx)
 	if r := verdictReply(v); r != nil {
+		if r.Permanent() && lastCheck(results) == "account" && s.up == nil {
+			// The directory says the user does not exist. If the next hop
+			// cannot be reached either, one side could not tell, and a 4xx
+			// beats the 5xx (the stricter answer wins, could-not-tell
+			// first). The recipient itself is never passed on: a next hop
+			// that accepted it would hold a recipient we refused.
+			up, err := beginTransaction(s.ctx(), s.srv.cfg.Routes[route].NextHops, s.srv.cfg.Hostname, s.tx.From, s.mailOpts, s.srv.cfg.HopTimeouts)
+			if err != nil {
+				if hr := policy.FromError(err); hr.Temporary() {
+					return s.decide("rcpt", hr, v.Reason+"; and call-ahead: "+err.Error(), "to", to)
+				}
+			} else {
+				s.up, s.route, s.routeKey = up, route, key
+			}
+		}
 		return s.decide("rcpt", r, v.Reason, "to", to)
 	}
 
@@ -259,6 +274,14 @@ func (s *session) protocol() string {
 		p += "A"
 	}
 	return p
+}
+
+// lastCheck names the check whose result ended a chain run.
+func lastCheck(results []filters.Result) string {
+	if len(results) == 0 {
+		return ""
+	}
+	return results[len(results)-1].Check
 }
 
 // verdictReply is the reply for a Defer or Reject verdict, nil otherwise.

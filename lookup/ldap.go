@@ -103,6 +103,10 @@ type AccountResult struct {
 	DN string
 	// Cached is true when the answer came from the positive cache.
 	Cached bool
+	// CanaryMissing is true when the directory answered but the canary's
+	// entry was not among the results: the directory is incomplete (a
+	// replica being rebuilt, a wrong base DN), as opposed to unreachable.
+	CanaryMissing bool
 }
 
 // AuthOutcome is the answer to "are these credentials valid?". The zero
@@ -244,6 +248,7 @@ func (d *Directory) Account(ctx context.Context, addr string) AccountResult {
 	switch {
 	case !m.canarySeen:
 		res.Reason = "directory incomplete: canary missing (" + d.cfg.Canary + ")"
+		res.CanaryMissing = true
 	case m.recipientDN != "":
 		res.Outcome, res.DN = AccountFound, m.recipientDN
 		res.Reason = "found " + m.recipientDN

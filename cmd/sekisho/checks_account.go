@@ -6,7 +6,8 @@ import (
 	"sekisho/filters"
 )
 
-// AccountConfig configures the LDAP account check.
+// AccountConfig configures the LDAP account check. It runs when ldap.urls is
+// set and it is not off.
 type AccountConfig struct {
 	Off bool `yaml:"off"`
 }
@@ -15,5 +16,8 @@ func (c *AccountConfig) validate() error { return nil }
 
 // accountChecks builds the account check when an LDAP directory is configured.
 func accountChecks(cfg *Config, d *deps) ([]filters.Check, error) {
-	return nil, nil
+	if cfg.Checks.Account.Off || d.directory == nil {
+		return nil, nil
+	}
+	return []filters.Check{filters.NewAccountCheck(d.directory)}, nil
 }

@@ -303,6 +303,17 @@ func (c *Config) validate() error {
 			return invalid("listener "+k.key+" is not implemented in this version yet", "listen", k.key)
 		}
 	}
+	if len(c.LDAP.URLs) > 0 {
+		if c.LDAP.Canary == "" {
+			return invalid("canary is required with urls: without it a missing entry cannot be told from an incomplete directory", "ldap")
+		}
+		if c.LDAP.BaseDN == "" {
+			return invalid("base_dn is required with urls", "ldap")
+		}
+		if c.LDAP.Timeout <= 0 {
+			return invalid("timeout must be positive", "ldap", "timeout")
+		}
+	}
 	if len(c.Routes) == 0 {
 		return invalid("at least one route is required", "routes")
 	}
@@ -374,7 +385,6 @@ func (c *Config) notEnforced() []string {
 	add(c.Store.Redis != nil, "store.redis")
 	add(len(c.Checks.DNSBL.Zones) > 0 && !c.Checks.DNSBL.Off, "checks.dnsbl")
 	add(c.Checks.Domain.BadDomains != "" && !c.Checks.Domain.Off, "checks.domain")
-	add(c.LDAP.Canary != "" && !c.Checks.Account.Off, "checks.account")
 	add(!c.Checks.Greylist.Off && c.Store.Path != "", "checks.greylist")
 	add(!c.Checks.SPF.Off, "checks.spf")
 	add(c.TLS.Cert != "", "tls")
