@@ -50,6 +50,11 @@ type Config struct {
 	Chain           *filters.Chain
 	Logger          *slog.Logger
 
+	// MailHosts resolves "mx" next hops; MXPort is the port they are
+	// reached on (25; tests change it).
+	MailHosts MailHostResolver
+	MXPort    int
+
 	// GreetPause holds the banner of the smtp listener (0: off). Trusted
 	// networks and GreetPauseExempt skip it.
 	GreetPause       time.Duration

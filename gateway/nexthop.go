@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -39,6 +40,7 @@ type upstream interface {
 // sending MTA tries our next MX.
 func beginTransaction(ctx context.Context, hops []NextHop, helo string, from string, opts *smtp.MailOptions, t HopTimeouts) (upstream, error) {
 	var last error
+	var tried []string
 	for _, h := range hops {
 		var up upstream
 		var err error
@@ -58,8 +60,12 @@ func beginTransaction(ctx context.Context, hops []NextHop, helo string, from str
 			return nil, err
 		}
 		last = err
+		tried = append(tried, h.String()+": "+err.Error())
 	}
-	return nil, policy.NextHopUnreachable.Withf("no next hop answered (last error: %s)", shortErr(last))
+	// The client's reply says what kind of failure it was; the log (this
+	// error's text) names every next hop tried and why it failed.
+	reply := policy.NextHopUnreachable.Withf("no next hop answered (last error: %s)", shortErr(last))
+	return nil, fmt.Errorf("%w; tried %s", reply, strings.Join(tried, "; "))
 }
 
 // shortErr keeps next hop errors out of replies when they are internal (the

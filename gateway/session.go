@@ -108,7 +108,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) (err error) {
 			// beats the 5xx (the stricter answer wins, could-not-tell
 			// first). The recipient itself is never passed on: a next hop
 			// that accepted it would hold a recipient we refused.
-			up, err := beginTransaction(s.ctx(), s.srv.cfg.Routes[route].NextHops, s.srv.cfg.Hostname, s.tx.From, s.mailOpts, s.srv.cfg.HopTimeouts)
+			up, err := s.begin(route, addr.Domain)
 			if err != nil {
 				if hr := policy.FromError(err); hr.Temporary() {
 					return s.decide("rcpt", hr, v.Reason+"; and call-ahead: "+err.Error(), "to", to)
@@ -121,8 +121,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) (err error) {
 	}
 
 	if s.up == nil {
-		hops := s.srv.cfg.Routes[route].NextHops
-		up, err := beginTransaction(s.ctx(), hops, s.srv.cfg.Hostname, s.tx.From, s.mailOpts, s.srv.cfg.HopTimeouts)
+		up, err := s.begin(route, addr.Domain)
 		if err != nil {
 			return s.decide("rcpt", policy.FromError(err), "call-ahead: "+err.Error(), "to", to)
 		}
@@ -274,6 +273,15 @@ func (s *session) protocol() string {
 		p += "A"
 	}
 	return p
+}
+
+// begin opens the transaction with the route's next hops for a domain.
+func (s *session) begin(route int, domain string) (upstream, error) {
+	hops, err := s.srv.hopsFor(s.ctx(), route, domain)
+	if err != nil {
+		return nil, err
+	}
+	return beginTransaction(s.ctx(), hops, s.srv.cfg.Hostname, s.tx.From, s.mailOpts, s.srv.cfg.HopTimeouts)
 }
 
 // lastCheck names the check whose result ended a chain run.

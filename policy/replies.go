@@ -126,6 +126,14 @@ var (
 	// 4.3.0 covers the rest.
 	LocalDeliveryFailed = &Reply{451, [3]int{4, 3, 0}, "local delivery failed, please try again later"}
 
+	// NullMXRecipient: the recipient's domain publishes a null MX (RFC 7505
+	// §4.2: "556 5.1.10"): it accepts no mail, certainly.
+	NullMXRecipient = &Reply{556, [3]int{5, 1, 10}, "recipient domain does not accept mail (null MX, RFC 7505)"}
+
+	// NoMailHosts: the mail hosts of an "mx" route's domain could not be
+	// found. RFC 3463 4.4.3 "directory server failure" (here DNS).
+	NoMailHosts = &Reply{451, [3]int{4, 4, 3}, "cannot find the recipient domain's mail hosts now, please try again later"}
+
 	// Accepted is the 250 for DATA once the next hop has the message.
 	Accepted = &Reply{250, [3]int{2, 0, 0}, "OK: accepted by next hop"}
 

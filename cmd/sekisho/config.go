@@ -108,6 +108,7 @@ type LimitsConfig struct {
 
 // NextHopConfig bounds the exchanges with next hops.
 type NextHopConfig struct {
+	MXPort         int           `yaml:"mx_port"` // the port of "mx" next hops (25)
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	CommandTimeout time.Duration `yaml:"command_timeout"`
 	DataTimeout    time.Duration `yaml:"data_timeout"`
@@ -190,7 +191,7 @@ func Defaults() Config {
 			MaxMessageBytes: 50 << 20, MaxRecipients: 100, MaxLineLength: 2000,
 			CommandTimeout: 5 * time.Minute, DataTimeout: 10 * time.Minute, ShutdownGrace: 30 * time.Second,
 		},
-		NextHop: NextHopConfig{ConnectTimeout: 10 * time.Second, CommandTimeout: 2 * time.Minute, DataTimeout: 5 * time.Minute},
+		NextHop: NextHopConfig{MXPort: 25, ConnectTimeout: 10 * time.Second, CommandTimeout: 2 * time.Minute, DataTimeout: 5 * time.Minute},
 		Log:     LogConfig{Format: "text", Level: "info"},
 	}
 }
@@ -325,11 +326,6 @@ func (c *Config) validate() error {
 		if len(r.NextHops) == 0 {
 			return invalid("route "+strconv.Itoa(i+1)+" has no next_hops", "routes")
 		}
-		for _, h := range r.NextHops {
-			if h.Kind == gateway.HopMX {
-				return invalid("next hop \"mx\" is not implemented in this version yet", "routes")
-			}
-		}
 	}
 	for _, d := range c.LocalDomains {
 		probe := strings.TrimPrefix(d, ".")
@@ -424,6 +420,7 @@ func (c *Config) gatewayConfig() gateway.Config {
 		LocalDomains:     gateway.NewDomainSet(c.LocalDomains),
 		TrustedNetworks:  trusted,
 		Routes:           c.gatewayRoutes(),
+		MXPort:           c.NextHop.MXPort,
 		HopTimeouts: gateway.HopTimeouts{
 			Connect: c.NextHop.ConnectTimeout, Command: c.NextHop.CommandTimeout, Data: c.NextHop.DataTimeout,
 		},

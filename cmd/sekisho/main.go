@@ -156,6 +156,7 @@ func runServe(args []string, stderr io.Writer) int {
 	gcfg := cfg.gatewayConfig()
 	gcfg.Logger = log
 	gcfg.Chain = chain
+	gcfg.MailHosts = d.resolver
 	srv, err := gateway.New(gcfg)
 	if err != nil {
 		log.Error("cannot start", "err", err)
