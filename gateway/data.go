@@ -146,3 +146,47 @@ func asReply(err error) (*policy.Reply, bool) {
 	ok := errors.As(err, &r)
 	return r, ok
 }
+
+// stripOwnFields removes from an incoming header section the fields that
+// only sekisho may write, so that a sender cannot forge our verdicts:
+// X-Sekisho-* fields, and Authentication-Results fields that carry our
+// authserv-id (RFC 8601 §5: an MTA removes those from incoming mail). A
+// field's continuation lines go with it. Everything else is left byte for
+// byte.
+func stripOwnFields(hdr []byte, authservID string) []byte {
+	lines := bytes.SplitAfter(hdr, []byte("\n"))
+	out := make([]byte, 0, len(hdr))
+	dropping := false
+	for _, line := range lines {
+		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			if !dropping {
+				out = append(out, line...)
+			}
+			continue
+		}
+		dropping = isOwnField(line, authservID)
+		if !dropping {
+			out = append(out, line...)
+		}
+	}
+	return out
+}
+
+func isOwnField(line []byte, authservID string) bool {
+	name, value, ok := bytes.Cut(line, []byte(":"))
+	if !ok {
+		return false
+	}
+	n := strings.ToLower(strings.TrimSpace(string(name)))
+	switch {
+	case strings.HasPrefix(n, "x-sekisho-"):
+		return true
+	case n == "authentication-results":
+		id, _, _ := strings.Cut(string(value), ";")
+		// The authserv-id may be followed by a version number (RFC 8601
+		// §2.2): compare the first word.
+		fields := strings.Fields(id)
+		return len(fields) > 0 && strings.EqualFold(fields[0], authservID)
+	}
+	return false
+}

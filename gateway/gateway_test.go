@@ -107,3 +107,23 @@ func TestCountReceivedAndHeader(t *testing.T) {
 		t.Errorf("countReceived = %d, want 2", n)
 	}
 }
+
+func TestStripOwnFields(t *testing.T) {
+	in := "Received: from a\r\n" +
+		"X-Sekisho-Header-Violation: none\r\n" +
+		"\tcontinued forged line\r\n" +
+		"Authentication-Results: mx.campus.test; spf=pass smtp.mailfrom=evil.example\r\n" +
+		"Authentication-Results: mx.campus.test 1; dkim=pass\r\n" +
+		"Authentication-Results: other.example; spf=fail\r\n" +
+		"Subject: kept\r\n" +
+		"\tkept continuation\r\n" +
+		"\r\n"
+	want := "Received: from a\r\n" +
+		"Authentication-Results: other.example; spf=fail\r\n" +
+		"Subject: kept\r\n" +
+		"\tkept continuation\r\n" +
+		"\r\n"
+	if got := string(stripOwnFields([]byte(in), "MX.campus.test")); got != want {
+		t.Errorf("stripOwnFields:\n%s\nwant\n%s", got, want)
+	}
+}

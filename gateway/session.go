@@ -162,6 +162,7 @@ func (s *session) Data(r io.Reader) (err error) {
 		s.up.Abort()
 		return s.decide("data", policy.MailLoop, "received headers: "+itoa(n), "rcpts", s.tx.Rcpts)
 	}
+	hdr = stripOwnFields(hdr, s.srv.cfg.Hostname)
 	s.tx.Header = hdr
 	v, _ := s.srv.chain.Run(ctx, filters.StageData, s.tx)
 	if rep := verdictReply(v); rep != nil {
