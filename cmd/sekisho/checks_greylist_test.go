@@ -13,8 +13,8 @@ import (
 
 	"sekisho/filters"
 	"sekisho/greylist"
-	"sekisho/lookup"
 	"sekisho/internal/testredis"
+	"sekisho/lookup"
 )
 
 // TestGreylistConfigErrorsNameFileAndLine: each greylisting mistake names
