@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"time"
 
 	"sekisho/policy"
 )
@@ -184,6 +185,28 @@ func (c *Chain) Run(ctx context.Context, s Stage, tx *Transaction) (Verdict, []R
 		final.Headers = append(final.Headers, v.Headers...)
 	}
 	return final, results
+}
+
+// RunObserved is Run for `sekisho explain`: before(check) is called before
+// each check and may return the context to run it under (to trace its
+// lookups); after is called with each result and its duration.
+func (c *Chain) RunObserved(ctx context.Context, s Stage, tx *Transaction,
+	before func(check string) context.Context, after func(r Result, took time.Duration)) Verdict {
+	final := ContinueVerdict
+	for _, ch := range c.byStage[s] {
+		cctx := before(ch.Name())
+		start := time.Now()
+		v, err := runOne(cctx, ch, tx)
+		after(Result{Check: ch.Name(), Verdict: v, Err: err}, time.Since(start))
+		switch v.Action {
+		case Defer, Reject:
+			return v
+		case Tag:
+			final.Action = Tag
+		}
+		final.Headers = append(final.Headers, v.Headers...)
+	}
+	return final
 }
 
 func runOne(ctx context.Context, ch Check, tx *Transaction) (v Verdict, err error) {

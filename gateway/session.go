@@ -72,21 +72,15 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) (err error) {
 		return s.decide("rcpt", policy.BadRecipientSyntax, "recipient address unparsable", "to", to)
 	}
 	local := s.srv.cfg.LocalDomains.Contains(addr.Domain)
-	mayRelay := s.trusted || s.tx.Authenticated != ""
-	switch {
-	case !mayRelay && !local:
-		return s.decide("rcpt", policy.RelayDenied, "recipient domain is not local and client may not relay", "to", to)
-	case !mayRelay && addr.HasRoutingSyntax():
-		return s.decide("rcpt", policy.RelayDenied, "routing syntax in local part ("+addr.Local+")", "to", to)
-	case addr.IsLiteral():
-		return s.decide("rcpt", policy.AddressLiteral, "address literal", "to", to)
+	if r, reason := s.srv.relayControl(addr, local, s.trusted || s.tx.Authenticated != ""); r != nil {
+		return s.decide("rcpt", r, reason, "to", to)
 	}
 	route := s.srv.cfg.Routes.Lookup(addr.Domain)
 	if route < 0 {
 		s.log.Error("no route matches a recipient domain: fix the routes of the configuration", "domain", addr.Domain)
 		return s.decide("rcpt", policy.NoRoute, "no route", "to", to)
 	}
-	key := s.routeKeyFor(route, addr.Domain)
+	key := s.srv.routeKeyFor(route, addr.Domain)
 	if s.route >= 0 && key != s.routeKey {
 		return s.decide("rcpt", policy.OtherRoute, "recipient's route differs from the transaction's", "to", to)
 	}
@@ -251,15 +245,6 @@ func (s *session) recoverTo(err *error, stage string) {
 
 func (s *session) ctx() context.Context { return s.srv.ctx }
 
-func (s *session) routeKeyFor(route int, domain string) string {
-	for _, h := range s.srv.cfg.Routes[route].NextHops {
-		if h.Kind == HopMX {
-			return itoa(route) + "/" + domain
-		}
-	}
-	return itoa(route)
-}
-
 func (s *session) isLMTPHop() bool {
 	su, ok := s.up.(*smtpUpstream)
 	return ok && su.lmtp
@@ -274,6 +259,23 @@ func (s *session) protocol() string {
 		p += "A"
 	}
 	return p
+}
+
+// relayControl decides whether a recipient may be accepted from this client
+// at all (DESIGN.md §2: no open relay). A client that may not relay (neither
+// trusted nor authenticated) may only send to local domains, and there
+// without routing syntax in the local part; address literals are never
+// routed.
+func (s *Server) relayControl(addr Address, local, mayRelay bool) (*policy.Reply, string) {
+	switch {
+	case !mayRelay && !local:
+		return policy.RelayDenied, "recipient domain is not local and client may not relay"
+	case !mayRelay && addr.HasRoutingSyntax():
+		return policy.RelayDenied, "routing syntax in local part (" + addr.Local + ")"
+	case addr.IsLiteral():
+		return policy.AddressLiteral, "address literal"
+	}
+	return nil, ""
 }
 
 // begin opens the transaction with the route's next hops for a domain.

@@ -242,6 +242,30 @@ func dnsKey(fqdn string, qtype uint16) string {
 // NXDOMAIN without asking; a non-ASCII name as could not tell, since it
 // needs converting to an A-label first.
 func (r *Resolver) Lookup(ctx context.Context, name string, qtype uint16) DNSResult {
+	tr := traceFrom(ctx)
+	if tr == nil {
+		return r.lookup(ctx, name, qtype)
+	}
+	start := time.Now()
+	res := r.lookup(ctx, name, qtype)
+	answer := res.Outcome.String()
+	if res.Outcome == DNSFound {
+		var rrs []string
+		for _, rr := range res.Records {
+			rrs = append(rrs, strings.TrimPrefix(rr.String(), rr.Header().String()))
+		}
+		answer += ": " + strings.Join(rrs, ", ")
+	}
+	if res.Cached {
+		answer += " (cached)"
+	} else if res.Reason != "" {
+		answer += " — " + res.Reason
+	}
+	tr(TraceEvent{Kind: "dns", Query: name + " " + dns.TypeToString[qtype], Answer: answer, Took: time.Since(start)})
+	return res
+}
+
+func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) DNSResult {
 	fqdn, ok := dnsNormalize(name)
 	if !ok {
 		if strings.IndexFunc(name, func(c rune) bool { return c >= 0x80 }) >= 0 {

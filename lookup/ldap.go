@@ -230,6 +230,18 @@ func (d *Directory) Close() error {
 // (user+tag@dom) is removed first. The call returns within the configured
 // Timeout (or ctx's deadline if sooner).
 func (d *Directory) Account(ctx context.Context, addr string) AccountResult {
+	tr := traceFrom(ctx)
+	if tr == nil {
+		return d.account(ctx, addr)
+	}
+	start := time.Now()
+	res := d.account(ctx, addr)
+	tr(TraceEvent{Kind: "ldap", Query: "account " + addr + " (with canary " + d.cfg.Canary + ")",
+		Answer: res.Outcome.String() + " — " + res.Reason, Took: time.Since(start)})
+	return res
+}
+
+func (d *Directory) account(ctx context.Context, addr string) AccountResult {
 	addr = d.stripTag(addr)
 	key := strings.ToLower(addr)
 	if d.cfg.PositiveCacheTTL > 0 {
