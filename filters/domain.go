@@ -289,9 +289,13 @@ func (c *domainCore) judge(ctx context.Context, addr string, recipient bool) Ver
 	}
 
 	if m, ok := c.matchBad(domain); ok {
+		where := "on the bad-domain list"
+		if m.SpecialUse() {
+			where = "special-use"
+		}
 		return Verdict{Action: Reject,
-			Reply:  rp.bad.Withf("%s domain %s is not a valid mail domain (%s)", rp.role, domain, m.Entry),
-			Reason: fmt.Sprintf("domain: %s domain %s on the bad-domain list: %s", rp.role, domain, m.Rule)}
+			Reply:  rp.bad.Withf("%s domain %s is not a valid mail domain (%s)", rp.role, domain, dnsblPrintable(m.Entry, 100)),
+			Reason: fmt.Sprintf("domain: %s domain %s %s: %s", rp.role, domain, where, m.Rule)}
 	}
 
 	res := c.resolver.DomainExists(ctx, domain)
@@ -368,7 +372,7 @@ const domainNonASCII = "non-ASCII"
 // domainNonASCII is returned for a name with bytes above 0x7f.
 func domainSyntax(domain string) string {
 	if len(domain) > 253 {
-		return fmt.Sprintf("%d octets long, at most 253 allowed (RFC 1035 §2.3.4)", len(domain))
+		return fmt.Sprintf("%d octets long, at most 253 allowed (RFC 1035 section 2.3.4)", len(domain))
 	}
 	labels := strings.Split(domain, ".")
 	for _, l := range labels {
@@ -376,7 +380,7 @@ func domainSyntax(domain string) string {
 		case l == "":
 			return "empty label"
 		case len(l) > 63:
-			return "label longer than 63 octets (RFC 1035 §2.3.4)"
+			return "label longer than 63 octets (RFC 1035 section 2.3.4)"
 		}
 		for i := 0; i < len(l); i++ {
 			ch := l[i]
@@ -385,12 +389,12 @@ func domainSyntax(domain string) string {
 				return domainNonASCII
 			case ch >= 'a' && ch <= 'z', ch >= '0' && ch <= '9', ch == '-', ch == '_':
 			default:
-				return fmt.Sprintf("character %q not allowed (RFC 5321 §4.1.2: letters, digits and hyphens)", ch)
+				return fmt.Sprintf("character %q not allowed (RFC 5321 section 4.1.2: letters, digits and hyphens)", ch)
 			}
 		}
 	}
 	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
-		return "top-level label is all digits: an IP address must be written as an address literal [192.0.2.1] (RFC 5321 §4.1.3)"
+		return "top-level label is all digits: an IP address must be written as an address literal [192.0.2.1] (RFC 5321 section 4.1.3)"
 	}
 	return ""
 }
