@@ -41,29 +41,30 @@ type ExplainStep struct {
 // get at each command.
 func (s *Server) Explain(ctx context.Context, in ExplainInput) []ExplainStep {
 	var (
-		mu      sync.Mutex
-		steps   []ExplainStep
-		current = -1
+		mu    sync.Mutex
+		steps []ExplainStep
 	)
-	ctx = lookup.WithTrace(ctx, func(ev lookup.TraceEvent) {
-		mu.Lock()
-		defer mu.Unlock()
-		if current >= 0 {
-			steps[current].Lookups = append(steps[current].Lookups, ev)
-		}
-	})
-	add := func(st ExplainStep) int {
+	// Each step gets a context of its own that collects its lookups, so
+	// that lookups finishing later (the DNSBL queries started at connect)
+	// are still credited to the step that made them.
+	add := func(st ExplainStep) (int, context.Context) {
 		mu.Lock()
 		defer mu.Unlock()
 		steps = append(steps, st)
-		current = len(steps) - 1
-		return current
+		i := len(steps) - 1
+		return i, lookup.WithTrace(ctx, func(ev lookup.TraceEvent) {
+			mu.Lock()
+			defer mu.Unlock()
+			steps[i].Lookups = append(steps[i].Lookups, ev)
+		})
 	}
+	current := -1
 	runStage := func(stage string, fs filters.Stage, tx *filters.Transaction) *policy.Reply {
 		v := s.chain.RunObserved(ctx, fs, tx,
 			func(check string) context.Context {
-				add(ExplainStep{Stage: stage, Check: check})
-				return ctx
+				i, cctx := add(ExplainStep{Stage: stage, Check: check})
+				current = i
+				return cctx
 			},
 			func(r filters.Result, took time.Duration) {
 				mu.Lock()
@@ -93,10 +94,8 @@ func (s *Server) Explain(ctx context.Context, in ExplainInput) []ExplainStep {
 		reason = "off"
 	}
 	add(ExplainStep{Stage: "connect", Check: "greet_pause", Outcome: pause, Reason: reason})
-	i := add(ExplainStep{Stage: "connect", Check: "connect-stage lookups started", Outcome: "pass"})
-	start := time.Now()
-	s.chain.StartConnect(ctx, tx)
-	steps[i].Took = time.Since(start)
+	_, cctx := add(ExplainStep{Stage: "connect", Check: "lookups", Outcome: "pass", Reason: "started while the banner is held (DNSBL); answers are listed as they arrive"})
+	s.chain.StartConnect(cctx, tx)
 
 	// MAIL
 	if _, ok := ParseAddress(in.From); !ok {

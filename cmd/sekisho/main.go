@@ -5,6 +5,8 @@
 //
 //	sekisho serve [-config FILE]         run the gateway
 //	sekisho check-config [-config FILE]  validate a configuration and print the effective settings
+//	sekisho explain [-config FILE] -ip A -helo H -from S -rcpt R [-header-file F]
+//	                                     why would this mail be refused?
 //	sekisho baddomains [-file F] list|add D|remove D|test D
 //	                                     show or edit the bad-domain list
 //	sekisho version                      print the version
@@ -50,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runServe(args[1:], stderr)
 	case "check-config":
 		return runCheckConfig(args[1:], stdout, stderr)
+	case "explain":
+		return runExplain(args[1:], stdout, stderr)
 	case "baddomains":
 		return runBaddomains(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
@@ -68,6 +72,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   sekisho serve [-config FILE]         run the gateway (no file: embedded defaults)
   sekisho check-config [-config FILE]  validate a configuration, print the effective settings
+  sekisho explain [-config FILE] -ip A -helo H -from S -rcpt R [-header-file F]
+                                       run the checks for one transaction without sending mail
   sekisho baddomains [-file F] list|add D|remove D|test D
                                        show or edit the known-bad domain list (atomically)
   sekisho version                      print the version

@@ -22,6 +22,12 @@ type deps struct {
 	badDomains *policy.BadDomains
 	directory  *lookup.Directory // nil without ldap.urls
 	closers    []func()
+	// reloaders run on SIGHUP (besides the bad-domain list); each logs
+	// its own outcome and keeps the old state on error.
+	reloaders []func() error
+	// dryRun is set by `sekisho explain`: checks must not change state
+	// (the greylist check only peeks).
+	dryRun bool
 }
 
 // newDeps builds the resolver, the bad-domain list and (when configured) the
@@ -133,6 +139,9 @@ func watchReloads(ctx context.Context, d *deps, log *slog.Logger) {
 				log.Info("SIGHUP: reloading")
 				if d.badDomains.List() != nil {
 					d.badDomains.Reload() // logs its own outcome
+				}
+				for _, reload := range d.reloaders {
+					reload()
 				}
 			}
 		}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"sekisho/gateway"
+)
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// runExplain answers "why was this mail refused?": it runs the real pipeline
+// with the real lookups for one transaction, sends no mail and creates no
+// greylist entry, and prints each check's outcome in chain order with the
+// lookups it made, and the reply a client would get.
+func runExplain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (default: embedded defaults)")
+	ip := fs.String("ip", "", "the client's IP address (required)")
+	helo := fs.String("helo", "", "the client's HELO/EHLO name")
+	from := fs.String("from", "", "the envelope sender (MAIL FROM); empty for <>")
+	auth := fs.String("auth", "", "explain as if the client had authenticated as this user")
+	headerFile := fs.String("header-file", "", "a file with the message's header section, to run the DATA checks")
+	var rcpts stringList
+	fs.Var(&rcpts, "rcpt", "an envelope recipient (RCPT TO); repeat for several")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	client, err := netip.ParseAddr(*ip)
+	if err != nil || len(rcpts) == 0 {
+		fmt.Fprintln(stderr, "sekisho explain: -ip ADDRESS and at least one -rcpt are required")
+		fs.Usage()
+		return 2
+	}
+	var header []byte
+	if *headerFile != "" {
+		raw, err := os.ReadFile(*headerFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "sekisho explain:", err)
+			return 2
+		}
+		header = headerSection(raw)
+	}
+	cfg := Defaults()
+	if *path != "" {
+		if cfg, err = LoadConfig(*path); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+	}
+
+	log := newLogger(LogConfig{Format: "text", Level: "error"}, stderr)
+	d, err := newDeps(&cfg, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "sekisho explain:", err)
+		return 1
+	}
+	defer d.close()
+	d.dryRun = true
+	chain, err := buildChain(&cfg, d)
+	if err != nil {
+		fmt.Fprintln(stderr, "sekisho explain:", err)
+		return 1
+	}
+	gcfg := cfg.gatewayConfig()
+	gcfg.Chain, gcfg.Logger, gcfg.MailHosts = chain, log, d.resolver
+	srv, err := gateway.New(gcfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "sekisho explain:", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	steps := srv.Explain(ctx, gateway.ExplainInput{
+		Client: client.Unmap(), Helo: *helo, From: *from, Rcpts: rcpts, Header: header, Authenticated: *auth,
+	})
+	printExplain(stdout, client, *helo, *from, rcpts, steps)
+	return 0
+}
+
+// headerSection takes the header section of a message file (up to the first
+// empty line), with CRLF line endings whatever the file used.
+func headerSection(raw []byte) []byte {
+	raw = bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))
+	if i := bytes.Index(raw, []byte("\n\n")); i >= 0 {
+		raw = raw[:i+1]
+	}
+	return append(bytes.ReplaceAll(raw, []byte("\n"), []byte("\r\n")), '\r', '\n')
+}
+
+func printExplain(w io.Writer, client netip.Addr, helo, from string, rcpts []string, steps []gateway.ExplainStep) {
+	fmt.Fprintf(w, "client %s, HELO %s, MAIL FROM:<%s>, RCPT TO: %s\n\n", client, orNone(helo), from, strings.Join(rcpts, ", "))
+	for _, st := range steps {
+		line := fmt.Sprintf("%-28s %-14s %-8s", clip(st.Stage, 28), st.Check, st.Outcome)
+		if st.Took > 0 {
+			line += fmt.Sprintf(" %6s", st.Took.Round(time.Millisecond))
+		}
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
+		if st.Reply != "" {
+			fmt.Fprintf(w, "    reply:  %s\n", st.Reply)
+		}
+		if st.Reason != "" {
+			fmt.Fprintf(w, "    why:    %s\n", st.Reason)
+		}
+		for _, l := range st.Lookups {
+			fmt.Fprintf(w, "    %-4s    %s → %s (%s)\n", l.Kind, l.Query, l.Answer, l.Took.Round(time.Microsecond))
+		}
+	}
+	fmt.Fprintln(w, "\nwhat the client would be told:")
+	fmt.Fprintf(w, "  %-40s %s\n", "MAIL FROM:<"+from+">", stageReply(steps, "mail", "250 2.0.0 OK"))
+	for _, r := range rcpts {
+		fmt.Fprintf(w, "  %-40s %s\n", "RCPT TO:<"+r+">", stageReply(steps, "rcpt "+r, "250 2.1.5 recipient OK (if the next hop also accepts it)"))
+	}
+	for _, st := range steps {
+		if st.Stage == "data" {
+			fmt.Fprintf(w, "  %-40s %s\n", "end of DATA", stageReply(steps, "data", "250 2.0.0 OK (once the next hop has the message)"))
+			break
+		}
+	}
+}
+
+// stageReply is the reply the first deciding step of a stage gives, or ok.
+func stageReply(steps []gateway.ExplainStep, stage, ok string) string {
+	for _, st := range steps {
+		if st.Stage == stage && st.Reply != "" && (st.Outcome == "defer" || st.Outcome == "reject") {
+			return st.Reply
+		}
+	}
+	for _, st := range steps {
+		if st.Stage == "mail" && stage != "mail" && st.Reply != "" && (st.Outcome == "defer" || st.Outcome == "reject") {
+			return "(not reached: MAIL FROM was refused)"
+		}
+	}
+	return ok
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
