@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"sekisho/filters"
 	"sekisho/greylist"
 	"sekisho/internal/testredis"
@@ -219,5 +221,32 @@ func TestGreylistChecksRedis(t *testing.T) {
 	cfg.Store.Redis.PasswordFile = "/nonexistent/secret"
 	if _, err := greylistChecks(&cfg, testDeps(t)); err == nil || !strings.Contains(err.Error(), "password_file") {
 		t.Fatalf("missing password file: %v", err)
+	}
+}
+
+// TestOpenStoreRedisModes: the config's shape picks go-redis' client kind
+// (one address: standalone; several or cluster: true: Cluster; master_name:
+// Sentinel). Nothing listens on the addresses: start-up goes on anyway.
+func TestOpenStoreRedisModes(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cases := []struct {
+		redis   RedisConfig
+		cluster bool
+	}{
+		{RedisConfig{Addrs: []string{"127.0.0.1:9"}}, false},
+		{RedisConfig{Addrs: []string{"127.0.0.1:9", "127.0.0.1:7"}}, true},
+		{RedisConfig{Addrs: []string{"127.0.0.1:9"}, Cluster: true}, true},
+		{RedisConfig{Addrs: []string{"127.0.0.1:9"}, MasterName: "mymaster"}, false},
+	}
+	for _, c := range cases {
+		s, err := openStore(&StoreConfig{Redis: &c.redis}, log)
+		if err != nil {
+			t.Fatalf("%+v: %v", c.redis, err)
+		}
+		_, isCluster := s.(*greylist.RedisStore).Client().(*redis.ClusterClient)
+		if isCluster != c.cluster {
+			t.Errorf("%+v (%s): cluster client %v, want %v", c.redis, c.redis.mode(), isCluster, c.cluster)
+		}
+		s.Close()
 	}
 }
