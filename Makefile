@@ -6,7 +6,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 BIN      := bin/sekisho
 # Debian packages the tests drive for real.
-TEST_PACKAGES := slapd ldap-utils redis-server swaks postfix
+TEST_PACKAGES := slapd ldap-utils redis-server swaks
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: all build run test test-deps lint bench fuzz clean
@@ -37,8 +37,8 @@ test-deps:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@# The packaged daemons are not needed as services: the tests start their own.
-	@-systemctl disable --now slapd redis-server postfix >/dev/null 2>&1 || true
-	@-service slapd stop >/dev/null 2>&1; service redis-server stop >/dev/null 2>&1; service postfix stop >/dev/null 2>&1; true
+	@-systemctl disable --now slapd redis-server >/dev/null 2>&1 || true
+	@-service slapd stop >/dev/null 2>&1; service redis-server stop >/dev/null 2>&1; true
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
