@@ -277,9 +277,8 @@ func TestSPFOncePerTransaction(t *testing.T) {
 	if v1.Action != Reject || v2.Action != Reject || v2.Reply.Code != 550 || s.TotalQueries() != queries {
 		t.Fatalf("fail: %s then %s, %d then %d queries", v1.Action, v2.Action, queries, s.TotalQueries())
 	}
-	// A new transaction (new Values) evaluates again.
+	// A new transaction (new Values) evaluates again (from the DNS cache).
 	tx = spfTx("192.0.2.99", "client.example", "bob@soft.spf.test")
-	queries = s.TotalQueries()
 	c.Check(context.Background(), tx)
 	if _, ok := SPFOutcomeOf(tx); !ok {
 		t.Fatal("new transaction not evaluated")
