@@ -162,6 +162,7 @@ func NewSPF(opts SPFOptions) (*SPF, error) {
 	if opts.Resolver == nil {
 		return nil, errors.New("spf: no resolver")
 	}
+	opts.AuthServID = strings.TrimSuffix(opts.AuthServID, ".")
 	if !spfIsDomainToken(opts.AuthServID) {
 		return nil, fmt.Errorf("spf: authserv-id %q is not a host name", opts.AuthServID)
 	}
@@ -203,7 +204,7 @@ type SPFOutcome struct {
 	// for the null sender; "postmaster" stands in for an empty local part
 	// (RFC 7208 §4.3).
 	Sender string
-	// Domain is the domain whose policy was asked, as looked up (A-label).
+	// Domain is the domain whose policy was asked (without a trailing dot).
 	Domain string
 	Client netip.Addr
 	Helo   string
