@@ -31,6 +31,9 @@ const greylistOnly = "spf: {off: true}\ndomain: {off: true}\ndnsbl: {off: true}\
 // the top-level YAML extra (the store).
 func greylistGateway(t *testing.T, settings, extra string) (*harness.Gateway, *harness.NextHop) {
 	t.Helper()
+	// exempt: [] because the clients here are loopback addresses, which
+	// the embedded defaults may exempt.
+	settings = "{exempt: [], " + strings.TrimPrefix(settings, "{")
 	return campus(t, func(s *site) {
 		s.checks = "greylist: " + settings + "\n" + greylistOnly
 		s.extra = extra

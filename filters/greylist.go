@@ -7,6 +7,7 @@ package filters
 //
 //	trusted client (trusted_networks)          continue, not greylisted
 //	authenticated client (SMTP AUTH)           continue, not greylisted
+//	client in Exempt (config exempt)           continue, not greylisted
 //	recipient postmaster@ any domain           continue (RFC 5321 §4.5.1:
 //	                                           postmaster must accept mail)
 //	recipient on the whitelist                 continue
@@ -106,6 +107,10 @@ type GreylistOptions struct {
 	Networks greylist.NetworkPrefix // zero: greylist.DefaultNetworkPrefix
 	// OnStoreError is what to do when the store cannot answer.
 	OnStoreError StoreErrorAction
+	// Exempt are client networks never greylisted, besides the trusted
+	// ones (config checks.greylist.exempt; the embedded defaults exempt
+	// loopback, so that a first try on the machine itself is not held).
+	Exempt []netip.Prefix
 	// Whitelist is the path of the whitelist file; "" for none.
 	Whitelist string
 	// ReverseName gives the client's verified name for the name entries
@@ -123,6 +128,7 @@ type Greylist struct {
 	policy       greylist.Policy
 	networks     greylist.NetworkPrefix
 	onStoreError StoreErrorAction
+	exempt       []netip.Prefix
 	reverseName  ReverseNameFunc
 	storeTimeout time.Duration
 	logger       *slog.Logger
@@ -169,6 +175,7 @@ func NewGreylist(opts GreylistOptions) (*Greylist, error) {
 		policy:        opts.Policy,
 		networks:      opts.Networks,
 		onStoreError:  opts.OnStoreError,
+		exempt:        opts.Exempt,
 		reverseName:   opts.ReverseName,
 		storeTimeout:  opts.StoreTimeout,
 		logger:        opts.Logger.With("check", "greylist"),
@@ -250,6 +257,11 @@ func (g *Greylist) check(ctx context.Context, tx *Transaction, peek bool) (Verdi
 		return skip("recipient is postmaster (RFC 5321 §4.5.1): not greylisted"), nil
 	case !tx.Client.IsValid():
 		return skip("no client IP address (local connection): not greylisted"), nil
+	}
+	for _, p := range g.exempt {
+		if p.Contains(tx.Client.Unmap().WithZone("")) {
+			return skip("client in exempt network " + p.String() + ": not greylisted"), nil
+		}
 	}
 	wl := g.whitelist.Load()
 	if e, ok := wl.MatchRecipient(tx.Rcpt); ok {

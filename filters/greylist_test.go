@@ -623,3 +623,20 @@ func BenchmarkGreylistCheck(b *testing.B) {
 		run(b, g)
 	})
 }
+
+// TestGreylistExempt: clients of the exempt networks are not greylisted and
+// make no entry; others are.
+func TestGreylistExempt(t *testing.T) {
+	g, _, store := newBoltGreylist(t, GreylistOptions{Exempt: []netip.Prefix{
+		netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}})
+	for _, ip := range []string{"127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1"} {
+		tx := rcptTx(ip, "a@example.org", "b@campus.example")
+		wantContinue(t, mustGreylist(t, g, tx), "exempt network")
+		tr := greylist.NewTriplet(tx.Client, tx.From, tx.Rcpt, greylist.DefaultNetworkPrefix)
+		if d, err := store.Peek(context.Background(), tr, greylist.DefaultPolicy()); err != nil || !d.New {
+			t.Fatalf("%s: store entry after an exempt skip: %+v, %v", ip, d, err)
+		}
+	}
+	wantGreylisted(t, mustGreylist(t, g, rcptTx("192.0.2.1", "a@example.org", "b@campus.example")), 300)
+	wantGreylisted(t, mustGreylist(t, g, rcptTx("::2", "a@example.org", "b@campus.example")), 300)
+}

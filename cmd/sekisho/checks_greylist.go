@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"time"
 
@@ -22,6 +23,10 @@ type GreylistConfig struct {
 	Expire        time.Duration `yaml:"expire"`
 	AutoWhitelist int           `yaml:"auto_whitelist"`
 	OnStoreError  string        `yaml:"on_store_error"` // accept | tempfail
+	// Exempt are client networks never greylisted, besides
+	// trusted_networks (like greet_pause.exempt); for networks that belong
+	// in config rather than in the whitelist file, e.g. loopback.
+	Exempt []Prefix `yaml:"exempt"`
 	// Whitelist is the path of the whitelist file (clients, names,
 	// recipients never greylisted); "" for none. deploy/greylist-whitelist.txt
 	// is the shipped one. Reloaded on SIGHUP.
@@ -73,6 +78,14 @@ func (c *GreylistConfig) policy() greylist.Policy {
 	return greylist.Policy{Delay: c.Delay, RetryWindow: c.RetryWindow, Expire: c.Expire, AutoWhitelist: c.AutoWhitelist}
 }
 
+func (c *GreylistConfig) exemptPrefixes() []netip.Prefix {
+	var ps []netip.Prefix
+	for _, p := range c.Exempt {
+		ps = append(ps, p.Prefix)
+	}
+	return ps
+}
+
 func (c *GreylistConfig) networks() greylist.NetworkPrefix {
 	n := greylist.DefaultNetworkPrefix
 	if c.IPv4Prefix != 0 {
@@ -110,6 +123,7 @@ func greylistChecks(cfg *Config, d *deps) ([]filters.Check, error) {
 		Policy:       gc.policy(),
 		Networks:     gc.networks(),
 		OnStoreError: onStoreError,
+		Exempt:       gc.exemptPrefixes(),
 		Whitelist:    gc.Whitelist,
 		ReverseName:  verifiedClientName(d.resolver),
 		StoreTimeout: gc.StoreTimeout,
@@ -121,7 +135,7 @@ func greylistChecks(cfg *Config, d *deps) ([]filters.Check, error) {
 	n := gc.networks()
 	d.log.Info("greylisting", "delay", gc.Delay, "retry_window", gc.RetryWindow, "expire", gc.Expire,
 		"auto_whitelist", gc.AutoWhitelist, "on_store_error", onStoreError.String(),
-		"networks", fmt.Sprintf("/%d, /%d", n.IPv4, n.IPv6), "whitelist", gc.Whitelist)
+		"networks", fmt.Sprintf("/%d, /%d", n.IPv4, n.IPv6), "exempt", gc.exemptPrefixes(), "whitelist", gc.Whitelist)
 	return []filters.Check{g}, nil
 }
 

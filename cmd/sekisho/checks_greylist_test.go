@@ -153,6 +153,20 @@ func TestGreylistChecksEmbedded(t *testing.T) {
 	if err != nil || v.Action != filters.Defer || v.Reply.Code != 451 {
 		t.Fatalf("first attempt: %+v, %v", v, err)
 	}
+	// The file is locked while the store is open.
+	if _, err := greylistChecks(&cfg, testDeps(t)); err == nil || !strings.Contains(err.Error(), "locked by another process") {
+		t.Fatalf("a second store on a locked file: %v", err)
+	}
+	d.close()
+	// Exempt networks are not greylisted.
+	cfg.Checks.Greylist.Exempt = []Prefix{{netip.MustParsePrefix("192.0.2.0/28")}}
+	d = testDeps(t)
+	if checks, err = greylistChecks(&cfg, d); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := checks[0].Check(context.Background(), outsideTx("carol@campus.test")); err != nil || v.Action != filters.Continue || !strings.Contains(v.Reason, "exempt") {
+		t.Fatalf("exempt client: %+v, %v", v, err)
+	}
 	d.close()
 	s, err := greylist.OpenBolt(cfg.Store.Path, greylist.BoltOptions{SweepInterval: -1})
 	if err != nil {
