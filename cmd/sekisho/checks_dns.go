@@ -67,8 +67,9 @@ type DomainConfig struct {
 	NXDomain   string `yaml:"nxdomain"` // tempfail | reject
 	// PopularDomains replaces the list a mistyped domain is compared with
 	// (absent: the local domains and policy.PopularDomains; [] turns the
-	// suggestion off).
-	PopularDomains []string `yaml:"popular_domains"`
+	// suggestion off). omitempty: check-config's printout must not turn an
+	// absent list into [], which would switch the suggestion off.
+	PopularDomains []string `yaml:"popular_domains,omitempty"`
 }
 
 func (c *DomainConfig) validate() error {
