@@ -71,9 +71,9 @@ func spfSend(t *testing.T, gw *harness.Gateway, hop *harness.NextHop, src, from,
 	return &msgs[len(msgs)-1]
 }
 
-// fieldsOf returns the unfolded values of a header field in the header
+// spfFieldsOf returns the unfolded values of a header field in the header
 // section of a message.
-func fieldsOf(m *harness.Message, name string) []string {
+func spfFieldsOf(m *harness.Message, name string) []string {
 	head, _, _ := strings.Cut(string(m.Data), "\r\n\r\n")
 	head = strings.ReplaceAll(head, "\r\n\t", " ")
 	var out []string
@@ -99,8 +99,8 @@ func TestSPFEndToEnd(t *testing.T) {
 
 	t.Run("softfail", func(t *testing.T) {
 		m := spfSend(t, gw, hop, outside, "bob@spfsoft.net", "250", "alice@campus.test", "carol@campus.test")
-		rs := fieldsOf(m, "Received-SPF")
-		ar := fieldsOf(m, "Authentication-Results")
+		rs := spfFieldsOf(m, "Received-SPF")
+		ar := spfFieldsOf(m, "Authentication-Results")
 		if len(rs) != 1 || len(ar) != 1 {
 			t.Fatalf("%d Received-SPF and %d Authentication-Results, want one each:\n%s", len(rs), len(ar), m.Data)
 		}
@@ -122,7 +122,7 @@ func TestSPFEndToEnd(t *testing.T) {
 
 	t.Run("pass", func(t *testing.T) {
 		m := spfSend(t, gw, hop, outside, "bob@spfpass.net", "250", "alice@campus.test")
-		rs, ar := fieldsOf(m, "Received-SPF"), fieldsOf(m, "Authentication-Results")
+		rs, ar := spfFieldsOf(m, "Received-SPF"), spfFieldsOf(m, "Authentication-Results")
 		if len(rs) != 1 || !strings.HasPrefix(rs[0], "pass ") || !strings.Contains(rs[0], `mechanism="ip4:127.0.0.2";`) {
 			t.Errorf("Received-SPF %q", rs)
 		}
@@ -137,7 +137,7 @@ func TestSPFEndToEnd(t *testing.T) {
 		if elapsed := time.Since(start); elapsed > 5*time.Second {
 			t.Errorf("took %v with a 500ms DNS timeout", elapsed)
 		}
-		rs, ar := fieldsOf(m, "Received-SPF"), fieldsOf(m, "Authentication-Results")
+		rs, ar := spfFieldsOf(m, "Received-SPF"), spfFieldsOf(m, "Authentication-Results")
 		if len(rs) != 1 || !strings.HasPrefix(rs[0], "temperror ") || !strings.Contains(rs[0], "problem=") {
 			t.Errorf("Received-SPF %q", rs)
 		}
@@ -148,7 +148,7 @@ func TestSPFEndToEnd(t *testing.T) {
 
 	t.Run("trusted client not checked", func(t *testing.T) {
 		m := spfSend(t, gw, hop, "127.0.0.1", "bob@spffail.net", "250", "alice@campus.test")
-		if rs := fieldsOf(m, "Received-SPF"); len(rs) != 0 {
+		if rs := spfFieldsOf(m, "Received-SPF"); len(rs) != 0 {
 			t.Errorf("trusted client's message tagged: %q", rs)
 		}
 	})
@@ -161,10 +161,10 @@ func TestSPFFailTagTempErrorTempfail(t *testing.T) {
 	s := spfDNS(t)
 	gw, hop := spfGateway(t, s, "{fail: tag, temperror: tempfail}")
 	m := spfSend(t, gw, hop, outside, "bob@spffail.net", "250", "alice@campus.test")
-	if rs := fieldsOf(m, "Received-SPF"); len(rs) != 1 || !strings.HasPrefix(rs[0], "fail ") {
+	if rs := spfFieldsOf(m, "Received-SPF"); len(rs) != 1 || !strings.HasPrefix(rs[0], "fail ") {
 		t.Errorf("Received-SPF %q", rs)
 	}
-	if ar := fieldsOf(m, "Authentication-Results"); len(ar) != 1 || !strings.Contains(ar[0], "spf=fail") {
+	if ar := spfFieldsOf(m, "Authentication-Results"); len(ar) != 1 || !strings.Contains(ar[0], "spf=fail") {
 		t.Errorf("Authentication-Results %q", ar)
 	}
 	spfSend(t, gw, hop, outside, "bob@spfsilent.net", "451 4.4.3", "alice@campus.test", "carol@campus.test")

@@ -68,7 +68,7 @@ func spfTx(client, helo, from string) *Transaction {
 	}
 }
 
-func headerValue(t *testing.T, hs []Header, name string) string {
+func spfHeaderValue(t *testing.T, hs []Header, name string) string {
 	t.Helper()
 	var found []string
 	for _, h := range hs {
@@ -138,11 +138,11 @@ func TestSPFResults(t *testing.T) {
 					t.Errorf("a rejection carries headers %v", v.Headers)
 				}
 			default:
-				rs := parseReceivedSPF(t, headerValue(t, v.Headers, "Received-SPF"))
+				rs := parseReceivedSPF(t, spfHeaderValue(t, v.Headers, "Received-SPF"))
 				if rs.result != string(tc.result) {
 					t.Errorf("Received-SPF result %q", rs.result)
 				}
-				ar := parseAuthResults(t, headerValue(t, v.Headers, "Authentication-Results"))
+				ar := spfParseAuthResults(t, spfHeaderValue(t, v.Headers, "Authentication-Results"))
 				if ar.props["spf"] != string(tc.result) {
 					t.Errorf("Authentication-Results spf=%q", ar.props["spf"])
 				}
@@ -162,7 +162,7 @@ func TestSPFFailTag(t *testing.T) {
 	if v.Action != Tag || v.Reply != nil {
 		t.Fatalf("fail: tag gave %s %v", v.Action, v.Reply)
 	}
-	rs := parseReceivedSPF(t, headerValue(t, v.Headers, "Received-SPF"))
+	rs := parseReceivedSPF(t, spfHeaderValue(t, v.Headers, "Received-SPF"))
 	if rs.result != "fail" || rs.kv["mechanism"] != "-all" {
 		t.Fatalf("Received-SPF %+v", rs)
 	}
@@ -208,7 +208,7 @@ func TestSPFTempError(t *testing.T) {
 				}
 				return
 			}
-			rs := parseReceivedSPF(t, headerValue(t, v.Headers, "Received-SPF"))
+			rs := parseReceivedSPF(t, spfHeaderValue(t, v.Headers, "Received-SPF"))
 			if rs.result != "temperror" || !strings.Contains(rs.kv["problem"], "timeout") {
 				t.Fatalf("Received-SPF %+v", rs)
 			}
@@ -311,7 +311,7 @@ func TestSPFHeaders(t *testing.T) {
 	s := spfTestDNS(t)
 	c := spfTestCheck(t, s, SPFOptions{})
 	v, _ := c.Check(context.Background(), spfTx("192.0.2.99", "client.example", "bob@soft.spf.test"))
-	rs := parseReceivedSPF(t, headerValue(t, v.Headers, "Received-SPF"))
+	rs := parseReceivedSPF(t, spfHeaderValue(t, v.Headers, "Received-SPF"))
 	want := map[string]string{
 		"client-ip": "192.0.2.99", "envelope-from": "bob@soft.spf.test", "helo": "client.example",
 		"receiver": "mx.campus.test", "identity": "mailfrom", "mechanism": "~all",
@@ -327,35 +327,35 @@ func TestSPFHeaders(t *testing.T) {
 	if _, ok := rs.kv["problem"]; ok {
 		t.Errorf("problem= on a softfail")
 	}
-	ar := parseAuthResults(t, headerValue(t, v.Headers, "Authentication-Results"))
+	ar := spfParseAuthResults(t, spfHeaderValue(t, v.Headers, "Authentication-Results"))
 	if ar.authservID != "mx.campus.test" || ar.props["spf"] != "softfail" || ar.props["smtp.mailfrom"] != "soft.spf.test" {
 		t.Errorf("Authentication-Results %+v", ar)
 	}
 
 	// The null sender: identity helo, an empty envelope-from, smtp.helo.
 	v, _ = c.Check(context.Background(), spfTx("192.0.2.10", "mail.spf.test", ""))
-	rs = parseReceivedSPF(t, headerValue(t, v.Headers, "Received-SPF"))
+	rs = parseReceivedSPF(t, spfHeaderValue(t, v.Headers, "Received-SPF"))
 	if rs.result != "pass" || rs.kv["identity"] != "helo" || rs.kv["envelope-from"] != "" || rs.kv["helo"] != "mail.spf.test" {
 		t.Errorf("null sender Received-SPF %+v", rs)
 	}
 	if !strings.Contains(rs.comment, "postmaster@mail.spf.test designates 192.0.2.10") {
 		t.Errorf("null sender comment %q", rs.comment)
 	}
-	ar = parseAuthResults(t, headerValue(t, v.Headers, "Authentication-Results"))
+	ar = spfParseAuthResults(t, spfHeaderValue(t, v.Headers, "Authentication-Results"))
 	if ar.props["spf"] != "pass" || ar.props["smtp.helo"] != "mail.spf.test" || ar.props["smtp.mailfrom"] != "" {
 		t.Errorf("null sender Authentication-Results %+v", ar)
 	}
 
 	// IPv6: client-ip is quoted (":" is no atext) and parses back.
 	v, _ = c.Check(context.Background(), spfTx("2001:db8::25", "client.example", "bob@v6.spf.test"))
-	rs = parseReceivedSPF(t, headerValue(t, v.Headers, "Received-SPF"))
+	rs = parseReceivedSPF(t, spfHeaderValue(t, v.Headers, "Received-SPF"))
 	if rs.kv["client-ip"] != "2001:db8::25" || rs.kv["mechanism"] != "ip6:2001:db8::/32" {
 		t.Errorf("IPv6 Received-SPF %+v", rs)
 	}
 
 	// permerror and temperror say what the problem was.
 	v, _ = c.Check(context.Background(), spfTx("192.0.2.99", "client.example", "bob@perm.spf.test"))
-	rs = parseReceivedSPF(t, headerValue(t, v.Headers, "Received-SPF"))
+	rs = parseReceivedSPF(t, spfHeaderValue(t, v.Headers, "Received-SPF"))
 	if rs.result != "permerror" || rs.kv["problem"] == "" {
 		t.Errorf("permerror Received-SPF %+v", rs)
 	}
@@ -398,17 +398,17 @@ func TestSPFHeaderInjection(t *testing.T) {
 				}
 			}
 		}
-		rs := parseReceivedSPF(t, headerValue(t, v.Headers, "Received-SPF"))
+		rs := parseReceivedSPF(t, spfHeaderValue(t, v.Headers, "Received-SPF"))
 		if rs.kv["receiver"] != "mx.campus.test" || rs.kv["identity"] != "mailfrom" {
 			t.Errorf("%q: Received-SPF did not parse back: %+v", tc.from, rs)
 		}
-		parseAuthResults(t, headerValue(t, v.Headers, "Authentication-Results"))
+		spfParseAuthResults(t, spfHeaderValue(t, v.Headers, "Authentication-Results"))
 	}
 	// In an SMTPUTF8 transaction UTF-8 is kept (RFC 6532).
 	tx := spfTx("192.0.2.10", "cliënt.example", "bøb@pass.spf.test")
 	tx.SMTPUTF8 = true
 	v, _ := c.Check(context.Background(), tx)
-	rs := parseReceivedSPF(t, headerValue(t, v.Headers, "Received-SPF"))
+	rs := parseReceivedSPF(t, spfHeaderValue(t, v.Headers, "Received-SPF"))
 	if rs.kv["envelope-from"] != "bøb@pass.spf.test" || rs.kv["helo"] != "cliënt.example" {
 		t.Errorf("SMTPUTF8: %+v", rs)
 	}
@@ -526,21 +526,21 @@ func TestSPFRunsAfterGreylist(t *testing.T) {
 }
 
 // A parsed Received-SPF field.
-type receivedSPF struct {
+type spfReceived struct {
 	result, comment string
 	kv              map[string]string
 }
 
 // parseReceivedSPF parses a Received-SPF field body (RFC 7208 §9.1) strictly
 // enough to catch a broken quote, comment or separator.
-func parseReceivedSPF(t *testing.T, v string) receivedSPF {
+func parseReceivedSPF(t *testing.T, v string) spfReceived {
 	t.Helper()
 	v = strings.ReplaceAll(v, "\r\n\t", " ")
 	if strings.ContainsAny(v, "\r\n") {
 		t.Fatalf("Received-SPF has a bare line break: %q", v)
 	}
-	p := &hdrParser{s: v}
-	out := receivedSPF{kv: map[string]string{}}
+	p := &spfHdrParser{s: v}
+	out := spfReceived{kv: map[string]string{}}
 	out.result = p.atom()
 	p.space()
 	if p.peek() == '(' {
@@ -571,19 +571,19 @@ func parseReceivedSPF(t *testing.T, v string) receivedSPF {
 }
 
 // A parsed Authentication-Results field.
-type authResults struct {
+type spfAuthResults struct {
 	authservID string
 	props      map[string]string // method=result and ptype.property=value
 }
 
-func parseAuthResults(t *testing.T, v string) authResults {
+func spfParseAuthResults(t *testing.T, v string) spfAuthResults {
 	t.Helper()
 	v = strings.ReplaceAll(v, "\r\n\t", " ")
 	if strings.ContainsAny(v, "\r\n") {
 		t.Fatalf("Authentication-Results has a bare line break: %q", v)
 	}
-	p := &hdrParser{s: v}
-	out := authResults{props: map[string]string{}}
+	p := &spfHdrParser{s: v}
+	out := spfAuthResults{props: map[string]string{}}
 	out.authservID = p.atom()
 	if !p.eat(';') {
 		t.Fatalf("Authentication-Results: no ; after the authserv-id in %q", v)
@@ -609,33 +609,33 @@ func parseAuthResults(t *testing.T, v string) authResults {
 	return out
 }
 
-type hdrParser struct {
+type spfHdrParser struct {
 	s string
 	i int
 }
 
-func (p *hdrParser) done() bool { return p.i >= len(p.s) }
-func (p *hdrParser) peek() byte {
+func (p *spfHdrParser) done() bool { return p.i >= len(p.s) }
+func (p *spfHdrParser) peek() byte {
 	if p.done() {
 		return 0
 	}
 	return p.s[p.i]
 }
-func (p *hdrParser) eat(c byte) bool {
+func (p *spfHdrParser) eat(c byte) bool {
 	if p.peek() == c {
 		p.i++
 		return true
 	}
 	return false
 }
-func (p *hdrParser) space() {
+func (p *spfHdrParser) space() {
 	for p.peek() == ' ' {
 		p.i++
 	}
 }
 
 // atom reads up to a space, ";", "=", "(" or '"'.
-func (p *hdrParser) atom() string {
+func (p *spfHdrParser) atom() string {
 	start := p.i
 	for !p.done() && !strings.ContainsRune(" ;=(\"", rune(p.s[p.i])) {
 		p.i++
@@ -643,7 +643,7 @@ func (p *hdrParser) atom() string {
 	return p.s[start:p.i]
 }
 
-func (p *hdrParser) quoted(t *testing.T) string {
+func (p *spfHdrParser) quoted(t *testing.T) string {
 	t.Helper()
 	p.i++ // opening quote
 	var b strings.Builder
@@ -667,7 +667,7 @@ func (p *hdrParser) quoted(t *testing.T) string {
 	return ""
 }
 
-func (p *hdrParser) comment(t *testing.T) string {
+func (p *spfHdrParser) comment(t *testing.T) string {
 	t.Helper()
 	p.i++ // opening parenthesis
 	depth := 1
