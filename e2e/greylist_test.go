@@ -3,10 +3,12 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -324,4 +326,68 @@ func TestGreylistWhitelist(t *testing.T) {
 		t.Fatalf("second RCPT of the connection asked the PTR again (%d queries, then %d)", asked, n)
 	}
 	gw.WaitLog("client name could not be verified", 5*time.Second)
+}
+
+// TestGreylistWhitelistReloadOnSIGHUP: an edited whitelist is in force
+// after SIGHUP; a broken one is refused with file:line and the old list
+// stays.
+func TestGreylistWhitelistReloadOnSIGHUP(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	whitelist := filepath.Join(dir, "greylist-whitelist.txt")
+	os.WriteFile(whitelist, []byte("127.0.0.4\n"), 0o644)
+	gw, _ := greylistGateway(t, fmt.Sprintf("{delay: 1m, retry_window: 2m, whitelist: %q}", whitelist), boltStore(filepath.Join(dir, "state.db")))
+	c, r := rcptAttempt(t, gw, "127.0.0.8", "bob@example.org", "alice@campus.test")
+	wantGreylisted(t, c, r, time.Minute)
+
+	os.WriteFile(whitelist, []byte("127.0.0.4\n127.0.0.8\n"), 0o644)
+	gw.Signal(syscall.SIGHUP)
+	gw.WaitLog("clients=2", 5*time.Second)
+	wantAccepted(t, gw, "127.0.0.8", "carol@example.org", "alice@campus.test", "whitelisted after SIGHUP")
+
+	os.WriteFile(whitelist, []byte("127.0.0.4\n127.0.0.999\n"), 0o644)
+	gw.Signal(syscall.SIGHUP)
+	gw.WaitLog(whitelist+`:2: \"127.0.0.999\"`, 5*time.Second)
+	wantAccepted(t, gw, "127.0.0.8", "dave@example.org", "alice@campus.test", "old list kept after a broken reload")
+}
+
+// TestGreylistExplainPeeks: `sekisho explain` with a running gateway's
+// config shows the shared Redis state (a known triplet, a new one) and
+// writes nothing; on the embedded store, which the running gateway locks,
+// it says that it cannot read it.
+func TestGreylistExplainPeeks(t *testing.T) {
+	t.Parallel()
+	rs := testredis.Start(t)
+	gw, _ := greylistGateway(t, "{delay: 1m, retry_window: 2m}", redisStore(rs.Addr()))
+	c, r := rcptAttempt(t, gw, outside, "bob@example.org", "alice@campus.test")
+	wantGreylisted(t, c, r, time.Minute)
+	before, _ := rs.Do("DBSIZE")
+
+	explain := func(gw *harness.Gateway) string {
+		t.Helper()
+		out, err := exec.Command(harness.Binary(t), "explain", "-config", filepath.Join(gw.Dir, "sekisho.yaml"),
+			"-ip", outside, "-from", "bob@example.org", "-rcpt", "alice@campus.test", "-rcpt", "carol@campus.test").CombinedOutput()
+		if err != nil {
+			t.Fatalf("explain: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	out := explain(gw)
+	for _, want := range []string{
+		"known triplet 127.0.0.0/24 <bob@example.org> → <alice@campus.test> greylisted",
+		"new triplet 127.0.0.0/24 <bob@example.org> → <carol@campus.test> greylisted",
+		"451 4.7.1 greylisted, please try again in",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain output lacks %q:\n%s", want, out)
+		}
+	}
+	if after, _ := rs.Do("DBSIZE"); after != before {
+		t.Errorf("explain wrote to Redis: DBSIZE %q, then %q", before, after)
+	}
+
+	gwBolt, _ := greylistGateway(t, "{delay: 1m, retry_window: 2m}", boltStore(filepath.Join(t.TempDir(), "state.db")))
+	if out := explain(gwBolt); !strings.Contains(out, "cannot be read while sekisho serve runs") {
+		t.Errorf("explain on a locked embedded store:\n%s", out)
+	}
 }

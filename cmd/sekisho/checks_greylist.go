@@ -99,7 +99,8 @@ func (c *GreylistConfig) networks() greylist.NetworkPrefix {
 
 // greylistChecks builds the greylisting check on the configured store,
 // which it opens here and closes when main closes its deps. The whitelist
-// is reloaded with the other files on SIGHUP.
+// is reloaded with the other files on SIGHUP. Under `sekisho explain`
+// (d.dryRun) the check only peeks at the store and writes nothing.
 func greylistChecks(cfg *Config, d *deps) ([]filters.Check, error) {
 	gc := &cfg.Checks.Greylist
 	if gc.Off {
@@ -109,7 +110,7 @@ func greylistChecks(cfg *Config, d *deps) ([]filters.Check, error) {
 		return nil, err
 	}
 	onStoreError, _ := filters.ParseStoreErrorAction(gc.OnStoreError)
-	store, err := openStore(&cfg.Store, d.log)
+	store, err := openStore(&cfg.Store, d.log, d.dryRun)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -131,6 +132,10 @@ func greylistChecks(cfg *Config, d *deps) ([]filters.Check, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("checks.greylist: %w", err)
+	}
+	d.reloaders = append(d.reloaders, g.Reload)
+	if d.dryRun {
+		return []filters.Check{g.DryRun()}, nil
 	}
 	n := gc.networks()
 	d.log.Info("greylisting", "delay", gc.Delay, "retry_window", gc.RetryWindow, "expire", gc.Expire,

@@ -253,7 +253,7 @@ func TestOpenStoreRedisModes(t *testing.T) {
 		{RedisConfig{Addrs: []string{"127.0.0.1:9"}, MasterName: "mymaster"}, false},
 	}
 	for _, c := range cases {
-		s, err := openStore(&StoreConfig{Redis: &c.redis}, log)
+		s, err := openStore(&StoreConfig{Redis: &c.redis}, log, false)
 		if err != nil {
 			t.Fatalf("%+v: %v", c.redis, err)
 		}
@@ -262,5 +262,61 @@ func TestOpenStoreRedisModes(t *testing.T) {
 			t.Errorf("%+v (%s): cluster client %v, want %v", c.redis, c.redis.mode(), isCluster, c.cluster)
 		}
 		s.Close()
+	}
+}
+
+// TestGreylistChecksDryRun: under `sekisho explain` the check peeks: it
+// creates no file and no entry, reads the state a previous run left, and
+// reports a file locked by a running sekisho as a store that cannot
+// answer. The whitelist reload is registered either way.
+func TestGreylistChecksDryRun(t *testing.T) {
+	cfg := Defaults()
+	cfg.Store.Path = filepath.Join(t.TempDir(), "var", "state.db")
+	peek := func() filters.Check {
+		t.Helper()
+		d := testDeps(t)
+		d.dryRun = true
+		t.Cleanup(d.close)
+		checks, err := greylistChecks(&cfg, d)
+		if err != nil || len(checks) != 1 || len(d.reloaders) != 1 {
+			t.Fatalf("checks %v, reloaders %d, err %v", checks, len(d.reloaders), err)
+		}
+		return checks[0]
+	}
+
+	// No file yet: every triplet would be new, and no file is made.
+	v, err := peek().Check(context.Background(), outsideTx("alice@campus.test"))
+	if err != nil || v.Action != filters.Defer || !strings.Contains(v.Reason, "new triplet") {
+		t.Fatalf("no store yet: %+v, %v", v, err)
+	}
+	if _, err := os.Stat(filepath.Dir(cfg.Store.Path)); !os.IsNotExist(err) {
+		t.Fatalf("explain created the store: %v", err)
+	}
+
+	// A first attempt recorded by serve is seen, and peeking adds nothing.
+	d := testDeps(t)
+	checks, err := greylistChecks(&cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks[0].Check(context.Background(), outsideTx("alice@campus.test"))
+
+	// ... but not while serve holds the file.
+	v, err = peek().Check(context.Background(), outsideTx("alice@campus.test"))
+	if err != nil || !strings.Contains(v.Reason, "cannot be read while sekisho serve runs") {
+		t.Fatalf("locked store: %+v, %v", v, err)
+	}
+	d.close()
+
+	dry := peek()
+	for range 2 {
+		v, err = dry.Check(context.Background(), outsideTx("alice@campus.test"))
+		if err != nil || v.Action != filters.Defer || !strings.Contains(v.Reason, "known triplet") {
+			t.Fatalf("recorded triplet: %+v, %v", v, err)
+		}
+		v, err = dry.Check(context.Background(), outsideTx("bob@campus.test"))
+		if err != nil || v.Action != filters.Defer || !strings.Contains(v.Reason, "new triplet") {
+			t.Fatalf("peeked triplet: %+v, %v (peeking must not record it)", v, err)
+		}
 	}
 }

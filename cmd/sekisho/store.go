@@ -5,9 +5,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -91,9 +94,17 @@ const storeStartupPing = 2 * time.Second
 // locked) now; Redis connects lazily, so a Redis that is down at start-up
 // is only logged — greylisting then follows on_store_error until it
 // answers. It routes go-redis' own log lines (process-wide) to log at Debug.
-func openStore(c *StoreConfig, log *slog.Logger) (greylist.Store, error) {
+//
+// readOnly is for `sekisho explain`, whose check only peeks: the embedded
+// file is then neither created nor swept, a missing file is an empty store,
+// and a file locked by the running sekisho is a store that cannot answer
+// (bbolt's lock is exclusive: the running gateway's state cannot be read).
+func openStore(c *StoreConfig, log *slog.Logger, readOnly bool) (greylist.Store, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
+	}
+	if c.Redis == nil && readOnly {
+		return peekBolt(c.Path, log), nil
 	}
 	if c.Redis == nil {
 		s, err := greylist.OpenBolt(c.Path, greylist.BoltOptions{Logger: log})
@@ -132,3 +143,45 @@ func openStore(c *StoreConfig, log *slog.Logger) (greylist.Store, error) {
 	}
 	return s, nil
 }
+
+// peekBolt opens the embedded store for peeking only (see openStore).
+func peekBolt(path string, log *slog.Logger) greylist.Store {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return emptyStore{}
+	}
+	s, err := greylist.OpenBolt(path, greylist.BoltOptions{Logger: log, SweepInterval: -1, LockTimeout: peekLockTimeout})
+	if err != nil {
+		return unavailableStore{fmt.Errorf("%w; the embedded store cannot be read while sekisho serve runs on it (Redis can)", err)}
+	}
+	return s
+}
+
+// peekLockTimeout is how long explain waits for the embedded file's lock.
+const peekLockTimeout = 200 * time.Millisecond
+
+// emptyStore is an embedded store whose file does not exist yet: every
+// triplet is new.
+type emptyStore struct{}
+
+func (emptyStore) Check(ctx context.Context, t greylist.Triplet, p greylist.Policy) (greylist.Decision, error) {
+	return greylist.Decision{}, errors.New("greylist: the empty store is read-only")
+}
+
+func (emptyStore) Peek(ctx context.Context, t greylist.Triplet, p greylist.Policy) (greylist.Decision, error) {
+	return greylist.Decision{Wait: p.Delay, New: true}, nil
+}
+
+func (emptyStore) Close() error { return nil }
+
+// unavailableStore answers every call with the error it was opened with.
+type unavailableStore struct{ err error }
+
+func (s unavailableStore) Check(context.Context, greylist.Triplet, greylist.Policy) (greylist.Decision, error) {
+	return greylist.Decision{}, s.err
+}
+
+func (s unavailableStore) Peek(context.Context, greylist.Triplet, greylist.Policy) (greylist.Decision, error) {
+	return greylist.Decision{}, s.err
+}
+
+func (unavailableStore) Close() error { return nil }
