@@ -42,13 +42,13 @@ func greylistGateway(t *testing.T, settings, extra string) (*harness.Gateway, *h
 	})
 }
 
-func boltStore(path string) string { return fmt.Sprintf("store: {path: %q}\n", path) }
+func glBoltStore(path string) string { return fmt.Sprintf("store: {path: %q}\n", path) }
 
-func redisStore(addr string) string { return fmt.Sprintf("store: {redis: {addrs: [%q]}}\n", addr) }
+func glRedisStore(addr string) string { return fmt.Sprintf("store: {redis: {addrs: [%q]}}\n", addr) }
 
-// rcptAttempt opens a session from src and sends EHLO, MAIL FROM and RCPT
+// glRcptAttempt opens a session from src and sends EHLO, MAIL FROM and RCPT
 // TO; it returns the client, still in the transaction, and the RCPT reply.
-func rcptAttempt(t *testing.T, gw *harness.Gateway, src, from, rcpt string) (*harness.Client, harness.Reply) {
+func glRcptAttempt(t *testing.T, gw *harness.Gateway, src, from, rcpt string) (*harness.Client, harness.Reply) {
 	t.Helper()
 	c := harness.DialFrom(t, src, gw.SMTP)
 	c.Expect("EHLO client.example.org", "250")
@@ -56,24 +56,24 @@ func rcptAttempt(t *testing.T, gw *harness.Gateway, src, from, rcpt string) (*ha
 	return c, c.Cmd("RCPT TO:<" + rcpt + ">")
 }
 
-// wantAccepted fails unless the attempt's RCPT got 250, then ends the
+// glWantAccepted fails unless the attempt's RCPT got 250, then ends the
 // session.
-func wantAccepted(t *testing.T, gw *harness.Gateway, src, from, rcpt, why string) {
+func glWantAccepted(t *testing.T, gw *harness.Gateway, src, from, rcpt, why string) {
 	t.Helper()
-	c, r := rcptAttempt(t, gw, src, from, rcpt)
+	c, r := glRcptAttempt(t, gw, src, from, rcpt)
 	if r.Code != 250 {
 		t.Fatalf("%s: %s from %s, <%s> → <%s>: %v, want 250\n%s", why, gw.SMTP, src, from, rcpt, r, c.Transcript())
 	}
 	c.Cmd("QUIT")
 }
 
-var secondsLeft = regexp.MustCompile(`^4\.7\.1 greylisted, please try again in (\d+) seconds$`)
+var glSecondsLeft = regexp.MustCompile(`^4\.7\.1 greylisted, please try again in (\d+) seconds$`)
 
-// wantGreylisted fails unless r is 451 4.7.1 with the seconds left within
+// glWantGreylisted fails unless r is 451 4.7.1 with the seconds left within
 // 1..max, and returns them.
-func wantGreylisted(t *testing.T, c *harness.Client, r harness.Reply, max time.Duration) int {
+func glWantGreylisted(t *testing.T, c *harness.Client, r harness.Reply, max time.Duration) int {
 	t.Helper()
-	m := secondsLeft.FindStringSubmatch(r.Text)
+	m := glSecondsLeft.FindStringSubmatch(r.Text)
 	if r.Code != 451 || m == nil {
 		t.Fatalf("got %v, want 451 4.7.1 with the seconds left\n%s", r, c.Transcript())
 	}
@@ -84,8 +84,8 @@ func wantGreylisted(t *testing.T, c *harness.Client, r harness.Reply, max time.D
 	return n
 }
 
-// deliver sends a message in the open transaction and expects 250.
-func deliver(t *testing.T, c *harness.Client, subject string) {
+// glDeliver sends a message in the open transaction and expects 250.
+func glDeliver(t *testing.T, c *harness.Client, subject string) {
 	t.Helper()
 	c.Expect("DATA", "354")
 	c.SendRaw(hdr(subject) + "Greylisted, then accepted.\r\n.\r\n")
@@ -95,8 +95,8 @@ func deliver(t *testing.T, c *harness.Client, subject string) {
 	c.Cmd("QUIT")
 }
 
-// hasSubject reports whether the next hop holds a message with subject.
-func hasSubject(hop *harness.NextHop, subject string) bool {
+// glHasSubject reports whether the next hop holds a message with subject.
+func glHasSubject(hop *harness.NextHop, subject string) bool {
 	for _, m := range hop.Messages() {
 		if strings.Contains(string(m.Data), "\r\nSubject: "+subject+"\r\n") {
 			return true
@@ -105,14 +105,14 @@ func hasSubject(hop *harness.NextHop, subject string) bool {
 	return false
 }
 
-// waitUntil waits for the clock to reach t: greylisting's delay, the
+// glWaitUntil waits for the clock to reach t: greylisting's delay, the
 // feature under test.
-func waitUntil(t time.Time) { time.Sleep(time.Until(t)) }
+func glWaitUntil(t time.Time) { time.Sleep(time.Until(t)) }
 
-// afterDelay is when a retry of an attempt answered at first passes: the
+// glAfterDelay is when a retry of an attempt answered at first passes: the
 // store recorded the attempt before the reply, so the delay from the
 // reply's arrival plus a little for the clocks' granularity.
-func afterDelay(first time.Time, delay time.Duration) time.Time {
+func glAfterDelay(first time.Time, delay time.Duration) time.Time {
 	return first.Add(delay + 100*time.Millisecond)
 }
 
@@ -125,44 +125,44 @@ func TestGreylistEmbedded(t *testing.T) {
 	t.Parallel()
 	const delay = 2 * time.Second
 	store := filepath.Join(t.TempDir(), "var", "lib", "state.db") // var/lib does not exist yet
-	gw, hop := greylistGateway(t, "{delay: 2s, retry_window: 1m, auto_whitelist: 3}", boltStore(store))
+	gw, hop := greylistGateway(t, "{delay: 2s, retry_window: 1m, auto_whitelist: 3}", glBoltStore(store))
 	if _, err := os.Stat(store); err != nil {
 		t.Fatalf("store file not created with its directory: %v", err)
 	}
 
-	c, r := rcptAttempt(t, gw, outside, "bob@example.org", "alice@campus.test")
+	c, r := glRcptAttempt(t, gw, outside, "bob@example.org", "alice@campus.test")
 	first := time.Now()
-	wantGreylisted(t, c, r, delay)
+	glWantGreylisted(t, c, r, delay)
 	gw.WaitLog("new triplet 127.0.0.0/24 <bob@example.org> → <alice@campus.test> greylisted", 5*time.Second)
 	// An early retry (same transaction) is deferred again.
-	wantGreylisted(t, c, c.Cmd("RCPT TO:<alice@campus.test>"), delay)
+	glWantGreylisted(t, c, c.Cmd("RCPT TO:<alice@campus.test>"), delay)
 	gw.WaitLog("known triplet 127.0.0.0/24 <bob@example.org> → <alice@campus.test> greylisted", 5*time.Second)
 	c.Cmd("QUIT")
 
 	// Never greylisted: a trusted client, and postmaster (RFC 5321 §4.5.1).
-	wantAccepted(t, gw, "127.0.0.1", "carol@example.org", "alice@campus.test", "trusted client")
-	wantAccepted(t, gw, outside, "dave@example.org", "postmaster@campus.test", "postmaster")
-	wantAccepted(t, gw, outside, "dave@example.org", "PostMaster@sub.campus.test", "postmaster of a subdomain")
+	glWantAccepted(t, gw, "127.0.0.1", "carol@example.org", "alice@campus.test", "trusted client")
+	glWantAccepted(t, gw, outside, "dave@example.org", "postmaster@campus.test", "postmaster")
+	glWantAccepted(t, gw, outside, "dave@example.org", "PostMaster@sub.campus.test", "postmaster of a subdomain")
 
-	waitUntil(afterDelay(first, delay))
-	c, r = rcptAttempt(t, gw, outside, "bob@example.org", "alice@campus.test")
+	glWaitUntil(glAfterDelay(first, delay))
+	c, r = glRcptAttempt(t, gw, outside, "bob@example.org", "alice@campus.test")
 	if r.Code != 250 {
 		t.Fatalf("retry after the delay: %v, want 250", r)
 	}
-	deliver(t, c, "after the delay")
-	if !hasSubject(hop, "after the delay") {
+	glDeliver(t, c, "after the delay")
+	if !glHasSubject(hop, "after the delay") {
 		t.Fatal("the next hop does not have the message accepted after the delay")
 	}
 
 	// Another host of the same /24 retries: the same triplet (pass 2).
-	wantAccepted(t, gw, "127.0.0.3", "bob@example.org", "alice@campus.test", "same /24, other host")
+	glWantAccepted(t, gw, "127.0.0.3", "bob@example.org", "alice@campus.test", "same /24, other host")
 	// Two passes are not yet three: a new sender is greylisted.
-	c, r = rcptAttempt(t, gw, outside, "erin@example.org", "alice@campus.test")
-	wantGreylisted(t, c, r, delay)
+	c, r = glRcptAttempt(t, gw, outside, "erin@example.org", "alice@campus.test")
+	glWantGreylisted(t, c, r, delay)
 	// The third pass auto-whitelists the network: a new sender passes at once.
-	wantAccepted(t, gw, "127.0.0.3", "bob@example.org", "alice@campus.test", "a passed triplet")
-	wantAccepted(t, gw, outside, "frank@example.org", "alice@campus.test", "auto-whitelisted network")
-	wantAccepted(t, gw, "127.0.0.4", "grace@example.org", "bob@campus.test", "auto-whitelisted network, other host")
+	glWantAccepted(t, gw, "127.0.0.3", "bob@example.org", "alice@campus.test", "a passed triplet")
+	glWantAccepted(t, gw, outside, "frank@example.org", "alice@campus.test", "auto-whitelisted network")
+	glWantAccepted(t, gw, "127.0.0.4", "grace@example.org", "bob@campus.test", "auto-whitelisted network, other host")
 }
 
 // TestGreylistStateSurvivesRestart: a triplet deferred by one sekisho
@@ -172,29 +172,29 @@ func TestGreylistStateSurvivesRestart(t *testing.T) {
 	const delay = time.Second
 	store := filepath.Join(t.TempDir(), "state.db")
 	settings := "{delay: 1s, retry_window: 1m, auto_whitelist: 0}"
-	gw, _ := greylistGateway(t, settings, boltStore(store))
-	c, r := rcptAttempt(t, gw, outside, "bob@example.org", "alice@campus.test")
+	gw, _ := greylistGateway(t, settings, glBoltStore(store))
+	c, r := glRcptAttempt(t, gw, outside, "bob@example.org", "alice@campus.test")
 	first := time.Now()
-	wantGreylisted(t, c, r, delay)
+	glWantGreylisted(t, c, r, delay)
 	c.Cmd("QUIT")
 	gw.Stop()
 	if err := gw.Wait(time.Second); err != nil {
 		t.Fatalf("first sekisho: %v", err)
 	}
 
-	gw2, hop2 := greylistGateway(t, settings, boltStore(store))
-	waitUntil(afterDelay(first, delay))
-	c, r = rcptAttempt(t, gw2, outside, "bob@example.org", "alice@campus.test")
+	gw2, hop2 := greylistGateway(t, settings, glBoltStore(store))
+	glWaitUntil(glAfterDelay(first, delay))
+	c, r = glRcptAttempt(t, gw2, outside, "bob@example.org", "alice@campus.test")
 	if r.Code != 250 {
 		t.Fatalf("retry after a restart: %v, want 250 (the first attempt was forgotten?)\n%s", r, c.Transcript())
 	}
-	deliver(t, c, "across a restart")
-	if !hasSubject(hop2, "across a restart") {
+	glDeliver(t, c, "across a restart")
+	if !glHasSubject(hop2, "across a restart") {
 		t.Fatal("next hop lacks the message")
 	}
 	// The restarted sekisho greylists: a new triplet is deferred.
-	c, r = rcptAttempt(t, gw2, outside, "carol@example.org", "alice@campus.test")
-	wantGreylisted(t, c, r, delay)
+	c, r = glRcptAttempt(t, gw2, outside, "carol@example.org", "alice@campus.test")
+	glWantGreylisted(t, c, r, delay)
 }
 
 // TestGreylistSharedOnRedis: two sekisho processes on one redis-server
@@ -205,26 +205,26 @@ func TestGreylistSharedOnRedis(t *testing.T) {
 	const delay = 2 * time.Second
 	rs := testredis.Start(t)
 	settings := "{delay: 2s, retry_window: 1m, auto_whitelist: 0}"
-	gwA, _ := greylistGateway(t, settings, redisStore(rs.Addr()))
-	gwB, hopB := greylistGateway(t, settings, redisStore(rs.Addr()))
+	gwA, _ := greylistGateway(t, settings, glRedisStore(rs.Addr()))
+	gwB, hopB := greylistGateway(t, settings, glRedisStore(rs.Addr()))
 
-	c, r := rcptAttempt(t, gwA, outside, "bob@example.org", "alice@campus.test")
+	c, r := glRcptAttempt(t, gwA, outside, "bob@example.org", "alice@campus.test")
 	first := time.Now()
-	wantGreylisted(t, c, r, delay)
+	glWantGreylisted(t, c, r, delay)
 	gwA.WaitLog("new triplet 127.0.0.0/24 <bob@example.org> → <alice@campus.test>", 5*time.Second)
 
-	c, r = rcptAttempt(t, gwB, outside, "bob@example.org", "alice@campus.test")
-	wantGreylisted(t, c, r, delay)
+	c, r = glRcptAttempt(t, gwB, outside, "bob@example.org", "alice@campus.test")
+	glWantGreylisted(t, c, r, delay)
 	gwB.WaitLog("known triplet 127.0.0.0/24 <bob@example.org> → <alice@campus.test>", 5*time.Second)
 	c.Cmd("QUIT")
 
-	waitUntil(afterDelay(first, delay))
-	c, r = rcptAttempt(t, gwB, "127.0.0.3", "bob@example.org", "alice@campus.test")
+	glWaitUntil(glAfterDelay(first, delay))
+	c, r = glRcptAttempt(t, gwB, "127.0.0.3", "bob@example.org", "alice@campus.test")
 	if r.Code != 250 {
 		t.Fatalf("retry at the other gateway after the delay: %v, want 250\n%s", r, c.Transcript())
 	}
-	deliver(t, c, "shared greylist")
-	if !hasSubject(hopB, "shared greylist") {
+	glDeliver(t, c, "shared greylist")
+	if !glHasSubject(hopB, "shared greylist") {
 		t.Fatal("gateway B's next hop lacks the message")
 	}
 	if keys, _ := rs.Do("KEYS", "sekisho:greylist:*"); !strings.Contains(keys, "sekisho:greylist:{127.0.0.0/24}:t:bob@example.org") {
@@ -240,33 +240,33 @@ func TestGreylistRedisOutage(t *testing.T) {
 	t.Parallel()
 	const delay = time.Minute
 	rs := testredis.Start(t)
-	accept, acceptHop := greylistGateway(t, "{delay: 1m, retry_window: 2m, on_store_error: accept}", redisStore(rs.Addr()))
-	tempfail, _ := greylistGateway(t, "{delay: 1m, retry_window: 2m, on_store_error: tempfail}", redisStore(rs.Addr()))
+	accept, acceptHop := greylistGateway(t, "{delay: 1m, retry_window: 2m, on_store_error: accept}", glRedisStore(rs.Addr()))
+	tempfail, _ := greylistGateway(t, "{delay: 1m, retry_window: 2m, on_store_error: tempfail}", glRedisStore(rs.Addr()))
 
 	for _, gw := range []*harness.Gateway{accept, tempfail} {
-		c, r := rcptAttempt(t, gw, outside, "bob@example.org", "alice@campus.test")
-		wantGreylisted(t, c, r, delay)
+		c, r := glRcptAttempt(t, gw, outside, "bob@example.org", "alice@campus.test")
+		glWantGreylisted(t, c, r, delay)
 	}
 
 	rs.Stop()
-	c, r := rcptAttempt(t, accept, outside, "carol@example.org", "alice@campus.test")
+	c, r := glRcptAttempt(t, accept, outside, "carol@example.org", "alice@campus.test")
 	if r.Code != 250 {
 		t.Fatalf("Redis down, on_store_error accept: %v, want 250", r)
 	}
 	if r := c.Cmd("RCPT TO:<bob@campus.test>"); r.Code != 250 {
 		t.Fatalf("Redis down, second recipient: %v, want 250", r)
 	}
-	deliver(t, c, "during the outage")
-	if !hasSubject(acceptHop, "during the outage") {
+	glDeliver(t, c, "during the outage")
+	if !glHasSubject(acceptHop, "during the outage") {
 		t.Fatal("mail accepted during the outage did not reach the next hop")
 	}
-	wantAccepted(t, accept, outside, "dave@example.org", "alice@campus.test", "Redis down, on_store_error accept")
+	glWantAccepted(t, accept, outside, "dave@example.org", "alice@campus.test", "Redis down, on_store_error accept")
 	accept.WaitLog(`msg="greylist store unavailable"`, 5*time.Second)
 	if n := strings.Count(accept.Log(), `msg="greylist store unavailable"`); n != 1 {
 		t.Fatalf("the outage was logged %d times for 3 recipients, want once", n)
 	}
 
-	c, r = rcptAttempt(t, tempfail, outside, "carol@example.org", "alice@campus.test")
+	c, r = glRcptAttempt(t, tempfail, outside, "carol@example.org", "alice@campus.test")
 	if r.Code != 451 || !strings.HasPrefix(r.Text, "4.3.0 ") {
 		t.Fatalf("Redis down, on_store_error tempfail: %v, want 451 4.3.0\n%s", r, c.Transcript())
 	}
@@ -274,8 +274,8 @@ func TestGreylistRedisOutage(t *testing.T) {
 
 	rs.Restart() // empty: every triplet is new again
 	for _, gw := range []*harness.Gateway{accept, tempfail} {
-		c, r := rcptAttempt(t, gw, outside, "erin@example.org", "alice@campus.test")
-		wantGreylisted(t, c, r, delay)
+		c, r := glRcptAttempt(t, gw, outside, "erin@example.org", "alice@campus.test")
+		glWantGreylisted(t, c, r, delay)
 		gw.WaitLog(`msg="greylist store available again"`, 5*time.Second)
 	}
 }
@@ -304,24 +304,24 @@ func TestGreylistWhitelist(t *testing.T) {
 	whitelist := filepath.Join(dir, "greylist-whitelist.txt")
 	os.WriteFile(whitelist, []byte("# test whitelist\n127.0.0.4\n.friendly.test  # verified names\nabuse@campus.test\n"), 0o644)
 	gw, _ := greylistGateway(t, fmt.Sprintf("{delay: 1m, retry_window: 2m, whitelist: %q}", whitelist),
-		fmt.Sprintf("dns: {resolvers: [%q], timeout: 500ms, attempts: 2}\n", ns.Addr())+boltStore(filepath.Join(dir, "state.db")))
+		fmt.Sprintf("dns: {resolvers: [%q], timeout: 500ms, attempts: 2}\n", ns.Addr())+glBoltStore(filepath.Join(dir, "state.db")))
 	gw.WaitLog("greylist whitelist loaded", 5*time.Second)
 
-	wantAccepted(t, gw, "127.0.0.4", "bob@example.org", "alice@campus.test", "whitelisted address")
-	wantAccepted(t, gw, "127.0.0.5", "bob@example.org", "alice@campus.test", "whitelisted verified name")
-	wantAccepted(t, gw, outside, "bob@example.org", "abuse@campus.test", "whitelisted recipient")
+	glWantAccepted(t, gw, "127.0.0.4", "bob@example.org", "alice@campus.test", "whitelisted address")
+	glWantAccepted(t, gw, "127.0.0.5", "bob@example.org", "alice@campus.test", "whitelisted verified name")
+	glWantAccepted(t, gw, outside, "bob@example.org", "abuse@campus.test", "whitelisted recipient")
 
-	c, r := rcptAttempt(t, gw, "127.0.0.6", "bob@example.org", "alice@campus.test")
-	wantGreylisted(t, c, r, delay)
+	c, r := glRcptAttempt(t, gw, "127.0.0.6", "bob@example.org", "alice@campus.test")
+	glWantGreylisted(t, c, r, delay)
 
 	ptr := "7.0.0.127.in-addr.arpa."
-	c, r = rcptAttempt(t, gw, "127.0.0.7", "bob@example.org", "alice@campus.test")
-	wantGreylisted(t, c, r, delay)
+	c, r = glRcptAttempt(t, gw, "127.0.0.7", "bob@example.org", "alice@campus.test")
+	glWantGreylisted(t, c, r, delay)
 	asked := ns.Queries(ptr, dns.TypePTR, testdns.AnyTransport)
 	if asked == 0 {
 		t.Fatal("the PTR of 127.0.0.7 was never asked")
 	}
-	wantGreylisted(t, c, c.Cmd("RCPT TO:<bob@campus.test>"), delay)
+	glWantGreylisted(t, c, c.Cmd("RCPT TO:<bob@campus.test>"), delay)
 	if n := ns.Queries(ptr, dns.TypePTR, testdns.AnyTransport); n != asked {
 		t.Fatalf("second RCPT of the connection asked the PTR again (%d queries, then %d)", asked, n)
 	}
@@ -336,19 +336,19 @@ func TestGreylistWhitelistReloadOnSIGHUP(t *testing.T) {
 	dir := t.TempDir()
 	whitelist := filepath.Join(dir, "greylist-whitelist.txt")
 	os.WriteFile(whitelist, []byte("127.0.0.4\n"), 0o644)
-	gw, _ := greylistGateway(t, fmt.Sprintf("{delay: 1m, retry_window: 2m, whitelist: %q}", whitelist), boltStore(filepath.Join(dir, "state.db")))
-	c, r := rcptAttempt(t, gw, "127.0.0.8", "bob@example.org", "alice@campus.test")
-	wantGreylisted(t, c, r, time.Minute)
+	gw, _ := greylistGateway(t, fmt.Sprintf("{delay: 1m, retry_window: 2m, whitelist: %q}", whitelist), glBoltStore(filepath.Join(dir, "state.db")))
+	c, r := glRcptAttempt(t, gw, "127.0.0.8", "bob@example.org", "alice@campus.test")
+	glWantGreylisted(t, c, r, time.Minute)
 
 	os.WriteFile(whitelist, []byte("127.0.0.4\n127.0.0.8\n"), 0o644)
 	gw.Signal(syscall.SIGHUP)
 	gw.WaitLog("clients=2", 5*time.Second)
-	wantAccepted(t, gw, "127.0.0.8", "carol@example.org", "alice@campus.test", "whitelisted after SIGHUP")
+	glWantAccepted(t, gw, "127.0.0.8", "carol@example.org", "alice@campus.test", "whitelisted after SIGHUP")
 
 	os.WriteFile(whitelist, []byte("127.0.0.4\n127.0.0.999\n"), 0o644)
 	gw.Signal(syscall.SIGHUP)
 	gw.WaitLog(whitelist+`:2: \"127.0.0.999\"`, 5*time.Second)
-	wantAccepted(t, gw, "127.0.0.8", "dave@example.org", "alice@campus.test", "old list kept after a broken reload")
+	glWantAccepted(t, gw, "127.0.0.8", "dave@example.org", "alice@campus.test", "old list kept after a broken reload")
 }
 
 // TestGreylistExplainPeeks: `sekisho explain` with a running gateway's
@@ -358,9 +358,9 @@ func TestGreylistWhitelistReloadOnSIGHUP(t *testing.T) {
 func TestGreylistExplainPeeks(t *testing.T) {
 	t.Parallel()
 	rs := testredis.Start(t)
-	gw, _ := greylistGateway(t, "{delay: 1m, retry_window: 2m}", redisStore(rs.Addr()))
-	c, r := rcptAttempt(t, gw, outside, "bob@example.org", "alice@campus.test")
-	wantGreylisted(t, c, r, time.Minute)
+	gw, _ := greylistGateway(t, "{delay: 1m, retry_window: 2m}", glRedisStore(rs.Addr()))
+	c, r := glRcptAttempt(t, gw, outside, "bob@example.org", "alice@campus.test")
+	glWantGreylisted(t, c, r, time.Minute)
 	before, _ := rs.Do("DBSIZE")
 
 	explain := func(gw *harness.Gateway) string {
@@ -386,7 +386,7 @@ func TestGreylistExplainPeeks(t *testing.T) {
 		t.Errorf("explain wrote to Redis: DBSIZE %q, then %q", before, after)
 	}
 
-	gwBolt, _ := greylistGateway(t, "{delay: 1m, retry_window: 2m}", boltStore(filepath.Join(t.TempDir(), "state.db")))
+	gwBolt, _ := greylistGateway(t, "{delay: 1m, retry_window: 2m}", glBoltStore(filepath.Join(t.TempDir(), "state.db")))
 	if out := explain(gwBolt); !strings.Contains(out, "cannot be read while sekisho serve runs") {
 		t.Errorf("explain on a locked embedded store:\n%s", out)
 	}
