@@ -355,8 +355,9 @@ func (c *SPF) Evaluate(ctx context.Context, client netip.Addr, helo, from string
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	var mechanism string
+	strict := &spfStrictResolver{DNSResolver: c.resolver}
 	res, err := spf.CheckHostWithSender(net.IP(client.AsSlice()), helo, out.Sender,
-		spf.WithResolver(c.resolver),
+		spf.WithResolver(strict),
 		spf.WithContext(ctx),
 		spf.WithTraceFunc(func(format string, a ...any) { spfTraceMechanism(&mechanism, format, a) }))
 	out.Result = res
@@ -368,6 +369,9 @@ func (c *SPF) Evaluate(ctx context.Context, client netip.Addr, helo, from string
 	}
 	if err != nil && !spfMatched(err) && !errors.Is(err, spf.ErrNoResult) {
 		out.Detail = err.Error()
+	}
+	if problem := strict.syntaxProblem(); res == spf.PermError && problem != "" {
+		out.Detail = problem
 	}
 	if res == spf.TempError && ctx.Err() != nil && out.Detail == "" {
 		out.Detail = "evaluation took longer than " + c.timeout.String()
