@@ -16,6 +16,7 @@ import (
 // trusted, 127.0.0.2 an outside client.
 type site struct {
 	smtp     string   // listener address; a free port if empty
+	http     string   // the http listener's address; none if empty
 	local    []string // local_domains
 	trusted  []string
 	routes   []string // YAML lines of the routes list
@@ -42,6 +43,9 @@ func (s site) yaml(t testing.TB) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "hostname: %s\n", s.hostname)
 	fmt.Fprintf(&b, "listen:\n  smtp: %q\n", s.smtp)
+	if s.http != "" {
+		fmt.Fprintf(&b, "  http: %q\n", s.http)
+	}
 	fmt.Fprintf(&b, "local_domains: [%s]\n", quoteList(s.local))
 	fmt.Fprintf(&b, "trusted_networks: [%s]\n", quoteList(s.trusted))
 	b.WriteString("routes:\n")

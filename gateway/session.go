@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -53,12 +54,13 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) (err error) {
 	if opts != nil {
 		s.tx.SMTPUTF8 = opts.UTF8
 	}
-	v, _ := s.srv.chain.Run(s.ctx(), filters.StageMail, s.tx)
+	v, results := s.srv.chain.Run(s.ctx(), filters.StageMail, s.tx)
 	if r := verdictReply(v); r != nil {
-		return s.decide("mail", r, v.Reason, "from", from)
+		return s.decideBy("mail", lastCheck(results), r, v.Reason, "from", from)
 	}
 	s.headers = append(s.headers, v.Headers...)
 	s.srv.tracker.setBusy(s.conn.Conn(), true)
+	s.srv.metrics.decision("mail", "accepted")
 	s.log.Info("mail", "from", from, "outcome", "accepted")
 	return nil
 }
@@ -73,7 +75,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) (err error) {
 	}
 	local := s.srv.cfg.LocalDomains.Contains(addr.Domain)
 	if r, reason := s.srv.relayControl(addr, local, s.trusted || s.tx.Authenticated != ""); r != nil {
-		return s.decide("rcpt", r, reason, "to", to)
+		return s.decideBy("rcpt", "relay", r, reason, "to", to)
 	}
 	route := s.srv.cfg.Routes.Lookup(addr.Domain)
 	if route < 0 {
@@ -105,13 +107,13 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) (err error) {
 			up, err := s.begin(route, addr.Domain)
 			if err != nil {
 				if hr := policy.FromError(err); hr.Temporary() {
-					return s.decide("rcpt", hr, v.Reason+"; and call-ahead: "+err.Error(), "to", to)
+					return s.decideBy("rcpt", "account", hr, v.Reason+"; and call-ahead: "+err.Error(), "to", to)
 				}
 			} else {
 				s.up, s.route, s.routeKey = up, route, key
 			}
 		}
-		return s.decide("rcpt", r, v.Reason, "to", to)
+		return s.decideBy("rcpt", lastCheck(results), r, v.Reason, "to", to)
 	}
 
 	if s.up == nil {
@@ -129,7 +131,8 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) (err error) {
 	}
 	s.tx.Rcpts = append(s.tx.Rcpts, to)
 	s.headers = append(s.headers, v.Headers...)
-	s.log.Info("rcpt", "from", s.tx.From, "to", to, "outcome", "accepted", "next_hop", s.up.Hop())
+	s.srv.metrics.decision("rcpt", "accepted")
+	s.log.Info("rcpt", "from", s.tx.From, "to", to, "outcome", "accepted", "next_hop", s.up.Hop(), "reason", passReasons(results))
 	return nil
 }
 
@@ -158,10 +161,10 @@ func (s *session) Data(r io.Reader) (err error) {
 	}
 	hdr = stripOwnFields(hdr, s.srv.cfg.Hostname)
 	s.tx.Header = hdr
-	v, _ := s.srv.chain.Run(ctx, filters.StageData, s.tx)
+	v, results := s.srv.chain.Run(ctx, filters.StageData, s.tx)
 	if rep := verdictReply(v); rep != nil {
 		s.up.Abort()
-		return s.decide("data", rep, v.Reason, "rcpts", s.tx.Rcpts)
+		return s.decideBy("data", lastCheck(results), rep, v.Reason, "rcpts", s.tx.Rcpts)
 	}
 	s.headers = append(s.headers, v.Headers...)
 
@@ -178,6 +181,7 @@ func (s *session) Data(r io.Reader) (err error) {
 	}
 	s.up.Close()
 	s.up = nil
+	s.srv.metrics.decision("data", "accepted")
 	s.log.Info("data", "from", s.tx.From, "rcpts", s.tx.Rcpts, "outcome", "accepted", "reply", policy.Accepted.String())
 	return policy.Accepted.SMTPError()
 }
@@ -217,13 +221,26 @@ func (s *session) authUser() string {
 
 // decide logs one decision and returns the reply as go-smtp's error type.
 func (s *session) decide(stage string, r *policy.Reply, reason string, kv ...any) error {
+	return s.decideBy(stage, "", r, reason, kv...)
+}
+
+// decideBy is decide naming the check that decided ("" for the gateway's
+// own rules: syntax, relay control, routes, limits, next hop).
+func (s *session) decideBy(stage, check string, r *policy.Reply, reason string, kv ...any) error {
 	outcome := "deferred"
 	if r.Permanent() {
 		outcome = "rejected"
 	} else if r.Code/100 == 2 {
 		outcome = "accepted"
 	}
-	args := append([]any{"from", s.tx.From}, kv...)
+	var args []any
+	if stage != "mail" {
+		args = append(args, "from", s.tx.From)
+	}
+	args = append(args, kv...)
+	if check != "" {
+		args = append(args, "check", check)
+	}
 	args = append(args, "outcome", outcome, "reply", r.String(), "reason", reason)
 	s.log.Info(stage, args...)
 	s.srv.metrics.decision(stage, outcome)
@@ -285,6 +302,19 @@ func (s *session) begin(route int, domain string) (upstream, error) {
 		return nil, err
 	}
 	return beginTransaction(s.ctx(), hops, s.srv.cfg.Hostname, s.tx.From, s.mailOpts, s.srv.cfg.HopTimeouts)
+}
+
+// passReasons joins what each check found for an accepted recipient
+// ("dnsbl: not listed; greylist: passed after 312 s"), so that the log says
+// why mail was let through, not only why it was refused.
+func passReasons(results []filters.Result) string {
+	var parts []string
+	for _, r := range results {
+		if r.Verdict.Reason != "" {
+			parts = append(parts, r.Verdict.Reason)
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // lastCheck names the check whose result ended a chain run.

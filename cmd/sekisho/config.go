@@ -183,7 +183,11 @@ func Defaults() Config {
 				{netip.MustParsePrefix("127.0.0.0/8")}, {netip.MustParsePrefix("::1/128")}}},
 			Domain: DomainConfig{NXDomain: "tempfail"},
 			Greylist: GreylistConfig{Delay: 5 * time.Minute, RetryWindow: 48 * time.Hour,
-				Expire: 840 * time.Hour, AutoWhitelist: 5, OnStoreError: "accept"},
+				Expire: 840 * time.Hour, AutoWhitelist: 5, OnStoreError: "accept",
+				IPv4Prefix: 24, IPv6Prefix: 64, StoreTimeout: 2 * time.Second,
+				// As for the greet pause: a first try on the machine itself
+				// is not held for 5 minutes.
+				Exempt: []Prefix{{netip.MustParsePrefix("127.0.0.0/8")}, {netip.MustParsePrefix("::1/128")}}},
 			SPF: SPFConfig{Fail: "reject"},
 		},
 		Limits: LimitsConfig{
@@ -338,7 +342,7 @@ func (c *Config) validate() error {
 	}
 	for _, v := range []func() error{
 		c.Checks.DNSBL.validate, c.Checks.Domain.validate, c.Checks.Account.validate,
-		c.Checks.Greylist.validate, c.Checks.SPF.validate,
+		c.Checks.Greylist.validate, c.Checks.SPF.validate, c.Store.validate,
 	} {
 		if err := v(); err != nil {
 			return err
@@ -378,11 +382,6 @@ func (c *Config) notEnforced() []string {
 			out = append(out, what)
 		}
 	}
-	add(c.Store.Redis != nil, "store.redis")
-	add(len(c.Checks.DNSBL.Zones) > 0 && !c.Checks.DNSBL.Off, "checks.dnsbl")
-	add(c.Checks.Domain.BadDomains != "" && !c.Checks.Domain.Off, "checks.domain")
-	add(!c.Checks.Greylist.Off && c.Store.Path != "", "checks.greylist")
-	add(!c.Checks.SPF.Off, "checks.spf")
 	add(c.TLS.Cert != "", "tls")
 	return out
 }

@@ -183,28 +183,33 @@ func runServe(args []string, stderr io.Writer) int {
 		return l, true
 	}
 
-	errc := make(chan error, 4)
+	// Bind every listener before announcing any: once the log says
+	// "listening", every configured socket accepts connections.
+	var smtpL, httpL net.Listener
 	if cfg.Listen.SMTP != "" {
-		l, ok := listen(cfg.Listen.SMTP)
-		if !ok {
+		if smtpL, ok = listen(cfg.Listen.SMTP); !ok {
 			return 1
 		}
-		log.Info("listening", "listener", "smtp", "addr", l.Addr().String(), "version", version)
-		go func() { errc <- srv.ServeSMTP(l) }()
 	}
-	var httpSrv *http.Server
 	if cfg.Listen.HTTP != "" {
-		l, ok := listen(cfg.Listen.HTTP)
-		if !ok {
+		if httpL, ok = listen(cfg.Listen.HTTP); !ok {
 			return 1
 		}
-		httpSrv = &http.Server{Handler: httpHandler(srv)}
-		log.Info("listening", "listener", "http", "addr", l.Addr().String())
+	}
+	errc := make(chan error, 4)
+	var httpSrv *http.Server
+	if httpL != nil {
+		httpSrv = &http.Server{Handler: httpHandler(srv, checkMetrics(chain))}
+		log.Info("listening", "listener", "http", "addr", httpL.Addr().String())
 		go func() {
-			if err := httpSrv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			if err := httpSrv.Serve(httpL); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
 		}()
+	}
+	if smtpL != nil {
+		log.Info("listening", "listener", "smtp", "addr", smtpL.Addr().String(), "version", version)
+		go func() { errc <- srv.ServeSMTP(smtpL) }()
 	}
 
 	sigs := make(chan os.Signal, 1)
@@ -228,11 +233,12 @@ func runServe(args []string, stderr io.Writer) int {
 	return 0
 }
 
-func httpHandler(srv *gateway.Server) http.Handler {
+func httpHandler(srv *gateway.Server, more func(io.Writer)) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		srv.Metrics(w)
+		more(w)
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })

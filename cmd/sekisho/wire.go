@@ -121,11 +121,11 @@ func headerChecks(cfg *Config, d *deps) ([]filters.Check, error) {
 // file:line in the log and the old version stays in force.
 func watchReloads(ctx context.Context, d *deps, log *slog.Logger) {
 	if d.badDomains.List() != nil {
-		go func() {
-			if err := d.badDomains.Watch(ctx); err != nil && ctx.Err() == nil {
-				log.Error("cannot watch the bad-domain list; SIGHUP still reloads it", "err", err)
-			}
-		}()
+		// Watch returns once the watch is in place, so an edit made as soon
+		// as the gateway listens is not missed.
+		if err := d.badDomains.Watch(ctx); err != nil {
+			log.Error("cannot watch the bad-domain list; SIGHUP still reloads it", "err", err)
+		}
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
