@@ -15,6 +15,9 @@ package filters
 //	temperror                           tag (temperror: tag, the default)
 //	                                    or 451 4.4.3 (temperror: tempfail)
 //
+// Every SPF record fetched is checked against the RFC 7208 grammar first
+// (spf_syntax.go): a malformed record is a permerror, never a fail.
+//
 // The identity is the MAIL FROM address; for the null sender it is
 // postmaster@<HELO identity> (RFC 7208 §2.4). The result is evaluated on the
 // first recipient that reaches the check and kept in tx.Values, so that every
