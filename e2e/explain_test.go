@@ -1,0 +1,151 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"sekisho/internal/harness"
+	"sekisho/internal/testdns"
+	"sekisho/internal/testslapd"
+)
+
+// explainWorld is a configuration with every check on, over the test DNS
+// server and a real slapd, and a sekisho explain runner for it.
+type explainWorld struct {
+	t      *testing.T
+	config string
+	dir    string
+}
+
+func newExplainWorld(t *testing.T) *explainWorld {
+	t.Helper()
+	slapd := testslapd.Start(t)
+	dns := testdns.Start(t)
+	dns.AddZone("campus.test.", 60)
+	dns.AddZone("exsender.org.", 60)
+	dns.AddZone("2.0.192.in-addr.arpa.", 60)
+	dns.AddZone("100.51.198.in-addr.arpa.", 60)
+	dns.AddZone("dnsbl.test.", 60)
+	dns.Add(
+		"campus.test. 60 IN MX 10 mx.campus.test.",
+		"mx.campus.test. 60 IN A 127.0.0.1",
+		"exsender.org. 60 IN MX 10 mx.exsender.org.",
+		"mx.exsender.org. 60 IN A 192.0.2.25",
+		"exsender.org. 60 IN TXT \"v=spf1 ip4:192.0.2.0/24 -all\"",
+		"strict.exsender.org. 60 IN MX 10 mx.exsender.org.",
+		"strict.exsender.org. 60 IN TXT \"v=spf1 ip4:203.0.113.0/24 -all\"",
+		"9.0.0.127.dnsbl.test. 60 IN A 127.0.0.2",
+		"9.0.0.127.dnsbl.test. 60 IN TXT \"listed: see https://dnsbl.test/9\"",
+	)
+	dir := t.TempDir()
+	s := ldapSite(t, slapd.URL(), "smtp://127.0.0.1:1")
+	s.checks = "account: {}\n" +
+		"dnsbl: {zones: [dnsbl.test]}\n" +
+		"domain: {nxdomain: tempfail}\n" +
+		"greylist: {delay: 1s, exempt: [192.0.2.0/24]}\n" +
+		"spf: {fail: reject}"
+	s.greet = "5s"
+	s.extra += fmt.Sprintf("dns: {resolvers: [%q], timeout: 500ms, attempts: 1, canary: campus.test}\nstore: {path: %q}\n",
+		dns.Addr(), filepath.Join(dir, "state.db"))
+	cfg := filepath.Join(dir, "sekisho.yaml")
+	if err := os.WriteFile(cfg, []byte(s.yaml(t)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &explainWorld{t: t, config: cfg, dir: dir}
+}
+
+func (w *explainWorld) explain(args ...string) string {
+	w.t.Helper()
+	cmd := exec.Command(harness.Binary(w.t), append([]string{"explain", "-config", w.config}, args...)...)
+	cmd.Dir = w.dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		w.t.Fatalf("sekisho explain %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// tell is an expected line of the summary "what the client would be told":
+// the command, then the reply.
+type tellLine struct{ command, reply string }
+
+func tell(command, reply string) tellLine { return tellLine{command, reply} }
+
+func mustContain(t *testing.T, out string, wants ...any) {
+	t.Helper()
+	for _, want := range wants {
+		switch w := want.(type) {
+		case string:
+			if !strings.Contains(out, w) {
+				t.Errorf("explain output lacks %q:\n%s", w, out)
+			}
+		case tellLine:
+			found := false
+			for _, line := range strings.Split(out, "\n") {
+				f := strings.TrimSpace(line)
+				if strings.HasPrefix(f, w.command) && strings.HasPrefix(strings.TrimSpace(strings.TrimPrefix(f, w.command)), w.reply) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("explain output does not tell %s %q:\n%s", w.command, w.reply, out)
+			}
+		}
+	}
+}
+
+// TestExplainEachCheck: `sekisho explain` shows, for a case of each check,
+// the check's outcome, the lookups it made and the reply a client would get.
+func TestExplainEachCheck(t *testing.T) {
+	w := newExplainWorld(t)
+
+	t.Run("greet_pause and dnsbl", func(t *testing.T) {
+		out := w.explain("-ip", "127.0.0.9", "-helo", "spam.exsender.org", "-from", "x@exsender.org", "-rcpt", "alice@campus.test")
+		mustContain(t, out,
+			"the banner would be held 5s",
+			"dns     9.0.0.127.dnsbl.test A → found: 127.0.0.2",
+			"dnsbl          reject",
+			tell("RCPT TO:<alice@campus.test>", "554 5.7.1"))
+	})
+	t.Run("domain", func(t *testing.T) {
+		out := w.explain("-ip", "192.0.2.25", "-helo", "mx.exsender.org", "-from", "x@nosuch.exsender.org", "-rcpt", "alice@campus.test")
+		mustContain(t, out,
+			"nosuch.exsender.org MX → NXDOMAIN",
+			tell("MAIL FROM:<x@nosuch.exsender.org>", "450 4.1.8"))
+	})
+	t.Run("account", func(t *testing.T) {
+		out := w.explain("-ip", "192.0.2.25", "-helo", "mx.exsender.org", "-from", "x@exsender.org", "-rcpt", "nosuchuser@campus.test")
+		mustContain(t, out,
+			"ldap    account nosuchuser@campus.test (with canary canary@campus.test) → not found",
+			tell("RCPT TO:<nosuchuser@campus.test>", "550 5.1.1"))
+	})
+	t.Run("greylist creates no entry", func(t *testing.T) {
+		args := []string{"-ip", "198.51.100.7", "-helo", "mx.exsender.org", "-from", "x@exsender.org", "-rcpt", "alice@campus.test"}
+		first := w.explain(args...)
+		mustContain(t, first, "greylist       defer", "451 4.7.1")
+		// Had explain made an entry, the same triplet would pass once the
+		// 1 s delay is over. It is still new.
+		time.Sleep(1500 * time.Millisecond)
+		mustContain(t, w.explain(args...), "greylist       defer", tell("RCPT TO:<alice@campus.test>", "451 4.7.1"))
+	})
+	t.Run("spf", func(t *testing.T) {
+		// 192.0.2.0/24 is exempt from greylisting in this world, so the
+		// transaction reaches SPF, which runs after greylisting.
+		out := w.explain("-ip", "192.0.2.99", "-helo", "mx.exsender.org", "-from", "x@strict.exsender.org", "-rcpt", "alice@campus.test")
+		mustContain(t, out,
+			"strict.exsender.org TXT → found",
+			"spf            reject",
+			tell("RCPT TO:<alice@campus.test>", "550 5.7.23"))
+	})
+	t.Run("header", func(t *testing.T) {
+		hdrFile := filepath.Join(w.dir, "header.txt")
+		os.WriteFile(hdrFile, []byte("Subject: no From here\nDate: Sun, 22 Nov 2026 10:00:00 +0000\n\nbody\n"), 0o600)
+		out := w.explain("-ip", "192.0.2.25", "-helo", "mx.exsender.org", "-from", "x@exsender.org", "-rcpt", "alice@campus.test", "-header-file", hdrFile)
+		mustContain(t, out, "spf            pass", "header         reject", tell("end of DATA", "550 5.6.0"))
+	})
+}
