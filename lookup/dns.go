@@ -1,6 +1,7 @@
 package lookup
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -494,7 +495,7 @@ func (r *Resolver) try(ctx context.Context, server, name string, qtype uint16) (
 			return nil, f
 		}
 	}
-	if len(resp.Question) != 1 || !strings.EqualFold(resp.Question[0].Name, name) ||
+	if len(resp.Question) != 1 || !dnsSameName(resp.Question[0].Name, name) ||
 		resp.Question[0].Qtype != qtype || resp.Question[0].Qclass != dns.ClassINET {
 		return nil, &dnsFailure{server: server, what: "malformed answer (question does not match)"}
 	}
@@ -572,4 +573,18 @@ func dnsSummarize(failures []dnsFailure, attempts int, ctxErr error) DNSResult {
 		res.Reason += fmt.Sprintf(" (stopped after %d of %d attempts: %v)", len(failures), attempts, ctxErr)
 	}
 	return res
+}
+
+// dnsSameName compares two names by their wire form, case-insensitively: a
+// name asked with special characters (an SPF macro expansion with a space)
+// comes back in miekg's escaped presentation form ("\032"), which differs as
+// text but is the same name.
+func dnsSameName(a, b string) bool {
+	if strings.EqualFold(a, b) {
+		return true
+	}
+	wa, wb := make([]byte, 256), make([]byte, 256)
+	na, errA := dns.PackDomainName(dns.Fqdn(a), wa, 0, nil, false)
+	nb, errB := dns.PackDomainName(dns.Fqdn(b), wb, 0, nil, false)
+	return errA == nil && errB == nil && bytes.EqualFold(wa[:na], wb[:nb])
 }

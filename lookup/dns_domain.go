@@ -162,7 +162,42 @@ func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, DNSRes
 	}
 	txts := make([]string, 0, len(res.Records))
 	for _, rr := range res.Records {
-		txts = append(txts, strings.Join(rr.(*dns.TXT).Txt, ""))
+		var b strings.Builder
+		for _, part := range rr.(*dns.TXT).Txt {
+			b.WriteString(dnsUnescapeTXT(part))
+		}
+		txts = append(txts, b.String())
 	}
 	return txts, res
 }
+
+// dnsUnescapeTXT turns a character-string from miekg's presentation form
+// (where a byte outside printable ASCII is "\DDD" and '"' or '\\' are
+// backslash-escaped) back into its bytes, so that SPF and DNSBL reasons see
+// the record as published.
+func dnsUnescapeTXT(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 == len(s) {
+			out = append(out, c)
+			continue
+		}
+		if i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
+			v := int(s[i+1]-'0')*100 + int(s[i+2]-'0')*10 + int(s[i+3]-'0')
+			if v <= 255 {
+				out = append(out, byte(v))
+				i += 3
+				continue
+			}
+		}
+		out = append(out, s[i+1])
+		i++
+	}
+	return string(out)
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }

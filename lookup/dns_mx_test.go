@@ -51,3 +51,21 @@ func TestMailHosts(t *testing.T) {
 	}
 	_ = dns.TypeMX
 }
+
+func TestTXTUnescapedAndOddNames(t *testing.T) {
+	srv := testdns.Start(t)
+	srv.AddZone("txt.test.", 60)
+	srv.Add(`quoted.txt.test. 60 IN TXT "v=spf1 \"q\" back\\slash caf\195\169"`)
+	r, err := NewResolver(DNSConfig{Resolvers: []string{srv.Addr()}, Timeout: 300 * time.Millisecond, Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	txts, res := r.LookupTXT(context.Background(), "quoted.txt.test")
+	if res.Outcome != DNSFound || len(txts) != 1 || txts[0] != "v=spf1 \"q\" back\\slash café" {
+		t.Errorf("TXT = %q (%v)", txts, res.Reason)
+	}
+	// A name with a space (as SPF macros can make) is asked and answered.
+	if _, res := r.LookupTXT(context.Background(), "a space.txt.test"); res.Outcome != DNSNXDomain {
+		t.Errorf("odd name: %v %s", res.Outcome, res.Reason)
+	}
+}
