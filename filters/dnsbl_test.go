@@ -3,12 +3,8 @@ package filters
 import (
 	"bytes"
 	"context"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"log/slog"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -350,10 +346,10 @@ func TestDNSBLTXTSanitized(t *testing.T) {
 	if v.Action != Reject {
 		t.Fatalf("%v, want reject", v.Action)
 	}
-	// miekg/dns hands TXT data over in presentation format (\007), and
-	// what reaches the reply must be printable either way.
+	// The resolver hands TXT data over as the bytes published; what
+	// reaches the reply is printable ASCII, the rest replaced by "?".
 	text := v.Reply.Text
-	if !strings.Contains(text, `bad\007char`) {
+	if !strings.Contains(text, "bad?char?s?xx") {
 		t.Errorf("reply %q lacks the TXT", text)
 	}
 	if len(text) > maxDNSBLReplyText || !strings.Contains(text, "...") {
@@ -431,64 +427,6 @@ func TestNewDNSBLRefusesUnreachableThreshold(t *testing.T) {
 	}
 	if _, err := NewDNSBL(DNSBLOptions{Resolver: r}); err == nil {
 		t.Error("no zones accepted")
-	}
-}
-
-// TestDNSReplyLiterals: every reply literal of dnsbl.go and domain.go has an
-// enhanced code of the basic code's class (RFC 3463 §2), and the codes are
-// those DESIGN.md §3 and RFC 7505 name.
-func TestDNSReplyLiterals(t *testing.T) {
-	for file, wantN := range map[string]int{"dnsbl.go": 1, "domain.go": 7} {
-		fset := token.NewFileSet()
-		f, err := parser.ParseFile(fset, file, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen := 0
-		ast.Inspect(f, func(n ast.Node) bool {
-			cl, ok := n.(*ast.CompositeLit)
-			if !ok {
-				return true
-			}
-			if sel, ok := cl.Type.(*ast.SelectorExpr); !ok || sel.Sel.Name != "Reply" {
-				return true
-			}
-			var code, class int
-			for _, el := range cl.Elts {
-				kv := el.(*ast.KeyValueExpr)
-				switch kv.Key.(*ast.Ident).Name {
-				case "Code":
-					code, _ = strconv.Atoi(kv.Value.(*ast.BasicLit).Value)
-				case "Enhanced":
-					class, _ = strconv.Atoi(kv.Value.(*ast.CompositeLit).Elts[0].(*ast.BasicLit).Value)
-				}
-			}
-			seen++
-			if code/100 != class || (class != 4 && class != 5) {
-				t.Errorf("%s: reply %d with enhanced class %d", fset.Position(cl.Pos()), code, class)
-			}
-			return true
-		})
-		if seen != wantN {
-			t.Errorf("%s: %d reply literals, want %d", file, seen, wantN)
-		}
-	}
-	for _, c := range []struct {
-		got  string
-		want string
-	}{
-		{DNSBLBlocked.String()[:9], "554 5.7.1"},
-		{DomainBadSender.String()[:9], "550 5.1.8"},
-		{DomainBadRecipient.String()[:9], "550 5.1.2"},
-		{DomainNullMXSender.String()[:10], "550 5.7.27"},
-		{DomainNullMXRecipient.String()[:10], "556 5.1.10"},
-		{DomainNXSenderTempfail.String()[:9], "450 4.1.8"},
-		{DomainNXRecipientTempfail.String()[:9], "450 4.1.2"},
-		{DomainUnverifiable.String()[:9], "451 4.4.3"},
-	} {
-		if c.got != c.want {
-			t.Errorf("reply %q, want %q", c.got, c.want)
-		}
 	}
 }
 

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -542,52 +539,6 @@ func TestParseStoreErrorAction(t *testing.T) {
 	}
 	if _, err := ParseStoreErrorAction("reject"); err == nil {
 		t.Error("reject accepted: a store error must never bounce mail")
-	}
-}
-
-// TestGreylistReplyLiterals: the replies in greylist.go are 4xx with an
-// enhanced code of class 4 (a store problem or a greylisting must never
-// read as permanent).
-func TestGreylistReplyLiterals(t *testing.T) {
-	fset := token.NewFileSet()
-	file, err := parser.ParseFile(fset, "greylist.go", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := 0
-	ast.Inspect(file, func(n ast.Node) bool {
-		cl, ok := n.(*ast.CompositeLit)
-		if !ok {
-			return true
-		}
-		sel, ok := cl.Type.(*ast.SelectorExpr)
-		if !ok || sel.Sel.Name != "Reply" {
-			return true
-		}
-		var code, class int
-		for _, el := range cl.Elts {
-			kv := el.(*ast.KeyValueExpr)
-			switch kv.Key.(*ast.Ident).Name {
-			case "Code":
-				code, _ = strconv.Atoi(kv.Value.(*ast.BasicLit).Value)
-			case "Enhanced":
-				class, _ = strconv.Atoi(kv.Value.(*ast.CompositeLit).Elts[0].(*ast.BasicLit).Value)
-			}
-		}
-		seen++
-		if code/100 != 4 || class != 4 {
-			t.Errorf("%s: reply %d with enhanced class %d, want 4xx / 4", fset.Position(cl.Pos()), code, class)
-		}
-		return true
-	})
-	if seen != 2 {
-		t.Fatalf("found %d reply literals in greylist.go, want 2", seen)
-	}
-	if GreylistDeferred.Code != 451 || GreylistDeferred.Enhanced != [3]int{4, 7, 1} {
-		t.Errorf("GreylistDeferred is %v, want 451 4.7.1", GreylistDeferred)
-	}
-	if !GreylistStoreUnavailable.Temporary() || GreylistStoreUnavailable.Enhanced[0] != 4 {
-		t.Errorf("GreylistStoreUnavailable is %v, want a 4xx", GreylistStoreUnavailable)
 	}
 }
 
