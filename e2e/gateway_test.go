@@ -577,3 +577,39 @@ func TestShutdownGraceExpires(t *testing.T) {
 		t.Error("next hop kept a message that was never acknowledged")
 	}
 }
+
+// TestLMTPNextHop: a route to an LMTP server (RFC 2033) delivers; a second
+// recipient in the same transaction gets 452 4.5.3 (LMTP answers DATA per
+// recipient, the SMTP client takes one answer), and the next hop's refusal
+// at DATA reaches the client in class.
+func TestLMTPNextHop(t *testing.T) {
+	lmtp := harness.StartNextHop(t, true)
+	lmtp.OnData = func(m harness.Message) error {
+		if m.To[0] == "full@campus.test" {
+			return &gosmtp.SMTPError{Code: 452, EnhancedCode: gosmtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"}
+		}
+		return nil
+	}
+	gw := harness.Start(t, site{routes: []string{routeTo([]string{"campus.test", ".campus.test"}, "lmtp://"+lmtp.Addr)}}.yaml(t))
+	c := harness.DialFrom(t, outside, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<bob@example.org>", "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "250")
+	c.Expect("RCPT TO:<carol@campus.test>", "452 4.5.3")
+	c.Expect("DATA", "354")
+	c.SendRaw(hdr("via lmtp") + "body\r\n.\r\n")
+	if r := c.Read(); r.Code != 250 {
+		t.Fatalf("DATA: %v", r)
+	}
+	c.Expect("MAIL FROM:<bob@example.org>", "250")
+	c.Expect("RCPT TO:<full@campus.test>", "250")
+	c.Expect("DATA", "354")
+	c.SendRaw(hdr("to a full mailbox") + "body\r\n.\r\n")
+	if r := c.Read(); !strings.HasPrefix(r.String(), "452 4.2.2") {
+		t.Errorf("full mailbox: %v, want the next hop's 452 4.2.2", r)
+	}
+	msgs := lmtp.Messages()
+	if len(msgs) != 1 || msgs[0].To[0] != "alice@campus.test" {
+		t.Fatalf("LMTP next hop holds %+v", msgs)
+	}
+}

@@ -179,12 +179,11 @@ func (u *smtpUpstream) Data(ctx context.Context, msg io.Reader) error {
 	if u.lmtp {
 		// One recipient per transaction towards LMTP next hops (see
 		// session.go), so the one status is the answer.
-		var lerr smtp.LMTPDataError
-		resp, err := w.CloseWithLMTPResponse()
-		_ = resp
-		if errors.As(err, &lerr) {
-			for _, e := range lerr {
-				return nextHopErr(e)
+		_, err := w.CloseWithLMTPResponse()
+		var perRcpt smtp.LMTPDataError // recipient → its refusal
+		if errors.As(err, &perRcpt) {
+			if se, ok := perRcpt[u.rcpts[0]]; ok && len(u.rcpts) == 1 {
+				return nextHopErr(se)
 			}
 		}
 		return u.dataErr(nextHopErr(err))
