@@ -613,3 +613,31 @@ func TestLMTPNextHop(t *testing.T) {
 		t.Fatalf("LMTP next hop holds %+v", msgs)
 	}
 }
+
+// TestChunking: go-smtp offers CHUNKING (RFC 3030). A message sent with BDAT
+// is relayed like one sent with DATA, and a bare LF inside a chunk is refused
+// the same way.
+func TestChunking(t *testing.T) {
+	gw, hop := campus(t, nil)
+	c := harness.DialFrom(t, outside, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<bob@example.org>", "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "250")
+	body := hdr("chunked") + ".a line with a leading dot\r\nhello\r\n"
+	c.SendRaw(fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
+	if r := c.Read(); r.Code != 250 {
+		t.Fatalf("BDAT: %v", r)
+	}
+	c.Expect("MAIL FROM:<bob@example.org>", "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "250")
+	bad := hdr("chunked") + "bare\nlf\r\n"
+	c.SendRaw(fmt.Sprintf("BDAT %d LAST\r\n%s", len(bad), bad))
+	if r := c.Read(); !strings.HasPrefix(r.String(), "550 5.6.0") {
+		t.Errorf("bare LF in a chunk: %v, want 550 5.6.0", r)
+	}
+	c.Expect("NOOP", "250")
+	msgs := hop.Messages()
+	if len(msgs) != 1 || !strings.HasSuffix(string(msgs[0].Data), body) {
+		t.Fatalf("next hop holds %d messages: %+v", len(msgs), msgs)
+	}
+}

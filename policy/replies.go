@@ -137,6 +137,4 @@ var (
 	// Accepted is the 250 for DATA once the next hop has the message.
 	Accepted = &Reply{250, [3]int{2, 0, 0}, "OK: accepted by next hop"}
 
-	// RecipientOK is the 250 for RCPT.
-	RecipientOK = &Reply{250, [3]int{2, 1, 5}, "recipient OK"}
 )
