@@ -21,10 +21,10 @@ build:
 run: build
 	./$(BIN) serve
 
-# Installs what the tests need (as root, with apt-get), then runs the whole
-# suite with the race detector. Under CI=true a missing component fails.
-test: test-deps build
-	$(GO) vet ./...
+# Installs what the tests need (as root, with apt-get), checks the code
+# (gofmt, go vet, staticcheck), then runs the whole suite with the race
+# detector. Under CI=true a missing component fails.
+test: test-deps build lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 test-deps:

@@ -136,5 +136,4 @@ var (
 
 	// Accepted is the 250 for DATA once the next hop has the message.
 	Accepted = &Reply{250, [3]int{2, 0, 0}, "OK: accepted by next hop"}
-
 )
