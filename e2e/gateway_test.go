@@ -641,3 +641,33 @@ func TestChunking(t *testing.T) {
 		t.Fatalf("next hop holds %d messages: %+v", len(msgs), msgs)
 	}
 }
+
+// TestTotalConnectionLimit: past max_connections every new client gets
+// 421 4.7.0, whatever its address, and the sessions already open go on.
+func TestTotalConnectionLimit(t *testing.T) {
+	gw, _ := campus(t, func(s *site) { s.limits = "max_connections: 2" })
+	a := harness.DialFrom(t, "127.0.0.3", gw.SMTP)
+	b := harness.DialFrom(t, "127.0.0.4", gw.SMTP)
+	excess := harness.DialNoBanner(t, "127.0.0.5", gw.SMTP)
+	if r := excess.Read(); !strings.HasPrefix(r.String(), "421 4.7.0") {
+		t.Errorf("third connection: %v, want 421 4.7.0", r)
+	}
+	a.Expect("EHLO a.example", "250")
+	b.Expect("EHLO b.example", "250")
+	a.Expect("QUIT", "221")
+	// A freed place is taken again: the count went down when a left. The
+	// server notices the close on its own time, so retry briefly.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c := harness.DialNoBanner(t, "127.0.0.5", gw.SMTP)
+		r := c.Read()
+		c.Close()
+		if r.Code == 220 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no place freed after a session ended: %v", r)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
