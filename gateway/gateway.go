@@ -11,6 +11,7 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -49,6 +50,11 @@ type Config struct {
 	Limits          Limits
 	Chain           *filters.Chain
 	Logger          *slog.Logger
+
+	// TLS, when set, is offered with STARTTLS (RFC 3207) on the smtp
+	// listener. Mail is accepted with or without it: an MX cannot require
+	// TLS of the whole Internet.
+	TLS *tls.Config
 
 	// MailHosts resolves "mx" next hops; MXPort is the port they are
 	// reached on (25; tests change it).
@@ -110,6 +116,7 @@ func (s *Server) ServeSMTP(l net.Listener) error {
 	srv.ReadTimeout = s.cfg.Limits.CommandTimeout
 	srv.WriteTimeout = s.cfg.Limits.CommandTimeout
 	srv.EnableSMTPUTF8 = true
+	srv.TLSConfig = s.cfg.TLS
 	srv.ErrorLog = slogPrinter{s.log}
 	s.mu.Lock()
 	s.servers = append(s.servers, srv)

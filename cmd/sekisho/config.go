@@ -308,6 +308,9 @@ func (c *Config) validate() error {
 			return invalid("listener "+k.key+" is not implemented in this version yet", "listen", k.key)
 		}
 	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return invalid("cert and key go together", "tls")
+	}
 	if len(c.LDAP.URLs) > 0 {
 		if c.LDAP.Canary == "" {
 			return invalid("canary is required with urls: without it a missing entry cannot be told from an incomplete directory", "ldap")
@@ -370,20 +373,6 @@ func (c *Config) validate() error {
 		return invalid("max_line_length below 1000 refuses lines RFC 5321 allows", "limits", "max_line_length")
 	}
 	return nil
-}
-
-// notEnforced lists settings the file may contain that this version parses
-// and validates but does not act on yet, so that check-config and the log
-// say so instead of leaving an admin to believe a check runs.
-func (c *Config) notEnforced() []string {
-	var out []string
-	add := func(cond bool, what string) {
-		if cond {
-			out = append(out, what)
-		}
-	}
-	add(c.TLS.Cert != "", "tls")
-	return out
 }
 
 func (c *Config) gatewayRoutes() gateway.Routes {

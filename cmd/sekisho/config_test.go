@@ -30,6 +30,7 @@ func TestConfigErrorsNameFileAndLine(t *testing.T) {
 		{"hostname: mx\nlimits:\n  data_timeout: soon\n", "f.yaml:3:"},
 		{"hostname: mx\nlocal_domains: [campus.test]\n", "f.yaml:2: local domain campus.test matches no route"},
 		{"hostname: [\n", "f.yaml:"},
+		{"hostname: mx\ntls: {cert: /etc/sekisho/cert.pem}\n", "f.yaml:2: cert and key go together"},
 	}
 	for _, c := range cases {
 		_, err := ParseConfig("f.yaml", []byte(c.yaml))

@@ -18,6 +18,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,7 +28,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"go.yaml.in/yaml/v3"
@@ -110,9 +110,6 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintln(stdout, "# configuration is valid; effective settings:")
-	if ne := cfg.notEnforced(); len(ne) > 0 {
-		fmt.Fprintf(stdout, "# NOTE: this version does not act on these settings yet: %s\n", strings.Join(ne, ", "))
-	}
 	stdout.Write(out)
 	return 0
 }
@@ -140,9 +137,6 @@ func runServe(args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(cfg.Log, stderr)
-	if ne := cfg.notEnforced(); len(ne) > 0 {
-		log.Warn("this version does not act on these settings yet", "settings", strings.Join(ne, ", "))
-	}
 
 	d, err := newDeps(&cfg, log)
 	if err != nil {
@@ -163,6 +157,14 @@ func runServe(args []string, stderr io.Writer) int {
 	gcfg.Logger = log
 	gcfg.Chain = chain
 	gcfg.MailHosts = d.resolver
+	if cfg.TLS.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+		if err != nil {
+			log.Error("cannot start: tls", "err", err)
+			return 1
+		}
+		gcfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	srv, err := gateway.New(gcfg)
 	if err != nil {
 		log.Error("cannot start", "err", err)
