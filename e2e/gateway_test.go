@@ -370,10 +370,11 @@ data_timeout: 3s`
 		c.Expect("MAIL FROM:<bob@example.org>", "250")
 		c.Expect("RCPT TO:<slow@campus.test>", "250")
 		c.Expect("DATA", "354")
-		// Trickle a line a second: each command read would be fine, the
-		// whole DATA is not.
-		for i := 0; i < 6; i++ {
-			c.SendRaw("X-Slow: yes\r\n")
+		// Trickle a line every half second: each read alone would be fine,
+		// the whole DATA is not. Writes after the server hung up fail, and
+		// that is expected; the reply it sent first is what counts.
+		for i := 0; i < 10; i++ {
+			c.Conn().Write([]byte("X-Slow: yes\r\n"))
 			time.Sleep(time.Second / 2) // the client's own pace, not synchronisation
 		}
 		if r := c.ReadTimeout(10 * time.Second); !strings.HasPrefix(r.String(), "421") {
