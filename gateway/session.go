@@ -147,7 +147,9 @@ func (s *session) Data(r io.Reader) (err error) {
 	defer cancel()
 
 	if s.up == nil {
-		return s.decide("data", policy.FromError(s.upErr), "no next hop transaction", "rcpts", s.tx.Rcpts)
+		// go-smtp calls Data only after an accepted RCPT, which opened
+		// the next hop's transaction; this is a bug if it ever happens.
+		return s.decide("data", policy.NextHopLost, "no next hop transaction", "rcpts", s.tx.Rcpts)
 	}
 	br := bufio.NewReaderSize(&strictReader{r: r}, 64<<10)
 	hdr, err := readHeader(br)
