@@ -47,11 +47,7 @@ const sampleMessage = "From: Bob <bob@example.org>\r\n" +
 // holds exactly those bytes with one Received header in front.
 func TestRelayByteForByte(t *testing.T) {
 	gw, hop := campus(t, nil)
-	c := harness.DialFrom(t, outside, gw.SMTP)
-	c.Expect("EHLO client.example.org", "250")
-	c.Expect("MAIL FROM:<bob@example.org>", "250")
-	c.Expect("RCPT TO:<alice@campus.test>", "250")
-	c.Expect("DATA", "354")
+	c := dataSession(t, gw, "alice@campus.test") // EHLO, MAIL, RCPT, DATA: 354
 	// Dot-stuff as a client must.
 	stuffed := strings.ReplaceAll(sampleMessage, "\r\n.", "\r\n..")
 	c.SendRaw(stuffed + ".\r\n")
@@ -238,11 +234,7 @@ func TestOtherRouteDeferred(t *testing.T) {
 // attempt gets 550 5.6.0; the next hop holds exactly the clean message.
 func TestSmugglingRefused(t *testing.T) {
 	gw, hop := campus(t, nil)
-	c := harness.DialFrom(t, outside, gw.SMTP)
-	c.Expect("EHLO client.example.org", "250")
-	c.Expect("MAIL FROM:<bob@example.org>", "250")
-	c.Expect("RCPT TO:<alice@campus.test>", "250")
-	c.Expect("DATA", "354")
+	c := dataSession(t, gw, "alice@campus.test") // EHLO, MAIL, RCPT, DATA: 354
 	c.SendRaw(hdr("clean") + "clean body\r\n.\r\n")
 	if r := c.Read(); r.Code != 250 {
 		t.Fatalf("clean message: %v", r)
@@ -275,11 +267,7 @@ func TestMailLoop(t *testing.T) {
 		fmt.Fprintf(&msg, "Received: from hop%d.example by hop%d.example; Sun, 22 Nov 2026 10:00:00 +0000\r\n", i, i+1)
 	}
 	msg.WriteString(sampleMessage)
-	c := harness.DialFrom(t, outside, gw.SMTP)
-	c.Expect("EHLO client.example.org", "250")
-	c.Expect("MAIL FROM:<bob@example.org>", "250")
-	c.Expect("RCPT TO:<alice@campus.test>", "250")
-	c.Expect("DATA", "354")
+	c := dataSession(t, gw, "alice@campus.test") // EHLO, MAIL, RCPT, DATA: 354
 	c.SendRaw(msg.String() + ".\r\n")
 	if r := c.Read(); !strings.HasPrefix(r.String(), "554 5.4.6") {
 		t.Fatalf("got %v, want 554 5.4.6", r)
@@ -392,11 +380,7 @@ data_timeout: 3s`
 func TestKillDuringData(t *testing.T) {
 	gw, hop := campus(t, nil)
 	hop.DataStarted = make(chan struct{}, 1)
-	c := harness.DialFrom(t, outside, gw.SMTP)
-	c.Expect("EHLO client.example.org", "250")
-	c.Expect("MAIL FROM:<bob@example.org>", "250")
-	c.Expect("RCPT TO:<alice@campus.test>", "250")
-	c.Expect("DATA", "354")
+	c := dataSession(t, gw, "alice@campus.test") // EHLO, MAIL, RCPT, DATA: 354
 	c.SendRaw(hdr("doomed") + strings.Repeat("body line\r\n", 2000))
 	waitDataStarted(t, hop)
 	gw.Kill()
@@ -419,11 +403,7 @@ func TestSIGTERMLetsDataFinish(t *testing.T) {
 	idle := harness.DialFrom(t, "127.0.0.3", gw.SMTP)
 	idle.Expect("EHLO idle.example", "250")
 
-	c := harness.DialFrom(t, outside, gw.SMTP)
-	c.Expect("EHLO client.example.org", "250")
-	c.Expect("MAIL FROM:<bob@example.org>", "250")
-	c.Expect("RCPT TO:<alice@campus.test>", "250")
-	c.Expect("DATA", "354")
+	c := dataSession(t, gw, "alice@campus.test") // EHLO, MAIL, RCPT, DATA: 354
 	c.SendRaw(hdr("in flight") + "first half\r\n")
 
 	gw.Signal(syscall.SIGTERM)
@@ -538,11 +518,7 @@ func waitAborted(t *testing.T, hop *harness.NextHop, n int) {
 func TestClientHangupMidData(t *testing.T) {
 	gw, hop := campus(t, nil)
 	hop.DataStarted = make(chan struct{}, 1)
-	c := harness.DialFrom(t, outside, gw.SMTP)
-	c.Expect("EHLO client.example.org", "250")
-	c.Expect("MAIL FROM:<bob@example.org>", "250")
-	c.Expect("RCPT TO:<alice@campus.test>", "250")
-	c.Expect("DATA", "354")
+	c := dataSession(t, gw, "alice@campus.test") // EHLO, MAIL, RCPT, DATA: 354
 	c.SendRaw(hdr("cut") + strings.Repeat("body line\r\n", 1000))
 	waitDataStarted(t, hop)
 	c.Close()
@@ -562,11 +538,7 @@ func TestShutdownGraceExpires(t *testing.T) {
 	s := site{routes: []string{routeTo([]string{"campus.test", ".campus.test"}, "smtp://"+hop.Addr)}}
 	cfg := strings.Replace(s.yaml(t), "shutdown_grace: 20s", "shutdown_grace: 1s", 1)
 	gw := harness.Start(t, cfg)
-	c := harness.DialFrom(t, outside, gw.SMTP)
-	c.Expect("EHLO client.example.org", "250")
-	c.Expect("MAIL FROM:<bob@example.org>", "250")
-	c.Expect("RCPT TO:<alice@campus.test>", "250")
-	c.Expect("DATA", "354")
+	c := dataSession(t, gw, "alice@campus.test") // EHLO, MAIL, RCPT, DATA: 354
 	c.SendRaw(hdr("stalled") + strings.Repeat("body line\r\n", 1000))
 	waitDataStarted(t, hop)
 	gw.Signal(syscall.SIGTERM)

@@ -29,3 +29,15 @@ type netDialer struct{}
 func (netDialer) probe(addr string) (net.Conn, error) {
 	return net.DialTimeout("tcp", addr, time.Second)
 }
+
+// dataSession opens a session from the outside client (127.0.0.2) and goes as
+// far as DATA's 354 for one recipient, failing the test on any other reply.
+func dataSession(t *testing.T, gw *harness.Gateway, rcpt string) *harness.Client {
+	t.Helper()
+	c := harness.DialFrom(t, outside, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<bob@example.org>", "250")
+	c.Expect("RCPT TO:<"+rcpt+">", "250")
+	c.Expect("DATA", "354")
+	return c
+}

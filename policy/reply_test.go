@@ -4,80 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"io"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/emersion/go-smtp"
+
+	"sekisho/internal/replytest"
 )
 
-// TestEveryReplyLiteralHasMatchingClass parses this package's source and checks
-// every Reply composite literal: the enhanced code's class must equal the basic
-// code's class (the bug where a 451 carried a 5.x.x). Parsing the source means
-// a reply added later is checked without anyone remembering to list it.
+// TestEveryReplyLiteralHasMatchingClass checks every Reply literal of this
+// package: the enhanced code's class must equal the basic code's class (the
+// bug where a 451 carried a 5.x.x). Reading the source means a reply added
+// later is checked without anyone remembering to list it.
 func TestEveryReplyLiteralHasMatchingClass(t *testing.T) {
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fset := token.NewFileSet()
-	seen := 0
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		file, err := parser.ParseFile(fset, f, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ast.Inspect(file, func(n ast.Node) bool {
-			cl, ok := n.(*ast.CompositeLit)
-			if !ok {
-				return true
-			}
-			if id, ok := cl.Type.(*ast.Ident); !ok || id.Name != "Reply" {
-				return true
-			}
-			if len(cl.Elts) < 2 {
-				return true // Reply{Code: x, ...} built from variables
-			}
-			code, okCode := intLit(cl.Elts[0])
-			enh, okEnh := cl.Elts[1].(*ast.CompositeLit)
-			if !okCode || !okEnh || len(enh.Elts) != 3 {
-				return true
-			}
-			class, _ := intLit(enh.Elts[0])
-			seen++
-			if class != code/100 {
-				t.Errorf("%s: reply %d has enhanced class %d", fset.Position(cl.Pos()), code, class)
-			}
-			if code/100 != 2 && code/100 != 4 && code/100 != 5 {
-				t.Errorf("%s: reply code %d is not 2xx/4xx/5xx", fset.Position(cl.Pos()), code)
-			}
-			return true
-		})
-	}
-	if seen < 10 {
-		t.Fatalf("found only %d Reply literals; the parser walk is broken", seen)
-	}
-}
-
-func intLit(e ast.Expr) (int, bool) {
-	if kv, ok := e.(*ast.KeyValueExpr); ok {
-		e = kv.Value
-	}
-	bl, ok := e.(*ast.BasicLit)
-	if !ok || bl.Kind != token.INT {
-		return 0, false
-	}
-	n, err := strconv.Atoi(bl.Value)
-	return n, err == nil
+	replytest.CheckClasses(t, 20)
 }
 
 func TestFromErrorNeverPermanentForUnannotated(t *testing.T) {
