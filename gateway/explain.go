@@ -43,7 +43,22 @@ func (s *Server) Explain(ctx context.Context, in ExplainInput) []ExplainStep {
 	var (
 		mu    sync.Mutex
 		steps []ExplainStep
+		done  bool // set when Explain returns: lookups still in flight are dropped
 	)
+	// finish ends the collection and returns a copy that no lookup finishing
+	// later (the DNSBL queries of the connect stage, when MAIL was already
+	// refused) can touch.
+	finish := func() []ExplainStep {
+		mu.Lock()
+		defer mu.Unlock()
+		done = true
+		out := make([]ExplainStep, len(steps))
+		for i, st := range steps {
+			st.Lookups = append([]lookup.TraceEvent(nil), st.Lookups...)
+			out[i] = st
+		}
+		return out
+	}
 	// Each step gets a context of its own that collects its lookups, so
 	// that lookups finishing later (the DNSBL queries started at connect)
 	// are still credited to the step that made them.
@@ -55,7 +70,9 @@ func (s *Server) Explain(ctx context.Context, in ExplainInput) []ExplainStep {
 		return i, lookup.WithTrace(ctx, func(ev lookup.TraceEvent) {
 			mu.Lock()
 			defer mu.Unlock()
-			steps[i].Lookups = append(steps[i].Lookups, ev)
+			if !done {
+				steps[i].Lookups = append(steps[i].Lookups, ev)
+			}
 		})
 	}
 	current := -1
@@ -100,10 +117,10 @@ func (s *Server) Explain(ctx context.Context, in ExplainInput) []ExplainStep {
 	// MAIL
 	if _, ok := ParseAddress(in.From); !ok {
 		add(ExplainStep{Stage: "mail", Check: "syntax", Outcome: "reject", Reply: policy.BadSenderSyntax.String()})
-		return steps
+		return finish()
 	}
 	if r := runStage("mail", filters.StageMail, tx); r != nil {
-		return steps
+		return finish()
 	}
 
 	// RCPT
@@ -149,12 +166,12 @@ func (s *Server) Explain(ctx context.Context, in ExplainInput) []ExplainStep {
 	if in.Header != nil && len(tx.Rcpts) > 0 {
 		if n := countReceived(in.Header); n > maxReceived {
 			add(ExplainStep{Stage: "data", Check: "loop", Outcome: "reject", Reply: policy.MailLoop.String()})
-			return steps
+			return finish()
 		}
 		tx.Header = stripOwnFields(in.Header, s.cfg.Hostname)
 		runStage("data", filters.StageData, tx)
 	}
-	return steps
+	return finish()
 }
 
 // routeKeyFor is the identity of a route for one domain: an "mx" route
