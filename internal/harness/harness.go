@@ -133,6 +133,11 @@ func StartArgs(t testing.TB, dir string, args ...string) *Gateway {
 	}()
 	t.Cleanup(func() {
 		g.Stop()
+		// The binary is built with -race when the tests are: a race it
+		// found is a failure of the test that drove it, not a log line.
+		if strings.Contains(g.Log(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector reported a data race in sekisho")
+		}
 		if t.Failed() {
 			t.Logf("sekisho log:\n%s", g.Log())
 		}
