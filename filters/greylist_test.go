@@ -17,25 +17,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"sekisho/greylist"
+	"sekisho/internal/testenv"
 	"sekisho/internal/testredis"
 )
-
-type glClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *glClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *glClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // logBuffer collects the check's log lines.
 type logBuffer struct {
@@ -58,9 +42,9 @@ func (l *logBuffer) count(s string) int {
 func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
 // newBoltGreylist is the check on a bbolt store with a controllable clock.
-func newBoltGreylist(t *testing.T, opts GreylistOptions) (*Greylist, *glClock, *greylist.BoltStore) {
+func newBoltGreylist(t *testing.T, opts GreylistOptions) (*Greylist, *testenv.Clock, *greylist.BoltStore) {
 	t.Helper()
-	clock := &glClock{now: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
+	clock := testenv.NewClock()
 	store, err := greylist.OpenBolt(filepath.Join(t.TempDir(), "state.db"), greylist.BoltOptions{Now: clock.Now, SweepInterval: -1})
 	if err != nil {
 		t.Fatal(err)

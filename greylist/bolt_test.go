@@ -3,6 +3,7 @@ package greylist
 import (
 	"context"
 	"path/filepath"
+	"sekisho/internal/testenv"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,7 +16,7 @@ import (
 // gateway remembers the first attempt and the passes.
 func TestBoltPersistsAcrossReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "var", "state.db") // the directory is created
-	clock := newFakeClock()
+	clock := testenv.NewClock()
 	open := func() *BoltStore {
 		s, err := OpenBolt(path, BoltOptions{Now: clock.Now})
 		if err != nil {
@@ -65,7 +66,7 @@ func TestBoltLockedFile(t *testing.T) {
 // TestBoltSweeper: the background sweeper deletes expired triplets and
 // network counts, and keeps live ones.
 func TestBoltSweeper(t *testing.T) {
-	clock := newFakeClock()
+	clock := testenv.NewClock()
 	swept := make(chan int)
 	s, err := OpenBolt(filepath.Join(t.TempDir(), "state.db"), BoltOptions{
 		Now:           clock.Now,
@@ -153,7 +154,7 @@ func count(t *testing.T, s *BoltStore) int {
 // "no entry" (which would be a made-up answer), and the sweeper removes it so
 // the triplet is not stuck.
 func TestBoltUnreadableRecord(t *testing.T) {
-	clock := newFakeClock()
+	clock := testenv.NewClock()
 	s, err := OpenBolt(filepath.Join(t.TempDir(), "state.db"), BoltOptions{Now: clock.Now, SweepInterval: -1})
 	if err != nil {
 		t.Fatal(err)

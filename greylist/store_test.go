@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"sekisho/internal/testenv"
 	"sekisho/internal/testredis"
 )
 
@@ -19,28 +20,6 @@ import (
 // controlled: the BoltStore gets a fake clock, the RedisStore an offset added
 // to Redis' own clock inside the script (real Redis time still moves, by the
 // milliseconds the test takes, which the assertions allow for).
-
-// fakeClock is a controllable clock for the BoltStore.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // harness is a store under test and the way to move its clock.
 type harness struct {
@@ -52,7 +31,7 @@ type harness struct {
 }
 
 func newBoltHarness(t testing.TB) harness {
-	clock := newFakeClock()
+	clock := testenv.NewClock()
 	s, err := OpenBolt(filepath.Join(t.TempDir(), "state.db"), BoltOptions{Now: clock.Now, SweepInterval: -1})
 	if err != nil {
 		t.Fatal(err)

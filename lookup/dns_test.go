@@ -28,24 +28,6 @@ const dnsTestTimeout = 300 * time.Millisecond
 // dnsSlack is what a lookup may take beyond its configured budget.
 const dnsSlack = 300 * time.Millisecond
 
-// dnsFakeClock is the resolver's clock in the tests on TTLs and the canary.
-type dnsFakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *dnsFakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *dnsFakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // dnsTestServer starts testdns with the campus.test zone (negative TTL 60 s).
 func dnsTestServer(t *testing.T) *testdns.Server {
 	t.Helper()
@@ -65,7 +47,7 @@ func dnsTestServer(t *testing.T) *testdns.Server {
 
 // dnsTestResolver returns a resolver for servers with the test timeout, two
 // attempts and a fake clock; mod may change the config first.
-func dnsTestResolver(t testing.TB, servers []string, mod func(*DNSConfig)) (*Resolver, *dnsFakeClock) {
+func dnsTestResolver(t testing.TB, servers []string, mod func(*DNSConfig)) (*Resolver, *testenv.Clock) {
 	t.Helper()
 	cfg := DNSConfig{Resolvers: servers, Timeout: dnsTestTimeout, Attempts: 2}
 	if mod != nil {
@@ -75,7 +57,7 @@ func dnsTestResolver(t testing.TB, servers []string, mod func(*DNSConfig)) (*Res
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &dnsFakeClock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
+	clock := testenv.NewClock()
 	r.now = clock.Now
 	return r, clock
 }
