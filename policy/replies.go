@@ -136,4 +136,30 @@ var (
 
 	// Accepted is the 250 for DATA once the next hop has the message.
 	Accepted = &Reply{250, [3]int{2, 0, 0}, "OK: accepted by next hop"}
+
+	// --- Next hop capabilities (package relay) ---------------------------
+	// Certain answers: every next hop was reached and none can carry this
+	// mail as it is. Retrying would not change that, so these are 5xx.
+
+	// NonASCIISender: the sender address is not ASCII and no next hop of the
+	// route offers SMTPUTF8. RFC 6531 §3.5: 553 with the enhanced code X.6.7
+	// "non-ASCII addresses not permitted for that sender/recipient" (RFC 5248
+	// registry).
+	NonASCIISender = &Reply{553, [3]int{5, 6, 7}, "non-ASCII sender address not permitted: the next hop does not support SMTPUTF8 (RFC 6531)"}
+
+	// NonASCIIRecipient: the recipient address is not ASCII and the next hop
+	// of the transaction does not offer SMTPUTF8 (or the transaction did not
+	// use it). RFC 6531 §3.5: 553 X.6.7, for this recipient only.
+	NonASCIIRecipient = &Reply{553, [3]int{5, 6, 7}, "non-ASCII recipient address not permitted: the next hop does not support SMTPUTF8 (RFC 6531)"}
+
+	// EightBitNotSupported: the message contains 8-bit data and the next hop
+	// does not offer 8BITMIME (RFC 6152 §3: such data must not be sent to it;
+	// sekisho does not convert). 554 "transaction failed" to the data, RFC
+	// 3463 5.6.3 "conversion required but not supported".
+	EightBitNotSupported = &Reply{554, [3]int{5, 6, 3}, "conversion required but not supported: 8-bit message data and the next hop does not support 8BITMIME (RFC 6152)"}
+
+	// NextHopSizeLimit: the declared SIZE (RFC 1870) exceeds the limit every
+	// next hop of the route announced. RFC 1870 §6.1 552 with RFC 3463 5.3.4
+	// "message too big for system".
+	NextHopSizeLimit = &Reply{552, [3]int{5, 3, 4}, "message size exceeds the next hop's fixed maximum message size"}
 )
