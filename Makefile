@@ -5,8 +5,10 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 BIN      := bin/sekisho
-# Debian packages the tests drive for real.
-TEST_PACKAGES := slapd ldap-utils redis-server swaks
+# Debian packages the tests need: the servers and clients they drive for
+# real, a C toolchain for -race (cgo), and Net::SSLeay for swaks' STARTTLS (only
+# a Recommends of swaks, so --no-install-recommends leaves it out).
+TEST_PACKAGES := slapd ldap-utils redis-server swaks libnet-ssleay-perl gcc libc6-dev
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: all build run test test-deps lint bench fuzz clean
@@ -27,14 +29,31 @@ run: build
 test: test-deps build lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 
+# Each package is checked by running what the tests use from it, not with
+# dpkg -s (which calls a removed but not purged package installed).
 test-deps:
-	@missing=""; \
-	for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@have() { \
+	  case $$1 in \
+	  slapd)              command -v slapd && test -x "$$(dirname "$$(command -v slapd)")/slapadd" && slapd -VV ;; \
+	  ldap-utils)         ldapsearch -VV && ldapadd -VV ;; \
+	  redis-server)       redis-server --version ;; \
+	  swaks)              swaks --version ;; \
+	  libnet-ssleay-perl) perl -MNet::SSLeay -e1 ;; \
+	  gcc)                gcc --version ;; \
+	  libc6-dev)          printf '#include <stdio.h>\nint main(void) { return puts(""); }\n' | gcc -x c -o /dev/null - ;; \
+	  *)                  echo "test-deps: no check for $$1" >&3; false ;; \
+	  esac 3>&2 >/dev/null 2>&1; }; \
+	export PATH="$$PATH:/usr/sbin:/sbin"; \
+	missing=""; \
+	for p in $(TEST_PACKAGES); do have $$p || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "make test needs root to apt-get install:$$missing" >&2; exit 1; fi; \
 	  apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	  still=""; \
+	  for p in $$missing; do have $$p || still="$$still $$p"; done; \
+	  if [ -n "$$still" ]; then echo "installed but still not working:$$still" >&2; exit 1; fi; \
 	fi
 	@# The packaged daemons are not needed as services: the tests start their own.
 	@-systemctl disable --now slapd redis-server >/dev/null 2>&1 || true
