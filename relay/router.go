@@ -1,0 +1,333 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"sekisho/internal/mailaddr"
+	"sekisho/lookup"
+	"sekisho/policy"
+)
+
+// Timeouts bound every exchange with a next hop. A zero or negative field
+// takes its default; a zero Timeouts is therefore usable (go-smtp would
+// otherwise treat a zero command timeout as "already expired").
+type Timeouts struct {
+	// Connect bounds the TCP (or unix socket) connect and the greeting
+	// banner of one next hop, together.
+	Connect time.Duration
+	// Command bounds the reply to each command: EHLO, MAIL, RCPT, DATA.
+	Command time.Duration
+	// Data bounds each write of the message to the next hop and the reply
+	// to the final dot.
+	Data time.Duration
+	// CallAhead is one overall budget for Router.Begin: the MX lookup and
+	// every next hop of the route tried in turn. Next hops not reached
+	// within it are not tried.
+	CallAhead time.Duration
+}
+
+// Defaults of Timeouts. Command and Data are the minimums RFC 5321
+// §4.5.3.2 asks of a client; CallAhead keeps our own client (who is waiting
+// for its RCPT reply) well inside its 5-minute RCPT timeout.
+const (
+	DefaultConnectTimeout   = 30 * time.Second
+	DefaultCommandTimeout   = 5 * time.Minute
+	DefaultDataTimeout      = 10 * time.Minute
+	DefaultCallAheadTimeout = 30 * time.Second
+)
+
+// quitTimeout bounds the polite QUIT of Close: the mail is delivered by then,
+// and the session should not wait long for a goodbye.
+const quitTimeout = 5 * time.Second
+
+func (t Timeouts) withDefaults() Timeouts {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&t.Connect, DefaultConnectTimeout)
+	def(&t.Command, DefaultCommandTimeout)
+	def(&t.Data, DefaultDataTimeout)
+	def(&t.CallAhead, DefaultCallAheadTimeout)
+	return t
+}
+
+// MailHostResolver finds where a domain's mail goes, for "mx" next hops.
+// *lookup.Resolver implements it.
+type MailHostResolver interface {
+	MailHosts(ctx context.Context, domain string) ([]lookup.MailHost, lookup.DomainResult)
+}
+
+// Router is the relay as the gateway sees it: the routing table and how to
+// reach the next hops. It holds no state of its own and is safe for
+// concurrent use.
+type Router struct {
+	Routes    Routes
+	MailHosts MailHostResolver // for "mx" next hops; nil: mx routes get a 4xx
+	MXPort    int              // port of "mx" next hops; 0 means 25
+	Timeouts  Timeouts
+	Hostname  string // our name in EHLO/LHLO; empty: the system's host name
+}
+
+// Envelope is what the client declared in MAIL FROM.
+type Envelope struct {
+	From mailaddr.Address
+	// UTF8: the client gave SMTPUTF8 (RFC 6531). It is passed on when the
+	// next hop offers it, and dropped when the addresses are ASCII and the
+	// next hop does not.
+	UTF8 bool
+	// Body is the client's BODY= parameter: "", "7BIT" or "8BITMIME"
+	// (RFC 6152). BODY=8BITMIME goes to every next hop that offers
+	// 8BITMIME; to one that does not, MAIL goes without BODY= and 8-bit
+	// message data is refused (policy.EightBitNotSupported).
+	Body string
+	// Size is the client's SIZE= estimate (RFC 1870), 0 if none.
+	Size int64
+}
+
+// Transaction is one open mail transaction with a next hop, begun by
+// Router.Begin. Its methods are called by one goroutine, in order, except
+// Abort, which may be called at any time from any goroutine. Errors a client
+// should hear are *policy.Reply (or wrap one).
+type Transaction interface {
+	// Rcpt passes one recipient on. A 4xx or 5xx of the next hop comes back
+	// as the same class; a broken connection as policy.NextHopLost, and every
+	// later call then fails the same way.
+	Rcpt(ctx context.Context, to mailaddr.Address) error
+	// Data sends the message and returns nil only once the next hop said
+	// 250 to it (for LMTP: to the one recipient). On any failure before
+	// the final dot, the dot is never sent: the next hop discards.
+	Data(ctx context.Context, msg io.Reader) error
+	// Abort drops the transaction without the final dot, so that the next
+	// hop discards whatever it has.
+	Abort()
+	// Close ends the transaction politely (QUIT). Call it after the client
+	// has its reply: Data does not wait for it.
+	Close()
+	// Hop names the next hop, for the logs.
+	Hop() string
+	// LMTP reports an LMTP next hop: one recipient per transaction, whose
+	// own reply is the answer to the data (RFC 2033 §4.2).
+	LMTP() bool
+}
+
+// Lookup returns the index of the route for a recipient domain, or -1.
+func (r *Router) Lookup(domain string) int { return r.Routes.Lookup(domain) }
+
+// Key is the identity of a route for one recipient domain: recipients with
+// the same key can share one transaction. A route with an "mx" next hop
+// goes to each domain's own hosts, so its key includes the domain (in the
+// folded form of mailaddr.Fold).
+func (r *Router) Key(route int, domain string) string {
+	k := strconv.Itoa(route)
+	if route >= 0 && route < len(r.Routes) && r.Routes[route].hasMX() {
+		k += "/" + mailaddr.Fold(domain)
+	}
+	return k
+}
+
+// maxMXAddrs bounds how many addresses of a domain's mail hosts one
+// call-ahead tries, so that a domain with many dead hosts cannot hold the
+// client for long: the sending MTA retries later anyway.
+const maxMXAddrs = 5
+
+// Hops returns the next hops of a route for a recipient domain, with an "mx"
+// next hop replaced by the domain's mail hosts in order of preference (at
+// most maxMXAddrs addresses, each once). A domain with a null MX (RFC 7505)
+// gets policy.NullMXRecipient (556 5.1.10); one whose mail hosts cannot be
+// found, policy.NoMailHosts (4xx): whether a domain exists is for the domain
+// check to judge with the DNS canary, not for the relay.
+func (r *Router) Hops(ctx context.Context, route int, domain string) ([]NextHop, error) {
+	if route < 0 || route >= len(r.Routes) {
+		return nil, fmt.Errorf("%w (route %d of %d)", policy.NoRoute, route, len(r.Routes))
+	}
+	var out []NextHop
+	for _, h := range r.Routes[route].NextHops {
+		if h.Kind != HopMX {
+			out = append(out, h)
+			continue
+		}
+		if r.MailHosts == nil {
+			return nil, policy.NoRoute.Withf("mx next hops need a DNS resolver")
+		}
+		name := mailaddr.Fold(domain)
+		hosts, res := r.MailHosts.MailHosts(ctx, name)
+		switch res.Outcome {
+		case lookup.DomainNullMX:
+			return nil, policy.NullMXRecipient
+		case lookup.DomainFound:
+		default:
+			return nil, fmt.Errorf("%w: %s: %s", policy.NoMailHosts.Withf("cannot find the mail hosts of %s now, please try again later", name), res.Outcome, res.Reason)
+		}
+		port := r.MXPort
+		if port <= 0 {
+			port = 25
+		}
+		seen := make(map[netip.Addr]bool)
+	hosts:
+		for _, host := range hosts {
+			for _, ip := range host.Addrs {
+				ip = ip.Unmap()
+				if len(seen) == maxMXAddrs {
+					break hosts
+				}
+				if !ip.IsValid() || ip.IsUnspecified() || seen[ip] {
+					continue
+				}
+				seen[ip] = true
+				out = append(out, NextHop{Kind: HopSMTP, Network: "tcp",
+					Addr:   net.JoinHostPort(ip.String(), strconv.Itoa(port)),
+					MXHost: host.Name,
+					raw:    "mx " + host.Name + " [" + ip.String() + "]"})
+			}
+		}
+		if len(seen) == 0 {
+			return nil, policy.NoMailHosts.Withf("the mail hosts of %s have no usable address, please try again later", name)
+		}
+	}
+	return out, nil
+}
+
+// errBudget is the cause of a call-ahead that ran out of Timeouts.CallAhead.
+var errBudget = errors.New("call-ahead time budget spent")
+
+// capabilityError is a next hop that works but cannot take this mail as it
+// is (no SMTPUTF8 for a non-ASCII sender, a SIZE limit below the declared
+// size). If every next hop of the route says so, the reply is certain: 5xx.
+type capabilityError struct {
+	reply *policy.Reply
+	why   string
+}
+
+func (e *capabilityError) Error() string { return e.why }
+
+// Begin is the call-ahead: it finds the next hops of the route for the
+// domain (Hops) and opens a transaction with the first that works —
+// connect, greeting, EHLO (LHLO for LMTP), MAIL. A next hop that fails at
+// any of these steps, whatever its reply, is skipped. All of it runs within
+// Timeouts.CallAhead and stops at once when ctx ends.
+//
+// When no next hop works the error wraps policy.NextHopUnreachable (451
+// 4.4.1) and its text names every next hop and why it failed, for the log.
+// When every next hop was reached but none can carry the mail (see
+// capabilityError), the error wraps that certain 5xx instead.
+func (r *Router) Begin(ctx context.Context, route int, domain string, env Envelope) (Transaction, error) {
+	t := r.Timeouts.withDefaults()
+	cctx, cancel := context.WithTimeoutCause(ctx, t.CallAhead, fmt.Errorf("%w (%v)", errBudget, t.CallAhead))
+	defer cancel()
+
+	hops, err := r.Hops(cctx, route, domain)
+	if err != nil {
+		return nil, err
+	}
+	if len(hops) == 0 {
+		return nil, fmt.Errorf("%w: route %d has no next hops", policy.NoRoute, route)
+	}
+	var (
+		tried       []string
+		capability  *policy.Reply
+		unreachable bool
+		last        error
+	)
+	for i, h := range hops {
+		if cctx.Err() != nil {
+			cause := context.Cause(cctx)
+			for _, rest := range hops[i:] {
+				tried = append(tried, rest.String()+": not tried: "+cause.Error())
+			}
+			unreachable, last = true, cause
+			break
+		}
+		tx, err := r.open(cctx, h, env, t)
+		if err == nil {
+			return tx, nil
+		}
+		tried = append(tried, h.String()+": "+err.Error())
+		var ce *capabilityError
+		if errors.As(err, &ce) {
+			if capability == nil {
+				capability = ce.reply
+			}
+			continue
+		}
+		unreachable, last = true, err
+	}
+	list := strings.Join(tried, "; ")
+	if !unreachable && capability != nil {
+		// Every next hop answered, and none can take this mail: certain.
+		return nil, fmt.Errorf("%w; tried %s", capability, list)
+	}
+	// The client's reply says what kind of failure it was; the log (this
+	// error's text) names every next hop tried and why it failed.
+	reply := policy.NextHopUnreachable.Withf("no next hop answered (%s), try another MX or later", shortErr(last))
+	return nil, fmt.Errorf("%w; tried %s", reply, list)
+}
+
+// open opens a transaction with one next hop.
+func (r *Router) open(ctx context.Context, h NextHop, env Envelope, t Timeouts) (Transaction, error) {
+	// (Each case checks err itself: a nil *smtpTx in a Transaction would
+	// not be a nil Transaction.)
+	switch h.Kind {
+	case HopSMTP, HopLMTP:
+		tx, err := r.dialSMTP(ctx, h, env, t)
+		if err != nil {
+			return nil, err
+		}
+		return tx, nil
+	case HopMaildir:
+		tx, err := openMaildir(h.Path)
+		if err != nil {
+			return nil, err
+		}
+		return tx, nil
+	}
+	return nil, fmt.Errorf("next hop kind %s cannot be opened", h.Kind)
+}
+
+// ehloName is our name in EHLO/LHLO (RFC 5321 §4.1.1.1).
+func (r *Router) ehloName() string {
+	if r.Hostname != "" {
+		return r.Hostname
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "localhost"
+}
+
+// shortErr says what kind of failure err was, for the client's reply text:
+// the details (a next hop's own reply text, addresses) stay in the log.
+func shortErr(err error) string {
+	var se *smtp.SMTPError
+	var ne net.Error
+	var oe *net.OpError
+	switch {
+	case err == nil:
+		return "none"
+	case errors.Is(err, errBudget):
+		return "time budget spent"
+	case errors.Is(err, context.Canceled):
+		return "call-ahead abandoned"
+	case errors.As(err, &se):
+		return "last replied " + strconv.Itoa(se.Code)
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return "connection closed"
+	case errors.As(err, &oe) && oe.Op == "dial":
+		return "connection failed"
+	}
+	return "failed"
+}

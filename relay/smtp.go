@@ -1,0 +1,306 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"sekisho/internal/mailaddr"
+	"sekisho/policy"
+)
+
+// hopConn is the connection to an SMTP/LMTP next hop. It caps the deadlines
+// go-smtp sets while nothing has been written yet, so that Timeouts.Connect
+// bounds the greeting banner (go-smtp itself would wait Timeouts.Command
+// for it).
+type hopConn struct {
+	net.Conn
+
+	mu      sync.Mutex
+	banner  time.Time // deadline of connect + banner
+	want    time.Time // the last deadline go-smtp asked for
+	written bool      // a command was sent: the banner phase is over
+}
+
+func (c *hopConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.want = t
+	if !c.written && (t.IsZero() || t.After(c.banner)) {
+		t = c.banner
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *hopConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if !c.written {
+		c.written = true
+		c.Conn.SetDeadline(c.want)
+	}
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// wroteAny reports whether a command was sent: if not, a failure was the
+// greeting's.
+func (c *hopConn) wroteAny() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.written
+}
+
+// smtpTx is a transaction with an SMTP or LMTP next hop.
+type smtpTx struct {
+	hop      NextHop
+	conn     *hopConn
+	client   *smtp.Client
+	t        Timeouts
+	lmtp     bool
+	utf8     bool // MAIL carried SMTPUTF8: non-ASCII recipients may follow
+	eightBit bool // the next hop offers 8BITMIME (and go-smtp sent BODY=8BITMIME)
+
+	rcpts  []string // as sent, the keys of an LMTP per-recipient reply
+	broken error    // the connection failed; every later call returns this
+	done   atomic.Bool
+}
+
+// dialSMTP connects to one next hop and sends EHLO and MAIL. Any failure is
+// a next hop that does not work (the caller tries the next); a
+// *capabilityError is one that works but cannot take this mail.
+func (r *Router) dialSMTP(ctx context.Context, h NextHop, env Envelope, t Timeouts) (tx *smtpTx, err error) {
+	start := time.Now()
+	d := net.Dialer{Timeout: t.Connect}
+	raw, err := d.DialContext(ctx, h.Network, h.Addr)
+	if err != nil {
+		return nil, stepErr(ctx, "connect", err)
+	}
+	conn := &hopConn{Conn: raw, banner: start.Add(t.Connect)}
+	u := &smtpTx{hop: h, conn: conn, t: t, lmtp: h.Kind == HopLMTP}
+	if u.lmtp {
+		u.client = smtp.NewClientLMTP(conn)
+	} else {
+		u.client = smtp.NewClient(conn)
+	}
+	u.client.CommandTimeout = t.Command
+	u.client.SubmissionTimeout = t.Data
+
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer func() {
+		if !stop() && err == nil {
+			// ctx ended as MAIL's reply arrived: the connection is closed.
+			tx, err = nil, stepErr(ctx, "MAIL", net.ErrClosed)
+		}
+		if err != nil {
+			conn.Close()
+		}
+	}()
+
+	if err := u.client.Hello(r.ehloName()); err != nil {
+		step := "EHLO"
+		if !conn.wroteAny() {
+			step = "greeting"
+		}
+		return nil, stepErr(ctx, step, err)
+	}
+	hasUTF8, _ := u.client.Extension("SMTPUTF8")
+	u.eightBit, _ = u.client.Extension("8BITMIME")
+
+	// RFC 6531 §3.5: a non-ASCII sender cannot be sent to a server without
+	// SMTPUTF8; another next hop may have it.
+	if !env.From.IsASCII() && !hasUTF8 {
+		return nil, &capabilityError{policy.NonASCIISender, "EHLO: no SMTPUTF8 for the non-ASCII sender " + strconv.Quote(env.From.String())}
+	}
+	// RFC 1870 §6: a declared size above the next hop's announced limit
+	// would be refused by it; say so certainly instead of trying.
+	if ok, v := u.client.Extension("SIZE"); ok && env.Size > 0 {
+		if limit, err := strconv.ParseInt(v, 10, 64); err == nil && limit > 0 && env.Size > limit {
+			return nil, &capabilityError{policy.NextHopSizeLimit, fmt.Sprintf("EHLO: SIZE %d below the declared size %d", limit, env.Size)}
+		}
+	}
+	opts := &smtp.MailOptions{Size: env.Size}
+	if hasUTF8 && (env.UTF8 || !env.From.IsASCII()) {
+		opts.UTF8, u.utf8 = true, true
+	}
+	// go-smtp adds BODY=8BITMIME exactly when the next hop offers 8BITMIME.
+	if err := u.client.Mail(env.From.String(), opts); err != nil {
+		return nil, stepErr(ctx, "MAIL", err)
+	}
+	return u, nil
+}
+
+// stepErr names the step of the call-ahead that failed. When ctx ended, the
+// connection was closed under the command, and the reason is ctx's (the
+// budget spent, the client gone), not "use of closed network connection".
+func stepErr(ctx context.Context, step string, err error) error {
+	var se *smtp.SMTPError
+	if ctx.Err() != nil && !errors.As(err, &se) {
+		err = context.Cause(ctx)
+	}
+	return fmt.Errorf("%s: %w", step, err)
+}
+
+// abortOnCancel closes the connection if ctx ends while a command waits, so
+// that a client hang-up or a deadline never leaves us waiting for a frozen
+// next hop. (Closing, not a past deadline: go-smtp sets a fresh deadline at
+// every command and would undo it.)
+func (u *smtpTx) abortOnCancel(ctx context.Context) (stop func() bool) {
+	return context.AfterFunc(ctx, func() { u.conn.Close() })
+}
+
+func (u *smtpTx) Hop() string { return u.hop.String() }
+func (u *smtpTx) LMTP() bool  { return u.lmtp }
+
+// fail turns a failed command into the error the client hears. A next hop's
+// 4xx or 5xx reply keeps its class (policy.FromNextHop), except 421: the next
+// hop is closing the channel (RFC 5321 §3.8), which says nothing about this
+// mail. Everything else is a lost connection, and the transaction is over.
+func (u *smtpTx) fail(ctx context.Context, step string, err error) error {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) && se.Code != 421 {
+		return fmt.Errorf("%w (next hop %s, %s)", policy.FromNextHop(se.Code, [3]int(se.EnhancedCode), se.Message), u.hop, step)
+	}
+	if ctx.Err() != nil && se == nil {
+		err = context.Cause(ctx)
+	}
+	u.broken = fmt.Errorf("%w (next hop %s, %s: %v)", policy.NextHopLost, u.hop, step, err)
+	u.conn.Close()
+	return u.broken
+}
+
+// Rcpt passes one recipient on, in wire form (RFC 5321 §4.1.2).
+func (u *smtpTx) Rcpt(ctx context.Context, to mailaddr.Address) error {
+	if u.broken != nil {
+		return u.broken
+	}
+	if u.done.Load() {
+		return fmt.Errorf("%w (next hop %s: transaction already ended)", policy.NextHopLost, u.hop)
+	}
+	if u.lmtp && len(u.rcpts) > 0 {
+		// One LMTP DATA gives one reply per recipient; our client takes
+		// one. One recipient per transaction keeps the answer whole.
+		return fmt.Errorf("%w (one recipient per transaction towards LMTP next hop %s)", policy.OtherRoute, u.hop)
+	}
+	if !to.IsASCII() && !u.utf8 {
+		// RFC 6531 §3.5: never sent to a next hop without SMTPUTF8.
+		return fmt.Errorf("%w (next hop %s)", policy.NonASCIIRecipient, u.hop)
+	}
+	stop := u.abortOnCancel(ctx)
+	err := u.client.Rcpt(to.String(), nil)
+	if !stop() && err == nil {
+		err = net.ErrClosed
+	}
+	if err != nil {
+		return u.fail(ctx, "RCPT", err)
+	}
+	u.rcpts = append(u.rcpts, to.String())
+	return nil
+}
+
+// Data sends the message. It returns nil only once the next hop said 250 to
+// the final dot; on any failure before it, the connection is dropped without
+// the dot, so the next hop discards the partial message.
+func (u *smtpTx) Data(ctx context.Context, msg io.Reader) error {
+	if u.broken != nil {
+		return u.broken
+	}
+	if u.done.Load() {
+		return fmt.Errorf("%w (next hop %s: transaction already ended)", policy.NextHopLost, u.hop)
+	}
+	stop := u.abortOnCancel(ctx)
+	defer stop()
+	w, err := u.client.Data()
+	if err != nil {
+		return u.fail(ctx, "DATA", err)
+	}
+	if err := u.copyData(ctx, w, msg); err != nil {
+		u.Abort()
+		if u.broken == nil {
+			u.broken = fmt.Errorf("%w (next hop %s: transaction aborted)", policy.NextHopLost, u.hop)
+		}
+		return err
+	}
+	if u.lmtp {
+		// One recipient per transaction (see Rcpt): its status is the
+		// answer (RFC 2033 §4.2).
+		_, err := w.CloseWithLMTPResponse()
+		var perRcpt smtp.LMTPDataError
+		if errors.As(err, &perRcpt) && len(u.rcpts) == 1 {
+			if se, ok := perRcpt[u.rcpts[0]]; ok {
+				return u.fail(ctx, "data", se)
+			}
+		}
+		if err != nil {
+			return u.fail(ctx, "data", err)
+		}
+		return nil
+	}
+	if _, err := w.CloseWithResponse(); err != nil {
+		return u.fail(ctx, "data", err)
+	}
+	return nil
+}
+
+// copyData copies the message to the next hop. Each write must progress
+// within Timeouts.Data. Towards a next hop without 8BITMIME, 8-bit data is
+// refused before any of it is written (RFC 6152 §3: it must not be sent;
+// sekisho does not downgrade). Errors: the reader's own (the client side,
+// annotated by the caller), policy.EightBitNotSupported, or a lost
+// connection.
+func (u *smtpTx) copyData(ctx context.Context, w io.Writer, msg io.Reader) error {
+	buf := make([]byte, 32*1024)
+	for {
+		n, rerr := msg.Read(buf)
+		if n > 0 {
+			if !u.eightBit && has8Bit(buf[:n]) {
+				return fmt.Errorf("%w (next hop %s)", policy.EightBitNotSupported, u.hop)
+			}
+			u.conn.SetWriteDeadline(time.Now().Add(u.t.Data))
+			if _, err := w.Write(buf[:n]); err != nil {
+				return u.fail(ctx, "data", err)
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+func has8Bit(p []byte) bool {
+	for _, b := range p {
+		if b >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+// Abort drops the connection without the final dot. Safe at any time, from
+// any goroutine, more than once.
+func (u *smtpTx) Abort() {
+	u.done.Store(true)
+	u.conn.Close()
+}
+
+// Close sends QUIT (bounded by quitTimeout) and closes the connection.
+func (u *smtpTx) Close() {
+	if u.done.Swap(true) {
+		return
+	}
+	if u.broken == nil {
+		u.client.CommandTimeout = min(u.t.Command, quitTimeout)
+		u.client.Quit()
+	}
+	u.conn.Close()
+}
