@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/smtp"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"sekisho/internal/harness"
 	"sekisho/internal/testenv"
@@ -36,6 +40,15 @@ func TestHTTPMetricsAndHealth(t *testing.T) {
 		s.checks = "dnsbl: {zones: [dnsbl.test]}\n" + "greylist: {off: true}"
 		s.extra = fmt.Sprintf("dns: {resolvers: [%q], timeout: 200ms, attempts: 1}\n", testenv.FreePort(t))
 	})
+	// A client that sends half a request is disconnected (the listener's
+	// header timeout, 5 s); checked at the end, the rest runs meanwhile.
+	half, err := net.Dial("tcp", httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer half.Close()
+	halfSent := time.Now()
+	io.WriteString(half, "GET /metrics HTTP/1.1\r\nHost: ")
 	if !strings.Contains(get(t, "http://"+httpAddr+"/healthz"), "ok") {
 		t.Error("/healthz")
 	}
@@ -68,5 +81,10 @@ func TestHTTPMetricsAndHealth(t *testing.T) {
 	}
 	if n < 1 {
 		t.Errorf("DNSBL could-not-tell count %d, want at least 1:\n%s", n, m)
+	}
+
+	half.SetReadDeadline(halfSent.Add(30 * time.Second))
+	if _, err := io.ReadAll(half); errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("a half-sent request still holds its connection after %v", time.Since(halfSent))
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -201,7 +202,7 @@ func runServe(args []string, stderr io.Writer) int {
 	errc := make(chan error, 4)
 	var httpSrv *http.Server
 	if httpL != nil {
-		httpSrv = &http.Server{Handler: httpHandler(srv, checkMetrics(chain))}
+		httpSrv = newHTTPServer(httpHandler(srv, checkMetrics(chain)), httpLimits)
 		log.Info("listening", "listener", "http", "addr", httpL.Addr().String())
 		go func() {
 			if err := httpSrv.Serve(httpL); !errors.Is(err, http.ErrServerClosed) {
@@ -233,6 +234,28 @@ func runServe(args []string, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// httpTimeouts bound what a client of the http listener (/metrics,
+// /healthz) may hold: a scraper that opens a connection and sends half a
+// request, or stops reading, is disconnected instead of keeping a goroutine
+// and a socket forever.
+type httpTimeouts struct {
+	ReadHeader, Read, Write, Idle time.Duration
+}
+
+// httpLimits are the http listener's timeouts: generous for a scraper on a
+// busy host, short enough that stalled connections do not pile up.
+var httpLimits = httpTimeouts{ReadHeader: 5 * time.Second, Read: 10 * time.Second, Write: 30 * time.Second, Idle: 60 * time.Second}
+
+func newHTTPServer(h http.Handler, t httpTimeouts) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.ReadHeader,
+		ReadTimeout:       t.Read,
+		WriteTimeout:      t.Write,
+		IdleTimeout:       t.Idle,
+	}
 }
 
 func httpHandler(srv *gateway.Server, more func(io.Writer)) http.Handler {
