@@ -18,11 +18,16 @@ type Message struct {
 	Data []byte
 }
 
-// NextHop is a real SMTP (or LMTP) server on loopback that records the
-// messages it accepts. Hooks decide its replies; a nil hook accepts.
+// NextHop is a real SMTP (or LMTP) server on loopback (go-smtp's) that
+// records the messages it accepts. Hooks decide its replies; a nil hook
+// accepts. go-smtp normalises what it reads (line endings, dot-stuffing), so
+// tests about the exact bytes on the wire use RawNextHop as well.
 type NextHop struct {
 	Addr string
 
+	// OnMail decides the reply to MAIL FROM; nil accepts. Return a
+	// *smtp.SMTPError for a given code (451 4.3.0, 550 5.7.1, …).
+	OnMail func(from string) error
 	// OnRcpt decides the reply to RCPT TO; nil accepts.
 	OnRcpt func(to string) error
 	// OnData decides the reply once the whole message was read; nil accepts.
@@ -85,6 +90,11 @@ type nextHopSession struct {
 func (s *nextHopSession) Reset()        { s.from, s.to = "", nil }
 func (s *nextHopSession) Logout() error { return nil }
 func (s *nextHopSession) Mail(from string, _ *smtp.MailOptions) error {
+	if s.h.OnMail != nil {
+		if err := s.h.OnMail(from); err != nil {
+			return err
+		}
+	}
 	s.from = from
 	return nil
 }
