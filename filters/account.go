@@ -14,24 +14,6 @@ import (
 	"sekisho/policy"
 )
 
-// The account check's replies.
-var (
-	// UnknownUser: the directory is complete (the canary answered) and has
-	// no entry for the recipient. RFC 5321 550 "mailbox unavailable"; RFC
-	// 3463 5.1.1 "bad destination mailbox address".
-	UnknownUser = &policy.Reply{Code: 550, Enhanced: [3]int{5, 1, 1}, Text: "no such user here"}
-
-	// DirectoryIncomplete: the directory answered without the canary's
-	// entry, so a missing recipient proves nothing. RFC 5321 451; RFC 3463
-	// 4.3.0 "other or undefined mail system status".
-	DirectoryIncomplete = &policy.Reply{Code: 451, Enhanced: [3]int{4, 3, 0}, Text: "recipient cannot be verified now (directory incomplete), please try again later"}
-
-	// DirectoryUnavailable: the directory could not be asked (down, frozen,
-	// busy, timed out). RFC 5321 451; RFC 3463 4.4.3 "directory server
-	// failure".
-	DirectoryUnavailable = &policy.Reply{Code: 451, Enhanced: [3]int{4, 4, 3}, Text: "recipient cannot be verified now (directory unavailable), please try again later"}
-)
-
 // AccountDirectory is what the check needs of the directory.
 type AccountDirectory interface {
 	Account(ctx context.Context, addr string) lookup.AccountResult
@@ -64,12 +46,12 @@ func (a *AccountCheck) Check(ctx context.Context, tx *Transaction) (Verdict, err
 	case lookup.AccountFound:
 		return Verdict{Action: Continue, Reason: "account: " + res.Reason}, nil
 	case lookup.AccountNotFound:
-		return Verdict{Action: Reject, Reply: UnknownUser.Withf("<%s>: no such user here", sanitizeAddr(tx.Rcpt)), Reason: "account: " + res.Reason}, nil
+		return Verdict{Action: Reject, Reply: policy.UnknownUser.Withf("<%s>: no such user here", sanitizeAddr(tx.Rcpt)), Reason: "account: " + res.Reason}, nil
 	}
 	if res.CanaryMissing {
-		return Verdict{Action: Defer, Reply: DirectoryIncomplete, Reason: "account: " + res.Reason}, nil
+		return Verdict{Action: Defer, Reply: policy.DirectoryIncomplete, Reason: "account: " + res.Reason}, nil
 	}
-	return Verdict{Action: Defer, Reply: DirectoryUnavailable, Reason: "account: " + res.Reason}, nil
+	return Verdict{Action: Defer, Reply: policy.DirectoryUnavailable, Reason: "account: " + res.Reason}, nil
 }
 
 // sanitizeAddr keeps an address printable and short for a reply text.

@@ -45,13 +45,6 @@ import (
 	"sekisho/policy"
 )
 
-// DNSBLBlocked is the reply to a client listed on enough blocklists. RFC 5321
-// 554 "transaction failed" (given at RCPT as Postfix's reject_rbl_code does:
-// the transaction, not the mailbox, is refused); RFC 3463 5.7.1 "delivery not
-// authorized, message refused". The text is replaced per client (Withf) with
-// the lists and their TXT records.
-var DNSBLBlocked = &policy.Reply{Code: 554, Enhanced: [3]int{5, 7, 1}, Text: "service unavailable; client host blocked by a DNS blocklist"}
-
 // DefaultDNSBLTimeout bounds the lookups of one connection (A and, when
 // listed, TXT), from the moment the connection arrives. It equals the
 // default greet pause, so a client that waits for the banner never waits for
@@ -620,5 +613,5 @@ func (d *DNSBL) decide(client netip.Addr, results []DNSBLResult) Verdict {
 		return Verdict{Action: Continue, Reason: reason}
 	}
 	text := dnsblPrintable(fmt.Sprintf("service unavailable; client host [%s] blocked using %s", client, strings.Join(blocked, ", ")), maxDNSBLReplyText)
-	return Verdict{Action: Reject, Reply: DNSBLBlocked.Withf("%s", text), Reason: reason}
+	return Verdict{Action: Reject, Reply: policy.DNSBLBlocked.Withf("%s", text), Reason: reason}
 }

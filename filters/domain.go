@@ -44,47 +44,6 @@ import (
 	"sekisho/policy"
 )
 
-// The domain check's replies. The class of the enhanced code is that of the
-// basic code (domain_test.go checks the literals of this file).
-var (
-	// DomainBadSender: the sender's domain is on the bad-domain list or a
-	// special-use name. RFC 5321 550 (MAIL: "mailbox unavailable",
-	// §4.3.2); RFC 3463 5.1.8 "bad sender's system address". Also the
-	// NXDOMAIN reply under nxdomain: reject and the typo reply.
-	DomainBadSender = &policy.Reply{Code: 550, Enhanced: [3]int{5, 1, 8}, Text: "sender domain does not exist"}
-
-	// DomainBadRecipient: the recipient's domain, likewise. RFC 5321 550;
-	// RFC 3463 5.1.2 "bad destination system address".
-	DomainBadRecipient = &policy.Reply{Code: 550, Enhanced: [3]int{5, 1, 2}, Text: "recipient domain does not exist"}
-
-	// DomainNullMXSender: the sender's domain publishes a null MX, so no
-	// bounce could ever reach it. RFC 7505 §4.2: 550 with RFC 7505 §5
-	// 5.7.27 "sender address has null MX".
-	DomainNullMXSender = &policy.Reply{Code: 550, Enhanced: [3]int{5, 7, 27}, Text: "sender domain accepts no mail (null MX, RFC 7505)"}
-
-	// DomainNullMXRecipient: the recipient's domain publishes a null MX.
-	// RFC 7505 §4.1: 556 with RFC 7505 §5 5.1.10 "recipient address has
-	// null MX".
-	DomainNullMXRecipient = &policy.Reply{Code: 556, Enhanced: [3]int{5, 1, 10}, Text: "recipient domain accepts no mail (null MX, RFC 7505)"}
-
-	// DomainNXSenderTempfail: NXDOMAIN for the sender's domain under
-	// nxdomain: tempfail (the default; a domain may be new or its DNS in
-	// trouble: the sender retries and a real domain gets through). RFC
-	// 5321 450 "mailbox unavailable" (temporary); RFC 3463 4.1.8, the
-	// temporary form of "bad sender's system address".
-	DomainNXSenderTempfail = &policy.Reply{Code: 450, Enhanced: [3]int{4, 1, 8}, Text: "sender domain does not exist (yet?), please try again later"}
-
-	// DomainNXRecipientTempfail: the same for a recipient's domain: 450
-	// with RFC 3463 4.1.2, temporary "bad destination system address".
-	DomainNXRecipientTempfail = &policy.Reply{Code: 450, Enhanced: [3]int{4, 1, 2}, Text: "recipient domain does not exist (yet?), please try again later"}
-
-	// DomainUnverifiable: DNS could not tell (timeout, SERVFAIL, or an
-	// NXDOMAIN while the DNS canary fails). RFC 5321 451 "local error in
-	// processing"; RFC 3463 4.4.3 "directory server failure" (DNS is the
-	// directory that failed).
-	DomainUnverifiable = &policy.Reply{Code: 451, Enhanced: [3]int{4, 4, 3}, Text: "domain cannot be verified now, please try again later"}
-)
-
 // NXDomainAction is what an authoritative NXDOMAIN leads to, while the DNS
 // canary is healthy (config checks.domain.nxdomain).
 type NXDomainAction int
@@ -256,8 +215,8 @@ type domainReplies struct {
 }
 
 var (
-	domainSenderReplies    = domainReplies{"sender", DomainBadSender, DomainNullMXSender, DomainNXSenderTempfail, policy.BadSenderSyntax}
-	domainRecipientReplies = domainReplies{"recipient", DomainBadRecipient, DomainNullMXRecipient, DomainNXRecipientTempfail, policy.BadRecipientSyntax}
+	domainSenderReplies    = domainReplies{"sender", policy.DomainBadSender, policy.DomainNullMXSender, policy.DomainNXSenderTempfail, policy.BadSenderSyntax}
+	domainRecipientReplies = domainReplies{"recipient", policy.DomainBadRecipient, policy.NullMXRecipient, policy.DomainNXRecipientTempfail, policy.BadRecipientSyntax}
 )
 
 func (c *domainCore) judge(ctx context.Context, addr string, recipient bool) Verdict {
@@ -308,7 +267,7 @@ func (c *domainCore) judge(ctx context.Context, addr string, recipient bool) Ver
 			Reason: fmt.Sprintf("domain: %s domain %s: %s", rp.role, domain, res.Reason)}
 	case lookup.DomainCouldNotTell:
 		return Verdict{Action: Defer,
-			Reply:  DomainUnverifiable.Withf("%s domain %s cannot be verified now (DNS), please try again later", rp.role, domain),
+			Reply:  policy.DomainUnverifiable.Withf("%s domain %s cannot be verified now (DNS), please try again later", rp.role, domain),
 			Reason: fmt.Sprintf("domain: %s domain %s: could not tell (%s)", rp.role, domain, res.Reason)}
 	}
 
@@ -320,7 +279,7 @@ func (c *domainCore) judge(ctx context.Context, addr string, recipient bool) Ver
 	what += " (" + res.Reason + ")"
 	if h := c.resolver.Health(ctx); !h.Healthy {
 		return Verdict{Action: Defer,
-			Reply:  DomainUnverifiable.Withf("%s domain %s cannot be verified now (DNS), please try again later", rp.role, domain),
+			Reply:  policy.DomainUnverifiable.Withf("%s domain %s cannot be verified now (DNS), please try again later", rp.role, domain),
 			Reason: fmt.Sprintf("domain: %s; but the DNS canary failed (%s): could not tell", what, h.Reason)}
 	}
 	if res.NXDomain {

@@ -42,20 +42,6 @@ import (
 	"sekisho/policy"
 )
 
-// GreylistDeferred is the reply to a triplet that has not waited out the
-// delay. RFC 6647 §2.1 (greylisting answers with a temporary failure, so a
-// conforming client retries); RFC 5321 451 "local error in processing"
-// (§4.2.2 allows 451 for RCPT); RFC 3463 4.7.1 "delivery not authorized,
-// message refused" in its temporary form — the class 4 matches the basic
-// code. The text is replaced per triplet with the seconds left (Withf).
-var GreylistDeferred = &policy.Reply{Code: 451, Enhanced: [3]int{4, 7, 1}, Text: "greylisted, please try again later"}
-
-// GreylistStoreUnavailable is the reply under on_store_error: tempfail when
-// the greylist store cannot be asked: RFC 5321 451, RFC 3463 4.3.0 "other or
-// undefined mail system status" — our own system's trouble, not the
-// client's.
-var GreylistStoreUnavailable = &policy.Reply{Code: 451, Enhanced: [3]int{4, 3, 0}, Text: "greylisting temporarily unavailable, please try again later"}
-
 // StoreErrorAction is what the greylist check does when the store cannot
 // answer (config checks.greylist.on_store_error).
 type StoreErrorAction int
@@ -317,7 +303,7 @@ func (g *Greylist) check(ctx context.Context, tx *Transaction, peek bool) (Verdi
 	}
 	return Verdict{
 		Action: Defer,
-		Reply:  GreylistDeferred.Withf("greylisted, please try again in %d seconds", secs),
+		Reply:  policy.GreylistDeferred.Withf("greylisted, please try again in %d seconds", secs),
 		Reason: fmt.Sprintf("%s %s greylisted, %d s left%s", what, t, secs, nameNote),
 	}, nil
 }
@@ -341,7 +327,7 @@ func (g *Greylist) storeFailed(t greylist.Triplet, err error) Verdict {
 	if g.onStoreError == StoreErrorTempfail {
 		return Verdict{
 			Action: Defer,
-			Reply:  GreylistStoreUnavailable,
+			Reply:  policy.GreylistStoreUnavailable,
 			Reason: fmt.Sprintf("greylist store unavailable (%v): deferred by on_store_error tempfail", err),
 		}
 	}

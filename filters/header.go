@@ -49,13 +49,6 @@ import (
 	"sekisho/policy"
 )
 
-// HeaderViolation is the reply to a header that breaks a rejecting rule:
-// RFC 5321 550 (requested action not taken: the message, not the mailbox, is
-// refused) with RFC 3463 5.6.0 "other or undefined media error" — the
-// message's format is at fault. The text is replaced per rule (Withf) and
-// names the rule and the RFC section.
-var HeaderViolation = &policy.Reply{Code: 550, Enhanced: [3]int{5, 6, 0}, Text: "message refused: header does not conform to RFC 5322"}
-
 // HeaderViolationField is the header field a tagged violation adds.
 const HeaderViolationField = "X-Sekisho-Header-Violation"
 
@@ -223,7 +216,7 @@ func (h *HeaderCheck) Judge(header []byte, smtputf8 bool) Verdict {
 	if reject != nil {
 		return Verdict{
 			Action: Reject,
-			Reply: HeaderViolation.Withf("message refused: header rule %s broken: %s (%s)",
+			Reply: policy.HeaderViolation.Withf("message refused: header rule %s broken: %s (%s)",
 				reject.Rule, reject.Detail, ruleRef(reject.Rule)),
 			Reason: reason,
 		}

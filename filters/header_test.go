@@ -287,12 +287,6 @@ func TestHeaderThroughTheChain(t *testing.T) {
 	}
 }
 
-func TestHeaderViolationReplyIsPermanent(t *testing.T) {
-	if !HeaderViolation.Permanent() || HeaderViolation.Enhanced[0] != 5 {
-		t.Errorf("HeaderViolation = %v", HeaderViolation)
-	}
-}
-
 // TestHeaderReplyIsSafeASCII: a From value with control and 8-bit bytes,
 // rejected by configuration, must not carry them into the SMTP reply.
 func TestHeaderReplyIsSafeASCII(t *testing.T) {

@@ -1,33 +1,49 @@
 package filters
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"strings"
 	"testing"
-
-	"sekisho/internal/replytest"
 )
 
-// TestReplyLiteralClasses checks every policy.Reply literal of the package:
-// its enhanced code's class must equal its basic code's class (never a
-// "451 5.x.x"). A reply a check adds later is checked without anyone listing
-// it. policy's own replies are checked the same way in policy/reply_test.go.
-func TestReplyLiteralClasses(t *testing.T) {
-	byName := map[string]int{}
-	for _, l := range replytest.CheckClasses(t, 10) {
-		byName[l.Name] = l.Code
+// TestNoReplyLiteral checks that the checks build no SMTP reply of their
+// own: every reply is defined in package policy, next to its RFC, where
+// policy/reply_test.go checks its classes (DESIGN.md §1: "every reply is
+// built in one place"). A check picks a policy reply and may only replace
+// its text (Reply.Withf).
+func TestNoReplyLiteral(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
 	}
-	// The replies the checks must have, with the class DESIGN.md §3 gives.
-	for name, wantClass := range map[string]int{
-		"UnknownUser": 5, "DirectoryIncomplete": 4, "DirectoryUnavailable": 4,
-		"GreylistDeferred": 4, "GreylistStoreUnavailable": 4,
-		"SPFFailed": 5, "SPFTempFailed": 4, "DNSBLBlocked": 5,
-		"DomainUnverifiable": 4, "DomainNXSenderTempfail": 4, "DomainNXRecipientTempfail": 4,
-		"HeaderViolation": 5,
-	} {
-		code, ok := byName[name]
-		if !ok {
-			t.Errorf("reply %s not found: renamed? update this test", name)
-		} else if code/100 != wantClass {
-			t.Errorf("%s is %d, want a %dxx", name, code, wantClass)
+	fset := token.NewFileSet()
+	parsed := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
 		}
+		file, err := parser.ParseFile(fset, f, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parsed++
+		ast.Inspect(file, func(n ast.Node) bool {
+			cl, ok := n.(*ast.CompositeLit)
+			if !ok {
+				return true
+			}
+			if sel, ok := cl.Type.(*ast.SelectorExpr); ok && sel.Sel.Name == "Reply" {
+				if pkg, ok := sel.X.(*ast.Ident); ok && pkg.Name == "policy" {
+					t.Errorf("%s: a policy.Reply literal in package filters: define the reply in policy/replies.go", fset.Position(cl.Pos()))
+				}
+			}
+			return true
+		})
+	}
+	if parsed < 5 {
+		t.Fatalf("parsed %d files: the source walk is broken", parsed)
 	}
 }

@@ -45,21 +45,6 @@ import (
 	"sekisho/policy"
 )
 
-// SPFFailed is the reply to a sender whose domain's SPF policy says the
-// client may not send its mail (result "fail"). RFC 7208 §8.4 (a receiver
-// that rejects a "fail" SHOULD use 550); RFC 5321 550 "mailbox unavailable /
-// not taken"; RFC 7372 §3.2 X.7.23 "SPF validation failed", in its permanent
-// form — the class 5 matches the basic code. The text is replaced per
-// transaction with the domain and the client address (Withf).
-var SPFFailed = &policy.Reply{Code: 550, Enhanced: [3]int{5, 7, 23}, Text: "SPF validation failed: sender domain does not permit this client"}
-
-// SPFTempFailed is the reply to a temperror under temperror: tempfail.
-// RFC 7208 §8.6 (a receiver that defers on temperror SHOULD use 451 and
-// 4.4.3); RFC 5321 451 "local error in processing"; RFC 3463 4.4.3
-// "directory server failure" (here: DNS) — the class 4 matches the basic
-// code.
-var SPFTempFailed = &policy.Reply{Code: 451, Enhanced: [3]int{4, 4, 3}, Text: "SPF check could not be completed (DNS error), please try again later"}
-
 // SPFFailAction is what the check does with an SPF "fail" (config
 // checks.spf.fail).
 type SPFFailAction int
@@ -279,12 +264,12 @@ func (c *SPF) verdict(out SPFOutcome) Verdict {
 	case spf.Fail:
 		if c.fail == SPFFailReject {
 			return Verdict{Action: Reject, Reason: reason,
-				Reply: SPFFailed.Withf("SPF validation failed: %s does not permit %s to send its mail", out.Domain, out.Client)}
+				Reply: policy.SPFFailed.Withf("SPF validation failed: %s does not permit %s to send its mail", out.Domain, out.Client)}
 		}
 		return Verdict{Action: Tag, Reason: reason + "; fail: tag"}
 	case spf.TempError:
 		if c.tempError == SPFTempErrorTempfail {
-			return Verdict{Action: Defer, Reason: reason, Reply: SPFTempFailed}
+			return Verdict{Action: Defer, Reason: reason, Reply: policy.SPFTempFailed}
 		}
 		return Verdict{Action: Tag, Reason: reason}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"sekisho/internal/testdns"
 	"sekisho/lookup"
+	"sekisho/policy"
 )
 
 // spfTestDNS serves the spf.test zone of the SPF check's tests.
@@ -194,8 +195,8 @@ func TestSPFTempError(t *testing.T) {
 				t.Errorf("reason %q does not say it was a timeout", v.Reason)
 			}
 			if tc.want == Defer {
-				if v.Reply != SPFTempFailed || !v.Reply.Temporary() {
-					t.Fatalf("reply %v, want SPFTempFailed", v.Reply)
+				if v.Reply != policy.SPFTempFailed || !v.Reply.Temporary() {
+					t.Fatalf("reply %v, want policy.SPFTempFailed", v.Reply)
 				}
 				// Through the chain too: still a 451.
 				cv, _ := NewChain(c).Run(context.Background(), StageRcpt, spfTx("192.0.2.10", "client.example", "bob@silent.spf.test"))

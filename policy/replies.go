@@ -107,6 +107,95 @@ var (
 	// RFC 5321 §4.5.3.2.6 data timeout; 421 closes the session.
 	DataTimeout = &Reply{421, [3]int{4, 4, 2}, "timeout reading message data, closing connection"}
 
+	// --- The checks (package filters, DESIGN.md §3) ---------------------
+	// A check replaces the text per transaction with Withf (the domain, the
+	// lists, the seconds left, ...); the codes stay these.
+
+	// DNSBLBlocked: the client is listed on enough blocklists (row 2). RFC
+	// 5321 554 "transaction failed" (given at RCPT as Postfix's
+	// reject_rbl_code does: the transaction, not the mailbox, is refused);
+	// RFC 3463 5.7.1 "delivery not authorized, message refused".
+	DNSBLBlocked = &Reply{554, [3]int{5, 7, 1}, "service unavailable; client host blocked by a DNS blocklist"}
+
+	// DomainBadSender: the sender's domain is on the bad-domain list or a
+	// special-use name (row 3); also the NXDOMAIN reply under nxdomain:
+	// reject and the typo reply. RFC 5321 550 (MAIL: "mailbox unavailable",
+	// §4.3.2); RFC 3463 5.1.8 "bad sender's system address".
+	DomainBadSender = &Reply{550, [3]int{5, 1, 8}, "sender domain does not exist"}
+
+	// DomainBadRecipient: the recipient's domain, likewise. RFC 5321 550; RFC
+	// 3463 5.1.2 "bad destination system address".
+	DomainBadRecipient = &Reply{550, [3]int{5, 1, 2}, "recipient domain does not exist"}
+
+	// DomainNullMXSender: the sender's domain publishes a null MX, so no
+	// bounce could ever reach it. RFC 7505 §4.2: 550 with RFC 7505 §5 5.7.27
+	// "sender address has null MX". (A recipient's null MX is
+	// NullMXRecipient, for the domain check as for an "mx" route.)
+	DomainNullMXSender = &Reply{550, [3]int{5, 7, 27}, "sender domain accepts no mail (null MX, RFC 7505)"}
+
+	// DomainNXSenderTempfail: NXDOMAIN for the sender's domain under
+	// nxdomain: tempfail (row 3b, the default; a domain may be new or its
+	// DNS in trouble: the sender retries and a real domain gets through).
+	// RFC 5321 450 "mailbox unavailable" (temporary); RFC 3463 4.1.8, the
+	// temporary form of "bad sender's system address".
+	DomainNXSenderTempfail = &Reply{450, [3]int{4, 1, 8}, "sender domain does not exist (yet?), please try again later"}
+
+	// DomainNXRecipientTempfail: the same for a recipient's domain: 450 with
+	// RFC 3463 4.1.2, temporary "bad destination system address".
+	DomainNXRecipientTempfail = &Reply{450, [3]int{4, 1, 2}, "recipient domain does not exist (yet?), please try again later"}
+
+	// DomainUnverifiable: DNS could not tell (timeout, SERVFAIL, or an
+	// NXDOMAIN while the DNS canary fails). RFC 5321 451 "local error in
+	// processing"; RFC 3463 4.4.3 "directory server failure" (DNS is the
+	// directory that failed).
+	DomainUnverifiable = &Reply{451, [3]int{4, 4, 3}, "domain cannot be verified now, please try again later"}
+
+	// HeaderViolation: the header section breaks RFC 5322 §3.6 (row 4); the
+	// text names the rule broken. RFC 5321 550 to the DATA; RFC 3463 5.6.0
+	// "other or undefined media error": the content, not the mailbox, is
+	// refused.
+	HeaderViolation = &Reply{550, [3]int{5, 6, 0}, "message refused: header does not conform to RFC 5322"}
+
+	// UnknownUser: the directory is complete (the canary answered) and has
+	// no entry for the recipient (row 5). RFC 5321 550 "mailbox
+	// unavailable"; RFC 3463 5.1.1 "bad destination mailbox address".
+	UnknownUser = &Reply{550, [3]int{5, 1, 1}, "no such user here"}
+
+	// DirectoryIncomplete: the directory answered without the canary's
+	// entry, so a missing recipient proves nothing. RFC 5321 451; RFC 3463
+	// 4.3.0 "other or undefined mail system status".
+	DirectoryIncomplete = &Reply{451, [3]int{4, 3, 0}, "recipient cannot be verified now (directory incomplete), please try again later"}
+
+	// DirectoryUnavailable: the directory could not be asked (down, frozen,
+	// busy, timed out). RFC 5321 451; RFC 3463 4.4.3 "directory server
+	// failure".
+	DirectoryUnavailable = &Reply{451, [3]int{4, 4, 3}, "recipient cannot be verified now (directory unavailable), please try again later"}
+
+	// GreylistDeferred: a triplet that has not waited out the delay (row 6).
+	// RFC 6647 §2.1 (greylisting answers with a temporary failure, so a
+	// conforming client retries); RFC 5321 451 "local error in processing"
+	// (§4.2.2 allows 451 for RCPT); RFC 3463 4.7.1 "delivery not authorized,
+	// message refused" in its temporary form.
+	GreylistDeferred = &Reply{451, [3]int{4, 7, 1}, "greylisted, please try again later"}
+
+	// GreylistStoreUnavailable: the greylist store cannot be asked, under
+	// on_store_error: tempfail. RFC 5321 451, RFC 3463 4.3.0 "other or
+	// undefined mail system status": our own system's trouble, not the
+	// client's.
+	GreylistStoreUnavailable = &Reply{451, [3]int{4, 3, 0}, "greylisting temporarily unavailable, please try again later"}
+
+	// SPFFailed: the sender domain's SPF policy says the client may not send
+	// its mail (result "fail", row 7). RFC 7208 §8.4 (a receiver that
+	// rejects a "fail" SHOULD use 550); RFC 5321 550 "mailbox unavailable /
+	// not taken"; RFC 7372 §3.2 X.7.23 "SPF validation failed".
+	SPFFailed = &Reply{550, [3]int{5, 7, 23}, "SPF validation failed: sender domain does not permit this client"}
+
+	// SPFTempFailed: a temperror under temperror: tempfail. RFC 7208 §8.6 (a
+	// receiver that defers on temperror SHOULD use 451 and 4.4.3); RFC 5321
+	// 451 "local error in processing"; RFC 3463 4.4.3 "directory server
+	// failure" (here: DNS).
+	SPFTempFailed = &Reply{451, [3]int{4, 4, 3}, "SPF check could not be completed (DNS error), please try again later"}
+
 	// --- Next hop (call-ahead and DATA) ---------------------------------
 
 	// NextHopUnreachable: no next hop of the route answered. RFC 5321 451;
@@ -127,7 +216,9 @@ var (
 	LocalDeliveryFailed = &Reply{451, [3]int{4, 3, 0}, "local delivery failed, please try again later"}
 
 	// NullMXRecipient: the recipient's domain publishes a null MX (RFC 7505
-	// §4.2: "556 5.1.10"): it accepts no mail, certainly.
+	// §4.1: "556 5.1.10", X.1.10 "recipient address has null MX"): it
+	// accepts no mail, certainly. Given by an "mx" route and by the domain
+	// check.
 	NullMXRecipient = &Reply{556, [3]int{5, 1, 10}, "recipient domain does not accept mail (null MX, RFC 7505)"}
 
 	// NoMailHosts: the mail hosts of an "mx" route's domain could not be
