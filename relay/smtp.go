@@ -142,11 +142,28 @@ func (r *Router) dialSMTP(ctx context.Context, h NextHop, env Envelope, t Timeou
 // budget spent, the client gone), not "use of closed network connection".
 func stepErr(ctx context.Context, step string, err error) error {
 	var se *smtp.SMTPError
-	if ctx.Err() != nil && !errors.As(err, &se) {
+	switch {
+	case errors.As(err, &se):
+		err = hopReply{se}
+	case ctx.Err() != nil:
 		err = context.Cause(ctx)
 	}
 	return fmt.Errorf("%s: %w", step, err)
 }
+
+// hopReply shows a next hop's reply as it was on the wire ("550 5.7.1
+// text"), for the log.
+type hopReply struct{ se *smtp.SMTPError }
+
+func (r hopReply) Error() string {
+	s := strconv.Itoa(r.se.Code)
+	if e := r.se.EnhancedCode; e[0] != 0 && e != smtp.NoEnhancedCode {
+		s += fmt.Sprintf(" %d.%d.%d", e[0], e[1], e[2])
+	}
+	return s + " " + r.se.Message
+}
+
+func (r hopReply) Unwrap() error { return r.se }
 
 // abortOnCancel closes the connection if ctx ends while a command waits, so
 // that a client hang-up or a deadline never leaves us waiting for a frozen

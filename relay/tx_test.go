@@ -1,0 +1,264 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"sekisho/internal/harness"
+	"sekisho/internal/mailaddr"
+	"sekisho/policy"
+)
+
+// Only a next hop's reply to RCPT or to the data is its verdict on this
+// mail: its class is passed on (5xx stays 5xx, 4xx stays 4xx), with the
+// enhanced code kept when its class agrees. A 421 is the next hop closing
+// its channel, not a verdict: 451 4.4.2, and the transaction is over.
+func TestRcptAndDataRepliesPassedOn(t *testing.T) {
+	cases := []struct {
+		name     string
+		replies  map[string]string
+		code     int
+		enhanced [3]int
+	}{
+		{"RCPT 550", map[string]string{"RCPT": "550 5.1.1 no such user"}, 550, [3]int{5, 1, 1}},
+		{"RCPT 450", map[string]string{"RCPT": "450 4.2.1 mailbox busy"}, 450, [3]int{4, 2, 1}},
+		{"RCPT 552 bad enhanced", map[string]string{"RCPT": "552 4.2.2 over quota"}, 552, [3]int{5, 0, 0}},
+		{"RCPT 421", map[string]string{"RCPT": "421 4.3.2 shutting down"}, 451, [3]int{4, 4, 2}},
+		{"DATA 554", map[string]string{"DATA": "554 5.5.1 no valid recipients"}, 554, [3]int{5, 5, 1}},
+		{"dot 554", map[string]string{".": "554 5.7.1 spam"}, 554, [3]int{5, 7, 1}},
+		{"dot 452", map[string]string{".": "452 4.3.1 disk full"}, 452, [3]int{4, 3, 1}},
+		{"dot 421", map[string]string{".": "421 4.3.2 bye"}, 451, [3]int{4, 4, 2}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := (&fakeHop{greeting: "220 hop", replies: c.replies}).start(t)
+			tx, err := begin(t, newRouter(h.hop(t)), Envelope{From: sender})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = tx.Rcpt(context.Background(), recipient)
+			if strings.HasPrefix(c.name, "RCPT") {
+				wantReply(t, err, c.code, c.enhanced)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = tx.Data(context.Background(), strings.NewReader(testMessage))
+			wantReply(t, err, c.code, c.enhanced)
+		})
+	}
+}
+
+// After the connection broke, every later command fails with 451 4.4.2
+// without touching the network.
+func TestBrokenTransactionStaysBroken(t *testing.T) {
+	h := (&fakeHop{greeting: "220 hop", closeAt: "RCPT"}).start(t)
+	tx, err := begin(t, newRouter(h.hop(t)), Envelope{From: sender})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = tx.Rcpt(context.Background(), recipient)
+	wantReply(t, err, 451, [3]int{4, 4, 2})
+	err = tx.Rcpt(context.Background(), mailaddr.Address{Local: "carol", Domain: "campus.test"})
+	wantReply(t, err, 451, [3]int{4, 4, 2})
+	err = tx.Data(context.Background(), strings.NewReader(testMessage))
+	wantReply(t, err, 451, [3]int{4, 4, 2})
+	tx.Close()
+}
+
+// Every address goes out in RFC 5321 §4.1.2 wire form: a local part that is
+// not a dot-string is quoted, so it stays one path and cannot add
+// parameters. Read from the exact lines the next hop received.
+func TestAddressesQuotedOnTheWire(t *testing.T) {
+	h := (&fakeHop{greeting: "220 hop"}).start(t)
+	from := mailaddr.Address{Local: "boss@campus.zz> RET=HDRS ENVID=x", Domain: "sender1.zz"}
+	tx, err := begin(t, newRouter(h.hop(t)), Envelope{From: from})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []mailaddr.Address{
+		{Local: "a b", Domain: "x"},
+		{Local: `say "hi"`, Domain: "campus.test"},
+		{Local: "plain.user", Domain: "campus.test"},
+	} {
+		if err := tx.Rcpt(context.Background(), to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx.Close()
+	got := h.waitEnded(t).Transcript()
+	for _, line := range []string{
+		"\r\nMAIL FROM:<\"boss@campus.zz> RET=HDRS ENVID=x\"@sender1.zz>\r\n",
+		"\r\nRCPT TO:<\"a b\"@x>\r\n",
+		"\r\nRCPT TO:<\"say \\\"hi\\\"\"@campus.test>\r\n",
+		"\r\nRCPT TO:<plain.user@campus.test>\r\n",
+	} {
+		if !strings.Contains(got, line) {
+			t.Errorf("next hop did not receive %q; transcript:\n%s", line, got)
+		}
+	}
+}
+
+// The null reverse-path goes out as MAIL FROM:<>.
+func TestNullSender(t *testing.T) {
+	h := (&fakeHop{greeting: "220 hop"}).start(t)
+	tx, err := begin(t, newRouter(h.hop(t)), Envelope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx.Close()
+	if got := h.waitEnded(t).Transcript(); !strings.Contains(got, "\r\nMAIL FROM:<>\r\n") {
+		t.Errorf("transcript %q has no MAIL FROM:<>", got)
+	}
+}
+
+// Our EHLO (LHLO towards LMTP) name is Router.Hostname.
+func TestEHLOIsHostname(t *testing.T) {
+	for _, lmtp := range []bool{false, true} {
+		h := (&fakeHop{greeting: "220 hop", lmtp: lmtp}).start(t)
+		r := newRouter(h.hop(t))
+		r.Hostname = "relay7.campus.test"
+		tx, err := begin(t, r, Envelope{From: sender})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx.Close()
+		want := "EHLO relay7.campus.test\r\n"
+		if lmtp {
+			want = "LHLO relay7.campus.test\r\n"
+		}
+		if got := h.waitEnded(t).Transcript(); !strings.HasPrefix(got, want) {
+			t.Errorf("lmtp=%v: transcript starts %q, want %q", lmtp, got, want)
+		}
+	}
+}
+
+// Data returns as soon as the next hop said 250 to the final dot; QUIT is
+// Close's business (a next hop that never answers QUIT cannot delay the
+// client's 250), and Close itself is bounded.
+func TestDataReturnsBeforeQuit(t *testing.T) {
+	h := (&fakeHop{greeting: "220 hop", silentAt: "QUIT"}).start(t)
+	r := newRouter(h.hop(t))
+	r.Timeouts.Command = 500 * time.Millisecond
+	tx, err := begin(t, r, Envelope{From: sender})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rcpt(context.Background(), recipient); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- tx.Data(context.Background(), strings.NewReader(testMessage)) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Data: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Data did not return after the next hop's 250")
+	}
+	if strings.Contains(h.Transcript(), "QUIT") {
+		t.Fatal("Data sent QUIT")
+	}
+	start := time.Now()
+	tx.Close()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Close waited %v for a silent QUIT", d)
+	}
+	h.wait(t, "QUIT")
+	got := h.waitEnded(t).Transcript()
+	if !strings.Contains(got, "\r\n.\r\nQUIT\r\n") {
+		t.Errorf("transcript does not end with the dot then QUIT: %q", got)
+	}
+}
+
+// A happy path against a real SMTP server (go-smtp), with zero Timeouts:
+// the defaults apply (go-smtp alone would take a zero command timeout as
+// already expired).
+func TestDeliverToRealServerWithDefaultTimeouts(t *testing.T) {
+	nh := harness.StartNextHop(t, false)
+	r := newRouter(mustHop(t, "smtp://"+nh.Addr))
+	r.Timeouts = Timeouts{}
+	tx, err := begin(t, r, Envelope{From: sender, Size: int64(len(testMessage))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tx.LMTP() {
+		t.Error("SMTP next hop reports LMTP")
+	}
+	for _, to := range []mailaddr.Address{recipient, {Local: "carol", Domain: "campus.test"}} {
+		if err := tx.Rcpt(context.Background(), to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Data(context.Background(), strings.NewReader(testMessage)); err != nil {
+		t.Fatal(err)
+	}
+	tx.Close()
+	msgs := nh.Messages()
+	if len(msgs) != 1 || msgs[0].From != sender.String() || len(msgs[0].To) != 2 || string(msgs[0].Data) != testMessage {
+		t.Fatalf("next hop has %+v", msgs)
+	}
+}
+
+// A failing reader (the client side broke, or a check refused the data)
+// ends the transfer without the final dot: the next hop discards it. The
+// reader's own error (with its reply) is returned.
+func TestDataReaderErrorNeverSendsDot(t *testing.T) {
+	h := (&fakeHop{greeting: "220 hop"}).start(t)
+	tx, err := begin(t, newRouter(h.hop(t)), Envelope{From: sender})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rcpt(context.Background(), recipient); err != nil {
+		t.Fatal(err)
+	}
+	readerErr := policy.BareLineEnding
+	msg := io.MultiReader(strings.NewReader(testMessage), errReader{readerErr})
+	err = tx.Data(context.Background(), msg)
+	if !errors.Is(err, readerErr) {
+		t.Fatalf("Data returned %v, want the reader's error", err)
+	}
+	got := h.waitEnded(t).Transcript() // Data dropped the connection
+	if !strings.Contains(got, "\r\nDATA\r\n") || strings.Contains(got, "\r\n.\r\n") {
+		t.Errorf("transcript %q: want DATA and no final dot", got)
+	}
+	tx.Close()
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+// Abort mid-data (from another goroutine) drops the connection without the
+// dot, and Data fails.
+func TestAbortDuringData(t *testing.T) {
+	h := (&fakeHop{greeting: "220 hop"}).start(t)
+	tx, err := begin(t, newRouter(h.hop(t)), Envelope{From: sender})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rcpt(context.Background(), recipient); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- tx.Data(context.Background(), pr) }()
+	pw.Write([]byte("Subject: x\r\n\r\nfirst part\r\n")) // returns once Data has read it
+	h.wait(t, "DATA")
+	tx.Abort()
+	pw.Write([]byte("rest\r\n"))
+	pw.Close()
+	if err := <-done; err == nil {
+		t.Fatal("Data succeeded after Abort")
+	}
+	if got := h.waitEnded(t).Transcript(); strings.Contains(got, "\r\n.\r\n") {
+		t.Errorf("the final dot was sent after Abort: %q", got)
+	}
+	tx.Close() // after Abort: nothing, and no panic
+}
