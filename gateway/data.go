@@ -8,9 +8,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"time"
-
-	"github.com/emersion/go-smtp"
 
 	"sekisho/policy"
 )
@@ -19,20 +16,24 @@ import (
 // CRLF and nothing else. A bare CR or a bare LF — the raw material of SMTP
 // smuggling, where a receiver that accepts "\n.\n" as end of data sees a second
 // message we never saw — ends the message with a 550, and so does NUL, which
-// some MTAs strip (making "\r\n\x00.\r\n" an end marker for them).
+// some MTAs strip (making "\r\n\x00.\r\n" an end marker for them). It also
+// enforces the line length and the message size, and turns the client's
+// failures into replies: a read deadline into 421.
 //
-// It reads what go-smtp's DATA reader yields (dot-unstuffed, the final
-// ".\r\n" removed) and also turns the client-side failures into replies:
-// a read deadline into 421, go-smtp's size limit into 552.
+// It reads the message as DATA's dotReader or BDAT's chunks yield it
+// (dot-unstuffed, the end marker removed), so both get the same checks.
 type strictReader struct {
-	r      io.Reader
-	prevCR bool
-	err    error
+	r        io.Reader
+	maxBytes int64 // 0: no limit
+	maxLine  int   // CRLF included; 0: no limit
+	n        int64
+	line     int
+	prevCR   bool
+	err      error
 }
 
-// maxDataRead caps each read from go-smtp's DATA reader, which returns only
-// once the caller's buffer is full: small reads keep the message streaming to
-// the next hop as the client sends it.
+// maxDataRead caps each read, so that the message streams to the next hop in
+// pieces as the client sends it.
 const maxDataRead = 4 << 10
 
 func (s *strictReader) Read(p []byte) (int, error) {
@@ -45,16 +46,27 @@ func (s *strictReader) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
 	for i := 0; i < n; i++ {
 		c := p[i]
+		s.line++
 		switch {
 		case s.prevCR && c != '\n', !s.prevCR && c == '\n':
 			s.err = policy.BareLineEnding
 		case c == 0:
 			s.err = policy.NULInData
+		case s.maxLine > 0 && s.line > s.maxLine:
+			s.err = policy.LineTooLong
 		}
 		if s.err != nil {
 			return i, s.err
 		}
 		s.prevCR = c == '\r'
+		if c == '\n' {
+			s.line = 0
+		}
+	}
+	s.n += int64(n)
+	if s.maxBytes > 0 && s.n > s.maxBytes {
+		s.err = policy.MessageTooBig
+		return 0, s.err
 	}
 	if err == io.EOF && s.prevCR {
 		s.err = policy.BareLineEnding
@@ -67,15 +79,82 @@ func (s *strictReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// dotReader frames the message of DATA (RFC 5321 §4.5.2): it yields the
+// bytes up to the end marker, with the transparency dot of each line
+// removed. The end marker is a line "." ending in CRLF right after a line
+// ending in CRLF — exactly <CRLF>.<CRLF>, nothing looser — so a "\n.\n" or
+// "\r\n.\n" inside the message is content (refused by strictReader as a
+// bare line ending) and not the end of it: whatever a smuggler puts after it
+// is read as part of the refused message, never as commands.
+type dotReader struct {
+	br          *bufio.Reader
+	pending     []byte
+	atLineStart bool
+	prevCRLF    bool
+	lastCR      bool // the previous piece of this line ended in CR
+	done        bool
+	err         error
+}
+
+func (d *dotReader) Read(p []byte) (int, error) {
+	for len(d.pending) == 0 {
+		switch {
+		case d.done:
+			return 0, io.EOF
+		case d.err != nil:
+			return 0, d.err
+		}
+		d.next()
+	}
+	n := copy(p, d.pending)
+	d.pending = d.pending[n:]
+	return n, nil
+}
+
+// next reads the next line (or the next piece of a long one).
+func (d *dotReader) next() {
+	frag, err := d.br.ReadSlice('\n')
+	if d.atLineStart && err == nil && d.prevCRLF && string(frag) == ".\r\n" {
+		d.done = true
+		return
+	}
+	if d.atLineStart && len(frag) > 0 && frag[0] == '.' {
+		frag = frag[1:]
+	}
+	d.pending = append(d.pending[:0], frag...)
+	switch {
+	case err == nil:
+		// A CRLF may straddle two pieces of a line longer than the buffer.
+		d.prevCRLF = bytes.HasSuffix(frag, []byte("\r\n")) || (string(frag) == "\n" && d.lastCR)
+		d.atLineStart, d.lastCR = true, false
+	case err == bufio.ErrBufferFull:
+		d.atLineStart, d.lastCR = false, len(frag) > 0 && frag[len(frag)-1] == '\r'
+	case err == io.EOF:
+		d.err = io.ErrUnexpectedEOF
+	default:
+		d.err = err
+	}
+}
+
+// drain reads and discards the rest of the message up to the end marker. It
+// returns the client's failure, if any.
+func (d *dotReader) drain() error {
+	for !d.done && d.err == nil {
+		d.pending = nil
+		d.next()
+	}
+	d.pending = nil
+	if d.done {
+		return nil
+	}
+	return d.err
+}
+
 // clientReadErr annotates a failure reading from the client with the reply it
 // deserves. An unannotated error would become a generic 451; these are known.
 func clientReadErr(err error) error {
 	var ne net.Error
 	switch {
-	case errors.Is(err, smtp.ErrDataTooLarge):
-		return policy.MessageTooBig
-	case errors.Is(err, smtp.ErrTooLongLine):
-		return policy.LineTooLong
 	case errors.As(err, &ne) && ne.Timeout():
 		return policy.DataTimeout
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
@@ -126,25 +205,6 @@ func countReceived(hdr []byte) int {
 		}
 	}
 	return n
-}
-
-// receivedHeader builds our trace field (RFC 5321 §4.4, with the protocol
-// names of RFC 3848).
-func receivedHeader(helo, clientIP, hostname, protocol, id string, rcpts []string, now time.Time) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (sekisho) with %s id %s", helo, clientIP, hostname, protocol, id)
-	if len(rcpts) == 1 {
-		fmt.Fprintf(&b, "\r\n\tfor <%s>", rcpts[0])
-	}
-	fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
-	return b.String()
-}
-
-// asReply reports whether err carries a deliberate reply.
-func asReply(err error) (*policy.Reply, bool) {
-	var r *policy.Reply
-	ok := errors.As(err, &r)
-	return r, ok
 }
 
 // stripOwnFields removes from an incoming header section the fields that

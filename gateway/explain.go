@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"net/netip"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"sekisho/filters"
+	"sekisho/internal/mailaddr"
 	"sekisho/lookup"
 	"sekisho/policy"
 )
@@ -24,8 +26,8 @@ type ExplainInput struct {
 
 // ExplainStep is one decision of the pipeline, as it would be made.
 type ExplainStep struct {
-	Stage   string // "connect", "mail", "rcpt <addr>", "data"
-	Check   string // a check's name, or "relay", "route", "greet_pause"
+	Stage   string // "connect", "helo", "mail", "rcpt <addr>", "data"
+	Check   string // a check's name, or "relay", "route", "call_ahead", "greet_pause"
 	Outcome string // "pass", "tag", "defer", "reject", "skipped"
 	Reply   string // the reply a client would get, when this step decides it
 	Reason  string
@@ -33,167 +35,186 @@ type ExplainStep struct {
 	Took    time.Duration
 }
 
-// Explain runs the real pipeline — relay control, routes and every check
-// with its real lookups — for one transaction, without contacting any next
-// hop and without sending mail. The checks are those of the server's chain:
-// main builds it with the greylist check in dry-run mode (no entry is made).
-// It returns each step in the order it runs and the reply the client would
-// get at each command.
-func (s *Server) Explain(ctx context.Context, in ExplainInput) []ExplainStep {
-	var (
-		mu    sync.Mutex
-		steps []ExplainStep
-		done  bool // set when Explain returns: lookups still in flight are dropped
-	)
-	// finish ends the collection and returns a copy that no lookup finishing
-	// later (the DNSBL queries of the connect stage, when MAIL was already
-	// refused) can touch.
-	finish := func() []ExplainStep {
-		mu.Lock()
-		defer mu.Unlock()
-		done = true
-		out := make([]ExplainStep, len(steps))
-		for i, st := range steps {
-			st.Lookups = append([]lookup.TraceEvent(nil), st.Lookups...)
-			out[i] = st
-		}
-		return out
-	}
-	// Each step gets a context of its own that collects its lookups, so
-	// that lookups finishing later (the DNSBL queries started at connect)
-	// are still credited to the step that made them.
-	add := func(st ExplainStep) (int, context.Context) {
-		mu.Lock()
-		defer mu.Unlock()
-		steps = append(steps, st)
-		i := len(steps) - 1
-		return i, lookup.WithTrace(ctx, func(ev lookup.TraceEvent) {
-			mu.Lock()
-			defer mu.Unlock()
-			if !done {
-				steps[i].Lookups = append(steps[i].Lookups, ev)
-			}
-		})
-	}
-	current := -1
-	runStage := func(stage string, fs filters.Stage, tx *filters.Transaction) *policy.Reply {
-		v := s.chain.RunObserved(ctx, fs, tx,
-			func(check string) context.Context {
-				i, cctx := add(ExplainStep{Stage: stage, Check: check})
-				current = i
-				return cctx
-			},
-			func(r filters.Result, took time.Duration) {
-				mu.Lock()
-				defer mu.Unlock()
-				st := &steps[current]
-				st.Outcome, st.Reason, st.Took = outcomeName(r.Verdict.Action), r.Verdict.Reason, took
-				if rep := verdictReply(r.Verdict); rep != nil {
-					st.Reply = rep.String()
-				}
-			})
-		return verdictReply(v)
-	}
+// ExplainReply is the reply a client would get to one command.
+type ExplainReply struct {
+	Command string // "MAIL FROM:<a@b>"
+	Reply   string
+}
 
+// Explanation is what Explain found: each step in the order it ran, and the
+// reply to each command.
+type Explanation struct {
+	Steps   []ExplainStep
+	Replies []ExplainReply
+}
+
+// Explain runs one transaction through the same engine a session drives —
+// relay control, routes, every check with its real lookups, and the
+// call-ahead to the next hop (MAIL and RCPT, then the transaction is
+// abandoned) — and stops before any data is sent: explain sends no mail. The
+// checks are those of the server's chain: main builds it with the greylist
+// check in dry-run mode (no entry is made).
+func (s *Server) Explain(ctx context.Context, in ExplainInput) Explanation {
+	o := &explainObserver{srv: s, ctx: ctx}
 	trusted := s.isTrusted(in.Client)
-	tx := &filters.Transaction{
+	base := filters.Transaction{
 		SessionID: "explain", Client: in.Client, Helo: in.Helo, Trusted: trusted,
-		Authenticated: in.Authenticated, Listener: "smtp", From: in.From,
-		Conn: map[string]any{}, Values: map[string]any{},
+		Authenticated: in.Authenticated, Listener: "smtp", Conn: map[string]any{},
 	}
 
 	// connect
-	pause := "skipped"
-	reason := "trusted or exempt network"
-	if s.cfg.GreetPause > 0 && !trusted && !inPrefixes(s.cfg.GreetPauseExempt, in.Client) {
-		pause, reason = "pass", "the banner would be held "+s.cfg.GreetPause.String()+"; explain assumes a client that waits"
-	} else if s.cfg.GreetPause == 0 {
-		reason = "off"
-	}
-	add(ExplainStep{Stage: "connect", Check: "greet_pause", Outcome: pause, Reason: reason})
-	_, cctx := add(ExplainStep{Stage: "connect", Check: "lookups", Outcome: "pass", Reason: "started while the banner is held (DNSBL); answers are listed as they arrive"})
-	s.chain.StartConnect(cctx, tx)
-
-	// MAIL
-	if _, ok := ParseAddress(in.From); !ok {
-		add(ExplainStep{Stage: "mail", Check: "syntax", Outcome: "reject", Reply: policy.BadSenderSyntax.String()})
-		return finish()
-	}
-	if r := runStage("mail", filters.StageMail, tx); r != nil {
-		return finish()
-	}
-
-	// RCPT
-	routeKey := ""
-	for _, to := range in.Rcpts {
-		stage := "rcpt " + to
-		addr, ok := ParseAddress(to)
-		if !ok || to == "" {
-			add(ExplainStep{Stage: stage, Check: "syntax", Outcome: "reject", Reply: policy.BadRecipientSyntax.String()})
-			continue
-		}
-		local := s.cfg.LocalDomains.Contains(addr.Domain)
-		if r, why := s.relayControl(addr, local, trusted || in.Authenticated != ""); r != nil {
-			add(ExplainStep{Stage: stage, Check: "relay", Outcome: outcomeOfReply(r), Reply: r.String(), Reason: why})
-			continue
-		}
-		add(ExplainStep{Stage: stage, Check: "relay", Outcome: "pass", Reason: relayReason(local, trusted, in.Authenticated)})
-		route := s.cfg.Routes.Lookup(addr.Domain)
-		if route < 0 {
-			add(ExplainStep{Stage: stage, Check: "route", Outcome: "defer", Reply: policy.NoRoute.String(), Reason: "no route matches " + addr.Domain})
-			continue
-		}
-		if key := s.routeKeyFor(route, addr.Domain); routeKey != "" && key != routeKey {
-			add(ExplainStep{Stage: stage, Check: "route", Outcome: "defer", Reply: policy.OtherRoute.String(), Reason: "another route than the transaction's first recipient"})
-			continue
-		} else {
-			routeKey = key
-		}
-		tx.Rcpt, tx.Local = to, local
-		if r := runStage(stage, filters.StageRcpt, tx); r != nil {
-			continue
-		}
-		var hops []string
-		for _, h := range s.cfg.Routes[route].NextHops {
-			hops = append(hops, h.String())
-		}
-		add(ExplainStep{Stage: stage, Check: "route", Outcome: "pass",
-			Reason: "next hops " + strings.Join(hops, ", ") + " (not contacted: explain sends no mail; a real session asks them at RCPT)"})
-		tx.Rcpts = append(tx.Rcpts, to)
-	}
-
-	// DATA
-	if in.Header != nil && len(tx.Rcpts) > 0 {
-		if n := countReceived(in.Header); n > maxReceived {
-			add(ExplainStep{Stage: "data", Check: "loop", Outcome: "reject", Reply: policy.MailLoop.String()})
-			return finish()
-		}
-		tx.Header = stripOwnFields(in.Header, s.cfg.Hostname)
-		runStage("data", filters.StageData, tx)
-	}
-	return finish()
-}
-
-// routeKeyFor is the identity of a route for one domain: an "mx" route
-// differs per domain.
-func (s *Server) routeKeyFor(route int, domain string) string {
-	for _, h := range s.cfg.Routes[route].NextHops {
-		if h.Kind == HopMX {
-			return itoa(route) + "/" + domain
-		}
-	}
-	return itoa(route)
-}
-
-func relayReason(local, trusted bool, auth string) string {
+	pause, reason := "skipped", "trusted or exempt network"
 	switch {
-	case local:
-		return "recipient domain is local"
-	case trusted:
-		return "client is in trusted_networks"
-	default:
-		return "client authenticated as " + auth
+	case s.cfg.GreetPause == 0:
+		reason = "off"
+	case !trusted && !inPrefixes(s.cfg.GreetPauseExempt, in.Client):
+		pause, reason = "pass", "the banner would be held "+s.cfg.GreetPause.String()+"; explain assumes a client that waits"
 	}
+	o.add(ExplainStep{Stage: "connect", Check: "greet_pause", Outcome: pause, Reason: reason})
+	_, cctx := o.add(ExplainStep{Stage: "connect", Check: "lookups", Outcome: "pass", Reason: "started while the banner is held (DNSBL); answers are listed as they arrive"})
+	s.chain.StartConnect(cctx, &base)
+
+	e := newEngine(s, o, base)
+	e.dryRun = true
+	defer e.reset() // abandons the call-ahead: nothing is sent
+
+	if !validHeloArg(in.Helo) {
+		o.answer("EHLO "+in.Helo, policy.BadHelo)
+		o.add(ExplainStep{Stage: "helo", Check: "syntax", Outcome: "reject", Reply: policy.BadHelo.String()})
+		return o.finish()
+	}
+	from, _, err := mailaddr.ParsePath("<"+in.From+">", true, false, true)
+	if err != nil {
+		o.answer("MAIL FROM:<"+in.From+">", policy.BadSenderSyntax)
+		o.add(ExplainStep{Stage: "mail", Check: "syntax", Outcome: "reject", Reply: policy.BadSenderSyntax.String()})
+		return o.finish()
+	}
+	if r := e.Mail(ctx, from, MailParams{UTF8: !from.IsASCII()}); o.answer("MAIL FROM:<"+in.From+">", r).Code != 250 {
+		return o.finish()
+	}
+	for _, rcpt := range in.Rcpts {
+		to, _, err := mailaddr.ParsePath("<"+rcpt+">", false, true, true)
+		if err != nil {
+			o.answer("RCPT TO:<"+rcpt+">", policy.BadRecipientSyntax)
+			o.add(ExplainStep{Stage: "rcpt " + rcpt, Check: "syntax", Outcome: "reject", Reply: policy.BadRecipientSyntax.String()})
+			continue
+		}
+		o.answer("RCPT TO:<"+rcpt+">", e.Rcpt(ctx, to))
+	}
+	if in.Header != nil && len(e.rcpts) > 0 {
+		o.answer("end of DATA", e.Data(ctx, bytes.NewReader(in.Header)))
+	}
+	return o.finish()
+}
+
+// explainObserver collects the engine's steps. Each step gets a context of
+// its own that collects its lookups, so that lookups finishing later (the
+// DNSBL queries started at connect) are still credited to the step that made
+// them; once Explain returns, lookups still in flight are dropped.
+type explainObserver struct {
+	srv *Server
+	ctx context.Context
+
+	mu      sync.Mutex
+	steps   []ExplainStep
+	replies []ExplainReply
+	done    bool
+}
+
+func (o *explainObserver) add(st ExplainStep) (int, context.Context) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.steps = append(o.steps, st)
+	i := len(o.steps) - 1
+	return i, lookup.WithTrace(o.ctx, func(ev lookup.TraceEvent) {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if !o.done {
+			o.steps[i].Lookups = append(o.steps[i].Lookups, ev)
+		}
+	})
+}
+
+func (o *explainObserver) answer(cmd string, r *policy.Reply) *policy.Reply {
+	o.mu.Lock()
+	o.replies = append(o.replies, ExplainReply{Command: cmd, Reply: r.String()})
+	o.mu.Unlock()
+	return r
+}
+
+// finish returns a copy that no lookup finishing later can touch.
+func (o *explainObserver) finish() Explanation {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.done = true
+	out := Explanation{Steps: make([]ExplainStep, len(o.steps)), Replies: append([]ExplainReply(nil), o.replies...)}
+	for i, st := range o.steps {
+		st.Lookups = append([]lookup.TraceEvent(nil), st.Lookups...)
+		out.Steps[i] = st
+	}
+	return out
+}
+
+func (o *explainObserver) run(ctx context.Context, label string, st filters.Stage, tx *filters.Transaction) (filters.Verdict, []filters.Result) {
+	var results []filters.Result
+	current := -1
+	v := o.srv.chain.RunObserved(ctx, st, tx,
+		func(check string) context.Context {
+			i, cctx := o.add(ExplainStep{Stage: label, Check: check})
+			current = i
+			return cctx
+		},
+		func(r filters.Result, took time.Duration) {
+			results = append(results, r)
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			step := &o.steps[current]
+			step.Outcome, step.Reason, step.Took = outcomeName(r.Verdict.Action), r.Verdict.Reason, took
+			if rep := verdictReply(r.Verdict); rep != nil {
+				step.Reply = rep.String()
+			}
+		})
+	return v, results
+}
+
+// decided lists the engine's own decisions (relay control, route,
+// call-ahead, the next hop's answer); the checks' decisions are already
+// listed by run.
+func (o *explainObserver) decided(stage, check string, r *policy.Reply, reason string, kv ...any) {
+	if check != "" && o.isCheck(check) {
+		return
+	}
+	label := stage
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i] == "to" {
+			label = "rcpt " + kv[i+1].(string)
+		}
+	}
+	if check == "" {
+		check = "result"
+	}
+	outcome := "pass"
+	switch {
+	case r.Temporary():
+		outcome = "defer"
+	case r.Permanent():
+		outcome = "reject"
+	}
+	if stage == "rcpt" && check == "result" {
+		reason = strings.TrimSpace("next hop accepted the recipient at the call-ahead (the transaction is abandoned: explain sends no mail)")
+	}
+	o.add(ExplainStep{Stage: label, Check: check, Outcome: outcome, Reply: r.String(), Reason: reason})
+}
+
+func (o *explainObserver) isCheck(name string) bool {
+	for _, st := range []filters.Stage{filters.StageMail, filters.StageRcpt, filters.StageData} {
+		for _, c := range o.srv.chain.Checks(st) {
+			if c.Name() == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func outcomeName(a filters.Action) string {
@@ -203,13 +224,6 @@ func outcomeName(a filters.Action) string {
 	case filters.Tag:
 		return "tag"
 	case filters.Defer:
-		return "defer"
-	}
-	return "reject"
-}
-
-func outcomeOfReply(r *policy.Reply) string {
-	if r.Temporary() {
 		return "defer"
 	}
 	return "reject"

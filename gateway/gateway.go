@@ -1,5 +1,8 @@
-// Package gateway is sekisho's SMTP front: the listeners with their limits,
-// the go-smtp backend and sessions, and the relay to the next hops.
+// Package gateway is sekisho's SMTP front: the listeners with their limits
+// and greet pause, the SMTP sessions (conn.go speaks the protocol, session.go
+// answers each verb), and the transaction engine (engine.go) that both the
+// sessions and `sekisho explain` drive. The way out to the next hops is
+// package relay.
 //
 // sekisho holds no queue. A message is streamed to the next hop while the
 // client sends it, and the client gets 250 only after the next hop answered
@@ -9,6 +12,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -18,13 +22,15 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"sekisho/filters"
+	"sekisho/internal/mailaddr"
 	"sekisho/policy"
+	"sekisho/relay"
 )
 
 // Limits bound what one client can take.
@@ -34,6 +40,7 @@ type Limits struct {
 	MaxMessageBytes     int64 // SIZE= at MAIL and the bytes of DATA
 	MaxRecipients       int   // per transaction
 	MaxLineLength       int   // command and data lines, CRLF included
+	MaxErrors           int   // refused commands before 421; 0 = none
 
 	CommandTimeout time.Duration // idle time allowed between commands
 	DataTimeout    time.Duration // the whole of DATA, from 354 to the dot
@@ -43,23 +50,21 @@ type Limits struct {
 // Config is what the gateway needs, built by main from the configuration file.
 type Config struct {
 	Hostname        string
-	LocalDomains    DomainSet
+	LocalDomains    mailaddr.DomainSet
 	TrustedNetworks []netip.Prefix
-	Routes          Routes
-	HopTimeouts     HopTimeouts
-	Limits          Limits
-	Chain           *filters.Chain
-	Logger          *slog.Logger
+	// PostmasterDomain is where <postmaster> without a domain goes (RFC
+	// 5321 §4.5.1): the first local domain.
+	PostmasterDomain string
+	// Router finds each recipient's route and makes the call-ahead.
+	Router *relay.Router
+	Limits Limits
+	Chain  *filters.Chain
+	Logger *slog.Logger
 
 	// TLS, when set, is offered with STARTTLS (RFC 3207) on the smtp
 	// listener. Mail is accepted with or without it: an MX cannot require
 	// TLS of the whole Internet.
 	TLS *tls.Config
-
-	// MailHosts resolves "mx" next hops; MXPort is the port they are
-	// reached on (25; tests change it).
-	MailHosts MailHostResolver
-	MXPort    int
 
 	// GreetPause holds the banner of the smtp listener (0: off). Trusted
 	// networks and GreetPauseExempt skip it.
@@ -71,6 +76,7 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	chain   *filters.Chain
+	router  *relay.Router
 	log     *slog.Logger
 	tracker *connTracker
 	metrics *metrics
@@ -78,8 +84,9 @@ type Server struct {
 	ctx    context.Context // ends when the server is forced to stop
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	servers []*smtp.Server
+	mu        sync.Mutex
+	listeners []net.Listener
+	stopping  bool
 }
 
 // New checks the configuration and builds a server.
@@ -87,15 +94,27 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Hostname == "" {
 		return nil, errors.New("gateway: hostname is required")
 	}
+	if cfg.Router == nil {
+		return nil, errors.New("gateway: a router is required")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if cfg.Chain == nil {
 		cfg.Chain = filters.NewChain()
 	}
+	if cfg.Limits.MaxLineLength <= 0 {
+		cfg.Limits.MaxLineLength = 2000
+	}
+	if cfg.Limits.CommandTimeout <= 0 {
+		cfg.Limits.CommandTimeout = 5 * time.Minute
+	}
+	if cfg.Limits.DataTimeout <= 0 {
+		cfg.Limits.DataTimeout = 10 * time.Minute
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		cfg: cfg, chain: cfg.Chain, log: cfg.Logger,
+		cfg: cfg, chain: cfg.Chain, router: cfg.Router, log: cfg.Logger,
 		tracker: newConnTracker(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP),
 		metrics: newMetrics(),
 		ctx:     ctx, cancel: cancel,
@@ -104,28 +123,74 @@ func New(cfg Config) (*Server, error) {
 
 // ServeSMTP serves the smtp listener (port 25 role) on l until Shutdown.
 func (s *Server) ServeSMTP(l net.Listener) error {
-	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return s.newSession(c, "smtp"), nil
-	}))
-	srv.Domain = s.cfg.Hostname
-	srv.MaxMessageBytes = s.cfg.Limits.MaxMessageBytes
-	srv.MaxRecipients = s.cfg.Limits.MaxRecipients
-	if s.cfg.Limits.MaxLineLength > 0 {
-		srv.MaxLineLength = s.cfg.Limits.MaxLineLength
-	}
-	srv.ReadTimeout = s.cfg.Limits.CommandTimeout
-	srv.WriteTimeout = s.cfg.Limits.CommandTimeout
-	srv.EnableSMTPUTF8 = true
-	srv.TLSConfig = s.cfg.TLS
-	srv.ErrorLog = slogPrinter{s.log}
 	s.mu.Lock()
-	s.servers = append(s.servers, srv)
-	s.mu.Unlock()
-	err := srv.Serve(&limitListener{Listener: l, t: s.tracker, admitted: s.admitSMTP})
-	if errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) {
+	if s.stopping {
+		s.mu.Unlock()
+		l.Close()
 		return nil
 	}
-	return err
+	s.listeners = append(s.listeners, l)
+	s.mu.Unlock()
+	ll := &limitListener{Listener: l, t: s.tracker, admitted: s.admitSMTP}
+	var backoff time.Duration
+	for {
+		c, err := ll.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporaryAccept(err) {
+				// EMFILE and the like: wait and try again, as net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed, retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		go s.serveConn(c.(*trackedConn), "smtp")
+	}
+}
+
+// isTemporaryAccept reports accept errors that pass (out of file
+// descriptors, a connection reset before it was accepted).
+func isTemporaryAccept(err error) bool {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return true
+	}
+	return false
+}
+
+// serveConn runs one session.
+func (s *Server) serveConn(tc *trackedConn, listener string) {
+	base := filters.Transaction{SessionID: newSessionID(), Client: tc.ip, Trusted: s.isTrusted(tc.ip), Listener: listener, Conn: map[string]any{}}
+	if tc.connState != nil {
+		base = *tc.connState
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	c := &conn{
+		srv: s, tc: tc, listener: listener, id: base.SessionID, client: base.Client, trusted: base.Trusted,
+		nc: tc, br: bufio.NewReaderSize(tc, 64<<10), bw: bufio.NewWriterSize(tc, 4<<10),
+		ctx: ctx, cancel: cancel,
+	}
+	c.log = c.baseLog()
+	c.tx = newEngine(s, sessionObserver{c}, base)
+	tc.setSay(c.say421)
+	defer func() {
+		if p := recover(); p != nil {
+			// A bug may cost a session, never a bounce: the client hears
+			// 421 and retries.
+			c.log.Error("panic", "panic", p, "stack", string(debug.Stack()))
+			c.say421(policy.InternalError)
+		}
+		c.close()
+		c.abandonBDAT()
+		c.tx.reset()
+	}()
+	c.serve()
 }
 
 // Shutdown stops accepting connections, tells idle sessions 421, lets
@@ -133,12 +198,13 @@ func (s *Server) ServeSMTP(l net.Listener) error {
 // Nothing acknowledged is lost: a message cut off never got its 250.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	servers := s.servers
+	s.stopping = true
+	listeners := s.listeners
 	s.mu.Unlock()
-	done := s.tracker.drain()
-	for _, srv := range servers {
-		srv.Shutdown(expired()) // closes the listeners; the sessions are ours to end
+	for _, l := range listeners {
+		l.Close()
 	}
+	done := s.tracker.drain()
 	select {
 	case <-done:
 		s.cancel()
@@ -152,12 +218,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Metrics writes the decision counters in Prometheus' text format.
 func (s *Server) Metrics(w io.Writer) { s.metrics.WriteTo(w) }
-
-func expired() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}
 
 // admitSMTP prepares a connection of the smtp listener: its session id and
 // connect-stage state, the checks that start at connect (DNSBL lookups), and
@@ -181,23 +241,6 @@ func (s *Server) admitSMTP(tc *trackedConn) {
 	}
 }
 
-func (s *Server) newSession(c *smtp.Conn, listener string) *session {
-	var base filters.Transaction
-	if tc, ok := c.Conn().(*trackedConn); ok && tc.connState != nil {
-		base = *tc.connState
-	} else {
-		ip := remoteIP(c.Conn())
-		base = filters.Transaction{SessionID: newSessionID(), Client: ip, Trusted: s.isTrusted(ip), Listener: listener, Conn: map[string]any{}}
-	}
-	sess := &session{
-		srv: s, conn: c, id: base.SessionID, client: base.Client, listener: listener,
-		trusted: base.Trusted, connState: base.Conn,
-		log: s.log.With("session", base.SessionID, "client", base.Client.String(), "helo", c.Hostname()),
-	}
-	sess.Reset()
-	return sess
-}
-
 func (s *Server) isTrusted(ip netip.Addr) bool { return inPrefixes(s.cfg.TrustedNetworks, ip) }
 
 func inPrefixes(ps []netip.Prefix, ip netip.Addr) bool {
@@ -214,9 +257,3 @@ func newSessionID() string {
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
-
-// slogPrinter routes go-smtp's own error log into slog.
-type slogPrinter struct{ log *slog.Logger }
-
-func (p slogPrinter) Printf(format string, v ...any) { p.log.Warn("smtp: " + sprintf(format, v...)) }
-func (p slogPrinter) Println(v ...any)               { p.log.Warn("smtp: " + sprint(v...)) }

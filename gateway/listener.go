@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"errors"
 	"net"
 	"net/netip"
@@ -67,16 +66,6 @@ func (t *connTracker) release(tc *trackedConn) {
 	}
 }
 
-// setBusy marks a session as inside a transaction (MAIL accepted, DATA not
-// yet answered).
-func (t *connTracker) setBusy(c net.Conn, busy bool) {
-	if tc, ok := c.(*trackedConn); ok {
-		tc.mu.Lock()
-		tc.busy = busy
-		tc.mu.Unlock()
-	}
-}
-
 // drain refuses new connections and closes idle ones with 421; a session in
 // a transaction is closed right after its transaction's final reply. The
 // returned channel is closed when no connection is left.
@@ -121,29 +110,29 @@ func (t *connTracker) isDraining() bool {
 	return t.draining
 }
 
-// trackedConn is a client connection as the SMTP server sees it. Writes are
-// serialised with the 421 a shutdown may send, and any 421 reply closes the
-// connection after it is written (RFC 5321 §3.8: 421 closes the channel).
+// trackedConn is a client connection as the tracker sees it: counted while
+// open, held for the greet pause before its first write, and reachable by a
+// shutdown. The session (conn.go) registers how to tell it 421, so that the
+// 421 goes through whatever the session speaks by then (clear or TLS).
 type trackedConn struct {
 	net.Conn
 	t  *connTracker
 	ip netip.Addr
 
-	mu     sync.Mutex
-	busy   bool
-	closed bool
-	once   sync.Once
+	mu    sync.Mutex
+	busy  bool                // inside a transaction
+	say   func(*policy.Reply) // the session's way to send 421 and close
+	once  sync.Once
+	pause time.Duration // greet pause still to hold before the banner
 
-	// Set at accept, before go-smtp sees the connection.
-	pause     time.Duration        // greet pause still to hold before the banner
+	// Set at accept, before the session starts.
 	onPause   func(pregreet bool)  // reports the greet pause's outcome
 	connState *filters.Transaction // what the connect stage prepared
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
-	if c.pause > 0 {
+	if d := c.pause; d > 0 {
 		// The first write is the banner: hold it.
-		d := c.pause
 		c.pause = 0
 		err := c.greetPause(d)
 		if c.onPause != nil {
@@ -154,22 +143,30 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	return c.Conn.Write(p)
+}
+
+// setBusy marks the session as inside a transaction (MAIL accepted, the
+// data not yet answered) or not.
+func (c *trackedConn) setBusy(busy bool) {
 	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return 0, net.ErrClosed
-	}
-	n, err := c.Conn.Write(p)
-	closeNow := isFinal421(p)
-	drainNow := !closeNow && !c.busy && c.t.isDraining() && isFinalReply(p)
+	c.busy = busy
 	c.mu.Unlock()
-	switch {
-	case closeNow:
-		c.Close()
-	case drainNow:
-		c.say421(policy.ServiceUnavailable)
-	}
-	return n, err
+}
+
+// idleWhileDraining reports a session outside a transaction while the
+// server shuts down: it is told 421 after its current reply.
+func (c *trackedConn) idleWhileDraining() bool {
+	c.mu.Lock()
+	busy := c.busy
+	c.mu.Unlock()
+	return !busy && c.t.isDraining()
+}
+
+func (c *trackedConn) setSay(say func(*policy.Reply)) {
+	c.mu.Lock()
+	c.say = say
+	c.mu.Unlock()
 }
 
 func (c *trackedConn) closeIfIdle() {
@@ -183,44 +180,24 @@ func (c *trackedConn) closeIfIdle() {
 
 func (c *trackedConn) say421(r *policy.Reply) {
 	c.mu.Lock()
-	if !c.closed {
-		c.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		c.Conn.Write([]byte(r.String() + "\r\n"))
-	}
+	say := c.say
 	c.mu.Unlock()
+	if say != nil {
+		say(r)
+		return
+	}
+	c.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	c.Conn.Write([]byte(r.Wire()))
 	c.Close()
 }
 
 func (c *trackedConn) Close() error {
 	var err error
 	c.once.Do(func() {
-		c.mu.Lock()
-		c.closed = true
-		c.mu.Unlock()
 		err = c.Conn.Close()
 		c.t.release(c)
 	})
 	return err
-}
-
-// isFinal421 reports whether p holds the last line of a 421 reply.
-func isFinal421(p []byte) bool {
-	return bytes.HasPrefix(lastLine(p), []byte("421 "))
-}
-
-// isFinalReply reports whether p ends a reply (a "NNN " line), as opposed to
-// a continuation line "NNN-".
-func isFinalReply(p []byte) bool {
-	l := lastLine(p)
-	return len(l) >= 4 && l[3] == ' '
-}
-
-func lastLine(p []byte) []byte {
-	p = bytes.TrimSuffix(p, []byte("\r\n"))
-	if i := bytes.LastIndex(p, []byte("\r\n")); i >= 0 {
-		return p[i+2:]
-	}
-	return p
 }
 
 // limitListener admits connections through the tracker; the excess gets 421

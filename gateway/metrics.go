@@ -43,6 +43,3 @@ func (m *metrics) WriteTo(w io.Writer) (int64, error) {
 	m.mu.Unlock()
 	return total, nil
 }
-
-func sprintf(format string, v ...any) string { return fmt.Sprintf(format, v...) }
-func sprint(v ...any) string                 { return fmt.Sprint(v...) }

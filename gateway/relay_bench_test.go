@@ -1,12 +1,15 @@
 package gateway
 
 import (
+	"context"
 	"net"
 	"net/smtp"
 	"testing"
 	"time"
 
 	"sekisho/internal/harness"
+	"sekisho/internal/mailaddr"
+	"sekisho/relay"
 )
 
 const benchMessage = "From: Bob <bob@example.org>\r\n" +
@@ -25,15 +28,17 @@ const benchMessage = "From: Bob <bob@example.org>\r\n" +
 func BenchmarkRelayOverhead(b *testing.B) {
 	hop := harness.StartNextHop(b, false)
 	hopAddr := hop.Addr
-	h, err := ParseNextHop("smtp://" + hopAddr)
+	h, err := relay.ParseNextHop("smtp://" + hopAddr)
 	if err != nil {
 		b.Fatal(err)
 	}
+	campus := mailaddr.NewDomainSet([]string{"campus.test"})
 	srv, err := New(Config{
 		Hostname:     "mx.campus.test",
-		LocalDomains: NewDomainSet([]string{"campus.test"}),
-		Routes:       Routes{{Domains: NewDomainSet([]string{"campus.test"}), NextHops: []NextHop{h}}},
-		HopTimeouts:  HopTimeouts{Connect: 5 * time.Second, Command: 30 * time.Second, Data: 30 * time.Second},
+		LocalDomains: campus,
+		Router: &relay.Router{Hostname: "mx.campus.test",
+			Routes:   relay.Routes{{Domains: campus, NextHops: []relay.NextHop{h}}},
+			Timeouts: relay.Timeouts{Connect: 5 * time.Second, Command: 30 * time.Second, Data: 30 * time.Second}},
 		Limits: Limits{MaxMessageBytes: 1 << 20, MaxRecipients: 10, CommandTimeout: 30 * time.Second,
 			DataTimeout: 30 * time.Second},
 	})
@@ -45,7 +50,11 @@ func BenchmarkRelayOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	go srv.ServeSMTP(l)
-	defer srv.Shutdown(expired())
+	defer func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		srv.Shutdown(ctx)
+	}()
 
 	send := func(addr string) {
 		if err := smtp.SendMail(addr, nil, "bob@example.org", []string{"alice@campus.test"}, []byte(benchMessage)); err != nil {

@@ -1,338 +1,448 @@
 package gateway
 
 import (
-	"bufio"
-	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"sekisho/filters"
+	"sekisho/internal/mailaddr"
 	"sekisho/policy"
 )
 
-// session is one SMTP session. Each verb is a method that returns nil (the
-// positive reply go-smtp sends) or an error that policy turns into the reply.
-// Every method logs one line per decision.
-type session struct {
-	srv      *Server
-	conn     *smtp.Conn
-	id       string
-	client   netip.Addr
-	trusted  bool
-	listener string
-	log      *slog.Logger
-	// connState is what the connect stage prepared (tx.Conn).
-	connState map[string]any
+// The SMTP verbs, one method each (RFC 5321 §4.1.1 and the extensions
+// sekisho offers). Each returns the reply the client gets; the methods that
+// write intermediate replies themselves (DATA's 354) return the final one.
 
-	// The transaction; reset by Reset (RSET, a new EHLO, after DATA).
-	tx       *filters.Transaction
-	mailOpts *smtp.MailOptions
-	route    int    // index into Routes of the transaction's route, -1 before the first RCPT
-	routeKey string // route and, for mx routes, the domain
-	up       upstream
-	upErr    error // the next hop connection broke: every later command gets this
-	headers  []filters.Header
+// Helo handles HELO and EHLO (RFC 5321 §4.1.1.1). The argument must be a
+// domain name or an address literal: it is written into the Received field,
+// so nothing else is taken. A second EHLO resets the transaction.
+func (c *conn) Helo(arg string, ehlo bool) *policy.Reply {
+	arg = strings.TrimSpace(arg)
+	if !validHeloArg(arg) {
+		c.log.Info("helo", "outcome", "rejected", "reply", policy.BadHelo.String(), "reason", "invalid argument", "arg", arg)
+		return policy.BadHelo
+	}
+	c.abandonBDAT()
+	c.helo, c.esmtp = arg, ehlo
+	c.log = c.baseLog().With("helo", arg)
+	c.tx.base.Helo = arg
+	c.tx.reset()
+	if !ehlo {
+		return policy.HeloOK(c.srv.cfg.Hostname)
+	}
+	ext := []string{
+		"PIPELINING", // RFC 2920
+		"SIZE " + strconv.FormatInt(c.srv.cfg.Limits.MaxMessageBytes, 10), // RFC 1870
+		"8BITMIME",            // RFC 6152
+		"SMTPUTF8",            // RFC 6531
+		"ENHANCEDSTATUSCODES", // RFC 2034
+		"CHUNKING",            // RFC 3030
+	}
+	if c.srv.cfg.TLS != nil && c.tls == nil {
+		ext = append(ext, "STARTTLS") // RFC 3207
+	}
+	return policy.EhloOK(c.srv.cfg.Hostname, ext)
 }
 
 // Mail handles MAIL FROM (RFC 5321 §4.1.1.2).
-func (s *session) Mail(from string, opts *smtp.MailOptions) (err error) {
-	defer s.recoverTo(&err, "mail")
-	s.Reset()
-	if _, ok := ParseAddress(from); !ok {
-		return s.decide("mail", policy.BadSenderSyntax, "sender address unparsable", "from", from)
+func (c *conn) Mail(arg string) *policy.Reply {
+	switch {
+	case c.helo == "":
+		return policy.BadSequence.Withf("send HELO or EHLO first")
+	case c.bdat != nil:
+		return policy.BadSequence.Withf("MAIL not allowed during a BDAT transfer")
+	case c.tx.active:
+		return policy.BadSequence.Withf("nested MAIL command")
 	}
-	s.tx.From = from
-	s.mailOpts = opts
-	if opts != nil {
-		s.tx.SMTPUTF8 = opts.UTF8
+	rest, ok := cutPrefixFold(arg, "FROM:")
+	if !ok {
+		return policy.BadArguments.Withf("expected MAIL FROM:<address>")
 	}
-	v, results := s.srv.chain.Run(s.ctx(), filters.StageMail, s.tx)
-	if r := verdictReply(v); r != nil {
-		return s.decideBy("mail", lastCheck(results), r, v.Reason, "from", from)
-	}
-	s.headers = append(s.headers, v.Headers...)
-	s.srv.tracker.setBusy(s.conn.Conn(), true)
-	s.srv.metrics.decision("mail", "accepted")
-	s.log.Info("mail", "from", from, "outcome", "accepted")
-	return nil
-}
-
-// Rcpt handles RCPT TO (RFC 5321 §4.1.1.3): relay control, the checks of
-// stage rcpt, then the call-ahead to the route's next hop.
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) (err error) {
-	defer s.recoverTo(&err, "rcpt")
-	addr, ok := ParseAddress(to)
-	if !ok || to == "" {
-		return s.decide("rcpt", policy.BadRecipientSyntax, "recipient address unparsable", "to", to)
-	}
-	local := s.srv.cfg.LocalDomains.Contains(addr.Domain)
-	if r, reason := s.srv.relayControl(addr, local, s.trusted || s.tx.Authenticated != ""); r != nil {
-		return s.decideBy("rcpt", "relay", r, reason, "to", to)
-	}
-	route := s.srv.cfg.Routes.Lookup(addr.Domain)
-	if route < 0 {
-		s.log.Error("no route matches a recipient domain: fix the routes of the configuration", "domain", addr.Domain)
-		return s.decide("rcpt", policy.NoRoute, "no route", "to", to)
-	}
-	key := s.srv.routeKeyFor(route, addr.Domain)
-	if s.route >= 0 && key != s.routeKey {
-		return s.decide("rcpt", policy.OtherRoute, "recipient's route differs from the transaction's", "to", to)
-	}
-	if s.up != nil && s.isLMTPHop() && len(s.tx.Rcpts) > 0 {
-		// One LMTP DATA gives one reply per recipient; an SMTP client takes
-		// one. One recipient per transaction keeps the answer whole.
-		return s.decide("rcpt", policy.OtherRoute, "one recipient per transaction towards an LMTP next hop", "to", to)
-	}
-	if s.upErr != nil {
-		return s.decide("rcpt", policy.FromError(s.upErr), "next hop connection lost earlier in this transaction", "to", to)
-	}
-
-	s.tx.Rcpt, s.tx.Local = to, local
-	v, results := s.srv.chain.Run(s.ctx(), filters.StageRcpt, s.tx)
-	if r := verdictReply(v); r != nil {
-		if r.Permanent() && lastCheck(results) == "account" && s.up == nil {
-			// The directory says the user does not exist. If the next hop
-			// cannot be reached either, one side could not tell, and a 4xx
-			// beats the 5xx (the stricter answer wins, could-not-tell
-			// first). The recipient itself is never passed on: a next hop
-			// that accepted it would hold a recipient we refused.
-			up, err := s.begin(route, addr.Domain)
-			if err != nil {
-				if hr := policy.FromError(err); hr.Temporary() {
-					return s.decideBy("rcpt", "account", hr, v.Reason+"; and call-ahead: "+err.Error(), "to", to)
-				}
-			} else {
-				s.up, s.route, s.routeKey = up, route, key
-			}
-		}
-		return s.decideBy("rcpt", lastCheck(results), r, v.Reason, "to", to)
-	}
-
-	if s.up == nil {
-		up, err := s.begin(route, addr.Domain)
-		if err != nil {
-			return s.decide("rcpt", policy.FromError(err), "call-ahead: "+err.Error(), "to", to)
-		}
-		s.up, s.route, s.routeKey = up, route, key
-	}
-	if err := s.up.Rcpt(s.ctx(), to); err != nil {
-		if _, isReply := asReply(err); !isReply || errors.Is(err, policy.NextHopLost) {
-			s.upErr = err
-		}
-		return s.decide("rcpt", policy.FromError(err), "next hop "+s.up.Hop()+": "+err.Error(), "to", to)
-	}
-	s.tx.Rcpts = append(s.tx.Rcpts, to)
-	s.headers = append(s.headers, v.Headers...)
-	s.srv.metrics.decision("rcpt", "accepted")
-	s.log.Info("rcpt", "from", s.tx.From, "to", to, "outcome", "accepted", "next_hop", s.up.Hop(), "reason", passReasons(results))
-	return nil
-}
-
-// Data handles DATA (RFC 5321 §4.1.1.4). The client gets 250 only after the
-// next hop answered 250 to the same bytes; any failure on either side
-// abandons the next hop's transaction, so it discards what it has.
-func (s *session) Data(r io.Reader) (err error) {
-	defer s.recoverTo(&err, "data")
-	defer s.Reset()
-	s.conn.Conn().SetReadDeadline(time.Now().Add(s.srv.cfg.Limits.DataTimeout))
-	ctx, cancel := context.WithTimeout(s.ctx(), s.srv.cfg.Limits.DataTimeout+s.srv.cfg.HopTimeouts.Data)
-	defer cancel()
-
-	if s.up == nil {
-		// go-smtp calls Data only after an accepted RCPT, which opened
-		// the next hop's transaction; this is a bug if it ever happens.
-		return s.decide("data", policy.NextHopLost, "no next hop transaction", "rcpts", s.tx.Rcpts)
-	}
-	br := bufio.NewReaderSize(&strictReader{r: r}, 64<<10)
-	hdr, err := readHeader(br)
+	from, rest, err := mailaddr.ParsePath(strings.TrimLeft(rest, " "), true, false, true)
 	if err != nil {
-		s.up.Abort()
-		return s.decide("data", policy.FromError(err), "reading header: "+err.Error(), "rcpts", s.tx.Rcpts)
+		return policy.BadSenderSyntax
 	}
-	if n := countReceived(hdr); n > maxReceived {
-		s.up.Abort()
-		return s.decide("data", policy.MailLoop, "received headers: "+itoa(n), "rcpts", s.tx.Rcpts)
+	p, r := c.mailParams(rest)
+	if r != nil {
+		return r
 	}
-	hdr = stripOwnFields(hdr, s.srv.cfg.Hostname)
-	s.tx.Header = hdr
-	v, results := s.srv.chain.Run(ctx, filters.StageData, s.tx)
-	if rep := verdictReply(v); rep != nil {
-		s.up.Abort()
-		return s.decideBy("data", lastCheck(results), rep, v.Reason, "rcpts", s.tx.Rcpts)
+	if !from.IsASCII() && !p.UTF8 {
+		return policy.NonASCIIAddress
 	}
-	s.headers = append(s.headers, v.Headers...)
-
-	var prefix bytes.Buffer
-	prefix.WriteString(receivedHeader(s.conn.Hostname(), s.client.String(), s.srv.cfg.Hostname, s.protocol(), s.id, s.tx.Rcpts, time.Now()))
-	for _, h := range s.headers {
-		prefix.WriteString(h.Name + ": " + h.Value + "\r\n")
+	if max := c.srv.cfg.Limits.MaxMessageBytes; max > 0 && p.Size > max {
+		return policy.MessageTooBig
 	}
-	msg := io.MultiReader(&prefix, bytes.NewReader(hdr), br)
-	if err := s.up.Data(ctx, msg); err != nil {
-		s.up.Abort()
-		s.up = nil
-		return s.decide("data", policy.FromError(err), "relay: "+err.Error(), "rcpts", s.tx.Rcpts)
-	}
-	s.up.Close()
-	s.up = nil
-	s.srv.metrics.decision("data", "accepted")
-	s.log.Info("data", "from", s.tx.From, "rcpts", s.tx.Rcpts, "outcome", "accepted", "reply", policy.Accepted.String())
-	return policy.Accepted.SMTPError()
+	return c.tx.Mail(c.ctx, from, p)
 }
 
-// Reset handles RSET and ends a transaction: an open next hop transaction is
-// abandoned.
-func (s *session) Reset() {
-	if s.up != nil {
-		s.up.Abort()
-		s.up = nil
+// mailParams parses the ESMTP parameters of MAIL (RFC 5321 §4.1.2
+// Mail-parameters): each at most once, only those offered, only after EHLO.
+func (c *conn) mailParams(s string) (MailParams, *policy.Reply) {
+	var p MailParams
+	if s != "" && s[0] != ' ' {
+		return p, policy.BadArguments
 	}
-	s.tx = &filters.Transaction{
-		SessionID: s.id, Client: s.client, Helo: s.conn.Hostname(),
-		Trusted: s.trusted, Listener: s.listener, Authenticated: s.authUser(),
-		Conn: s.connState, Values: map[string]any{},
+	seen := map[string]bool{}
+	for _, f := range strings.Fields(s) {
+		key, value, hasValue := strings.Cut(f, "=")
+		key = strings.ToUpper(key)
+		if !c.esmtp {
+			return p, policy.UnknownParameter.Withf("parameters need EHLO")
+		}
+		if seen[key] {
+			return p, policy.DuplicateParameter.Withf("parameter %s given twice", key)
+		}
+		seen[key] = true
+		switch {
+		case key == "SIZE" && hasValue:
+			n, err := strconv.ParseInt(value, 10, 64)
+			if err != nil || n < 0 || len(value) > 20 {
+				return p, policy.BadArguments.Withf("SIZE must be a number")
+			}
+			p.Size = n
+		case key == "BODY" && hasValue:
+			switch v := strings.ToUpper(value); v {
+			case "7BIT", "8BITMIME":
+				p.Body = v
+			default:
+				return p, policy.BadBodyType
+			}
+		case key == "SMTPUTF8" && !hasValue:
+			p.UTF8 = true
+		default:
+			return p, policy.UnknownParameter.Withf("parameter %s not recognized", key)
+		}
 	}
-	s.mailOpts, s.route, s.routeKey, s.upErr, s.headers = nil, -1, "", nil, nil
-	s.srv.tracker.setBusy(s.conn.Conn(), false)
+	return p, nil
 }
 
-// Logout ends the session.
-func (s *session) Logout() error {
-	if s.up != nil {
-		s.up.Abort()
-		s.up = nil
+// Rcpt handles RCPT TO (RFC 5321 §4.1.1.3).
+func (c *conn) Rcpt(arg string) *policy.Reply {
+	switch {
+	case c.bdat != nil:
+		return policy.BadSequence.Withf("RCPT not allowed during a BDAT transfer")
+	case !c.tx.active:
+		return policy.BadSequence.Withf("send MAIL first")
+	case c.srv.cfg.Limits.MaxRecipients > 0 && len(c.tx.rcpts) >= c.srv.cfg.Limits.MaxRecipients:
+		return policy.TooManyRecipients
 	}
-	s.log.Debug("session closed")
+	rest, ok := cutPrefixFold(arg, "TO:")
+	if !ok {
+		return policy.BadArguments.Withf("expected RCPT TO:<address>")
+	}
+	to, rest, err := mailaddr.ParsePath(strings.TrimLeft(rest, " "), false, true, true)
+	if err != nil {
+		return policy.BadRecipientSyntax
+	}
+	if strings.TrimSpace(rest) != "" {
+		// sekisho offers no RCPT parameter (no DSN).
+		return policy.UnknownParameter
+	}
+	if !to.IsASCII() && !c.tx.params.UTF8 {
+		return policy.NonASCIIAddress
+	}
+	return c.tx.Rcpt(c.ctx, to)
+}
+
+// Data handles DATA (RFC 5321 §4.1.1.4): 354, then the message, read to its
+// end marker whatever happens, then the final reply.
+func (c *conn) Data(arg string) *policy.Reply {
+	switch {
+	case arg != "":
+		return policy.BadArguments.Withf("DATA takes no argument")
+	case c.bdat != nil:
+		return policy.BadSequence.Withf("DATA not allowed during a BDAT transfer")
+	case !c.tx.active:
+		return policy.BadSequence.Withf("send MAIL and RCPT first")
+	case len(c.tx.rcpts) == 0:
+		return policy.NoValidRecipients
+	}
+	if err := c.reply(policy.StartData); err != nil {
+		return nil
+	}
+	lim := c.srv.cfg.Limits
+	c.nc.SetReadDeadline(time.Now().Add(lim.DataTimeout))
+	dr := &dotReader{br: c.br, atLineStart: true, prevCRLF: true}
+	ctx, cancel := context.WithTimeout(c.ctx, lim.DataTimeout+c.srv.router.Timeouts.Data)
+	defer cancel()
+	r := c.tx.Data(ctx, c.contentReader(dr))
+	// Whatever the engine did not read is read and discarded up to the
+	// end marker, so the next command is the client's next command.
+	if err := dr.drain(); err != nil {
+		return c.clientFailed(err, "data")
+	}
+	return r
+}
+
+// Bdat handles BDAT (RFC 3030): a chunk of exactly the announced size,
+// streamed to the engine through a pipe. The engine reads in a goroutine of
+// its own while this one reads the chunks; whatever ends the transfer (LAST,
+// a refusal, RSET, EHLO, QUIT, a hang-up) waits for that goroutine before the
+// transaction is touched again, so a reset transfer can never reach into the
+// next transaction.
+func (c *conn) Bdat(arg string) *policy.Reply {
+	f := strings.Fields(arg)
+	if len(f) < 1 || len(f) > 2 || (len(f) == 2 && !strings.EqualFold(f[1], "LAST")) {
+		// Without a size we cannot find the end of the chunk: close.
+		return policy.ConnectionError.Withf("malformed BDAT command, closing connection")
+	}
+	size, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil || size < 0 {
+		return policy.ConnectionError.Withf("malformed BDAT size, closing connection")
+	}
+	last := len(f) == 2
+	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.Limits.DataTimeout))
+	chunk := &clientReader{r: io.LimitReader(c.br, size)}
+	discard := func(r *policy.Reply) *policy.Reply {
+		if _, err := io.Copy(io.Discard, chunk); err != nil {
+			return c.clientFailed(err, "bdat")
+		}
+		return r
+	}
+	switch {
+	case c.bdat == nil && !c.tx.active:
+		return discard(policy.BadSequence.Withf("send MAIL and RCPT first"))
+	case c.bdat == nil && len(c.tx.rcpts) == 0:
+		return discard(policy.NoValidRecipients)
+	}
+	if c.bdat == nil {
+		c.startBDAT()
+	}
+	t := c.bdat
+	t.received += size
+	if max := c.srv.cfg.Limits.MaxMessageBytes; max > 0 && t.received > max {
+		c.abandonBDAT()
+		return discard(policy.MessageTooBig)
+	}
+	n, err := io.Copy(t.pw, chunk)
+	if err == nil && n < size {
+		chunk.err = io.ErrUnexpectedEOF // the client hung up in mid-chunk
+	}
+	if err != nil || chunk.err != nil {
+		if chunk.err != nil {
+			// The client failed (stalled, hung up) in mid-chunk.
+			t.pw.CloseWithError(clientReadErr(chunk.err))
+			<-t.done
+			c.bdat = nil
+			return c.clientFailed(chunk.err, "bdat")
+		}
+		// The engine stopped reading: it has its answer (a refused header,
+		// bare LF, the next hop's failure). The rest of the chunk is read
+		// and dropped, and the transaction is over.
+		r := <-t.done
+		c.bdat = nil
+		return discard(r)
+	}
+	if !last {
+		return policy.ChunkOK
+	}
+	t.pw.Close()
+	r := <-t.done
+	c.bdat = nil
+	return r
+}
+
+// bdatTransfer is a BDAT message in progress.
+type bdatTransfer struct {
+	pw       *io.PipeWriter
+	done     chan *policy.Reply
+	cancel   context.CancelFunc
+	received int64
+}
+
+func (c *conn) startBDAT() {
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.Limits.DataTimeout+c.srv.router.Timeouts.Data)
+	t := &bdatTransfer{pw: pw, done: make(chan *policy.Reply, 1), cancel: cancel}
+	c.bdat = t
+	content := c.contentReader(pr)
+	go func() {
+		defer cancel()
+		r := c.tx.Data(ctx, content)
+		pr.CloseWithError(errTransferOver)
+		t.done <- r
+	}()
+}
+
+// abandonBDAT ends a BDAT transfer that will not be completed (RSET, EHLO,
+// STARTTLS, QUIT, a refused chunk, a hang-up) and waits until the engine has
+// let go of the transaction: its next hop transaction is abandoned without
+// the final dot.
+func (c *conn) abandonBDAT() {
+	t := c.bdat
+	if t == nil {
+		return
+	}
+	t.pw.CloseWithError(errTransferAbandoned)
+	t.cancel()
+	<-t.done
+	c.bdat = nil
+}
+
+var (
+	errTransferAbandoned = errors.New("BDAT transfer abandoned by the client")
+	errTransferOver      = errors.New("message transfer over")
+)
+
+// contentReader wraps the message bytes of DATA or BDAT in the checks of
+// message content (strictReader, data.go).
+func (c *conn) contentReader(r io.Reader) io.Reader {
+	return &strictReader{r: r, maxBytes: c.srv.cfg.Limits.MaxMessageBytes, maxLine: c.srv.cfg.Limits.MaxLineLength}
+}
+
+// clientFailed ends a session whose client failed while sending data: a
+// stall gets 421 4.4.2 and the connection is closed (RFC 5321 §4.5.3.2.6);
+// a hang-up ends it without a word.
+func (c *conn) clientFailed(err error, what string) *policy.Reply {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.log.Info(what, "from", c.tx.tx.From, "outcome", "timeout", "reply", policy.DataTimeout.String())
+		return policy.DataTimeout
+	}
+	c.log.Debug("client went away", "while", what, "err", err)
+	c.close()
 	return nil
 }
 
-func (s *session) authUser() string {
-	if s.tx != nil {
-		return s.tx.Authenticated
+// Rset handles RSET (RFC 5321 §4.1.1.5).
+func (c *conn) Rset(arg string) *policy.Reply {
+	if arg != "" {
+		return policy.BadArguments.Withf("RSET takes no argument")
 	}
-	return ""
+	c.abandonBDAT()
+	c.tx.reset()
+	return policy.ResetOK
 }
 
-// decide logs one decision and returns the reply as go-smtp's error type.
-func (s *session) decide(stage string, r *policy.Reply, reason string, kv ...any) error {
-	return s.decideBy(stage, "", r, reason, kv...)
+// Quit handles QUIT (RFC 5321 §4.1.1.10).
+func (c *conn) Quit() *policy.Reply {
+	c.abandonBDAT()
+	c.tx.reset()
+	return policy.Closing
 }
 
-// decideBy is decide naming the check that decided ("" for the gateway's
-// own rules: syntax, relay control, routes, limits, next hop).
-func (s *session) decideBy(stage, check string, r *policy.Reply, reason string, kv ...any) error {
+// StartTLS handles STARTTLS (RFC 3207). After the handshake the session
+// starts over: no HELO, no transaction, and nothing the client sent in clear
+// after the command is kept (a plaintext command injection stays outside).
+func (c *conn) StartTLS(arg string) *policy.Reply {
+	switch {
+	case c.srv.cfg.TLS == nil:
+		return policy.TLSNotAvailable
+	case c.tls != nil:
+		return policy.TLSAlreadyActive
+	case arg != "":
+		return policy.BadArguments.Withf("STARTTLS takes no argument")
+	}
+	if err := c.reply(policy.ReadyForTLS); err != nil {
+		return nil
+	}
+	tc := tls.Server(c.tc, c.srv.cfg.TLS)
+	tc.SetDeadline(time.Now().Add(c.srv.cfg.Limits.CommandTimeout))
+	if err := tc.Handshake(); err != nil {
+		c.log.Info("starttls", "outcome", "failed", "err", err)
+		c.close()
+		return nil
+	}
+	tc.SetDeadline(time.Time{})
+	st := tc.ConnectionState()
+	c.wmu.Lock()
+	c.nc, c.tls = tc, &st
+	c.br.Reset(tc)
+	c.bw.Reset(tc)
+	c.wmu.Unlock()
+	c.abandonBDAT()
+	c.helo, c.esmtp = "", false
+	c.tx.base.Helo = ""
+	c.tx.proto = "ESMTPS"
+	c.tx.reset()
+	return nil
+}
+
+// sessionObserver is the engine's observer in a live session: it runs the
+// chain and writes one log line per decision, with metrics.
+type sessionObserver struct{ c *conn }
+
+func (o sessionObserver) run(ctx context.Context, _ string, st filters.Stage, tx *filters.Transaction) (filters.Verdict, []filters.Result) {
+	return o.c.srv.chain.Run(ctx, st, tx)
+}
+
+func (o sessionObserver) decided(stage, check string, r *policy.Reply, reason string, kv ...any) {
 	outcome := "deferred"
-	if r.Permanent() {
+	switch {
+	case r.Permanent():
 		outcome = "rejected"
-	} else if r.Code/100 == 2 {
+	case r.Code/100 == 2:
 		outcome = "accepted"
 	}
 	var args []any
 	if stage != "mail" {
-		args = append(args, "from", s.tx.From)
+		args = append(args, "from", o.c.tx.tx.From)
 	}
 	args = append(args, kv...)
 	if check != "" {
 		args = append(args, "check", check)
 	}
-	args = append(args, "outcome", outcome, "reply", r.String(), "reason", reason)
-	s.log.Info(stage, args...)
-	s.srv.metrics.decision(stage, outcome)
-	return r.SMTPError()
+	args = append(args, "outcome", outcome, "reply", r.String())
+	if reason != "" {
+		args = append(args, "reason", reason)
+	}
+	o.c.log.Info(stage, args...)
+	o.c.srv.metrics.decision(stage, outcome)
 }
 
-// recoverTo turns a panic in a verb into the generic temporary reply: a bug
-// may delay mail, never bounce it.
-func (s *session) recoverTo(err *error, stage string) {
-	if p := recover(); p != nil {
-		s.log.Error("panic", "stage", stage, "panic", p)
-		if s.up != nil {
-			s.up.Abort()
-			s.up = nil
+// validHeloArg reports whether a HELO/EHLO argument is a domain name or an
+// address literal (RFC 5321 §4.1.1.1). Two leniencies, both harmless in a
+// header: underscores (Windows host names) and an IP address without
+// brackets.
+func validHeloArg(s string) bool {
+	if s == "" || !printableASCII(s) {
+		return false
+	}
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		lit := s[1 : len(s)-1]
+		if v6, ok := cutPrefixFold(lit, "IPv6:"); ok {
+			a, err := netip.ParseAddr(v6)
+			return err == nil && a.Is6()
 		}
-		*err = policy.TempLocal.SMTPError()
+		a, err := netip.ParseAddr(lit)
+		return err == nil && a.Is4()
 	}
+	if _, err := netip.ParseAddr(s); err == nil && !strings.Contains(s, "%") {
+		return true
+	}
+	return mailaddr.Valid(strings.ReplaceAll(s, "_", "-"))
 }
 
-func (s *session) ctx() context.Context { return s.srv.ctx }
-
-func (s *session) isLMTPHop() bool {
-	su, ok := s.up.(*smtpUpstream)
-	return ok && su.lmtp
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) < len(prefix) || !strings.EqualFold(s[:len(prefix)], prefix) {
+		return s, false
+	}
+	return s[len(prefix):], true
 }
 
-func (s *session) protocol() string {
-	p := "ESMTP"
-	if _, tls := s.conn.TLSConnectionState(); tls {
-		p += "S"
-	}
-	if s.tx.Authenticated != "" {
-		p += "A"
-	}
-	return p
+// clientReader remembers a read error, to tell the client's failures from
+// the engine's when a copy fails.
+type clientReader struct {
+	r   io.Reader
+	err error
 }
 
-// relayControl decides whether a recipient may be accepted from this client
-// at all (DESIGN.md §2: no open relay). A client that may not relay (neither
-// trusted nor authenticated) may only send to local domains, and there
-// without routing syntax in the local part; address literals are never
-// routed.
-func (s *Server) relayControl(addr Address, local, mayRelay bool) (*policy.Reply, string) {
-	switch {
-	case !mayRelay && !local:
-		return policy.RelayDenied, "recipient domain is not local and client may not relay"
-	case !mayRelay && addr.HasRoutingSyntax():
-		return policy.RelayDenied, "routing syntax in local part (" + addr.Local + ")"
-	case addr.IsLiteral():
-		return policy.AddressLiteral, "address literal"
+func (r *clientReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
 	}
-	return nil, ""
+	return n, err
 }
 
-// begin opens the transaction with the route's next hops for a domain.
-func (s *session) begin(route int, domain string) (upstream, error) {
-	hops, err := s.srv.hopsFor(s.ctx(), route, domain)
-	if err != nil {
-		return nil, err
-	}
-	return beginTransaction(s.ctx(), hops, s.srv.cfg.Hostname, s.tx.From, s.mailOpts, s.srv.cfg.HopTimeouts)
+func (c *conn) baseLog() *slog.Logger {
+	return c.srv.log.With("session", c.id, "client", c.client.String())
 }
-
-// passReasons joins what each check found for an accepted recipient
-// ("dnsbl: not listed; greylist: passed after 312 s"), so that the log says
-// why mail was let through, not only why it was refused.
-func passReasons(results []filters.Result) string {
-	var parts []string
-	for _, r := range results {
-		if r.Verdict.Reason != "" {
-			parts = append(parts, r.Verdict.Reason)
-		}
-	}
-	return strings.Join(parts, "; ")
-}
-
-// lastCheck names the check whose result ended a chain run.
-func lastCheck(results []filters.Result) string {
-	if len(results) == 0 {
-		return ""
-	}
-	return results[len(results)-1].Check
-}
-
-// verdictReply is the reply for a Defer or Reject verdict, nil otherwise.
-func verdictReply(v filters.Verdict) *policy.Reply {
-	if v.Action == filters.Defer || v.Action == filters.Reject {
-		return v.Reply
-	}
-	return nil
-}
-
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/emersion/go-smtp"
 )
@@ -28,9 +29,41 @@ type Reply struct {
 // Error implements error; it is the reply as it appears on the wire.
 func (r *Reply) Error() string { return r.String() }
 
-// String formats the reply as one SMTP reply line, without CRLF.
+// String formats the reply as one SMTP reply line, without CRLF. A reply
+// without an enhanced code (the 3xx intermediate replies, RFC 2034 §2) has
+// none on the wire.
 func (r *Reply) String() string {
+	if r.Enhanced[0] == 0 {
+		return fmt.Sprintf("%d %s", r.Code, r.Text)
+	}
 	return fmt.Sprintf("%d %d.%d.%d %s", r.Code, r.Enhanced[0], r.Enhanced[1], r.Enhanced[2], r.Text)
+}
+
+// Wire is the reply as written to the client, CRLF included. A text with
+// newlines becomes a multi-line reply (RFC 5321 §4.2.1), every line with the
+// enhanced code (RFC 2034 §3). Any CR or control character in a text is
+// replaced, so no reply can break the dialogue's framing.
+func (r *Reply) Wire() string {
+	lines := strings.Split(r.Text, "\n")
+	var b strings.Builder
+	for i, l := range lines {
+		sep := "-"
+		if i == len(lines)-1 {
+			sep = " "
+		}
+		fmt.Fprintf(&b, "%d%s", r.Code, sep)
+		if r.Enhanced[0] != 0 {
+			fmt.Fprintf(&b, "%d.%d.%d ", r.Enhanced[0], r.Enhanced[1], r.Enhanced[2])
+		}
+		b.WriteString(strings.Map(func(c rune) rune {
+			if c < 32 || c == 127 {
+				return '?'
+			}
+			return c
+		}, l))
+		b.WriteString("\r\n")
+	}
+	return b.String()
 }
 
 // Temporary reports whether the reply is a transient failure (4xx).

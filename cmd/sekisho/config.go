@@ -16,6 +16,8 @@ import (
 
 	"sekisho/filters"
 	"sekisho/gateway"
+	"sekisho/internal/mailaddr"
+	"sekisho/relay"
 )
 
 // Config is the configuration file (DESIGN.md §7). Unknown keys are errors.
@@ -101,6 +103,7 @@ type LimitsConfig struct {
 	MaxMessageBytes     int64         `yaml:"max_message_bytes"`
 	MaxRecipients       int           `yaml:"max_recipients"`
 	MaxLineLength       int           `yaml:"max_line_length"`
+	MaxErrors           int           `yaml:"max_errors"` // refused commands before 421 (Postfix's smtpd_hard_error_limit)
 	CommandTimeout      time.Duration `yaml:"command_timeout"`
 	DataTimeout         time.Duration `yaml:"data_timeout"`
 	ShutdownGrace       time.Duration `yaml:"shutdown_grace"`
@@ -110,8 +113,12 @@ type LimitsConfig struct {
 type NextHopConfig struct {
 	MXPort         int           `yaml:"mx_port"` // the port of "mx" next hops (25)
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
-	CommandTimeout time.Duration `yaml:"command_timeout"`
-	DataTimeout    time.Duration `yaml:"data_timeout"`
+	// CallAheadTimeout bounds the whole call-ahead over all next hops of a
+	// route, so that the client hears 451 4.4.1 before its own RCPT timeout
+	// (RFC 5321 §4.5.3.2.3: 5 minutes; many clients give up sooner).
+	CallAheadTimeout time.Duration `yaml:"call_ahead_timeout"`
+	CommandTimeout   time.Duration `yaml:"command_timeout"`
+	DataTimeout      time.Duration `yaml:"data_timeout"`
 }
 
 // LogConfig sets the log format and level.
@@ -141,11 +148,11 @@ func (p *Prefix) UnmarshalYAML(n *yaml.Node) error {
 func (p Prefix) MarshalYAML() (any, error) { return p.String(), nil }
 
 // NextHop is a parsed next hop.
-type NextHop struct{ gateway.NextHop }
+type NextHop struct{ relay.NextHop }
 
 // UnmarshalYAML parses one next hop.
 func (h *NextHop) UnmarshalYAML(n *yaml.Node) error {
-	nh, err := gateway.ParseNextHop(strings.TrimSpace(n.Value))
+	nh, err := relay.ParseNextHop(strings.TrimSpace(n.Value))
 	if err != nil {
 		return lineErr(n, "%v", err)
 	}
@@ -192,16 +199,16 @@ func Defaults() Config {
 		},
 		Limits: LimitsConfig{
 			MaxConnections: 2000, MaxConnectionsPerIP: 20,
-			MaxMessageBytes: 50 << 20, MaxRecipients: 100, MaxLineLength: 2000,
+			MaxMessageBytes: 50 << 20, MaxRecipients: 100, MaxLineLength: 2000, MaxErrors: 10,
 			CommandTimeout: 5 * time.Minute, DataTimeout: 10 * time.Minute, ShutdownGrace: 30 * time.Second,
 		},
-		NextHop: NextHopConfig{MXPort: 25, ConnectTimeout: 10 * time.Second, CommandTimeout: 2 * time.Minute, DataTimeout: 5 * time.Minute},
+		NextHop: NextHopConfig{MXPort: 25, ConnectTimeout: 10 * time.Second, CallAheadTimeout: 30 * time.Second, CommandTimeout: 2 * time.Minute, DataTimeout: 5 * time.Minute},
 		Log:     LogConfig{Format: "text", Level: "info"},
 	}
 }
 
 func mustHop(s string) NextHop {
-	h, err := gateway.ParseNextHop(s)
+	h, err := relay.ParseNextHop(s)
 	if err != nil {
 		panic(err)
 	}
@@ -325,7 +332,7 @@ func (c *Config) validate() error {
 	if len(c.Routes) == 0 {
 		return invalid("at least one route is required", "routes")
 	}
-	routes := c.gatewayRoutes()
+	routes := c.relayRoutes()
 	for i, r := range c.Routes {
 		if len(r.Domains) == 0 {
 			return invalid("route "+strconv.Itoa(i+1)+" has no domains", "routes")
@@ -369,22 +376,39 @@ func (c *Config) validate() error {
 	if c.Checks.GreetPause.Delay < 0 || c.Checks.GreetPause.Delay > time.Minute {
 		return invalid("delay must be between 0s and 1m (RFC 5321 4.5.3.2.1: clients wait 5 minutes for the banner, but many give up sooner)", "checks", "greet_pause", "delay")
 	}
+	if l.MaxErrors < 0 {
+		return invalid("max_errors must not be negative (0: no limit)", "limits", "max_errors")
+	}
+	if c.NextHop.CallAheadTimeout <= 0 {
+		return invalid("call_ahead_timeout must be positive", "next_hop", "call_ahead_timeout")
+	}
 	if l.MaxLineLength != 0 && l.MaxLineLength < 1000 {
 		return invalid("max_line_length below 1000 refuses lines RFC 5321 allows", "limits", "max_line_length")
 	}
 	return nil
 }
 
-func (c *Config) gatewayRoutes() gateway.Routes {
-	var rs gateway.Routes
+func (c *Config) relayRoutes() relay.Routes {
+	var rs relay.Routes
 	for _, r := range c.Routes {
-		var hops []gateway.NextHop
+		var hops []relay.NextHop
 		for _, h := range r.NextHops {
 			hops = append(hops, h.NextHop)
 		}
-		rs = append(rs, gateway.Route{Domains: gateway.NewDomainSet(r.Domains), NextHops: hops})
+		rs = append(rs, relay.Route{Domains: mailaddr.NewDomainSet(r.Domains), NextHops: hops})
 	}
 	return rs
+}
+
+// postmasterDomain is the first local domain that names one domain (not a
+// subtree): where <postmaster> without a domain is delivered.
+func (c *Config) postmasterDomain() string {
+	for _, d := range c.LocalDomains {
+		if d = strings.TrimSuffix(strings.TrimSpace(d), "."); d != "" && d != "*" && !strings.HasPrefix(d, ".") {
+			return mailaddr.Fold(d)
+		}
+	}
+	return ""
 }
 
 // gatewayConfig turns the file's settings into what the gateway takes.
@@ -405,17 +429,22 @@ func (c *Config) gatewayConfig() gateway.Config {
 		GreetPause:       pause,
 		GreetPauseExempt: exempt,
 		Hostname:         c.Hostname,
-		LocalDomains:     gateway.NewDomainSet(c.LocalDomains),
+		LocalDomains:     mailaddr.NewDomainSet(c.LocalDomains),
+		PostmasterDomain: c.postmasterDomain(),
 		TrustedNetworks:  trusted,
-		Routes:           c.gatewayRoutes(),
-		MXPort:           c.NextHop.MXPort,
-		HopTimeouts: gateway.HopTimeouts{
-			Connect: c.NextHop.ConnectTimeout, Command: c.NextHop.CommandTimeout, Data: c.NextHop.DataTimeout,
+		Router: &relay.Router{
+			Hostname: c.Hostname,
+			Routes:   c.relayRoutes(),
+			MXPort:   c.NextHop.MXPort,
+			Timeouts: relay.Timeouts{
+				Connect: c.NextHop.ConnectTimeout, Command: c.NextHop.CommandTimeout, Data: c.NextHop.DataTimeout,
+				CallAhead: c.NextHop.CallAheadTimeout,
+			},
 		},
 		Limits: gateway.Limits{
 			MaxConnections: c.Limits.MaxConnections, MaxConnectionsPerIP: c.Limits.MaxConnectionsPerIP,
 			MaxMessageBytes: c.Limits.MaxMessageBytes, MaxRecipients: c.Limits.MaxRecipients,
-			MaxLineLength: c.Limits.MaxLineLength, CommandTimeout: c.Limits.CommandTimeout,
+			MaxLineLength: c.Limits.MaxLineLength, MaxErrors: c.Limits.MaxErrors, CommandTimeout: c.Limits.CommandTimeout,
 			DataTimeout: c.Limits.DataTimeout, ShutdownGrace: c.Limits.ShutdownGrace,
 		},
 	}

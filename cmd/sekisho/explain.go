@@ -75,7 +75,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	gcfg := cfg.gatewayConfig()
-	gcfg.Chain, gcfg.Logger, gcfg.MailHosts = chain, log, d.resolver
+	gcfg.Chain, gcfg.Logger, gcfg.Router.MailHosts = chain, log, d.resolver
 	srv, err := gateway.New(gcfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "sekisho explain:", err)
@@ -83,10 +83,10 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	steps := srv.Explain(ctx, gateway.ExplainInput{
+	ex := srv.Explain(ctx, gateway.ExplainInput{
 		Client: client.Unmap(), Helo: *helo, From: *from, Rcpts: rcpts, Header: header, Authenticated: *auth,
 	})
-	printExplain(stdout, client, *helo, *from, rcpts, steps)
+	printExplain(stdout, client, *helo, *from, rcpts, ex)
 	return 0
 }
 
@@ -100,9 +100,9 @@ func headerSection(raw []byte) []byte {
 	return append(bytes.ReplaceAll(raw, []byte("\n"), []byte("\r\n")), '\r', '\n')
 }
 
-func printExplain(w io.Writer, client netip.Addr, helo, from string, rcpts []string, steps []gateway.ExplainStep) {
+func printExplain(w io.Writer, client netip.Addr, helo, from string, rcpts []string, ex gateway.Explanation) {
 	fmt.Fprintf(w, "client %s, HELO %s, MAIL FROM:<%s>, RCPT TO: %s\n\n", client, orNone(helo), from, strings.Join(rcpts, ", "))
-	for _, st := range steps {
+	for _, st := range ex.Steps {
 		line := fmt.Sprintf("%-28s %-14s %-8s", clip(st.Stage, 28), st.Check, st.Outcome)
 		if st.Took > 0 {
 			line += fmt.Sprintf(" %6s", st.Took.Round(time.Millisecond))
@@ -119,31 +119,9 @@ func printExplain(w io.Writer, client netip.Addr, helo, from string, rcpts []str
 		}
 	}
 	fmt.Fprintln(w, "\nwhat the client would be told:")
-	fmt.Fprintf(w, "  %-40s %s\n", "MAIL FROM:<"+from+">", stageReply(steps, "mail", "250 2.0.0 OK"))
-	for _, r := range rcpts {
-		fmt.Fprintf(w, "  %-40s %s\n", "RCPT TO:<"+r+">", stageReply(steps, "rcpt "+r, "250 2.1.5 recipient OK (if the next hop also accepts it)"))
+	for _, r := range ex.Replies {
+		fmt.Fprintf(w, "  %-40s %s\n", r.Command, r.Reply)
 	}
-	for _, st := range steps {
-		if st.Stage == "data" {
-			fmt.Fprintf(w, "  %-40s %s\n", "end of DATA", stageReply(steps, "data", "250 2.0.0 OK (once the next hop has the message)"))
-			break
-		}
-	}
-}
-
-// stageReply is the reply the first deciding step of a stage gives, or ok.
-func stageReply(steps []gateway.ExplainStep, stage, ok string) string {
-	for _, st := range steps {
-		if st.Stage == stage && st.Reply != "" && (st.Outcome == "defer" || st.Outcome == "reject") {
-			return st.Reply
-		}
-	}
-	for _, st := range steps {
-		if st.Stage == "mail" && stage != "mail" && st.Reply != "" && (st.Outcome == "defer" || st.Outcome == "reject") {
-			return "(not reached: MAIL FROM was refused)"
-		}
-	}
-	return ok
 }
 
 func orNone(s string) string {

@@ -157,7 +157,7 @@ func runServe(args []string, stderr io.Writer) int {
 	gcfg := cfg.gatewayConfig()
 	gcfg.Logger = log
 	gcfg.Chain = chain
-	gcfg.MailHosts = d.resolver
+	gcfg.Router.MailHosts = d.resolver
 	if cfg.TLS.Cert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
 		if err != nil {

@@ -1,0 +1,286 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"sekisho/policy"
+)
+
+// conn is one client connection: it reads the client's commands, hands each
+// to the verb method that answers it (session.go), writes the reply, and
+// enforces what no verb should have to think about: line length, timeouts,
+// the error limit, the closing rules of 421, and shutdown.
+//
+// sekisho speaks SMTP itself rather than through go-smtp's server: that
+// server decides replies of its own (its positive texts, 502 where RFC 5321
+// asks 503, a 554 for an unannotated error, a partial line executed at a
+// timeout) and runs BDAT data in a goroutine that races with RSET. Here every
+// byte the client sends is read by this file, and every reply comes from
+// policy. go-smtp remains the client towards next hops (relay/).
+type conn struct {
+	srv      *Server
+	tc       *trackedConn // the accepted connection: limits, greet pause, shutdown
+	listener string       // "smtp"
+	id       string
+	client   netip.Addr
+	trusted  bool
+	log      *slog.Logger
+
+	// nc is what is read and written: tc, or a *tls.Conn over it after
+	// STARTTLS. Replies go through bw, under wmu, so that a shutdown's 421
+	// from another goroutine never interleaves with a reply.
+	nc     net.Conn
+	br     *bufio.Reader
+	wmu    sync.Mutex
+	bw     *bufio.Writer
+	closed bool
+	tls    *tls.ConnectionState
+
+	// ctx ends when the client is gone or the server is forced to stop: it
+	// cancels the session's lookups and call-ahead.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	helo   string // the HELO/EHLO argument; "" before it
+	esmtp  bool
+	errors int // refused commands since the last delivered message
+
+	tx   *engine // the transaction engine; its state is reset per transaction
+	bdat *bdatTransfer
+}
+
+// errQuit ends the command loop after a reply that closes the session.
+var errQuit = errors.New("session ends")
+
+// serve runs the session until the client leaves or a reply closes it.
+func (c *conn) serve() {
+	defer c.close()
+	c.log.Debug("connected")
+	if err := c.reply(policy.Greeting(c.srv.cfg.Hostname)); err != nil {
+		return
+	}
+	for {
+		line, err := c.readLine(c.srv.cfg.Limits.CommandTimeout)
+		if err != nil {
+			c.readFailed(err, "command")
+			return
+		}
+		r := c.command(line)
+		if r == nil {
+			continue // the verb wrote its own reply (DATA, BDAT)
+		}
+		if err := c.reply(r); err != nil {
+			return
+		}
+	}
+}
+
+// command runs one command line and returns its reply.
+func (c *conn) command(line string) *policy.Reply {
+	verb, arg, _ := strings.Cut(line, " ")
+	verb = strings.ToUpper(verb)
+	if !printableASCII(line) {
+		// A command is ASCII (RFC 5321 §2.3.1); a control character or a
+		// bare CR in one is an attack on whatever logs or relays it. Under
+		// SMTPUTF8 only the paths of MAIL and RCPT may be UTF-8.
+		if (verb != "MAIL" && verb != "RCPT") || hasControl(line) {
+			return policy.UnknownCommand.Withf("command contains characters SMTP does not allow")
+		}
+	}
+	switch verb {
+	case "HELO":
+		return c.Helo(arg, false)
+	case "EHLO":
+		return c.Helo(arg, true)
+	case "MAIL":
+		return c.Mail(arg)
+	case "RCPT":
+		return c.Rcpt(arg)
+	case "DATA":
+		return c.Data(arg)
+	case "BDAT":
+		return c.Bdat(arg)
+	case "RSET":
+		return c.Rset(arg)
+	case "NOOP":
+		return policy.NoopOK
+	case "VRFY":
+		return policy.CannotVerify
+	case "QUIT":
+		return c.Quit()
+	case "STARTTLS":
+		return c.StartTLS(arg)
+	case "AUTH":
+		return policy.AuthNotAvailable
+	case "HELP":
+		return policy.Help
+	case "EXPN", "TURN", "ETRN", "SEND", "SOML", "SAML":
+		return policy.NotImplemented
+	}
+	return policy.UnknownCommand
+}
+
+// reply writes a reply and applies the rules that follow from it: a 421
+// closes the connection (RFC 5321 §3.8); a refused command counts against the
+// error limit, and the one that reaches it is followed by 421; a server that
+// is draining closes an idle session after the reply that ended its
+// transaction. It returns errQuit when the session is over.
+func (c *conn) reply(r *policy.Reply) error {
+	if r.CountsAsError() {
+		c.errors++
+	}
+	limit := c.srv.cfg.Limits.MaxErrors
+	tooMany := limit > 0 && c.errors >= limit && r.Code != 421 && r.Code != 221
+	c.wmu.Lock()
+	err := c.writeLocked(r)
+	if err == nil && tooMany {
+		c.log.Info("session", "outcome", "disconnected", "reply", policy.TooManyErrors.String(),
+			"reason", "error limit reached", "errors", c.errors)
+		c.srv.metrics.decision("session", "disconnected")
+		err = c.writeLocked(policy.TooManyErrors)
+		r = policy.TooManyErrors
+	}
+	if err == nil && r.Code != 421 && r.Code != 221 && c.tc.idleWhileDraining() {
+		err = c.writeLocked(policy.ServiceUnavailable)
+		r = policy.ServiceUnavailable
+	}
+	c.wmu.Unlock()
+	if err != nil || r.Code == 421 || r.Code == 221 {
+		return errQuit
+	}
+	return nil
+}
+
+// writeLocked writes one reply (multi-line when its text has newlines) and
+// flushes it unless more pipelined commands are waiting (RFC 2920: replies
+// may be held until the server would block reading).
+func (c *conn) writeLocked(r *policy.Reply) error {
+	if c.closed {
+		return net.ErrClosed
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.Limits.CommandTimeout))
+	c.bw.WriteString(r.Wire())
+	if c.br.Buffered() > 0 && r.Code != 421 && r.Code != 221 && r.Code != 354 && r.Code != 220 {
+		return nil
+	}
+	return c.bw.Flush()
+}
+
+// flush sends the replies held for pipelining.
+func (c *conn) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed {
+		return net.ErrClosed
+	}
+	return c.bw.Flush()
+}
+
+// say421 is the shutdown's way in: it writes 421 through whatever the session
+// now speaks (clear or TLS) and closes the connection. It is safe to call
+// from another goroutine while the session waits for the client.
+func (c *conn) say421(r *policy.Reply) {
+	c.wmu.Lock()
+	if !c.closed {
+		c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		c.bw.WriteString(r.Wire())
+		c.bw.Flush()
+	}
+	c.wmu.Unlock()
+	c.close()
+}
+
+// close ends the session: an open transaction is abandoned, lookups are
+// cancelled, the connection is closed.
+func (c *conn) close() {
+	c.wmu.Lock()
+	already := c.closed
+	c.closed = true
+	c.wmu.Unlock()
+	if already {
+		return
+	}
+	c.cancel()
+	c.nc.Close()
+	c.tc.Close()
+}
+
+// readLine reads one command line within timeout. The line must fit the
+// limit; a line cut off by the timeout is never executed.
+func (c *conn) readLine(timeout time.Duration) (string, error) {
+	if err := c.flush(); err != nil {
+		return "", err
+	}
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	max := c.srv.cfg.Limits.MaxLineLength
+	var line []byte
+	for {
+		frag, err := c.br.ReadSlice('\n')
+		line = append(line, frag...)
+		if len(line) > max {
+			return "", errLineTooLong
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return "", err // a partial line is dropped with the connection
+		}
+		break
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return string(line), nil
+}
+
+var errLineTooLong = errors.New("command line too long")
+
+// readFailed ends a session whose client could not be read: the reply says
+// why, when there is still someone to tell.
+func (c *conn) readFailed(err error, what string) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, errLineTooLong):
+		c.reply(policy.CommandLineTooLong)
+		c.reply(policy.ConnectionError.Withf("line too long, closing connection"))
+	case errors.As(err, &ne) && ne.Timeout():
+		c.log.Info("session", "outcome", "timeout", "while", what)
+		c.reply(policy.IdleTimeout)
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF):
+		c.log.Debug("client closed the connection", "while", what)
+	default:
+		// A client that resets the connection is not a warning: spam bots
+		// do it all day.
+		c.log.Debug("reading from client failed", "while", what, "err", err)
+	}
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 32 || s[i] > 126 {
+			return false
+		}
+	}
+	return true
+}
+
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 32 || s[i] == 127 {
+			return true
+		}
+	}
+	return false
+}

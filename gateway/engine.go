@@ -1,0 +1,337 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+
+	"sekisho/filters"
+	"sekisho/internal/mailaddr"
+	"sekisho/policy"
+	"sekisho/relay"
+)
+
+// engine is the decision path of one SMTP transaction: relay control, routes,
+// the checks of each stage in their order, the call-ahead and the relay of
+// the data. A session drives it with the client's commands; `sekisho
+// explain` drives the same code with its flags (explain.go), so that what
+// explain prints is what a client would be told.
+//
+// Every method returns the reply for the command, never nil, and reports each
+// decision to the observer (the session logs it; explain lists it).
+type engine struct {
+	srv *Server
+	obs observer
+
+	// What the connection established; copied into each transaction.
+	base filters.Transaction
+	// proto is the Received header's protocol (RFC 3848: ESMTP, ESMTPS, …).
+	proto string
+	// dryRun stops before the data is relayed (explain sends no mail).
+	dryRun bool
+
+	tx       *filters.Transaction
+	active   bool // MAIL accepted
+	from     mailaddr.Address
+	params   MailParams
+	rcpts    []mailaddr.Address
+	route    int // index of the transaction's route, -1 before the first accepted RCPT
+	routeKey string
+	up       relay.Transaction
+	upErr    error // the next hop's connection broke: later RCPTs get this
+	headers  []filters.Header
+	// finished is the next hop transaction whose data was acknowledged: it
+	// is closed (QUIT) only after the client has its reply.
+	finished relay.Transaction
+}
+
+// MailParams are the MAIL parameters sekisho understands (RFC 1870 SIZE,
+// RFC 6152 BODY, RFC 6531 SMTPUTF8).
+type MailParams struct {
+	Size int64
+	Body string // "", "7BIT" or "8BITMIME"
+	UTF8 bool
+}
+
+// observer receives what the engine does. The session logs and counts; the
+// explain command lists steps with their lookups.
+type observer interface {
+	// run runs one stage of the chain. label names the step ("rcpt <a@b>").
+	run(ctx context.Context, label string, st filters.Stage, tx *filters.Transaction) (filters.Verdict, []filters.Result)
+	// decided records a decision that answers a command. check is the
+	// check or gateway rule that decided ("" when all passed).
+	decided(stage, check string, r *policy.Reply, reason string, kv ...any)
+}
+
+func newEngine(srv *Server, obs observer, base filters.Transaction) *engine {
+	e := &engine{srv: srv, obs: obs, base: base, proto: "ESMTP"}
+	e.reset()
+	return e
+}
+
+// reset ends the transaction; an open next hop transaction is abandoned so
+// that the next hop discards whatever it has.
+func (e *engine) reset() {
+	if e.up != nil {
+		e.up.Abort()
+		e.up = nil
+	}
+	tx := e.base
+	tx.Values = map[string]any{}
+	if tx.Conn == nil {
+		tx.Conn = map[string]any{}
+	}
+	e.tx = &tx
+	e.active, e.from, e.params, e.rcpts = false, mailaddr.Address{}, MailParams{}, nil
+	e.route, e.routeKey, e.upErr, e.headers = -1, "", nil, nil
+}
+
+// afterReply is called once the client has the reply to the data: only now
+// is the next hop's connection closed politely.
+func (e *engine) afterReply() {
+	if up := e.finished; up != nil {
+		e.finished = nil
+		go up.Close()
+	}
+}
+
+// Mail begins a transaction (RFC 5321 §4.1.1.2).
+func (e *engine) Mail(ctx context.Context, from mailaddr.Address, p MailParams) *policy.Reply {
+	e.reset()
+	e.from, e.params = from, p
+	e.tx.From, e.tx.SMTPUTF8 = from.String(), p.UTF8
+	v, results := e.obs.run(ctx, "mail", filters.StageMail, e.tx)
+	if r := verdictReply(v); r != nil {
+		e.obs.decided("mail", lastCheck(results), r, v.Reason, "from", e.tx.From)
+		return r
+	}
+	e.headers = append(e.headers, v.Headers...)
+	e.active = true
+	r := policy.MailOK.Withf("sender <%s> ok", e.tx.From)
+	e.obs.decided("mail", "", r, passReasons(results), "from", e.tx.From)
+	return r
+}
+
+// Rcpt adds a recipient (RFC 5321 §4.1.1.3): relay control, the route, the
+// checks of stage rcpt, then the call-ahead to the route's next hop, which
+// must accept the recipient before the client hears 250.
+func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address) *policy.Reply {
+	if to.IsPostmaster() {
+		// RFC 5321 §4.5.1: <postmaster> without a domain must be accepted;
+		// it is the postmaster of our first local domain.
+		to.Domain = e.srv.cfg.PostmasterDomain
+		if to.Domain == "" {
+			return e.refuse("relay", policy.NoRoute, "no local domain for <postmaster>", to)
+		}
+	}
+	local := e.srv.cfg.LocalDomains.Contains(to.Domain)
+	if r, reason := e.srv.relayControl(to, local, e.base.Trusted || e.base.Authenticated != ""); r != nil {
+		return e.refuse("relay", r, reason, to)
+	}
+	route := e.srv.router.Lookup(to.Domain)
+	if route < 0 {
+		e.srv.log.Error("no route matches a recipient domain: fix the routes of the configuration", "domain", to.Domain)
+		return e.refuse("route", policy.NoRoute, "no route", to)
+	}
+	key := e.srv.router.Key(route, to.Domain)
+	if e.route >= 0 && key != e.routeKey {
+		return e.refuse("route", policy.OtherRoute, "recipient's route differs from the transaction's", to)
+	}
+	if e.up != nil && e.up.LMTP() && len(e.rcpts) > 0 {
+		// One LMTP DATA gives one reply per recipient; an SMTP client takes
+		// one. One recipient per transaction keeps the answer whole.
+		return e.refuse("route", policy.OtherRoute, "one recipient per transaction towards an LMTP next hop", to)
+	}
+	if e.upErr != nil {
+		return e.refuse("next_hop", policy.FromError(e.upErr), "next hop connection lost earlier in this transaction", to)
+	}
+
+	e.tx.Rcpt, e.tx.Local = to.String(), local
+	v, results := e.obs.run(ctx, "rcpt "+to.String(), filters.StageRcpt, e.tx)
+	if r := verdictReply(v); r != nil {
+		// Refused by a check: the next hop is never asked. (An unknown
+		// recipient costs no call-ahead; a directory-harvest session meets
+		// the error limit after limits.max_errors searches.)
+		return e.refuse(lastCheck(results), r, v.Reason, to)
+	}
+
+	if e.up == nil {
+		env := relay.Envelope{From: e.from, UTF8: e.params.UTF8, Body: e.params.Body, Size: e.params.Size}
+		up, err := e.srv.router.Begin(ctx, route, asciiDomain(to.Domain), env)
+		if err != nil {
+			return e.refuse("call_ahead", policy.FromError(err), "call-ahead: "+err.Error(), to)
+		}
+		e.up, e.route, e.routeKey = up, route, key
+	}
+	if err := e.up.Rcpt(ctx, to); err != nil {
+		if _, isReply := asReply(err); !isReply || errors.Is(err, policy.NextHopLost) {
+			e.upErr = err
+		}
+		return e.refuse("next_hop", policy.FromError(err), "next hop "+e.up.Hop()+": "+err.Error(), to)
+	}
+	e.rcpts = append(e.rcpts, to)
+	e.tx.Rcpts = append(e.tx.Rcpts, to.String())
+	e.headers = append(e.headers, v.Headers...)
+	r := policy.RcptOK.Withf("recipient <%s> ok", to.String())
+	e.obs.decided("rcpt", "", r, passReasons(results), "to", to.String(), "next_hop", e.up.Hop())
+	return r
+}
+
+func (e *engine) refuse(check string, r *policy.Reply, reason string, to mailaddr.Address) *policy.Reply {
+	e.obs.decided("rcpt", check, r, reason, "to", to.String())
+	return r
+}
+
+// Data relays the message (RFC 5321 §4.1.1.4, RFC 3030 BDAT): the header
+// section is read and checked, our trace fields are put on top, and the
+// whole is streamed to the next hop. The reply is 250 only once the next hop
+// answered 250 to these bytes; any failure on either side abandons the next
+// hop's transaction, so it discards what it has. The transaction ends here.
+func (e *engine) Data(ctx context.Context, msg io.Reader) *policy.Reply {
+	r := e.data(ctx, msg)
+	if e.up != nil {
+		e.up.Abort()
+		e.up = nil
+	}
+	e.obs.decided("data", r.check, r.reply, r.reason, "rcpts", e.tx.Rcpts)
+	e.reset()
+	return r.reply
+}
+
+type dataOutcome struct {
+	reply         *policy.Reply
+	check, reason string
+}
+
+func (e *engine) data(ctx context.Context, msg io.Reader) dataOutcome {
+	if !e.active || len(e.rcpts) == 0 {
+		return dataOutcome{reply: policy.NoValidRecipients}
+	}
+	if e.up == nil && !e.dryRun {
+		return dataOutcome{reply: policy.NextHopLost, reason: "no next hop transaction"}
+	}
+	br := bufio.NewReaderSize(msg, 64<<10)
+	hdr, err := readHeader(br)
+	if err != nil {
+		return dataOutcome{reply: policy.FromError(err), reason: "reading header: " + err.Error()}
+	}
+	if n := countReceived(hdr); n > maxReceived {
+		return dataOutcome{reply: policy.MailLoop, check: "loop", reason: fmt.Sprintf("received headers: %d", n)}
+	}
+	hdr = stripOwnFields(hdr, e.srv.cfg.Hostname)
+	e.tx.Header = hdr
+	v, results := e.obs.run(ctx, "data", filters.StageData, e.tx)
+	if rep := verdictReply(v); rep != nil {
+		return dataOutcome{reply: rep, check: lastCheck(results), reason: v.Reason}
+	}
+	if e.dryRun {
+		return dataOutcome{reply: policy.Accepted.Withf("would be relayed (explain sends no mail)")}
+	}
+	e.headers = append(e.headers, v.Headers...)
+
+	// The checks' fields (Authentication-Results, Received-SPF) go above our
+	// Received field, as RFC 8601 §5 and RFC 7208 §9.1 ask of the receiver
+	// that writes them.
+	var prefix bytes.Buffer
+	for _, h := range e.headers {
+		prefix.WriteString(h.Name + ": " + h.Value + "\r\n")
+	}
+	prefix.WriteString(receivedHeader(e.base.Helo, e.base.Client, e.srv.cfg.Hostname, e.proto, e.base.SessionID, e.rcpts, time.Now()))
+	body := io.MultiReader(&prefix, bytes.NewReader(hdr), br)
+	if err := e.up.Data(ctx, body); err != nil {
+		return dataOutcome{reply: policy.FromError(err), reason: "relay: " + err.Error()}
+	}
+	e.finished, e.up = e.up, nil
+	return dataOutcome{reply: policy.Accepted}
+}
+
+// receivedHeader builds our trace field (RFC 5321 §4.4, with the protocol
+// names of RFC 3848). The HELO name was validated as a domain or address
+// literal when the client gave it, and the recipient is written in wire form,
+// so nothing the client typed can break out of the field.
+func receivedHeader(helo string, client netip.Addr, hostname, protocol, id string, rcpts []mailaddr.Address, now time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: from %s (%s)\r\n\tby %s (sekisho) with %s id %s", helo, addressLiteral(client), hostname, protocol, id)
+	if len(rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", rcpts[0].String())
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
+	return b.String()
+}
+
+// addressLiteral writes an IP address as RFC 5321 §4.1.3 does: [192.0.2.1],
+// [IPv6:2001:db8::1].
+func addressLiteral(ip netip.Addr) string {
+	if ip.Is6() && !ip.Is4In6() {
+		return "[IPv6:" + ip.String() + "]"
+	}
+	return "[" + ip.Unmap().String() + "]"
+}
+
+// asciiDomain is the domain as DNS knows it (U-labels as A-labels); a name
+// that does not convert is left as it is, for the lookup to fail on.
+func asciiDomain(d string) string {
+	if a, err := mailaddr.ToASCII(d); err == nil {
+		return a
+	}
+	return d
+}
+
+// asReply reports whether err carries a deliberate reply.
+func asReply(err error) (*policy.Reply, bool) {
+	var r *policy.Reply
+	ok := errors.As(err, &r)
+	return r, ok
+}
+
+// passReasons joins what each check found for an accepted command ("dnsbl:
+// not listed; greylist: passed after 312 s"), so that the log says why mail
+// was let through, not only why it was refused.
+func passReasons(results []filters.Result) string {
+	var parts []string
+	for _, r := range results {
+		if r.Verdict.Reason != "" {
+			parts = append(parts, r.Verdict.Reason)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// lastCheck names the check whose result ended a chain run.
+func lastCheck(results []filters.Result) string {
+	if len(results) == 0 {
+		return ""
+	}
+	return results[len(results)-1].Check
+}
+
+// verdictReply is the reply for a Defer or Reject verdict, nil otherwise.
+func verdictReply(v filters.Verdict) *policy.Reply {
+	if v.Action == filters.Defer || v.Action == filters.Reject {
+		return v.Reply
+	}
+	return nil
+}
+
+// relayControl decides whether a recipient may be accepted from this client
+// at all (DESIGN.md §2: no open relay). A client that may not relay (neither
+// trusted nor authenticated) may only send to local domains, and there
+// without routing syntax in the local part; address literals are never
+// routed.
+func (s *Server) relayControl(addr mailaddr.Address, local, mayRelay bool) (*policy.Reply, string) {
+	switch {
+	case !mayRelay && !local:
+		return policy.RelayDenied, "recipient domain is not local and client may not relay"
+	case !mayRelay && addr.HasRoutingSyntax():
+		return policy.RelayDenied, "routing syntax in local part (" + addr.Local + ")"
+	case addr.IsLiteral():
+		return policy.AddressLiteral, "address literal"
+	}
+	return nil, ""
+}
