@@ -44,35 +44,43 @@ const sampleMessage = "From: Bob <bob@example.org>\r\n" +
 	"Last line.\r\n"
 
 // TestRelayByteForByte: net/smtp sends a message from outside; the next hop
-// holds exactly those bytes with one Received header in front.
+// holds exactly those bytes with one Received header in front — on the wire,
+// dot-stuffed as the client sent them, for the raw next hop.
 func TestRelayByteForByte(t *testing.T) {
-	gw, hop := campus(t, nil)
-	c := dataSession(t, gw, "alice@campus.test") // EHLO, MAIL, RCPT, DATA: 354
-	// Dot-stuff as a client must.
-	stuffed := strings.ReplaceAll(sampleMessage, "\r\n.", "\r\n..")
-	c.SendRaw(stuffed + ".\r\n")
-	if r := c.Read(); r.Code != 250 {
-		t.Fatalf("DATA: %v", r)
-	}
-	msgs := hop.Messages()
-	if len(msgs) != 1 {
-		t.Fatalf("next hop has %d messages, want 1", len(msgs))
-	}
-	m := msgs[0]
-	if m.From != "bob@example.org" || len(m.To) != 1 || m.To[0] != "alice@campus.test" {
-		t.Errorf("envelope = %q -> %q", m.From, m.To)
-	}
-	data := string(m.Data)
-	if !strings.HasPrefix(data, "Received: from client.example.org ([127.0.0.2])\r\n\tby mx.campus.test (sekisho) with ESMTP id ") {
-		t.Errorf("message does not start with our Received header:\n%s", data)
-	}
-	i := strings.Index(data, "From: Bob")
-	if i < 0 || data[i:] != sampleMessage {
-		t.Errorf("relayed bytes differ from the client's:\n%q\nwant suffix\n%q", data, sampleMessage)
-	}
-	if n := strings.Count(data[:i], "Received:"); n != 1 {
-		t.Errorf("%d Received headers added, want 1", n)
-	}
+	forEachHop(t, func(t *testing.T, hop *wireHop) {
+		gw := campusVia(t, hop.addr)
+		c := dataSession(t, gw, "alice@campus.test") // EHLO, MAIL, RCPT, DATA: 354
+		// Dot-stuff as a client must.
+		stuffed := strings.ReplaceAll(sampleMessage, "\r\n.", "\r\n..")
+		c.SendRaw(stuffed + ".\r\n")
+		if r := c.Read(); r.Code != 250 {
+			t.Fatalf("DATA: %v", r)
+		}
+		msgs := hop.received()
+		if len(msgs) != 1 {
+			t.Fatalf("next hop has %d messages, want 1", len(msgs))
+		}
+		if hop.raw != nil {
+			m := hop.raw.Messages()[0]
+			if m.From != "bob@example.org" || len(m.To) != 1 || m.To[0] != "alice@campus.test" {
+				t.Errorf("envelope = %q -> %q", m.From, m.To)
+			}
+		}
+		data := string(msgs[0])
+		if !strings.HasPrefix(data, "Received: from client.example.org ([127.0.0.2])\r\n\tby mx.campus.test (sekisho) with ESMTP id ") {
+			t.Errorf("message does not start with our Received header:\n%s", data)
+		}
+		want := hop.wire(sampleMessage)
+		i := strings.Index(data, "From: Bob")
+		if i < 0 || data[i:] != want {
+			t.Errorf("relayed bytes differ from the client's:\n%q\nwant suffix\n%q", data, want)
+		}
+		if i >= 0 {
+			if n := strings.Count(data[:i], "Received:"); n != 1 {
+				t.Errorf("%d Received headers added, want 1", n)
+			}
+		}
+	})
 }
 
 // TestRelayWithNetSMTPAndSwaks: the standard library's client and swaks both
@@ -231,32 +239,40 @@ func TestOtherRouteDeferred(t *testing.T) {
 
 // TestSmugglingRefused sends a clean message, then each sequence of SEC
 // Consult's SMTP smuggling list followed by a smuggled MAIL/RCPT/DATA. Each
-// attempt gets 550 5.6.0; the next hop holds exactly the clean message.
+// attempt gets 550 5.6.0; the next hop holds exactly the clean message, and
+// the raw next hop, which ends DATA only at CRLF.CRLF and records every
+// byte, got no smuggled command and no bare CR or LF.
 func TestSmugglingRefused(t *testing.T) {
-	gw, hop := campus(t, nil)
-	c := dataSession(t, gw, "alice@campus.test") // EHLO, MAIL, RCPT, DATA: 354
-	c.SendRaw(hdr("clean") + "clean body\r\n.\r\n")
-	if r := c.Read(); r.Code != 250 {
-		t.Fatalf("clean message: %v", r)
-	}
-	smuggled := "MAIL FROM:<admin@campus.test>\r\nRCPT TO:<alice@campus.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nsmuggled body\r\n"
-	for _, seq := range []string{"\n.\n", "\n.\r", "\r.\n", "\r.\r", "\n.\r\n", "\r.\r\n", "\r\n\x00.\r\n"} {
-		c.Expect("MAIL FROM:<bob@example.org>", "250")
-		c.Expect("RCPT TO:<alice@campus.test>", "250")
-		c.Expect("DATA", "354")
-		c.SendRaw(hdr("carrier") + "body" + seq + smuggled + ".\r\n")
-		if r := c.Read(); !strings.HasPrefix(r.String(), "550 5.6.0") {
-			t.Errorf("sequence %q: got %v, want 550 5.6.0", seq, r)
+	forEachHop(t, func(t *testing.T, hop *wireHop) {
+		gw := campusVia(t, hop.addr)
+		c := dataSession(t, gw, "alice@campus.test") // EHLO, MAIL, RCPT, DATA: 354
+		clean := hdr("clean") + "clean body\r\n"
+		c.SendRaw(clean + ".\r\n")
+		if r := c.Read(); r.Code != 250 {
+			t.Fatalf("clean message: %v", r)
 		}
-	}
-	c.Expect("NOOP", "250") // the session is still in step
-	msgs := hop.Messages()
-	if len(msgs) != 1 {
-		t.Fatalf("next hop holds %d messages, want exactly the clean one", len(msgs))
-	}
-	if !bytes.Contains(msgs[0].Data, []byte("clean body")) || bytes.Contains(msgs[0].Data, []byte("smuggled")) {
-		t.Errorf("next hop message:\n%s", msgs[0].Data)
-	}
+		smuggled := "MAIL FROM:<admin@campus.test>\r\nRCPT TO:<alice@campus.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nsmuggled body\r\n"
+		for _, seq := range []string{"\n.\n", "\n.\r", "\r.\n", "\r.\r", "\n.\r\n", "\r.\r\n", "\r\n\x00.\r\n"} {
+			c.Expect("MAIL FROM:<bob@example.org>", "250")
+			c.Expect("RCPT TO:<alice@campus.test>", "250")
+			c.Expect("DATA", "354")
+			c.SendRaw(hdr("carrier") + "body" + seq + smuggled + ".\r\n")
+			if r := c.Read(); !strings.HasPrefix(r.String(), "550 5.6.0") {
+				t.Errorf("sequence %q: got %v, want 550 5.6.0", seq, r)
+			}
+		}
+		c.Expect("NOOP", "250") // the session is still in step
+		if l := hop.commandsWith("admin@campus.test"); len(l) != 0 {
+			t.Errorf("the next hop got smuggled commands: %q", l)
+		}
+		msgs := hop.received()
+		if len(msgs) != 1 {
+			t.Fatalf("next hop holds %d messages, want exactly the clean one", len(msgs))
+		}
+		if !strings.HasSuffix(string(msgs[0]), "\r\n"+hop.wire(clean)) || bytes.Contains(msgs[0], []byte("smuggled")) {
+			t.Errorf("next hop message:\n%q\nwant it to end with\n%q", msgs[0], hop.wire(clean))
+		}
+	})
 }
 
 // TestMailLoop: more than 50 Received headers → 554 5.4.6.
@@ -590,32 +606,35 @@ func TestLMTPNextHop(t *testing.T) {
 	}
 }
 
-// TestChunking: go-smtp offers CHUNKING (RFC 3030). A message sent with BDAT
-// is relayed like one sent with DATA, and a bare LF inside a chunk is refused
-// the same way.
+// TestChunking: a message sent with BDAT (RFC 3030) is relayed like one
+// sent with DATA — to the raw next hop, which offers no CHUNKING, as DATA
+// with the leading dot stuffed — and a bare LF inside a chunk is refused the
+// same way.
 func TestChunking(t *testing.T) {
-	gw, hop := campus(t, nil)
-	c := harness.DialFrom(t, outside, gw.SMTP)
-	c.Expect("EHLO client.example.org", "250")
-	c.Expect("MAIL FROM:<bob@example.org>", "250")
-	c.Expect("RCPT TO:<alice@campus.test>", "250")
-	body := hdr("chunked") + ".a line with a leading dot\r\nhello\r\n"
-	c.SendRaw(fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
-	if r := c.Read(); r.Code != 250 {
-		t.Fatalf("BDAT: %v", r)
-	}
-	c.Expect("MAIL FROM:<bob@example.org>", "250")
-	c.Expect("RCPT TO:<alice@campus.test>", "250")
-	bad := hdr("chunked") + "bare\nlf\r\n"
-	c.SendRaw(fmt.Sprintf("BDAT %d LAST\r\n%s", len(bad), bad))
-	if r := c.Read(); !strings.HasPrefix(r.String(), "550 5.6.0") {
-		t.Errorf("bare LF in a chunk: %v, want 550 5.6.0", r)
-	}
-	c.Expect("NOOP", "250")
-	msgs := hop.Messages()
-	if len(msgs) != 1 || !strings.HasSuffix(string(msgs[0].Data), body) {
-		t.Fatalf("next hop holds %d messages: %+v", len(msgs), msgs)
-	}
+	forEachHop(t, func(t *testing.T, hop *wireHop) {
+		gw := campusVia(t, hop.addr)
+		c := harness.DialFrom(t, outside, gw.SMTP)
+		c.Expect("EHLO client.example.org", "250")
+		c.Expect("MAIL FROM:<bob@example.org>", "250")
+		c.Expect("RCPT TO:<alice@campus.test>", "250")
+		body := hdr("chunked") + ".a line with a leading dot\r\nhello\r\n"
+		c.SendRaw(fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
+		if r := c.Read(); r.Code != 250 {
+			t.Fatalf("BDAT: %v", r)
+		}
+		c.Expect("MAIL FROM:<bob@example.org>", "250")
+		c.Expect("RCPT TO:<alice@campus.test>", "250")
+		bad := hdr("chunked bare") + "bare\nlf\r\n"
+		c.SendRaw(fmt.Sprintf("BDAT %d LAST\r\n%s", len(bad), bad))
+		if r := c.Read(); !strings.HasPrefix(r.String(), "550 5.6.0") {
+			t.Errorf("bare LF in a chunk: %v, want 550 5.6.0", r)
+		}
+		c.Expect("NOOP", "250")
+		msgs := hop.received()
+		if len(msgs) != 1 || !strings.HasSuffix(string(msgs[0]), "\r\n"+hop.wire(body)) {
+			t.Fatalf("next hop holds %d messages, want one ending with\n%q\ngot %q", len(msgs), hop.wire(body), msgs)
+		}
+	})
 }
 
 // TestTotalConnectionLimit: past max_connections every new client gets
