@@ -1,6 +1,6 @@
 package filters
 
-// The DNSBL check (DESIGN.md §3 row 2, issue 4): is the client's IP address
+// The DNSBL check (DESIGN.md §3 row 2): is the client's IP address
 // on a DNS blocklist?
 //
 // The lookups start when the connection arrives (StartConnect, while the
@@ -41,6 +41,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"sekisho/internal/mailaddr"
 	"sekisho/lookup"
 	"sekisho/policy"
 )
@@ -123,7 +124,7 @@ func ParseDNSBLZone(spec string) (DNSBLZone, error) {
 			return DNSBLZone{}, fmt.Errorf("%q: no return codes after =", spec)
 		}
 	}
-	zone, err := policy.ValidateDomain(s)
+	zone, err := mailaddr.ToASCII(s)
 	if err != nil {
 		return DNSBLZone{}, fmt.Errorf("%q: zone: %v", spec, err)
 	}

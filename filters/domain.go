@@ -1,6 +1,6 @@
 package filters
 
-// The domain-existence check (DESIGN.md §3 rows 3 and 3b, issue 4): does the
+// The domain-existence check (DESIGN.md §3 rows 3 and 3b): does the
 // sender's domain (at MAIL) and each recipient's domain (at RCPT) exist as a
 // mail domain?
 //
@@ -16,8 +16,8 @@ package filters
 //	recipient in local_domains              continue (tx.Local)
 //	sender in local_domains                 continue: ours, by configuration
 //	address literal [192.0.2.1]             continue: no DNS name to check
-//	non-ASCII (SMTPUTF8) domain             continue: needs IDNA, not done
-//	domain not a domain (RFC 5321 §4.1.2)   501 5.1.7 / 501 5.1.3
+//	domain not a domain (RFC 5321 §4.1.2,   501 5.1.7 / 501 5.1.3
+//	  mailaddr.ToASCII)
 //	bad-domain list or special-use name     550 5.1.8 / 550 5.1.2
 //	DNS: found (MX, or A/AAAA)              continue
 //	DNS: null MX (RFC 7505)                 550 5.7.27 / 556 5.1.10
@@ -30,9 +30,10 @@ package filters
 //	  nxdomain: tempfail (default)          450 4.1.8 / 450 4.1.2
 //	  nxdomain: reject                      550 5.1.8 / 550 5.1.2
 //
-// (sender / recipient.) The log reason of an NXDOMAIN starts with
-// "NXDOMAIN for <domain>" so that reports can count the top NXDOMAIN
-// domains.
+// (sender / recipient.) An internationalized (SMTPUTF8) domain is checked in
+// its A-label form, which the replies and the log show. The log reason of an
+// NXDOMAIN starts with "NXDOMAIN for <domain>" so that reports can count the
+// top NXDOMAIN domains.
 
 import (
 	"context"
@@ -40,6 +41,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"sekisho/internal/mailaddr"
 	"sekisho/lookup"
 	"sekisho/policy"
 )
@@ -112,7 +114,7 @@ func DefaultTypoDomains(local []string) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, d := range append(append([]string{}, local...), policy.PopularDomains...) {
-		d = policy.NormalizeDomain(strings.TrimPrefix(d, "."))
+		d = mailaddr.Fold(strings.TrimPrefix(d, "."))
 		if d == "" || seen[d] {
 			continue
 		}
@@ -126,7 +128,7 @@ type domainCore struct {
 	resolver DomainResolver
 	bad      BadDomainMatcher
 	nxdomain NXDomainAction
-	local    []string // normalized, ".x" for subtrees
+	local    mailaddr.DomainSet
 	popular  []string
 	logger   *slog.Logger
 }
@@ -148,17 +150,13 @@ func NewDomainChecks(opt DomainOptions) (sender, recipient *DomainCheck, err err
 	if c.logger == nil {
 		c.logger = slog.Default()
 	}
-	for _, d := range opt.LocalDomains {
-		if d = policy.NormalizeDomain(d); d != "" {
-			c.local = append(c.local, d)
-		}
-	}
+	c.local = mailaddr.NewDomainSet(opt.LocalDomains)
 	c.popular = opt.Popular
 	if c.popular == nil {
 		c.popular = DefaultTypoDomains(opt.LocalDomains)
 	}
 	for _, p := range c.popular {
-		if _, err := policy.ValidateDomain(p); err != nil {
+		if _, err := mailaddr.ToASCII(p); err != nil {
 			return nil, nil, fmt.Errorf("domain: popular domain %q: %v", p, err)
 		}
 	}
@@ -196,13 +194,6 @@ func (d *DomainCheck) Check(ctx context.Context, tx *Transaction) (Verdict, erro
 	return d.core.judge(ctx, tx.From, false), nil
 }
 
-// Judge gives the verdict on one address's domain as the sender check
-// (recipient false) or the recipient check would, without the skips that
-// depend on the client (for explain and tests).
-func (d *DomainCheck) Judge(ctx context.Context, addr string) Verdict {
-	return d.core.judge(ctx, addr, d.recipient)
-}
-
 func domainSkip(why string) Verdict {
 	return Verdict{Action: Continue, Reason: "domain: " + why + ", not checked"}
 }
@@ -228,24 +219,23 @@ func (c *domainCore) judge(ctx context.Context, addr string, recipient bool) Ver
 	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
 		domain = addr[at+1:]
 	}
-	domain = policy.NormalizeDomain(domain)
 	switch {
-	case domain == "":
+	case strings.TrimSuffix(domain, ".") == "":
 		return domainSkip(rp.role + " without a domain")
 	case strings.HasPrefix(domain, "["):
 		return domainSkip(rp.role + " domain is an address literal " + dnsblPrintable(domain, 64))
-	case !recipient && c.isLocal(domain):
-		return domainSkip("sender domain " + domain + " is in local_domains")
+	case !recipient && c.local.Contains(domain):
+		return domainSkip("sender domain " + dnsblPrintable(mailaddr.Fold(domain), 100) + " is in local_domains")
 	}
-	if problem := domainSyntax(domain); problem != "" {
-		if problem == domainNonASCII {
-			return domainSkip(rp.role + " domain " + dnsblPrintable(domain, 64) + " is not ASCII (IDNA lookup not supported)")
-		}
-		shown := dnsblPrintable(domain, 100)
+	ascii, err := mailaddr.ToASCII(domain)
+	if err != nil {
+		shown := dnsblPrintable(strings.ToLower(domain), 100)
+		problem := dnsblPrintable(err.Error(), 200)
 		return Verdict{Action: Reject,
 			Reply:  rp.syntax.Withf("%s domain %s is not a valid domain name: %s", rp.role, shown, problem),
 			Reason: fmt.Sprintf("domain: %s domain %q: syntax: %s", rp.role, shown, problem)}
 	}
+	domain = ascii
 
 	if m, ok := c.matchBad(domain); ok {
 		where := "on the bad-domain list"
@@ -304,56 +294,4 @@ func (c *domainCore) matchBad(domain string) (policy.BadDomainMatch, bool) {
 		return c.bad.Match(domain)
 	}
 	return policy.MatchBadDomain(nil, domain)
-}
-
-// isLocal reports whether domain (normalized) is in the local domains: an
-// entry "x" matches x, an entry ".x" every name below x.
-func (c *domainCore) isLocal(domain string) bool {
-	for _, l := range c.local {
-		if strings.HasPrefix(l, ".") {
-			if strings.HasSuffix(domain, l) {
-				return true
-			}
-		} else if domain == l {
-			return true
-		}
-	}
-	return false
-}
-
-const domainNonASCII = "non-ASCII"
-
-// domainSyntax says what makes domain (normalized) certainly not a domain
-// name a mail can be addressed to (RFC 5321 §4.1.2 Domain; RFC 1035 §2.3.4
-// limits), or "" if nothing does. It is deliberately lenient where the
-// answer is DNS's to give: an underscore or a label beginning or ending with
-// a hyphen breaks the host-name rules but is looked up, not refused.
-// domainNonASCII is returned for a name with bytes above 0x7f.
-func domainSyntax(domain string) string {
-	if len(domain) > 253 {
-		return fmt.Sprintf("%d octets long, at most 253 allowed (RFC 1035 section 2.3.4)", len(domain))
-	}
-	labels := strings.Split(domain, ".")
-	for _, l := range labels {
-		switch {
-		case l == "":
-			return "empty label"
-		case len(l) > 63:
-			return "label longer than 63 octets (RFC 1035 section 2.3.4)"
-		}
-		for i := 0; i < len(l); i++ {
-			ch := l[i]
-			switch {
-			case ch >= 0x80:
-				return domainNonASCII
-			case ch >= 'a' && ch <= 'z', ch >= '0' && ch <= '9', ch == '-', ch == '_':
-			default:
-				return fmt.Sprintf("character %q not allowed (RFC 5321 section 4.1.2: letters, digits and hyphens)", ch)
-			}
-		}
-	}
-	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
-		return "top-level label is all digits: an IP address must be written as an address literal [192.0.2.1] (RFC 5321 section 4.1.3)"
-	}
-	return ""
 }

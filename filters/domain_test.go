@@ -18,6 +18,7 @@ import (
 // domainServer serves the domains of the tests under made-up zones (the
 // .test names are special-use, so the bad-domain rules would answer before
 // DNS): mx.net has MX, aonly.net only an A record, nullmx.net a null MX,
+// xn--bcher-kva.net (bücher.net) has MX too,
 // nomail.net exists without mail host, nx.net and gmial.com do not exist,
 // servfail.net SERVFAILs, silent.net never answers; canary.net is the DNS
 // canary.
@@ -35,6 +36,7 @@ func domainServer(t testing.TB) *testdns.Server {
 		`nomail.net. 300 IN TXT "v=spf1 -all"`,
 		"gmail.com. 300 IN MX 5 gmail-smtp-in.l.google.com.",
 		"listed.net. 300 IN MX 10 mx1.mx.net.",
+		"xn--bcher-kva.net. 300 IN MX 10 mx1.mx.net.",
 	)
 	s.SetBehavior("servfail.net.", testdns.AnyType, testdns.Servfail)
 	s.SetBehavior("silent.net.", testdns.AnyType, testdns.Silent)
@@ -58,7 +60,7 @@ func newTestDomainChecks(t testing.TB, s *testdns.Server, nx NXDomainAction) (se
 	t.Helper()
 	sender, recipient, err := NewDomainChecks(DomainOptions{
 		Resolver:     dnsTestResolver(t, s, "canary.net"),
-		BadDomains:   badDomainsFile(t, "# test list\nlisted.net\n.badtree.net\n"),
+		BadDomains:   badDomainsFile(t, "# test list\nlisted.net\n.badtree.net\n.bösartig.net\n"),
 		NXDomain:     nx,
 		LocalDomains: []string{"campus.test", ".campus.test"},
 		Logger:       slog.New(slog.DiscardHandler),
@@ -67,6 +69,16 @@ func newTestDomainChecks(t testing.TB, s *testdns.Server, nx NXDomainAction) (se
 		t.Fatal(err)
 	}
 	return sender, recipient
+}
+
+// checkRcpt runs the recipient check on rcpt (sender bob@mx.net).
+func checkRcpt(t testing.TB, recipient *DomainCheck, rcpt string) Verdict {
+	t.Helper()
+	v, err := recipient.Check(context.Background(), domainTx("bob@mx.net", rcpt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 func domainTx(from, rcpt string) *Transaction {
@@ -106,7 +118,10 @@ func TestDomainOutcomes(t *testing.T) {
 		{"syntax: bare IP", "192.0.2.1", NXDomainTempfail, "501 5.1.7", "501 5.1.3", "address literal", "syntax"},
 		{"syntax: bad character", "ex!ample.net", NXDomainTempfail, "501 5.1.7", "501 5.1.3", `'!'`, "syntax"},
 		{"address literal: not checked", "[192.0.2.1]", NXDomainReject, "", "", "", "address literal"},
-		{"non-ASCII: not checked", "例え.jp", NXDomainReject, "", "", "", "not ASCII"},
+		{"IDN: looked up as A-labels", "Bücher.net", NXDomainReject, "", "", "", "xn--bcher-kva.net exists"},
+		{"IDN: NXDOMAIN", "例え.net", NXDomainReject, "550 5.1.8", "550 5.1.2", "xn--r8jz45g.net does not exist", "NXDOMAIN for xn--r8jz45g.net"},
+		{"IDN: bad-domain list", "www.BÖSARTIG.net", NXDomainTempfail, "550 5.1.8", "550 5.1.2", "xn--bsartig-90a.net", "baddomains.txt:4: .xn--bsartig-90a.net"},
+		{"IDN: not a valid name", "bü_cher.net", NXDomainTempfail, "501 5.1.7", "501 5.1.3", "IDNA", "syntax"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -174,7 +189,7 @@ func TestDomainCanaryFailing(t *testing.T) {
 				}
 			}
 		}
-		v := recipient.Judge(context.Background(), "alice@nullmx.net")
+		v := checkRcpt(t, recipient, "alice@nullmx.net")
 		if v.Reply == nil || v.Reply.Code != 556 {
 			t.Errorf("null MX with the canary failing: %v", v.Reply)
 		}
@@ -183,7 +198,7 @@ func TestDomainCanaryFailing(t *testing.T) {
 	// the resolver's 2 s of remembered ill health).
 	s.SetBehavior("canary.net.", testdns.AnyType, testdns.Normal)
 	_, recipient := newTestDomainChecks(t, s, NXDomainReject)
-	if v := recipient.Judge(context.Background(), "alice@nx.net"); v.Reply == nil || v.Reply.Code != 550 {
+	if v := checkRcpt(t, recipient, "alice@nx.net"); v.Reply == nil || v.Reply.Code != 550 {
 		t.Errorf("canary back: %v", v.Reply)
 	}
 }
@@ -234,7 +249,7 @@ func TestDomainSkips(t *testing.T) {
 func TestDomainBadListFirst(t *testing.T) {
 	s := domainServer(t)
 	_, recipient := newTestDomainChecks(t, s, NXDomainTempfail)
-	v := recipient.Judge(context.Background(), "x@listed.net")
+	v := checkRcpt(t, recipient, "x@listed.net")
 	if v.Action != Reject || v.Reply.String()[:9] != "550 5.1.2" {
 		t.Fatalf("%v %v", v.Action, v.Reply)
 	}
@@ -259,7 +274,7 @@ func TestDomainPopularList(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v := recipient.Judge(context.Background(), "x@gmial.com"); v.Reply == nil || v.Reply.String()[:9] != c.want {
+		if v := checkRcpt(t, recipient, "x@gmial.com"); v.Reply == nil || v.Reply.String()[:9] != c.want {
 			t.Errorf("popular %q: %v, want %s", c.popular, v.Reply, c.want)
 		}
 	}

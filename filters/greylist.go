@@ -1,6 +1,6 @@
 package filters
 
-// The greylisting check (DESIGN.md §3 row 6, issue 5), on top of package
+// The greylisting check (DESIGN.md §3 row 6), on top of package
 // greylist.
 //
 // At RCPT, in this order, the first that applies decides:
@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"sekisho/greylist"
+	"sekisho/internal/mailaddr"
 	"sekisho/policy"
 )
 
@@ -386,9 +387,9 @@ func IsPostmaster(rcpt string) bool {
 type GreylistWhitelist struct {
 	file       string
 	prefixes   []whitelistPrefix
-	names      domainSet         // client names
+	names      whitelistNames    // client names
 	recipients map[string]string // address → "file:line: entry"
-	rcptDoms   domainSet         // @domain entries
+	rcptDoms   whitelistNames    // @domain entries
 }
 
 type whitelistPrefix struct {
@@ -396,42 +397,35 @@ type whitelistPrefix struct {
 	where  string
 }
 
-// domainSet holds name entries: exact names and subtrees (leading dot), each
-// mapped to "file:line: entry". The first entry of a name wins.
-type domainSet struct {
-	exact, subtree map[string]string
+// whitelistNames holds name entries, exact names and subtrees (leading
+// dot, covering the name too), each with the "file:line: entry" it came
+// from. The first entry of a name wins. build makes the matcher once the
+// file is read.
+type whitelistNames struct {
+	entries []string          // as written, normalized: "x" or ".x"
+	where   map[string]string // entry -> "file:line: entry"
+	set     mailaddr.DomainSet
 }
 
-func (s *domainSet) add(e policy.BadDomainEntry, where string) {
-	m := &s.exact
-	if e.Subtree {
-		m = &s.subtree
+func (s *whitelistNames) add(e policy.BadDomainEntry, where string) {
+	if s.where == nil {
+		s.where = map[string]string{}
 	}
-	if *m == nil {
-		*m = map[string]string{}
-	}
-	if _, dup := (*m)[e.Domain]; !dup {
-		(*m)[e.Domain] = where
+	if _, dup := s.where[e.String()]; !dup {
+		s.where[e.String()] = where
+		s.entries = append(s.entries, e.String())
 	}
 }
 
-func (s *domainSet) len() int { return len(s.exact) + len(s.subtree) }
+func (s *whitelistNames) build() { s.set = mailaddr.NewDomainTree(s.entries) }
 
-// match finds the entry covering the normalised name: the exact entry, else
-// the subtree entry of the name or of its nearest parent that has one.
-func (s *domainSet) match(name string) (string, bool) {
-	if where, ok := s.exact[name]; ok {
-		return where, true
-	}
-	for d := name; d != ""; {
-		if where, ok := s.subtree[d]; ok {
-			return where, true
-		}
-		i := strings.IndexByte(d, '.')
-		if i < 0 {
-			break
-		}
-		d = d[i+1:]
+func (s *whitelistNames) len() int { return len(s.entries) }
+
+// match finds the entry covering name: the exact entry, else the subtree
+// entry of the name or of its nearest parent that has one.
+func (s *whitelistNames) match(name string) (string, bool) {
+	if e, ok := s.set.Match(name); ok {
+		return s.where[e], true
 	}
 	return "", false
 }
@@ -475,6 +469,8 @@ func ParseGreylistWhitelist(file string, content []byte) (*GreylistWhitelist, er
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	w.names.build()
+	w.rcptDoms.build()
 	return w, nil
 }
 
@@ -549,18 +545,17 @@ func (w *GreylistWhitelist) MatchClient(ip netip.Addr) (string, bool) {
 
 // MatchName finds the name entry covering the client's verified name.
 func (w *GreylistWhitelist) MatchName(name string) (string, bool) {
-	return w.names.match(policy.NormalizeDomain(name))
+	return w.names.match(name)
 }
 
 // MatchRecipient finds the entry covering the recipient address.
 func (w *GreylistWhitelist) MatchRecipient(rcpt string) (string, bool) {
-	rcpt = strings.ToLower(rcpt)
-	if where, ok := w.recipients[rcpt]; ok {
-		return where, true
-	}
 	at := strings.LastIndexByte(rcpt, '@')
 	if at < 0 {
 		return "", false
 	}
-	return w.rcptDoms.match(policy.NormalizeDomain(rcpt[at+1:]))
+	if where, ok := w.recipients[strings.ToLower(rcpt[:at])+"@"+mailaddr.Fold(rcpt[at+1:])]; ok {
+		return where, true
+	}
+	return w.rcptDoms.match(rcpt[at+1:])
 }

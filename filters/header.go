@@ -1,6 +1,6 @@
 package filters
 
-// The header-format check (DESIGN.md §3 row 4, issue 4).
+// The header-format check (DESIGN.md §3 row 4).
 //
 // Rules (name: what breaks it — default action):
 //

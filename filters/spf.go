@@ -1,6 +1,6 @@
 package filters
 
-// The SPF check (DESIGN.md §3 row 7, issue 5), on top of
+// The SPF check (DESIGN.md §3 row 7), on top of
 // blitiri.com.ar/go/spf and lookup's resolver adapter.
 //
 // At RCPT, once per transaction, after the recipient passed every earlier
@@ -42,6 +42,7 @@ import (
 
 	"blitiri.com.ar/go/spf"
 
+	"sekisho/internal/mailaddr"
 	"sekisho/policy"
 )
 
@@ -322,13 +323,6 @@ func (c *SPF) Evaluate(ctx context.Context, client netip.Addr, helo, from string
 	out.Sender = local + "@" + domain
 	out.Domain = domain
 
-	if spfNonASCII(domain) {
-		// RFC 7208 §4.3 wants A-labels; converting needs IDNA tables this
-		// build does not have. Could not tell, not "none".
-		out.Result, out.Detail = spf.TempError, "internationalized domain "+spfQuoteDetail(domain)+": IDNA conversion not supported, not evaluated"
-		out.Elapsed = time.Since(start)
-		return out
-	}
 	ascii, why := spfLookupDomain(domain)
 	if why != "" {
 		// RFC 7208 §4.3: a malformed domain or one that is not a
@@ -416,18 +410,10 @@ func spfQualifier(res spf.Result) string {
 	return ""
 }
 
-func spfNonASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return true
-		}
-	}
-	return false
-}
-
-// spfLookupDomain returns the domain as looked up or why it is
-// not looked up (RFC 7208 §4.3: malformed, or not a multi-label domain
-// name, e.g. an address literal or a bare HELO name).
+// spfLookupDomain returns the domain as looked up, in A-labels (RFC 7208
+// §4.3: "Internationalized domain names MUST be encoded as A-labels"), or
+// why it is not looked up (RFC 7208 §4.3: malformed, or not a multi-label
+// domain name, e.g. an address literal or a bare HELO name).
 func spfLookupDomain(domain string) (string, string) {
 	if domain == "" {
 		return "", "no domain to check"
@@ -435,18 +421,12 @@ func spfLookupDomain(domain string) (string, string) {
 	if strings.HasPrefix(domain, "[") {
 		return "", "address literal " + spfQuoteDetail(domain) + ": no domain to check"
 	}
-	ascii := domain
-	if len(ascii) > 253 {
-		return "", "domain longer than 253 characters"
+	ascii, err := mailaddr.ToASCII(domain)
+	if err != nil {
+		return "", "domain " + spfQuoteDetail(domain) + " is malformed: " + err.Error()
 	}
-	labels := strings.Split(ascii, ".")
-	if len(labels) < 2 {
+	if !strings.Contains(ascii, ".") {
 		return "", "domain " + spfQuoteDetail(ascii) + " is not a multi-label domain name"
-	}
-	for _, l := range labels {
-		if l == "" || len(l) > 63 {
-			return "", "domain " + spfQuoteDetail(ascii) + " has an empty label or one longer than 63 characters"
-		}
 	}
 	return ascii, ""
 }

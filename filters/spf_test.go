@@ -31,6 +31,7 @@ func spfTestDNS(t testing.TB) *testdns.Server {
 		`mail.spf.test. 300 IN TXT "v=spf1 a -all"`,
 		"mail.spf.test. 300 IN A 192.0.2.10",
 		`silent.spf.test. 300 IN TXT "v=spf1 -all"`,
+		`xn--bcher-kva.spf.test. 300 IN TXT "v=spf1 ip4:192.0.2.10 -all"`,
 	)
 	s.SetBehavior("silent.spf.test.", testdns.AnyType, testdns.Silent)
 	return s
@@ -411,17 +412,22 @@ func TestSPFHeaderInjection(t *testing.T) {
 	}
 }
 
-// TestSPFInternationalDomain: a U-label domain cannot be looked up without
-// IDNA tables: temperror (could not tell), no query.
+// TestSPFInternationalDomain: a U-label domain is evaluated in its A-label
+// form (RFC 7208 §4.3); a malformed one gives "none" without a query.
 func TestSPFInternationalDomain(t *testing.T) {
 	s := spfTestDNS(t)
 	c := spfTestCheck(t, s, SPFOptions{})
-	out := c.Evaluate(context.Background(), netip.MustParseAddr("192.0.2.10"), "client.example", "bob@bücher.spf.test")
-	if out.Result != spf.TempError || !strings.Contains(out.Detail, "IDNA") {
+	out := c.Evaluate(context.Background(), netip.MustParseAddr("192.0.2.10"), "client.example", "bob@Bücher.spf.test")
+	if out.Result != spf.Pass || out.Domain != "xn--bcher-kva.spf.test" || out.Sender != "bob@xn--bcher-kva.spf.test" {
+		t.Fatalf("got %s (%s) for %s", out.Result, out.Detail, out.Sender)
+	}
+	before := s.TotalQueries()
+	out = c.Evaluate(context.Background(), netip.MustParseAddr("192.0.2.10"), "client.example", "bob@bü_cher.spf.test")
+	if out.Result != spf.None || !strings.Contains(out.Detail, "IDNA") {
 		t.Fatalf("got %s (%s)", out.Result, out.Detail)
 	}
-	if n := s.TotalQueries(); n != 0 {
-		t.Fatalf("%d queries", n)
+	if n := s.TotalQueries() - before; n != 0 {
+		t.Fatalf("%d queries for a malformed domain", n)
 	}
 }
 

@@ -10,11 +10,13 @@ package policy
 //   - a line ".example.com" covers example.com itself AND every name below it
 //     (DESIGN.md §6: "a line .example also covers its subdomains"), so an admin
 //     writes one line for "this domain and everything under it";
-//   - names are LDH host names (RFC 1035 §2.3.1, RFC 5890 §2.3.1): letters,
-//     digits and hyphens, labels of 1-63 octets, the whole name at most 253
-//     octets; an internationalized name is written as A-labels (xn--...);
+//   - names are host names as mailaddr.ToASCII accepts them (RFC 1035
+//     §2.3.1, RFC 5890 §2.3.1): letters, digits and hyphens, labels of 1-63
+//     octets, the whole name at most 253 octets, a top-level label that is
+//     not all digits (an IP address is not a domain); an internationalized
+//     name may be written with U-labels ("bücher.example") or A-labels
+//     ("xn--bcher-kva.example"), and is stored and matched as A-labels;
 //     upper case is folded to lower case and a trailing dot is dropped;
-//   - an all-digit top-level label is refused: an IP address is not a domain;
 //   - a line that breaks these rules makes the whole file invalid, with an
 //     error naming file:line and what is wrong. A duplicate entry is not an
 //     error (the first one wins when a match is reported).
@@ -27,6 +29,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"sekisho/internal/mailaddr"
 )
 
 // BadDomainEntry is one entry of the bad-domain list.
@@ -44,12 +48,9 @@ func (e BadDomainEntry) String() string {
 	return e.Domain
 }
 
-// Covers reports whether the entry matches the normalized domain d.
-func (e BadDomainEntry) Covers(d string) bool {
-	if d == e.Domain {
-		return true
-	}
-	return e.Subtree && strings.HasSuffix(d, "."+e.Domain)
+// Covers reports whether the entry matches domain.
+func (e BadDomainEntry) Covers(domain string) bool {
+	return mailaddr.NewDomainTree([]string{e.String()}).Contains(domain)
 }
 
 // BadDomainMatch says why a domain is bad: a line of the list or a built-in
@@ -89,8 +90,8 @@ const maxLineErrors = 20
 type BadDomainList struct {
 	file    string
 	entries []BadDomainEntry
-	exact   map[string]int // domain -> index into entries
-	subtree map[string]int // domain -> index into entries
+	set     mailaddr.DomainSet // the entries, ".x" covering x too
+	first   map[string]int     // entry as written (String) -> index of its first line
 	sum     [sha256.Size]byte
 }
 
@@ -100,10 +101,9 @@ type BadDomainList struct {
 // file:line.
 func ParseBadDomains(file string, content []byte) (*BadDomainList, error) {
 	l := &BadDomainList{
-		file:    file,
-		exact:   map[string]int{},
-		subtree: map[string]int{},
-		sum:     sha256.Sum256(content),
+		file:  file,
+		first: map[string]int{},
+		sum:   sha256.Sum256(content),
 	}
 	var errs []error
 	for i, raw := range splitLines(content) {
@@ -120,19 +120,19 @@ func ParseBadDomains(file string, content []byte) (*BadDomainList, error) {
 			continue
 		}
 		entry.Line = lineNo
-		idx := len(l.entries)
+		if _, dup := l.first[entry.String()]; !dup {
+			l.first[entry.String()] = len(l.entries)
+		}
 		l.entries = append(l.entries, entry)
-		m := l.exact
-		if entry.Subtree {
-			m = l.subtree
-		}
-		if _, dup := m[entry.Domain]; !dup {
-			m[entry.Domain] = idx
-		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	names := make([]string, len(l.entries))
+	for i, e := range l.entries {
+		names[i] = e.String()
+	}
+	l.set = mailaddr.NewDomainTree(names)
 	return l, nil
 }
 
@@ -149,28 +149,17 @@ func (l *BadDomainList) Entries() []BadDomainEntry {
 
 // Lookup finds the entry that covers domain: an exact entry first, then the
 // closest subtree entry (".a.example.com" before ".example.com"). domain is
-// normalized as NormalizeDomain does.
+// compared in its ASCII form (mailaddr.DomainSet): a U-label name matches
+// the entry of its A-labels.
 func (l *BadDomainList) Lookup(domain string) (BadDomainEntry, bool) {
 	if l == nil {
 		return BadDomainEntry{}, false
 	}
-	d := NormalizeDomain(domain)
-	if d == "" {
+	entry, ok := l.set.Match(domain)
+	if !ok {
 		return BadDomainEntry{}, false
 	}
-	if i, ok := l.exact[d]; ok {
-		return l.entries[i], true
-	}
-	for s := d; ; {
-		if i, ok := l.subtree[s]; ok {
-			return l.entries[i], true
-		}
-		dot := strings.IndexByte(s, '.')
-		if dot < 0 {
-			return BadDomainEntry{}, false
-		}
-		s = s[dot+1:]
-	}
+	return l.entries[l.first[entry]], true
 }
 
 // Match is Lookup as a BadDomainMatch for logs.
@@ -188,10 +177,11 @@ func (l *BadDomainList) Match(domain string) (BadDomainMatch, bool) {
 	}, true
 }
 
-// NormalizeDomain folds a domain as the list stores it: lower case, without
-// one trailing dot. It does not validate.
+// NormalizeDomain folds a domain as the list stores it (mailaddr.Fold):
+// lower case, without one trailing dot, A-labels for U-labels. It does not
+// validate.
 func NormalizeDomain(domain string) string {
-	return strings.ToLower(strings.TrimSuffix(domain, "."))
+	return mailaddr.Fold(domain)
 }
 
 // ParseBadDomainEntry parses one entry as written in the file (comment
@@ -216,57 +206,20 @@ func ParseBadDomainEntry(text string) (BadDomainEntry, error) {
 }
 
 // ValidateDomain checks that name is a host name as the list accepts it (see
-// the file format above) and returns it lower-cased without a trailing dot.
-// The error says what is wrong in words an admin can act on.
+// the file format above) and returns its ASCII form (mailaddr.ToASCII):
+// lower case, A-labels, without a trailing dot. The error says what is wrong
+// in words an admin can act on.
 func ValidateDomain(name string) (string, error) {
 	d := strings.TrimSuffix(name, ".")
 	switch {
-	case d == "":
-		return "", errors.New("empty name")
 	case strings.Contains(d, "@"):
 		return "", fmt.Errorf("%q is an address, not a domain: give the part after the @", name)
 	case strings.HasPrefix(d, "*."):
 		return "", errors.New("wildcards are not supported: write .example.com to cover a domain and everything below it")
 	case strings.HasPrefix(d, "."):
 		return "", errors.New("empty label: a dot too many at the start")
-	case len(d) > 253:
-		return "", fmt.Errorf("name is %d octets long; at most 253 are allowed (RFC 1035 §2.3.4)", len(d))
 	}
-	for _, r := range d {
-		if r >= 0x80 {
-			return "", errors.New("non-ASCII name: write internationalized names as A-labels (xn--...)")
-		}
-	}
-	d = strings.ToLower(d)
-	labels := strings.Split(d, ".")
-	for _, label := range labels {
-		if err := validateLabel(label); err != nil {
-			return "", err
-		}
-	}
-	if tld := labels[len(labels)-1]; strings.Trim(tld, "0123456789") == "" {
-		return "", fmt.Errorf("top-level label %q is all digits: an IP address is not a domain", tld)
-	}
-	return d, nil
-}
-
-func validateLabel(label string) error {
-	if label == "" {
-		return errors.New("empty label (two dots in a row)")
-	}
-	if len(label) > 63 {
-		return fmt.Errorf("label %q is %d octets long; at most 63 are allowed (RFC 1035 §2.3.4)", label, len(label))
-	}
-	for i := 0; i < len(label); i++ {
-		c := label[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return fmt.Errorf("character %q is not allowed in label %q (letters, digits and hyphens only)", c, label)
-		}
-	}
-	if label[0] == '-' || label[len(label)-1] == '-' {
-		return fmt.Errorf("label %q begins or ends with a hyphen", label)
-	}
-	return nil
+	return mailaddr.ToASCII(name)
 }
 
 // splitLines splits content into lines, each keeping its line ending, so that
@@ -327,19 +280,23 @@ var specialUseRef = func() map[string]string {
 	return m
 }()
 
+// specialUseSet holds the special-use names as subtree entries (".invalid"),
+// each covering the name and everything below it.
+var specialUseSet = func() mailaddr.DomainSet {
+	var names []string
+	for _, s := range specialUse {
+		names = append(names, "."+s.name)
+	}
+	return mailaddr.NewDomainTree(names)
+}()
+
 // specialUseName is the reserved name that covers the normalized domain d,
 // "" if none. (The bare-name rule is not a name and is not reported here.)
 func specialUseName(d string) string {
-	for s := d; ; {
-		if _, ok := specialUseRef[s]; ok {
-			return s
-		}
-		dot := strings.IndexByte(s, '.')
-		if dot < 0 {
-			return ""
-		}
-		s = s[dot+1:]
+	if entry, ok := specialUseSet.Match(d); ok {
+		return strings.TrimPrefix(entry, ".")
 	}
+	return ""
 }
 
 // SpecialUseNames lists the special-use names SpecialUse knows (each covers
@@ -389,8 +346,9 @@ func specialUseMatch(domain string) (BadDomainMatch, bool) {
 }
 
 // MatchBadDomain checks domain against list (which may be nil) and then the
-// special-use rules, in that order (issue 4: the list first, then special
-// use). It is what BadDomains.Match does with the list in force.
+// special-use rules, in that order: an admin's line names the file and line
+// it came from in the log, which a built-in rule cannot. It is what
+// BadDomains.Match does with the list in force.
 func MatchBadDomain(list *BadDomainList, domain string) (BadDomainMatch, bool) {
 	if m, ok := list.Match(domain); ok {
 		return m, true

@@ -41,6 +41,17 @@ func TestParseBadDomainsValidLines(t *testing.T) {
 	if m, ok := l.Match("GMAIL.con."); !ok || m.Line != 3 || m.Rule != "bd.txt:3: gmail.con" {
 		t.Errorf("Match(GMAIL.con.) = %+v, %v; want line 3 (first of the duplicates)", m, ok)
 	}
+	// An internationalized name matches in its A-label form.
+	if m, ok := l.Match("www.Gmáil.com"); ok || m.Line != 0 {
+		t.Errorf("Match(www.Gmáil.com) = %+v, %v; want no match (xn--gmil-6na.com is exact)", m, ok)
+	}
+	if m, ok := l.Match("Gmáil.com."); !ok || m.Line != 5 || m.Domain != "xn--gmil-6na.com" {
+		t.Errorf("Match(Gmáil.com.) = %+v, %v; want line 5", m, ok)
+	}
+	// A U-label entry is stored as A-labels.
+	if e, err := ParseBadDomainEntry(".Bücher.Example"); err != nil || e.Domain != "xn--bcher-kva.example" || !e.Subtree || !e.Covers("www.bücher.example") {
+		t.Errorf("ParseBadDomainEntry(.Bücher.Example) = %+v, %v", e, err)
+	}
 }
 
 func TestParseBadDomainsErrorsNameFileAndLine(t *testing.T) {
@@ -59,7 +70,7 @@ func TestParseBadDomainsErrorsNameFileAndLine(t *testing.T) {
 		{"a-.com", "hyphen"},
 		{"under_score.com", `character '_'`},
 		{"192.0.2.1", "all digits"},
-		{"gmäil.com", "A-labels"},
+		{"gmä_il.com", "IDNA"},
 		{strings.Repeat("a", 64) + ".com", "at most 63"},
 		{strings.Repeat("abcdefghi.", 26) + "com", "at most 253"},
 	}

@@ -42,15 +42,15 @@ const (
 func ToASCII(name string) (string, error) {
 	d := strings.TrimSuffix(name, ".")
 	if d == "" {
-		return "", errors.New("empty domain name")
+		return "", errors.New("empty name")
 	}
 	if !isASCII(d) {
 		if !utf8.ValidString(d) {
-			return "", fmt.Errorf("%q is not valid UTF-8, so not an internationalized domain name (IDNA, RFC 5891)", name)
+			return "", fmt.Errorf("%+q is not valid UTF-8, so not an internationalized domain name (IDNA, RFC 5891)", name)
 		}
 		a, err := idnaProfile.ToASCII(d)
 		if err != nil {
-			return "", fmt.Errorf("%q is not a valid internationalized domain name (IDNA, RFC 5891): %v", name, err)
+			return "", fmt.Errorf("%+q is not a valid internationalized domain name (IDNA, RFC 5891): %v", name, err)
 		}
 		d = strings.TrimSuffix(a, ".")
 	}
@@ -88,7 +88,7 @@ func checkHostName(d string) error {
 		return fmt.Errorf("%q is an address literal, not a domain name", d)
 	}
 	if len(d) > MaxDomainLength {
-		return fmt.Errorf("name is %d octets long; at most %d are allowed (RFC 1035 §2.3.4)", len(d), MaxDomainLength)
+		return fmt.Errorf("name is %d octets long; at most %d are allowed (RFC 1035 section 2.3.4)", len(d), MaxDomainLength)
 	}
 	labels := strings.Split(d, ".")
 	for _, label := range labels {
@@ -107,16 +107,16 @@ func checkLabel(label string) error {
 		return errors.New("empty label (a dot at the start or two dots in a row)")
 	}
 	if len(label) > MaxLabelLength {
-		return fmt.Errorf("label %q is %d octets long; at most %d are allowed (RFC 1035 §2.3.4)", label, len(label), MaxLabelLength)
+		return fmt.Errorf("label %q is %d octets long; at most %d are allowed (RFC 1035 section 2.3.4)", label, len(label), MaxLabelLength)
 	}
 	for i := 0; i < len(label); i++ {
 		c := label[i]
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return fmt.Errorf("character %q is not allowed in label %q (letters, digits and hyphens only, RFC 5321 §4.1.2)", c, label)
+			return fmt.Errorf("character %q is not allowed in label %q (letters, digits and hyphens only, RFC 5321 section 4.1.2)", c, label)
 		}
 	}
 	if label[0] == '-' || label[len(label)-1] == '-' {
-		return fmt.Errorf("label %q begins or ends with a hyphen (RFC 5321 §4.1.2)", label)
+		return fmt.Errorf("label %q begins or ends with a hyphen (RFC 5321 section 4.1.2)", label)
 	}
 	return nil
 }
