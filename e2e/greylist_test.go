@@ -109,6 +109,24 @@ func glHasSubject(hop *harness.NextHop, subject string) bool {
 // feature under test.
 func glWaitUntil(t time.Time) { time.Sleep(time.Until(t)) }
 
+// glEarlyRetry makes a retry that must come before the delay is over and
+// fails unless it was deferred. firstSent is a time before the first
+// attempt's RCPT was sent: the store recorded that attempt no earlier, so its
+// delay cannot end before firstSent+delay, and a retry answered before then
+// was early for certain. A retry answered later proves nothing — had it been
+// accepted, that could be right — so it fails as too late (a machine too busy
+// for the delay chosen) instead of passing or blaming the gateway.
+func glEarlyRetry(t *testing.T, firstSent time.Time, delay time.Duration, retry func() (*harness.Client, harness.Reply)) *harness.Client {
+	t.Helper()
+	c, r := retry()
+	if took := time.Since(firstSent); took >= delay && r.Code != 451 {
+		t.Fatalf("the early retry was answered %v after the first attempt began, not within the %v delay: "+
+			"too late to prove that an early retry is deferred (got %v)\n%s", took.Round(time.Millisecond), delay, r, c.Transcript())
+	}
+	glWantGreylisted(t, c, r, delay)
+	return c
+}
+
 // glAfterDelay is when a retry of an attempt answered at first passes: the
 // store recorded the attempt before the reply, so the delay from the
 // reply's arrival plus a little for the clocks' granularity.
@@ -123,19 +141,20 @@ func glAfterDelay(first time.Time, delay time.Duration) time.Time {
 // are never greylisted. The store's directory is created.
 func TestGreylistEmbedded(t *testing.T) {
 	t.Parallel()
-	const delay = 2 * time.Second
+	const delay = 4 * time.Second                                 // room for the early retry under -race on busy cores
 	store := filepath.Join(t.TempDir(), "var", "lib", "state.db") // var/lib does not exist yet
-	gw, hop := greylistGateway(t, "{delay: 2s, retry_window: 1m, auto_whitelist: 3}", glBoltStore(store))
+	gw, hop := greylistGateway(t, "{delay: 4s, retry_window: 1m, auto_whitelist: 3}", glBoltStore(store))
 	if _, err := os.Stat(store); err != nil {
 		t.Fatalf("store file not created with its directory: %v", err)
 	}
 
+	firstSent := time.Now()
 	c, r := glRcptAttempt(t, gw, outside, "bob@example.org", "alice@campus.test")
 	first := time.Now()
 	glWantGreylisted(t, c, r, delay)
-	gw.WaitLog("new triplet 127.0.0.0/24 <bob@example.org> → <alice@campus.test> greylisted", 5*time.Second)
 	// An early retry (same transaction) is deferred again.
-	glWantGreylisted(t, c, c.Cmd("RCPT TO:<alice@campus.test>"), delay)
+	glEarlyRetry(t, firstSent, delay, func() (*harness.Client, harness.Reply) { return c, c.Cmd("RCPT TO:<alice@campus.test>") })
+	gw.WaitLog("new triplet 127.0.0.0/24 <bob@example.org> → <alice@campus.test> greylisted", 5*time.Second)
 	gw.WaitLog("known triplet 127.0.0.0/24 <bob@example.org> → <alice@campus.test> greylisted", 5*time.Second)
 	c.Cmd("QUIT")
 
@@ -202,19 +221,21 @@ func TestGreylistStateSurvivesRestart(t *testing.T) {
 // (deferred as a known triplet), the retry after the delay at B passes.
 func TestGreylistSharedOnRedis(t *testing.T) {
 	t.Parallel()
-	const delay = 2 * time.Second
+	const delay = 4 * time.Second // room for the early retry under -race on busy cores
 	rs := testredis.Start(t)
-	settings := "{delay: 2s, retry_window: 1m, auto_whitelist: 0}"
+	settings := "{delay: 4s, retry_window: 1m, auto_whitelist: 0}"
 	gwA, _ := greylistGateway(t, settings, glRedisStore(rs.Addr()))
 	gwB, hopB := greylistGateway(t, settings, glRedisStore(rs.Addr()))
 
+	firstSent := time.Now()
 	c, r := glRcptAttempt(t, gwA, outside, "bob@example.org", "alice@campus.test")
 	first := time.Now()
 	glWantGreylisted(t, c, r, delay)
-	gwA.WaitLog("new triplet 127.0.0.0/24 <bob@example.org> → <alice@campus.test>", 5*time.Second)
 
-	c, r = glRcptAttempt(t, gwB, outside, "bob@example.org", "alice@campus.test")
-	glWantGreylisted(t, c, r, delay)
+	c = glEarlyRetry(t, firstSent, delay, func() (*harness.Client, harness.Reply) {
+		return glRcptAttempt(t, gwB, outside, "bob@example.org", "alice@campus.test")
+	})
+	gwA.WaitLog("new triplet 127.0.0.0/24 <bob@example.org> → <alice@campus.test>", 5*time.Second)
 	gwB.WaitLog("known triplet 127.0.0.0/24 <bob@example.org> → <alice@campus.test>", 5*time.Second)
 	c.Cmd("QUIT")
 
