@@ -117,9 +117,11 @@ func TestAccountCanaryMissing(t *testing.T) {
 	gw.WaitLog("canary missing", 5*time.Second)
 }
 
-// TestAccountAndNextHopAgree: the stricter answer wins, and could-not-tell
-// beats a certain no. A known user the next hop refuses gets the next hop's
-// 550; an unknown user while the next hop is unreachable gets 451.
+// TestAccountAndNextHopAgree: a known user the next hop refuses gets the
+// next hop's 550; an unknown user gets 550 5.1.1 from the directory without
+// the next hop ever being contacted (no call-ahead for a recipient we refuse,
+// so a directory harvest costs the next hop nothing); a known user while the
+// next hop is unreachable gets 451 4.4.1.
 func TestAccountAndNextHopAgree(t *testing.T) {
 	slapd := testslapd.Start(t)
 	hop := harness.StartNextHop(t, false)
@@ -131,11 +133,15 @@ func TestAccountAndNextHopAgree(t *testing.T) {
 	}
 	gw := harness.Start(t, ldapSite(t, slapd.URL(), "smtp://"+hop.Addr).yaml(t))
 	c := rcptSession(t, gw)
+	c.Expect("RCPT TO:<nosuchuser@campus.test>", "550 5.1.1")
+	if n := hop.Sessions(); n != 0 {
+		t.Errorf("an unknown recipient opened %d next hop sessions, want 0", n)
+	}
 	c.Expect("RCPT TO:<carol@campus.test>", "550 5.2.1")
 
 	dead := testenv.FreePort(t)
 	gw2 := harness.Start(t, ldapSite(t, slapd.URL(), "smtp://"+dead).yaml(t))
 	c2 := rcptSession(t, gw2)
-	c2.Expect("RCPT TO:<nosuchuser@campus.test>", "451 4.4.1")
+	c2.Expect("RCPT TO:<nosuchuser@campus.test>", "550 5.1.1")
 	c2.Expect("RCPT TO:<alice@campus.test>", "451 4.4.1")
 }

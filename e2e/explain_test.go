@@ -43,7 +43,15 @@ func newExplainWorld(t *testing.T) *explainWorld {
 		"9.0.0.127.dnsbl.test. 60 IN TXT \"listed: see https://dnsbl.test/9\"",
 	)
 	dir := t.TempDir()
-	s := ldapSite(t, slapd.URL(), "smtp://127.0.0.1:1")
+	// explain makes the call-ahead (MAIL and RCPT) for real, then abandons
+	// it: the next hop is up, and must never receive a message.
+	hop := harness.StartNextHop(t, false)
+	t.Cleanup(func() {
+		if n := len(hop.Messages()); n != 0 {
+			t.Errorf("explain sent %d messages to the next hop, want 0", n)
+		}
+	})
+	s := ldapSite(t, slapd.URL(), "smtp://"+hop.Addr)
 	s.checks = "account: {}\n" +
 		"dnsbl: {zones: [dnsbl.test]}\n" +
 		"domain: {nxdomain: tempfail}\n" +

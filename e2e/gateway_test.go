@@ -129,6 +129,14 @@ func TestRelayMatrixRefused(t *testing.T) {
 		if r.Code/100 != 5 {
 			t.Errorf("RCPT TO:%s = %v, want 5xx", rcpt, r)
 		}
+		// An unquoted "@" in a local part is not even an address (RFC 5321
+		// §4.1.2): 501, refused before relay control looks at it.
+		if rcpt == "<u@example.com@campus.test>" {
+			if !strings.HasPrefix(r.String(), "501 5.1.3") {
+				t.Errorf("RCPT TO:%s = %v, want 501 5.1.3", rcpt, r)
+			}
+			continue
+		}
 		if rcpt != "<u@[192.0.2.1]>" && !strings.HasPrefix(r.String(), "554 5.7.1") {
 			t.Errorf("RCPT TO:%s = %v, want 554 5.7.1", rcpt, r)
 		}
@@ -159,7 +167,7 @@ func TestNextHopDown(t *testing.T) {
 	c.Expect("EHLO client.example.org", "250")
 	c.Expect("MAIL FROM:<bob@example.org>", "250")
 	c.Expect("RCPT TO:<alice@campus.test>", "451 4.4.1")
-	c.Expect("DATA", "502") // no recipient was accepted
+	c.Expect("DATA", "503 5.5.1") // no recipient was accepted (RFC 5321 §3.3)
 }
 
 // TestNextHopFailover: the first next hop is down, the second takes the mail.
@@ -462,8 +470,11 @@ func TestDefaultsDeliverToMaildir(t *testing.T) {
 		t.Fatalf("./var/mail/new has %d files, want 1", len(files))
 	}
 	data, _ := os.ReadFile(files[0])
-	if !bytes.HasSuffix(data, []byte(sampleMessage)) || !bytes.HasPrefix(data, []byte("Received: ")) {
-		t.Errorf("maildir file:\n%s", data)
+	// Our trace fields on top, in the order RFC 7208 §9.1 and RFC 8601 §5
+	// ask: the check results above the Received field they belong to.
+	spf, ar, rcv := bytes.Index(data, []byte("Received-SPF: ")), bytes.Index(data, []byte("Authentication-Results: ")), bytes.Index(data, []byte("Received: from "))
+	if !bytes.HasSuffix(data, []byte(sampleMessage)) || spf != 0 || ar < spf || rcv < ar {
+		t.Errorf("maildir file (want Received-SPF, Authentication-Results, Received, then the message):\n%s", data)
 	}
 	if tmp, _ := filepath.Glob(filepath.Join(dir, "var", "mail", "tmp", "*")); len(tmp) != 0 {
 		t.Errorf("tmp/ not empty: %v", tmp)

@@ -40,6 +40,7 @@ type conn struct {
 	// STARTTLS. Replies go through bw, under wmu, so that a shutdown's 421
 	// from another goroutine never interleaves with a reply.
 	nc     net.Conn
+	in     *stashReader // under br: lets a hang-up watcher read ahead
 	br     *bufio.Reader
 	wmu    sync.Mutex
 	bw     *bufio.Writer
@@ -76,10 +77,13 @@ func (c *conn) serve() {
 			return
 		}
 		r := c.command(line)
+		c.tc.setBusy(c.tx.active || c.bdat != nil)
 		if r == nil {
-			continue // the verb wrote its own reply (DATA, BDAT)
+			continue // the verb wrote its own reply (STARTTLS)
 		}
-		if err := c.reply(r); err != nil {
+		err = c.reply(r)
+		c.tx.afterReply()
+		if err != nil {
 			return
 		}
 	}
@@ -103,8 +107,10 @@ func (c *conn) command(line string) *policy.Reply {
 	case "EHLO":
 		return c.Helo(arg, true)
 	case "MAIL":
+		defer c.watchHangup()()
 		return c.Mail(arg)
 	case "RCPT":
+		defer c.watchHangup()()
 		return c.Rcpt(arg)
 	case "DATA":
 		return c.Data(arg)
@@ -283,4 +289,63 @@ func hasControl(s string) bool {
 		}
 	}
 	return false
+}
+
+// watchHangup watches the connection while a command that may take long (the
+// lookups of MAIL and RCPT, the call-ahead) runs: a client that hangs up
+// meanwhile cancels the session's context at once, and with it every lookup
+// and the call-ahead. It reads at most one byte ahead, which it keeps for the
+// command reader. The returned function stops the watch.
+func (c *conn) watchHangup() (stop func()) {
+	if c.br.Buffered() > 0 {
+		// Pipelined commands are waiting: the client is there.
+		return func() {}
+	}
+	nc, in := c.nc, c.in
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var b [1]byte
+		n, err := nc.Read(b[:])
+		in.keep(b[:n])
+		var ne net.Error
+		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+			c.log.Debug("client hung up during a command: its lookups are cancelled", "err", err)
+			c.cancel()
+		}
+	}()
+	return func() {
+		nc.SetReadDeadline(time.Unix(1, 0)) // wakes the watcher's read
+		<-done
+		nc.SetReadDeadline(time.Time{})
+	}
+}
+
+// stashReader reads from the connection, first giving back what a hang-up
+// watcher read ahead.
+type stashReader struct {
+	r     io.Reader
+	mu    sync.Mutex
+	stash []byte
+}
+
+func (s *stashReader) keep(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.stash = append(s.stash, p...)
+	s.mu.Unlock()
+}
+
+func (s *stashReader) Read(p []byte) (int, error) {
+	s.mu.Lock()
+	if len(s.stash) > 0 {
+		n := copy(p, s.stash)
+		s.stash = s.stash[n:]
+		s.mu.Unlock()
+		return n, nil
+	}
+	s.mu.Unlock()
+	return s.r.Read(p)
 }

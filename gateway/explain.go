@@ -56,6 +56,10 @@ type Explanation struct {
 // check in dry-run mode (no entry is made).
 func (s *Server) Explain(ctx context.Context, in ExplainInput) Explanation {
 	o := &explainObserver{srv: s, ctx: ctx}
+	if in.Helo == "" {
+		// No -helo: the client's address literal, which the checks take.
+		in.Helo = addressLiteral(in.Client)
+	}
 	trusted := s.isTrusted(in.Client)
 	base := filters.Transaction{
 		SessionID: "explain", Client: in.Client, Helo: in.Helo, Trusted: trusted,

@@ -173,9 +173,10 @@ func (s *Server) serveConn(tc *trackedConn, listener string) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	c := &conn{
 		srv: s, tc: tc, listener: listener, id: base.SessionID, client: base.Client, trusted: base.Trusted,
-		nc: tc, br: bufio.NewReaderSize(tc, 64<<10), bw: bufio.NewWriterSize(tc, 4<<10),
+		nc: tc, in: &stashReader{r: tc}, bw: bufio.NewWriterSize(tc, 4<<10),
 		ctx: ctx, cancel: cancel,
 	}
+	c.br = bufio.NewReaderSize(c.in, 64<<10)
 	c.log = c.baseLog()
 	c.tx = newEngine(s, sessionObserver{c}, base)
 	tc.setSay(c.say421)

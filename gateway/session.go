@@ -355,7 +355,8 @@ func (c *conn) StartTLS(arg string) *policy.Reply {
 	st := tc.ConnectionState()
 	c.wmu.Lock()
 	c.nc, c.tls = tc, &st
-	c.br.Reset(tc)
+	c.in = &stashReader{r: tc}
+	c.br.Reset(c.in)
 	c.bw.Reset(tc)
 	c.wmu.Unlock()
 	c.abandonBDAT()
@@ -382,11 +383,15 @@ func (o sessionObserver) decided(stage, check string, r *policy.Reply, reason st
 	case r.Code/100 == 2:
 		outcome = "accepted"
 	}
+	// One line per decision: who, to whom, which check, what was decided,
+	// why; then whatever else the engine noted (the next hop).
 	var args []any
 	if stage != "mail" {
 		args = append(args, "from", o.c.tx.tx.From)
 	}
-	args = append(args, kv...)
+	if len(kv) >= 2 {
+		args, kv = append(args, kv[:2]...), kv[2:]
+	}
 	if check != "" {
 		args = append(args, "check", check)
 	}
@@ -394,6 +399,7 @@ func (o sessionObserver) decided(stage, check string, r *policy.Reply, reason st
 	if reason != "" {
 		args = append(args, "reason", reason)
 	}
+	args = append(args, kv...)
 	o.c.log.Info(stage, args...)
 	o.c.srv.metrics.decision(stage, outcome)
 }
