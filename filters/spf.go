@@ -151,10 +151,11 @@ func NewSPF(opts SPFOptions) (*SPF, error) {
 	if opts.Resolver == nil {
 		return nil, errors.New("spf: no resolver")
 	}
-	opts.AuthServID = strings.TrimSuffix(opts.AuthServID, ".")
-	if !spfIsDomainToken(opts.AuthServID) {
-		return nil, fmt.Errorf("spf: authserv-id %q is not a host name", opts.AuthServID)
+	id, err := mailaddr.ToASCII(opts.AuthServID)
+	if err != nil {
+		return nil, fmt.Errorf("spf: authserv-id %q is not a host name: %v", opts.AuthServID, err)
 	}
+	opts.AuthServID = id
 	if opts.Timeout < 0 {
 		return nil, fmt.Errorf("spf: timeout %v is negative", opts.Timeout)
 	}
@@ -595,8 +596,9 @@ func spfIsDotAtom(s string) bool {
 	return true
 }
 
-// spfIsDomainToken reports whether s is a host name made of letters,
-// digits, "-" and "_" in non-empty dot-separated labels.
+// spfIsDomainToken reports whether s can be written as it is in a header
+// value: letters, digits, "-" and "_" in non-empty dot-separated labels (a
+// token of RFC 8601 §2.2, not a host-name check: that is mailaddr.ToASCII).
 func spfIsDomainToken(s string) bool {
 	if s == "" {
 		return false

@@ -210,8 +210,10 @@ func dnsServerAddr(s string) (string, error) {
 }
 
 // dnsNormalize returns name as a lower-case FQDN, and whether it is a
-// name that can be asked: valid length and labels, ASCII only (a U-label
-// would need IDNA conversion first).
+// name that can be asked: valid length and labels, ASCII only. This is the
+// DNS's rule, not the host-name rule of mailaddr.ToASCII: "_spf.example.com"
+// and "_dmarc" names must be askable. An internationalized name is asked in
+// A-labels, which the caller gets from mailaddr.ToASCII.
 func dnsNormalize(name string) (string, bool) {
 	if name == "" {
 		return "", false
@@ -240,8 +242,8 @@ func dnsKey(fqdn string, qtype uint16) string {
 // for the cache).
 //
 // A name that is not a valid DNS name (too long, empty label) is reported as
-// NXDOMAIN without asking; a non-ASCII name as could not tell, since it
-// needs converting to an A-label first.
+// NXDOMAIN without asking; a non-ASCII name as could not tell, since the
+// caller should have converted it to A-labels (mailaddr.ToASCII).
 func (r *Resolver) Lookup(ctx context.Context, name string, qtype uint16) DNSResult {
 	tr := traceFrom(ctx)
 	if tr == nil {
@@ -270,7 +272,7 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) DNSRes
 	fqdn, ok := dnsNormalize(name)
 	if !ok {
 		if strings.IndexFunc(name, func(c rune) bool { return c >= 0x80 }) >= 0 {
-			return DNSResult{Outcome: DNSCouldNotTell, Reason: fmt.Sprintf("%q is not ASCII: needs IDNA conversion", name)}
+			return DNSResult{Outcome: DNSCouldNotTell, Reason: fmt.Sprintf("%+q is not ASCII: needs IDNA conversion to A-labels first (not asked)", name)}
 		}
 		return DNSResult{Outcome: DNSNXDomain, Reason: fmt.Sprintf("%q is not a valid domain name (not asked)", name)}
 	}

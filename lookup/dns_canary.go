@@ -28,9 +28,6 @@ type DNSHealth struct {
 	Checked time.Time
 }
 
-// Healthy reports whether DNS is working, judged by the canary: see Health.
-func (r *Resolver) Healthy(ctx context.Context) bool { return r.Health(ctx).Healthy }
-
 // Health probes the canary name, or returns the result of a recent probe
 // (trusted for 10 s when healthy, 2 s when not). The probe asks the
 // resolvers directly, bypassing the cache, for the canary's MX and, if it

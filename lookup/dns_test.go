@@ -528,7 +528,7 @@ func TestDNSCanary(t *testing.T) {
 		s.SetBehavior("campus.test.", testdns.AnyType, testdns.Servfail)
 		defer s.SetBehavior("campus.test.", testdns.AnyType, testdns.Normal)
 		clock.Advance(9 * time.Second)
-		if !r.Healthy(ctx) {
+		if !r.Health(ctx).Healthy {
 			t.Fatal("healthy result not kept for 10 s")
 		}
 		if n := s.Queries("campus.test", testdns.AnyType, testdns.AnyTransport); n != 1 {
@@ -546,11 +546,11 @@ func TestDNSCanary(t *testing.T) {
 		}
 		s.SetBehavior("campus.test.", testdns.AnyType, testdns.Normal)
 		clock.Advance(1 * time.Second)
-		if r.Healthy(ctx) {
+		if r.Health(ctx).Healthy {
 			t.Fatal("unhealthy result not kept for 2 s")
 		}
 		clock.Advance(1 * time.Second)
-		if !r.Healthy(ctx) {
+		if !r.Health(ctx).Healthy {
 			t.Fatal("recovery not seen after 2 s")
 		}
 	})
@@ -598,7 +598,7 @@ func TestDNSCanary(t *testing.T) {
 		var done sync.WaitGroup
 		for range n {
 			done.Go(func() {
-				if r.Healthy(ctx) {
+				if r.Health(ctx).Healthy {
 					healthy.Add(1)
 				}
 			})

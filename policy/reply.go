@@ -121,9 +121,6 @@ func SMTPError(err error) error {
 	return FromError(err).SMTPError()
 }
 
-// Panic is the reply for a recovered panic in a session method.
-func Panic(any) *Reply { return TempLocal }
-
 // FromNextHop maps a next hop's reply onto the one we give our client: its 4xx
 // stays a 4xx and its 5xx a 5xx (so a recipient refused downstream is refused
 // here, and a deferral is a deferral). Anything else it might say — a 2xx where

@@ -23,16 +23,17 @@ type Literal struct {
 	Pos   string
 }
 
-// Find parses the non-test .go files of the current directory and returns
-// every Reply literal whose code and class are written as numbers.
-func Find(t testing.TB) []Literal {
+// parseSources parses the non-test .go files of the current directory; it
+// fails the test if there are none (a walk that finds nothing checks
+// nothing).
+func parseSources(t testing.TB) (*token.FileSet, []*ast.File) {
 	t.Helper()
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
 	}
 	fset := token.NewFileSet()
-	var out []Literal
+	var parsed []*ast.File
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {
 			continue
@@ -41,6 +42,39 @@ func Find(t testing.TB) []Literal {
 		if err != nil {
 			t.Fatal(err)
 		}
+		parsed = append(parsed, file)
+	}
+	if len(parsed) == 0 {
+		t.Fatal("no Go source in the current directory: the source walk is broken")
+	}
+	return fset, parsed
+}
+
+// Anywhere returns the position of every Reply composite literal in the
+// non-test .go files of the current directory, whatever its fields: for a
+// package that must define no reply of its own.
+func Anywhere(t testing.TB) []string {
+	t.Helper()
+	fset, files := parseSources(t)
+	var out []string
+	for _, file := range files {
+		ast.Inspect(file, func(n ast.Node) bool {
+			if cl, ok := n.(*ast.CompositeLit); ok && isReplyType(cl.Type) {
+				out = append(out, fset.Position(cl.Pos()).String())
+			}
+			return true
+		})
+	}
+	return out
+}
+
+// Find parses the non-test .go files of the current directory and returns
+// every Reply literal whose code and class are written as numbers.
+func Find(t testing.TB) []Literal {
+	t.Helper()
+	fset, files := parseSources(t)
+	var out []Literal
+	for _, file := range files {
 		names := map[ast.Expr]string{}
 		ast.Inspect(file, func(n ast.Node) bool {
 			if vs, ok := n.(*ast.ValueSpec); ok {
