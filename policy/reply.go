@@ -13,8 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/emersion/go-smtp"
 )
 
 // Reply is one SMTP reply: the basic code (RFC 5321 §4.2), the enhanced status
@@ -81,15 +79,6 @@ func (r *Reply) Withf(format string, args ...any) *Reply {
 	return &c
 }
 
-// SMTPError converts the reply to the type go-smtp writes on the wire.
-func (r *Reply) SMTPError() *smtp.SMTPError {
-	return &smtp.SMTPError{
-		Code:         r.Code,
-		EnhancedCode: smtp.EnhancedCode(r.Enhanced),
-		Message:      r.Text,
-	}
-}
-
 // FromError is the single translation from any error to the reply a client
 // gets. A *Reply anywhere in the chain is used as it is; everything else —
 // context deadlines, network errors, bugs — becomes a generic temporary
@@ -102,23 +91,10 @@ func FromError(err error) *Reply {
 	if errors.As(err, &r) {
 		return r
 	}
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		// Errors go-smtp itself builds (e.g. ErrDataTooLarge) are deliberate.
-		return &Reply{Code: se.Code, Enhanced: [3]int(se.EnhancedCode), Text: se.Message}
-	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return TimeoutLocal
 	}
 	return TempLocal
-}
-
-// SMTPError is FromError for go-smtp: the value a session method returns.
-func SMTPError(err error) error {
-	if err == nil {
-		return nil
-	}
-	return FromError(err).SMTPError()
 }
 
 // FromNextHop maps a next hop's reply onto the one we give our client: its 4xx

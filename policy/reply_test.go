@@ -66,9 +66,11 @@ func TestFromErrorKeepsAnnotatedReplies(t *testing.T) {
 	if got := FromError(wrapped); got != RelayDenied {
 		t.Errorf("FromError(wrapped RelayDenied) = %v", got)
 	}
-	se := FromError(smtp.ErrDataTooLarge)
-	if se.Code != 552 || se.Enhanced != [3]int{5, 3, 4} {
-		t.Errorf("go-smtp ErrDataTooLarge mapped to %v", se)
+	// A library's own error type is not an annotation: a go-smtp error that
+	// escaped the relay unconverted (a 5xx among them) is a generic 4xx, so
+	// no code path can bounce mail by forgetting to translate.
+	if se := FromError(smtp.ErrDataTooLarge); !se.Temporary() {
+		t.Errorf("an unconverted go-smtp error mapped to %v, want a 4xx", se)
 	}
 	if FromError(nil) != nil {
 		t.Error("FromError(nil) != nil")
@@ -104,5 +106,37 @@ func TestWithfKeepsCodes(t *testing.T) {
 	}
 	if TempLocal.Text == "x 1" {
 		t.Error("Withf modified the original")
+	}
+}
+
+// TestWire: multi-line replies carry the code on every line and the enhanced
+// code on every line (RFC 5321 §4.2.1, RFC 2034 §3); replies without an
+// enhanced code have none; no control character survives into the dialogue.
+func TestWire(t *testing.T) {
+	cases := map[*Reply]string{
+		MailOK:    "250 2.1.0 sender ok\r\n",
+		StartData: "354 go ahead, end the message with <CRLF>.<CRLF>\r\n",
+		EhloOK("mx", []string{"PIPELINING", "SIZE 10"}):          "250-mx\r\n250-PIPELINING\r\n250 SIZE 10\r\n",
+		RcptOK.Withf("recipient <ålice@x> ok"):                   "250 2.1.5 recipient <ålice@x> ok\r\n",
+		TempLocal.Withf("a\rb\x00c"):                             "451 4.3.0 a?b?c\r\n",
+		{Code: 550, Enhanced: [3]int{5, 1, 1}, Text: "one\ntwo"}: "550-5.1.1 one\r\n550 5.1.1 two\r\n",
+	}
+	for r, want := range cases {
+		if got := r.Wire(); got != want {
+			t.Errorf("Wire() = %q, want %q", got, want)
+		}
+	}
+}
+
+// TestCountsAsError: the flow-control replies (452, greylisting) do not
+// count against the error limit; every other 4xx and 5xx does.
+func TestCountsAsError(t *testing.T) {
+	for r, want := range map[*Reply]bool{
+		MailOK: false, StartData: false, TooManyRecipients: false, OtherRoute: false, GreylistDeferred: false,
+		UnknownUser: true, RelayDenied: true, BadSequence: true, DirectoryUnavailable: true, UnknownCommand: true,
+	} {
+		if got := r.CountsAsError(); got != want {
+			t.Errorf("%v.CountsAsError() = %v, want %v", r, got, want)
+		}
 	}
 }
