@@ -142,7 +142,10 @@ func (c *conn) command(line string) *policy.Reply {
 // is draining closes an idle session after the reply that ended its
 // transaction. It returns errQuit when the session is over.
 func (c *conn) reply(r *policy.Reply) error {
-	if r.CountsAsError() {
+	switch {
+	case r == policy.Accepted:
+		c.errors = 0 // the limit is on errors without delivering mail
+	case r.CountsAsError():
 		c.errors++
 	}
 	limit := c.srv.cfg.Limits.MaxErrors
