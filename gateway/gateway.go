@@ -158,10 +158,7 @@ func (s *Server) ServeSMTP(l net.Listener) error {
 // descriptors, a connection reset before it was accepted).
 func isTemporaryAccept(err error) bool {
 	var se *os.SyscallError
-	if errors.As(err, &se) {
-		return true
-	}
-	return false
+	return errors.As(err, &se)
 }
 
 // serveConn runs one session.
