@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -44,20 +45,54 @@ type BoltOptions struct {
 	LockTimeout time.Duration
 	// Logger receives sweep errors; default slog.Default().
 	Logger *slog.Logger
+	// BatchDelay is how long a Check's write waits for concurrent Checks
+	// to share its commit (one fsync for all of them; bbolt's
+	// MaxBatchDelay); default DefaultBatchDelay.
+	BatchDelay time.Duration
+	// MaxStalled is how many calls may be left behind by callers whose
+	// deadline passed while bbolt did not return (a stalled disk) before
+	// further calls fail at once with ErrStalled instead of starting
+	// another goroutine; default DefaultMaxStalled.
+	MaxStalled int
 
 	// sweptHook, if set (tests), receives the number of keys each
 	// background sweep deleted.
 	sweptHook chan<- int
 }
 
+// Defaults of BoltOptions.
+const (
+	DefaultBatchDelay = 2 * time.Millisecond
+	DefaultMaxStalled = 100
+)
+
+// ErrStalled is returned at once, without asking bbolt, while
+// BoltOptions.MaxStalled earlier calls are still waiting for the disk after
+// their callers gave up on them.
+var ErrStalled = errors.New("greylist: bbolt stalled")
+
 // BoltStore is the embedded store: one bbolt file, which survives restarts
-// and needs no server. Each Check is one read-write transaction, so
-// check-and-set is atomic; bbolt serialises writers, and each write
-// transaction is fsynced before Check returns.
+// and needs no server. Each Check runs in a read-write transaction, so
+// check-and-set is atomic; concurrent Checks share one transaction and one
+// fsync (bbolt's DB.Batch), which is committed before any of them returns.
+//
+// bbolt takes no context, and a write or fsync on a stalled disk does not
+// return. So a call whose context can end runs bbolt in a goroutine of its
+// own and returns at the context's end with the context's error; the bbolt
+// call finishes (or not) on its own. A Check whose caller has gone by the
+// time its turn in the transaction comes writes nothing; one already written
+// is committed whenever the disk comes back — a complete transaction either
+// way, as bbolt never commits part of one. Calls left behind are counted:
+// at BoltOptions.MaxStalled, new calls fail at once with ErrStalled, so a
+// disk that never comes back costs a bounded number of goroutines.
 type BoltStore struct {
 	db     *bolt.DB
 	now    func() time.Time
 	logger *slog.Logger
+
+	maxStalled int
+	stalled    atomic.Int64   // calls left behind by their callers, still in bbolt
+	calls      sync.WaitGroup // goroutines running bbolt calls for callers (tests wait for them)
 
 	stop     chan struct{}
 	done     chan struct{}
@@ -83,6 +118,12 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.BatchDelay <= 0 {
+		opts.BatchDelay = DefaultBatchDelay
+	}
+	if opts.MaxStalled <= 0 {
+		opts.MaxStalled = DefaultMaxStalled
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("greylist: %w", err)
 	}
@@ -93,6 +134,7 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 		}
 		return nil, fmt.Errorf("greylist: opening %s: %w", path, err)
 	}
+	db.MaxBatchDelay = opts.BatchDelay
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketTriplets, bucketNetworks} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -106,12 +148,13 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 		return nil, fmt.Errorf("greylist: initialising %s: %w", path, err)
 	}
 	s := &BoltStore{
-		db:     db,
-		now:    opts.Now,
-		logger: opts.Logger,
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
-		swept:  opts.sweptHook,
+		db:         db,
+		now:        opts.Now,
+		logger:     opts.Logger,
+		maxStalled: opts.MaxStalled,
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+		swept:      opts.sweptHook,
 	}
 	if opts.SweepInterval > 0 {
 		go s.sweeper(opts.SweepInterval)
@@ -120,11 +163,6 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	}
 	return s, nil
 }
-
-// DB is the underlying bbolt database, for other state that shares the file
-// (report counters) in buckets of its own. bbolt locks the file, so a second
-// OpenBolt on it in the same process would wait and fail.
-func (s *BoltStore) DB() *bolt.DB { return s.db }
 
 // Check implements Store.
 func (s *BoltStore) Check(ctx context.Context, t Triplet, p Policy) (Decision, error) {
@@ -142,7 +180,16 @@ func (s *BoltStore) run(ctx context.Context, t Triplet, p Policy, write bool) (D
 	}
 	tkey, nkey := tripletKey(t), []byte(t.Network.String())
 	var d Decision
+	var gone bool // fn found ctx ended and did nothing
 	fn := func(tx *bolt.Tx) error {
+		gone = ctx.Err() != nil
+		if gone {
+			// The caller has gone (its deadline passed while an
+			// earlier transaction held the disk): decide nothing,
+			// write nothing. Not an error, which would make bbolt
+			// roll back and re-run the whole batch.
+			return nil
+		}
 		tb, nb := tx.Bucket(bucketTriplets), tx.Bucket(bucketNetworks)
 		e, err := decodeEntry(tb.Get(tkey))
 		if err != nil {
@@ -169,11 +216,14 @@ func (s *BoltStore) run(ctx context.Context, t Triplet, p Policy, write bool) (D
 		}
 		return nil
 	}
-	var err error
-	if write {
-		err = s.db.Update(fn)
-	} else {
-		err = s.db.View(fn)
+	err := s.do(ctx, func() error {
+		if write {
+			return s.db.Batch(fn)
+		}
+		return s.db.View(fn)
+	})
+	if err == nil && gone {
+		err = ctx.Err() // ended just as fn ran: d was not decided
 	}
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
@@ -184,7 +234,48 @@ func (s *BoltStore) run(ctx context.Context, t Triplet, p Policy, write bool) (D
 	return d, nil
 }
 
-// Close stops the sweeper and closes the file.
+// do runs the bbolt call f for a caller with ctx and returns its error, or
+// ctx's error (wrapped) when ctx ends first; f then goes on in its goroutine
+// and is counted as stalled until it returns.
+func (s *BoltStore) do(ctx context.Context, f func() error) error {
+	if n := s.stalled.Load(); n >= int64(s.maxStalled) {
+		return fmt.Errorf("%w: %d calls still waiting for the disk", ErrStalled, n)
+	}
+	if ctx.Done() == nil {
+		return f() // nothing to return early for
+	}
+	const (
+		running = iota
+		finished
+		abandoned
+	)
+	var state atomic.Int32
+	res := make(chan error, 1)
+	s.calls.Add(1)
+	go func() {
+		defer s.calls.Done()
+		err := f()
+		if !state.CompareAndSwap(running, finished) {
+			s.stalled.Add(-1) // the caller left it behind
+		}
+		res <- err
+	}()
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+	}
+	s.stalled.Add(1) // before the swap, so that the count never goes below 0
+	if state.CompareAndSwap(running, abandoned) {
+		return fmt.Errorf("no answer from bbolt in time (disk stalled?): %w", ctx.Err())
+	}
+	s.stalled.Add(-1)
+	return <-res // it finished just now: its answer is good
+}
+
+// Close stops the sweeper and closes the file. bbolt waits for a write
+// transaction in progress, so on a stalled disk Close returns when the disk
+// comes back.
 func (s *BoltStore) Close() error {
 	s.once.Do(func() {
 		close(s.stop)

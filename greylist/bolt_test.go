@@ -83,7 +83,7 @@ func TestBoltSweeper(t *testing.T) {
 	// more than one sweep batch of pending first attempts: one Check, the
 	// rest written in one transaction (a Check each would fsync each)
 	mustCheck(t, s, triplet("192.0.2.10", "bob@example.org", "r0@campus.example"), p)
-	err = s.DB().Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		first := clock.Now().UnixMilli()
 		for i := 1; i < sweepBatch+10; i++ {
 			tr := triplet("192.0.2.10", "bob@example.org", "r"+strconv.Itoa(i)+"@campus.example")
@@ -138,7 +138,7 @@ func waitSweep(t *testing.T, swept <-chan int) int {
 func count(t *testing.T, s *BoltStore) int {
 	t.Helper()
 	n := 0
-	err := s.DB().View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketTriplets, bucketNetworks} {
 			n += tx.Bucket(b).Stats().KeyN
 		}
@@ -161,7 +161,7 @@ func TestBoltUnreadableRecord(t *testing.T) {
 	}
 	defer s.Close()
 	tr := triplet("192.0.2.10", "bob@example.org", "alice@campus.example")
-	err = s.DB().Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketTriplets).Put(tripletKey(tr), []byte("garbage"))
 	})
 	if err != nil {
