@@ -45,9 +45,10 @@ type BoltOptions struct {
 	LockTimeout time.Duration
 	// Logger receives sweep errors; default slog.Default().
 	Logger *slog.Logger
-	// BatchDelay is how long a Check's write waits for concurrent Checks
-	// to share its commit (one fsync for all of them; bbolt's
-	// MaxBatchDelay); default DefaultBatchDelay.
+	// BatchDelay is how long a batch of Checks that came while another
+	// write was under way waits for more to share its commit (one fsync for
+	// all of them; bbolt's MaxBatchDelay); default DefaultBatchDelay. A
+	// Check alone does not wait.
 	BatchDelay time.Duration
 	// MaxStalled is how many calls may be left behind by callers whose
 	// deadline passed while bbolt did not return (a stalled disk) before
@@ -55,6 +56,9 @@ type BoltOptions struct {
 	// another goroutine; default DefaultMaxStalled.
 	MaxStalled int
 
+	// soloWrites (benchmarks) makes every Check a transaction of its own
+	// (DB.Update), as before writes were batched.
+	soloWrites bool
 	// sweptHook, if set (tests), receives the number of keys each
 	// background sweep deleted.
 	sweptHook chan<- int
@@ -62,7 +66,7 @@ type BoltOptions struct {
 
 // Defaults of BoltOptions.
 const (
-	DefaultBatchDelay = 2 * time.Millisecond
+	DefaultBatchDelay = time.Millisecond
 	DefaultMaxStalled = 100
 )
 
@@ -73,8 +77,10 @@ var ErrStalled = errors.New("greylist: bbolt stalled")
 
 // BoltStore is the embedded store: one bbolt file, which survives restarts
 // and needs no server. Each Check runs in a read-write transaction, so
-// check-and-set is atomic; concurrent Checks share one transaction and one
-// fsync (bbolt's DB.Batch), which is committed before any of them returns.
+// check-and-set is atomic, and returns after its transaction is committed
+// (fsynced). A Check alone commits at once (DB.Update); Checks that come
+// while another write is under way share the next transaction and its fsync
+// (DB.Batch, which waits up to BoltOptions.BatchDelay for more of them).
 //
 // bbolt takes no context, and a write or fsync on a stalled disk does not
 // return. So a call whose context can end runs bbolt in a goroutine of its
@@ -91,6 +97,8 @@ type BoltStore struct {
 	logger *slog.Logger
 
 	maxStalled int
+	soloWrites bool
+	writers    atomic.Int64   // Checks in bbolt (or waiting for it)
 	stalled    atomic.Int64   // calls left behind by their callers, still in bbolt
 	calls      sync.WaitGroup // goroutines running bbolt calls for callers (tests wait for them)
 
@@ -152,6 +160,7 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 		now:        opts.Now,
 		logger:     opts.Logger,
 		maxStalled: opts.MaxStalled,
+		soloWrites: opts.soloWrites,
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 		swept:      opts.sweptHook,
@@ -218,6 +227,13 @@ func (s *BoltStore) run(ctx context.Context, t Triplet, p Policy, write bool) (D
 	}
 	err := s.do(ctx, func() error {
 		if write {
+			// Alone, a Check commits at once; while another write is
+			// under way, it joins the batch that commits next.
+			n := s.writers.Add(1)
+			defer s.writers.Add(-1)
+			if n == 1 || s.soloWrites {
+				return s.db.Update(fn)
+			}
 			return s.db.Batch(fn)
 		}
 		return s.db.View(fn)
