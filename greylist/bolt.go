@@ -283,7 +283,7 @@ func (s *BoltStore) do(ctx context.Context, f func() error) error {
 	}
 	s.stalled.Add(1) // before the swap, so that the count never goes below 0
 	if state.CompareAndSwap(running, abandoned) {
-		return fmt.Errorf("no answer from bbolt in time (disk stalled?): %w", ctx.Err())
+		return fmt.Errorf("no answer in time (disk stalled?): %w", ctx.Err())
 	}
 	s.stalled.Add(-1)
 	return <-res // it finished just now: its answer is good
