@@ -85,6 +85,15 @@ func receivedField(wire []byte) string {
 	}
 }
 
+// envelopes describes a raw next hop's messages by their envelopes.
+func envelopes(msgs []harness.RawMessage) string {
+	var out []string
+	for _, m := range msgs {
+		out = append(out, fmt.Sprintf("<%s> -> %q (%d bytes)", m.From, m.To, len(m.Wire)))
+	}
+	return "[" + strings.Join(out, ", ") + "]"
+}
+
 // sendMessage runs MAIL, RCPT, DATA and the message on c and expects 250
 // 2.0.0 at the end.
 func sendMessage(t *testing.T, c *harness.Client, from, to, msg string) {
@@ -322,7 +331,7 @@ func TestProbeStalledBDAT(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			hop := harness.StartRawNextHop(t)
-			gw := probeGateway(t, hop, func(s *site) { s.limits += "\ndata_timeout: 3s" })
+			gw := probeGateway(t, hop, func(s *site) { s.limits += "\ndata_timeout: 4s" })
 			c := harness.DialFrom(t, outside, gw.SMTP)
 			c.Expect("EHLO client.example.org", "250")
 			c.Expect("MAIL FROM:<bob@example.org>", "250 2.1.0")
@@ -364,7 +373,7 @@ func TestProbeTrailingDotDomain(t *testing.T) {
 		t.Errorf("next hop RCPT lines %q, want [RCPT TO:<bob@campus.test>]", l)
 	}
 	if m := hop.Messages(); len(m) != 1 || m[0].From != "alice@example.org" {
-		t.Errorf("next hop messages %+v, want one from alice@example.org", m)
+		t.Errorf("next hop messages %s, want one from alice@example.org", envelopes(m))
 	}
 }
 
@@ -393,7 +402,7 @@ func TestProbeBareCRAfterDotRefused(t *testing.T) {
 	sendMessage(t, c, "carol@example.org", "alice@campus.test", hdr("clean")+"clean\r\n")
 	msgs := hop.Messages()
 	if len(msgs) != 1 || msgs[0].From != "carol@example.org" || strings.Contains(string(msgs[0].Wire), "bare cr") {
-		t.Errorf("next hop holds %d messages (%+v), want the clean one only", len(msgs), msgs)
+		t.Errorf("next hop holds %s, want the clean one only", envelopes(msgs))
 	}
 	if l := hopLines(hop, "MAIL FROM:<x>"); len(l) != 0 {
 		t.Errorf("the next hop got %q", l)
@@ -473,7 +482,7 @@ func TestProbeUTF8Echo(t *testing.T) {
 		t.Errorf("next hop MAIL lines %q, want one from <ålice@campus.test> with SMTPUTF8", mails)
 	}
 	if m := hop.Messages(); len(m) != 1 || m[0].From != "ålice@campus.test" {
-		t.Errorf("next hop messages %+v, want one from ålice@campus.test", m)
+		t.Errorf("next hop messages %s, want one from ålice@campus.test", envelopes(m))
 	}
 }
 
@@ -500,7 +509,7 @@ func TestProbeEnhancedCodes(t *testing.T) {
 		t.Error("connection open after 221")
 	}
 	if m := hop.Messages(); len(m) != 1 || m[0].From != "bob@example.org" {
-		t.Errorf("next hop messages %+v, want one from bob@example.org", m)
+		t.Errorf("next hop messages %s, want one from bob@example.org", envelopes(m))
 	}
 }
 
