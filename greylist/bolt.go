@@ -242,6 +242,9 @@ func (s *BoltStore) run(ctx context.Context, t Triplet, p Policy, write bool) (D
 		err = ctx.Err() // ended just as fn ran: d was not decided
 	}
 	if err != nil {
+		if errors.Is(err, ErrStalled) {
+			return Decision{}, err // bbolt was not asked
+		}
 		if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 			err = ErrClosed
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,8 +62,8 @@ func wantFailFast(t *testing.T, what string, f func(context.Context) (Decision, 
 	defer cancel()
 	start := time.Now()
 	d, err := f(c)
-	if !errors.Is(err, ErrStalled) || d != (Decision{}) {
-		t.Fatalf("%s with MaxStalled calls stuck: %+v, %v; want ErrStalled", what, d, err)
+	if !errors.Is(err, ErrStalled) || d != (Decision{}) || !strings.HasSuffix(err.Error(), "calls still waiting for the disk") {
+		t.Fatalf("%s with MaxStalled calls stuck: %+v, %v; want ErrStalled, saying why", what, d, err)
 	}
 	if took := time.Since(start); took > stallSlack {
 		t.Fatalf("%s with MaxStalled calls stuck took %v, want at once", what, took)
