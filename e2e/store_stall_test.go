@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"sekisho/greylist/frozendisk"
+	"sekisho/internal/frozendisk"
 	"sekisho/internal/harness"
 )
 

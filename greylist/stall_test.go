@@ -11,7 +11,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"sekisho/greylist/frozendisk"
+	"sekisho/internal/frozendisk"
 	"sekisho/internal/testenv"
 )
 
