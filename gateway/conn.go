@@ -97,7 +97,11 @@ func (c *conn) command(line string) *policy.Reply {
 		// A command is ASCII (RFC 5321 §2.3.1); a control character or a
 		// bare CR in one is an attack on whatever logs or relays it. Under
 		// SMTPUTF8 only the paths of MAIL and RCPT may be UTF-8.
-		if (verb != "MAIL" && verb != "RCPT") || hasControl(line) {
+		switch {
+		case verb == "HELO" || verb == "EHLO":
+			// A known verb with an argument no host name has: Helo
+			// refuses it (501) and logs it.
+		case (verb != "MAIL" && verb != "RCPT") || hasControl(line):
 			return policy.UnknownCommand.Withf("command contains characters SMTP does not allow")
 		}
 	}
