@@ -21,7 +21,8 @@ import (
 //     10th 550, and the connection is closed. The harvest cost at most
 //     max_errors LDAP searches (counted in slapd's own log: one search per
 //     recipient, the canary in the same filter), and the next hop was never
-//     contacted: a recipient refused by a check opens no call-ahead.
+//     contacted: a recipient refused by a check opens no call-ahead. The
+//     same holds when the 1,000 RCPTs are pipelined in one write.
 //   - greylisting deferrals (451 4.7.1) and 452 do not count: 30 known
 //     recipients, all greylisted on first contact, get 30 × 451 4.7.1 and no
 //     421; past max_recipients every further RCPT gets 452 4.5.3, 15 times,
@@ -90,6 +91,48 @@ func TestErrorLimitHarvest(t *testing.T) {
 			t.Errorf("unknown recipients opened %d next hop sessions, want 0", n)
 		}
 		gw.WaitLog("error limit reached", 5*time.Second)
+	})
+
+	t.Run("pipelined harvest", func(t *testing.T) {
+		// The same harvest as a fast harvester sends it: all 1,000 RCPTs
+		// in one write (PIPELINING is offered, RFC 2920). The gateway
+		// stops at the limit all the same: the commands behind the one
+		// that reached it are never executed.
+		token := randomToken(t)
+		c := harness.DialFrom(t, "127.0.0.5", gw.SMTP)
+		c.Expect("EHLO harvester.example.net", "250")
+		c.Expect("MAIL FROM:<harvest@example.net>", "250")
+		var all strings.Builder
+		for i := 0; i < 1000; i++ {
+			fmt.Fprintf(&all, "RCPT TO:<%s-%04d@campus.test>\r\n", token, i)
+		}
+		c.SendRaw(all.String())
+		refused := 0
+		var last harness.Reply
+		for {
+			last = c.Read()
+			if !strings.HasPrefix(last.String(), "550 5.1.1") {
+				break
+			}
+			refused++
+		}
+		if refused != maxErrors || !strings.HasPrefix(last.String(), "421 4.7.0") {
+			t.Fatalf("pipelined harvest: %d × 550 5.1.1, then %q; want %d × 550 5.1.1 then 421 4.7.0\n%s",
+				refused, last, maxErrors, c.Transcript())
+		}
+		searches := 0
+		for _, f := range slapd.SearchFilters() {
+			if strings.Contains(f, token) {
+				searches++
+			}
+		}
+		t.Logf("pipelined harvest: %d × 550 5.1.1, then 421; %d LDAP searches", refused, searches)
+		if searches > maxErrors || searches == 0 {
+			t.Errorf("the pipelined harvest cost %d LDAP searches, want 1..%d", searches, maxErrors)
+		}
+		if n := hop.Sessions(); n != 0 {
+			t.Errorf("unknown recipients opened %d next hop sessions, want 0", n)
+		}
 	})
 
 	t.Run("greylisting and 452 do not count", func(t *testing.T) {
