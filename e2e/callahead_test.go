@@ -97,14 +97,6 @@ func TestClientHangupCancelsCallAhead(t *testing.T) {
 	}
 }
 
-// publishRawHop makes a RawNextHop's settings visible to it. They are plain
-// fields, set after the hop started and read by the goroutine that serves
-// each connection; the race detector sees no order between the two through
-// the socket. The accept loop takes the hop's lock before it starts that
-// goroutine, so Sessions() (which takes the same lock) called after the
-// fields are set orders the write before every read.
-func publishRawHop(h *harness.RawNextHop) { h.Sessions() }
-
 // TestNextHopGreeting554: the first next hop works at the TCP level but not
 // at SMTP: it greets 554 (RFC 5321 §3.1: "no SMTP service here"), or refuses
 // EHLO and HELO with 5xx, or closes after its greeting. Each time the
@@ -116,22 +108,20 @@ func TestNextHopGreeting554(t *testing.T) {
 		start func(t *testing.T) (addr string, sessions func() int)
 	}{
 		{"greeting 554", func(t *testing.T) (string, func() int) {
-			h := harness.StartRawNextHop(t)
-			h.Greeting = "554 5.3.2 maintenance"
-			publishRawHop(h)
+			h := harness.StartRawNextHop(t, func(h *harness.RawNextHop) { h.Greeting = "554 5.3.2 maintenance" })
 			return h.Addr, h.Sessions
 		}},
 		{"EHLO and HELO refused 5xx", func(t *testing.T) (string, func() int) {
-			h := harness.StartRawNextHop(t)
-			h.Reply = func(line string) string {
-				// Both: a client may fall back to HELO after a refused
-				// EHLO, and a next hop that takes HELO would be working.
-				if v := strings.ToUpper(line); strings.HasPrefix(v, "EHLO") || strings.HasPrefix(v, "HELO") {
-					return "554 5.3.2 maintenance"
+			h := harness.StartRawNextHop(t, func(h *harness.RawNextHop) {
+				h.Reply = func(line string) string {
+					// Both: a client may fall back to HELO after a refused
+					// EHLO, and a next hop that takes HELO would be working.
+					if v := strings.ToUpper(line); strings.HasPrefix(v, "EHLO") || strings.HasPrefix(v, "HELO") {
+						return "554 5.3.2 maintenance"
+					}
+					return ""
 				}
-				return ""
-			}
-			publishRawHop(h)
+			})
 			return h.Addr, h.Sessions
 		}},
 		{"closes after greeting", func(t *testing.T) (string, func() int) {
@@ -167,9 +157,7 @@ func TestNextHopGreeting554(t *testing.T) {
 // for days. An ASCII transaction that merely declares SMTPUTF8 is relayed,
 // and MAIL at the next hop goes without the parameter it does not offer.
 func TestNextHopWithoutSMTPUTF8(t *testing.T) {
-	raw := harness.StartRawNextHop(t)
-	raw.Extensions = []string{"8BITMIME", "ENHANCEDSTATUSCODES"}
-	publishRawHop(raw)
+	raw := harness.StartRawNextHop(t, func(h *harness.RawNextHop) { h.Extensions = []string{"8BITMIME", "ENHANCEDSTATUSCODES"} })
 	gw, _ := campus(t, func(s *site) {
 		s.routes = append(s.routes, routeTo([]string{"*"}, "smtp://"+raw.Addr))
 	})

@@ -67,14 +67,20 @@ func (m RawMessage) Unstuffed() []byte {
 	return bytes.ReplaceAll(w, []byte("\r\n."), []byte("\r\n"))
 }
 
-// StartRawNextHop starts a raw next hop on a free loopback port.
-func StartRawNextHop(t testing.TB) *RawNextHop {
+// StartRawNextHop starts a raw next hop on a free loopback port. Its replies
+// (Greeting, Extensions, Reply, DataReply) are set by the configure
+// functions, which run before it accepts anything: the fields are not to be
+// changed once it serves (the connections read them without a lock).
+func StartRawNextHop(t testing.TB, configure ...func(*RawNextHop)) *RawNextHop {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := &RawNextHop{Addr: l.Addr().String(), l: l}
+	for _, f := range configure {
+		f(h)
+	}
 	var wg sync.WaitGroup
 	go func() {
 		for {

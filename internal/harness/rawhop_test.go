@@ -51,22 +51,23 @@ func TestRawNextHopRecordsWireBytes(t *testing.T) {
 // default, DataReply the end of DATA (a refused message is not recorded),
 // and a 421 closes the connection.
 func TestRawNextHopReplies(t *testing.T) {
-	h := StartRawNextHop(t)
-	h.Reply = func(line string) string {
-		switch {
-		case strings.HasPrefix(line, "MAIL FROM:<deferred@"):
-			return "451 4.3.0 try later"
-		case strings.HasPrefix(line, "VRFY"):
-			return "421 4.3.2 going away"
+	h := StartRawNextHop(t, func(h *RawNextHop) {
+		h.Reply = func(line string) string {
+			switch {
+			case strings.HasPrefix(line, "MAIL FROM:<deferred@"):
+				return "451 4.3.0 try later"
+			case strings.HasPrefix(line, "VRFY"):
+				return "421 4.3.2 going away"
+			}
+			return ""
 		}
-		return ""
-	}
-	h.DataReply = func(wire []byte) string {
-		if strings.Contains(string(wire), "refuse me") {
-			return "554 5.6.0 no"
+		h.DataReply = func(wire []byte) string {
+			if strings.Contains(string(wire), "refuse me") {
+				return "554 5.6.0 no"
+			}
+			return ""
 		}
-		return ""
-	}
+	})
 	c := Dial(t, h.Addr)
 	c.Expect("EHLO client.test", "250")
 	c.Expect("MAIL FROM:<deferred@x.test>", "451 4.3.0")
