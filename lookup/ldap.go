@@ -18,6 +18,11 @@ const (
 	DefaultLDAPTimeout       = 3 * time.Second
 	DefaultLDAPPoolSize      = 4
 	DefaultLDAPTagSeparator  = "+"
+	DefaultLDAPAuthFilter    = "(|(uid=%s)(mail=%s))"
+
+	// MaxAuthPasswordBytes is the longest password Authenticate sends in a
+	// bind; a longer one is refused without a bind.
+	MaxAuthPasswordBytes = 1024
 
 	// ldapSizeLimit bounds the entries one account search may return: the
 	// recipient's entries (normally one) and the canary's. More means a
@@ -26,6 +31,10 @@ const (
 	// ldapCacheMax bounds the positive cache.
 	ldapCacheMax = 10000
 )
+
+// DefaultLDAPAddressAttributes are the attributes that hold a user's
+// addresses, by default.
+var DefaultLDAPAddressAttributes = []string{"mail", "mailAlternateAddress"}
 
 // LDAPConfig configures a Directory. The names follow the ldap section of
 // sekisho's config (DESIGN.md §7).
@@ -43,6 +52,14 @@ type LDAPConfig struct {
 	// "(attr=%s)", so that returned entries can be matched back to the address
 	// by that attribute. Default DefaultLDAPAccountFilter.
 	AccountFilter string
+	// AuthFilter finds a user's entry by the name typed in SMTP AUTH (a uid
+	// or an address), with the same rules as AccountFilter: every %s is
+	// replaced by the escaped name and must be a whole equality value.
+	// Default DefaultLDAPAuthFilter.
+	AuthFilter string
+	// AddressAttributes are the attributes whose values are a user's
+	// addresses (AuthResult.Addresses). Default DefaultLDAPAddressAttributes.
+	AddressAttributes []string
 	// Canary is an address whose entry must always exist. Required: without
 	// it "not found" could not be told from "directory incomplete".
 	Canary string
@@ -141,6 +158,9 @@ type AuthResult struct {
 	Reason  string
 	// DN is the entry the user was matched to (when one was).
 	DN string
+	// Addresses are the values of the address attributes of the user's
+	// entry, as the directory has them (AuthValid only).
+	Addresses []string
 }
 
 // Directory asks the LDAP directory about accounts and credentials. It is
