@@ -2,7 +2,6 @@ package harness
 
 import (
 	"net"
-	"sync"
 	"testing"
 	"time"
 )
@@ -15,12 +14,10 @@ import (
 type HoldHop struct {
 	Addr string
 
-	l        net.Listener
 	greeting string
 	closeNow bool
 
-	mu       sync.Mutex
-	changed  chan struct{} // closed and replaced at every accept and close
+	changes  // guards accepted and closed
 	accepted []time.Time
 	closed   []time.Time
 }
@@ -36,42 +33,17 @@ func StartHoldHop(t testing.TB, greeting string, closeAfter bool) *HoldHop {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &HoldHop{Addr: l.Addr().String(), l: l, greeting: greeting, closeNow: closeAfter, changed: make(chan struct{})}
-	var wg sync.WaitGroup
-	var cmu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			cmu.Lock()
-			conns = append(conns, c)
-			cmu.Unlock()
-			h.event(&h.accepted)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				h.serve(c)
-				h.event(&h.closed)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		cmu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		cmu.Unlock()
-		wg.Wait()
+	h := &HoldHop{Addr: l.Addr().String(), greeting: greeting, closeNow: closeAfter}
+	serveConns(t, l, func(c net.Conn) {
+		h.event(&h.accepted)
+		h.serve(c)
+		c.Close()
+		h.event(&h.closed)
 	})
 	return h
 }
 
 func (h *HoldHop) serve(c net.Conn) {
-	defer c.Close()
 	if h.greeting != "" {
 		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		if _, err := c.Write([]byte(h.greeting + "\r\n")); err != nil {
@@ -91,11 +63,7 @@ func (h *HoldHop) serve(c net.Conn) {
 }
 
 func (h *HoldHop) event(list *[]time.Time) {
-	h.mu.Lock()
-	*list = append(*list, time.Now())
-	close(h.changed)
-	h.changed = make(chan struct{})
-	h.mu.Unlock()
+	h.update(func() { *list = append(*list, time.Now()) })
 }
 
 // Accepted returns the times at which connections were accepted.
@@ -123,22 +91,4 @@ func (h *HoldHop) WaitAccepted(n int, timeout time.Duration) bool {
 // did not happen within timeout.
 func (h *HoldHop) WaitClosed(n int, timeout time.Duration) bool {
 	return h.wait(func() bool { return len(h.closed) >= n }, timeout)
-}
-
-func (h *HoldHop) wait(done func() bool, timeout time.Duration) bool {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		h.mu.Lock()
-		ok, ch := done(), h.changed
-		h.mu.Unlock()
-		if ok {
-			return true
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			return false
-		}
-	}
 }

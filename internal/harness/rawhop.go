@@ -4,9 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"io"
 	"net"
+	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -21,31 +22,58 @@ import (
 // DATA ends only at CRLF "." CRLF, as RFC 5321 §4.1.1.4 says; a bare LF or
 // CR followed by a dot is message content here, and is recorded as such.
 type RawNextHop struct {
-	Addr string
+	Addr string // where it listens: host:port, or the socket's path
 
+	// Network and Listen say where to listen: "" and "" are a free port
+	// on 127.0.0.1. Listen may name a TCP address ("127.0.0.2:2525");
+	// Network "unix" listens on the socket Listen (a new one in the test's
+	// temporary directory if Listen is "").
+	Network, Listen string
+	// LMTP speaks LMTP (RFC 2033): LHLO instead of EHLO, and after the
+	// final dot one reply (DataReply's) per accepted recipient.
+	LMTP bool
 	// Greeting is the banner; "" means "220 rawhop.test ESMTP". After a
-	// banner other than 2xx the connection is closed.
+	// banner other than 2xx the connection is closed (see Linger).
 	Greeting string
 	// Extensions are the EHLO keywords offered; nil offers 8BITMIME,
 	// SMTPUTF8 and ENHANCEDSTATUSCODES (no CHUNKING: DATA is what is
-	// recorded).
+	// recorded), an empty slice none.
 	Extensions []string
 	// Reply, if set, may answer a command line instead of the default: it
 	// gets the line verbatim (with its line ending) and returns a whole
-	// reply such as "451 4.3.0 try later", or "" for the default. A 421
-	// reply closes the connection.
+	// reply such as "451 4.3.0 try later", or "" for the default, or
+	// Silence or HangUp. A 421 reply closes the connection (see Linger).
 	Reply func(line string) string
 	// DataReply, if set, answers the end of DATA given the recorded bytes;
-	// "" or nil means "250 2.0.0 ok". Only a 2xx records the message.
+	// "" or nil means "250 2.0.0 ok". Like Reply it may return Silence or
+	// HangUp, and a 421 closes the connection. Only a 2xx records the
+	// message.
 	DataReply func(wire []byte) string
+	// Linger keeps the connection after a banner other than 2xx or a 421
+	// reply instead of closing it: it answers nothing more and records
+	// what the peer still sends until the peer hangs up, so that a test
+	// sees whether the client went on regardless.
+	Linger bool
 
-	l        net.Listener
-	mu       sync.Mutex
-	lines    []string
-	messages []RawMessage
-	sessions int
-	aborted  int
+	l           net.Listener
+	changes     // guards what follows
+	lines       []string
+	messages    []RawMessage
+	transcripts []*bytes.Buffer
+	sessions    int
+	ended       int
+	dataEnds    int
+	aborted     int
 }
+
+// Replies of Reply and DataReply that are not replies.
+const (
+	// Silence answers nothing, then or later: the connection is held, and
+	// what the peer sends is still recorded, until the peer hangs up.
+	Silence = "\x00silence"
+	// HangUp closes the connection without a reply.
+	HangUp = "\x00hang up"
+)
 
 // RawMessage is one message a RawNextHop accepted.
 type RawMessage struct {
@@ -67,39 +95,42 @@ func (m RawMessage) Unstuffed() []byte {
 	return bytes.ReplaceAll(w, []byte("\r\n."), []byte("\r\n"))
 }
 
-// StartRawNextHop starts a raw next hop on a free loopback port. Its replies
-// (Greeting, Extensions, Reply, DataReply) are set by the configure
-// functions, which run before it accepts anything: the fields are not to be
-// changed once it serves (the connections read them without a lock).
+// StartRawNextHop starts a raw next hop (on a free loopback port unless
+// told otherwise). Its settings (Network, Listen, LMTP, Greeting,
+// Extensions, Reply, DataReply, Linger) are made by the configure
+// functions, which run before it listens: the fields are not to be changed
+// once it serves (the connections read them without a lock).
 func StartRawNextHop(t testing.TB, configure ...func(*RawNextHop)) *RawNextHop {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &RawNextHop{Addr: l.Addr().String(), l: l}
+	h := &RawNextHop{}
 	for _, f := range configure {
 		f(h)
 	}
-	var wg sync.WaitGroup
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			h.mu.Lock()
-			h.sessions++
-			h.mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				h.serve(c)
-			}()
+	network, addr := h.Network, h.Listen
+	if network == "" {
+		network = "tcp"
+	}
+	if addr == "" {
+		addr = "127.0.0.1:0"
+		if network == "unix" {
+			addr = filepath.Join(t.TempDir(), "rawhop.sock")
 		}
-	}()
-	t.Cleanup(func() { l.Close(); wg.Wait() })
+	}
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.l, h.Addr = l, l.Addr().String()
+	serveConns(t, l, func(c net.Conn) {
+		rec := &bytes.Buffer{}
+		h.update(func() {
+			h.sessions++
+			h.transcripts = append(h.transcripts, rec)
+		})
+		h.serve(c, &recorder{h, rec})
+		c.Close()
+		h.update(func() { h.ended++ })
+	})
 	return h
 }
 
@@ -112,6 +143,19 @@ func (h *RawNextHop) Lines() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return append([]string(nil), h.lines...)
+}
+
+// Transcripts returns, for each connection in the order they were
+// accepted, every byte received on it so far: command lines and DATA
+// content alike, exactly as they came.
+func (h *RawNextHop) Transcripts() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for _, b := range h.transcripts {
+		out = append(out, b.String())
+	}
+	return out
 }
 
 // Messages returns the messages accepted so far.
@@ -135,37 +179,116 @@ func (h *RawNextHop) Aborted() int {
 	return h.aborted
 }
 
+// WaitLine waits until a command line beginning with prefix (in any case)
+// was received; it reports false if that did not happen within timeout.
+func (h *RawNextHop) WaitLine(prefix string, timeout time.Duration) bool {
+	return h.wait(func() bool {
+		for _, l := range h.lines {
+			if len(l) >= len(prefix) && strings.EqualFold(l[:len(prefix)], prefix) {
+				return true
+			}
+		}
+		return false
+	}, timeout)
+}
+
+// WaitData waits until n DATA transfers reached their final dot, whatever
+// the reply; it reports false if that did not happen within timeout.
+func (h *RawNextHop) WaitData(n int, timeout time.Duration) bool {
+	return h.wait(func() bool { return h.dataEnds >= n }, timeout)
+}
+
+// WaitEnded waits until n connections have ended; it reports false if that
+// did not happen within timeout.
+func (h *RawNextHop) WaitEnded(n int, timeout time.Duration) bool {
+	return h.wait(func() bool { return h.ended >= n }, timeout)
+}
+
+// recorder appends what a connection receives to its transcript.
+type recorder struct {
+	h   *RawNextHop
+	buf *bytes.Buffer
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.h.update(func() { r.buf.Write(p) })
+	return len(p), nil
+}
+
 const rawMaxData = 64 << 20
 
-func (h *RawNextHop) serve(c net.Conn) {
-	r := bufio.NewReader(c)
+func (h *RawNextHop) serve(c net.Conn, rec io.Writer) {
+	r := bufio.NewReader(io.TeeReader(c, rec))
 	say := func(reply string) bool {
 		c.SetWriteDeadline(time.Now().Add(30 * time.Second))
 		_, err := c.Write([]byte(reply + "\r\n"))
 		return err == nil
 	}
+	// readLine reads and records a command line.
+	readLine := func() (string, error) {
+		c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		line, err := r.ReadString('\n')
+		if err == nil {
+			h.update(func() { h.lines = append(h.lines, line) })
+		}
+		return line, err
+	}
+	// hold answers nothing more and records what comes until the peer
+	// hangs up.
+	hold := func() {
+		for {
+			if _, err := readLine(); err != nil {
+				return
+			}
+		}
+	}
+	// answer says a reply, or does what Silence or HangUp asks; it
+	// reports whether the session goes on.
+	answer := func(reply string) bool {
+		switch {
+		case reply == Silence:
+			hold()
+			return false
+		case reply == HangUp:
+			return false
+		case !say(reply):
+			return false
+		case strings.HasPrefix(reply, "421"):
+			if h.Linger {
+				hold()
+			}
+			return false
+		}
+		return true
+	}
 	greeting := h.Greeting
 	if greeting == "" {
 		greeting = "220 rawhop.test ESMTP"
 	}
-	if !say(greeting) || !strings.HasPrefix(greeting, "2") {
+	if !say(greeting) {
 		return
+	}
+	if !strings.HasPrefix(greeting, "2") {
+		if h.Linger {
+			hold()
+		}
+		return
+	}
+	hello := "EHLO"
+	if h.LMTP {
+		hello = "LHLO"
 	}
 	var from string
 	var to []string
 	inMail := false
 	for {
-		c.SetReadDeadline(time.Now().Add(60 * time.Second))
-		line, err := r.ReadString('\n')
+		line, err := readLine()
 		if err != nil {
 			return
 		}
-		h.mu.Lock()
-		h.lines = append(h.lines, line)
-		h.mu.Unlock()
 		if h.Reply != nil {
 			if reply := h.Reply(line); reply != "" {
-				if !say(reply) || strings.HasPrefix(reply, "421") {
+				if !answer(reply) {
 					return
 				}
 				continue
@@ -177,7 +300,7 @@ func (h *RawNextHop) serve(c net.Conn) {
 		}
 		var ok bool
 		switch verb {
-		case "EHLO":
+		case hello:
 			ext := h.Extensions
 			if ext == nil {
 				ext = []string{"8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"}
@@ -216,11 +339,10 @@ func (h *RawNextHop) serve(c net.Conn) {
 			}
 			wire, err := readData(c, r)
 			if err != nil {
-				h.mu.Lock()
-				h.aborted++
-				h.mu.Unlock()
+				h.update(func() { h.aborted++ })
 				return
 			}
+			h.update(func() { h.dataEnds++ })
 			reply := ""
 			if h.DataReply != nil {
 				reply = h.DataReply(wire)
@@ -229,12 +351,19 @@ func (h *RawNextHop) serve(c net.Conn) {
 				reply = "250 2.0.0 ok"
 			}
 			if strings.HasPrefix(reply, "2") {
-				h.mu.Lock()
-				h.messages = append(h.messages, RawMessage{From: from, To: to, Wire: wire})
-				h.mu.Unlock()
+				h.update(func() { h.messages = append(h.messages, RawMessage{From: from, To: to, Wire: wire}) })
+			}
+			replies := 1
+			if h.LMTP {
+				replies = len(to)
 			}
 			from, to, inMail = "", nil, false
-			ok = say(reply)
+			ok = true
+			for range replies {
+				if ok = answer(reply); !ok {
+					break
+				}
+			}
 		case "QUIT":
 			say("221 2.0.0 bye")
 			return

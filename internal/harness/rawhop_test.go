@@ -1,6 +1,9 @@
 package harness
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -84,5 +87,92 @@ func TestRawNextHopReplies(t *testing.T) {
 	}
 	if n := len(h.Messages()); n != 0 {
 		t.Errorf("%d messages recorded, want 0", n)
+	}
+}
+
+// TestRawNextHopMisbehaves: Silence holds the connection answering nothing,
+// HangUp closes it without a reply, Linger keeps it after a 421 (and after a
+// refusing banner), and every byte received is in the connection's
+// transcript, which the Wait methods let a test read at the right time.
+func TestRawNextHopMisbehaves(t *testing.T) {
+	h := StartRawNextHop(t, func(h *RawNextHop) {
+		h.Linger = true
+		h.Reply = func(line string) string {
+			switch {
+			case strings.HasPrefix(line, "VRFY silent"):
+				return Silence
+			case strings.HasPrefix(line, "VRFY hang"):
+				return HangUp
+			case strings.HasPrefix(line, "VRFY 421"):
+				return "421 4.3.2 going away"
+			}
+			return ""
+		}
+	})
+	for i, cmd := range []string{"VRFY silent", "VRFY hang", "VRFY 421"} {
+		c := Dial(t, h.Addr)
+		c.Send(cmd)
+		if !h.WaitLine(cmd, 5*time.Second) {
+			t.Fatalf("%s: WaitLine never saw it", cmd)
+		}
+		switch r := c.ReadTimeout(300 * time.Millisecond); {
+		case cmd == "VRFY hang" && r.Code != 0:
+			t.Errorf("%s: got %v, want the connection closed", cmd, r)
+		case cmd == "VRFY 421" && r.Code != 421:
+			t.Errorf("%s: got %v, want 421", cmd, r)
+		case cmd == "VRFY silent" && !strings.Contains(r.Text, "timeout"):
+			t.Errorf("%s: got %v, want no reply", cmd, r)
+		}
+		if cmd != "VRFY hang" {
+			c.SendRaw("still here\r\n")
+			if !h.WaitLine("still here", 5*time.Second) {
+				t.Fatalf("%s: what came after was not recorded", cmd)
+			}
+			c.Close()
+		}
+		if !h.WaitEnded(i+1, 5*time.Second) {
+			t.Fatalf("%s: the connection never ended", cmd)
+		}
+	}
+	want := []string{"VRFY silent\r\nstill here\r\n", "VRFY hang\r\n", "VRFY 421\r\nstill here\r\n"}
+	if got := h.Transcripts(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("transcripts %q, want %q", got, want)
+	}
+}
+
+// TestRawNextHopLMTP: over a unix socket, LHLO is the greeting command and
+// the end of the data gets one reply per recipient.
+func TestRawNextHopLMTP(t *testing.T) {
+	h := StartRawNextHop(t, func(h *RawNextHop) {
+		h.Network, h.LMTP, h.Extensions = "unix", true, []string{} // a one-line LHLO reply
+		h.DataReply = func([]byte) string { return "452 4.2.2 full" }
+	})
+	conn, err := net.Dial("unix", h.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	var got []string
+	read := func(n int) {
+		for range n {
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			l, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("after %q: %v", got, err)
+			}
+			got = append(got, l[:3])
+		}
+	}
+	read(1)
+	io.WriteString(conn, "LHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nRCPT TO:<c@y>\r\nDATA\r\n")
+	read(5)
+	io.WriteString(conn, "hi\r\n.\r\n")
+	read(2)
+	if want := "220 250 250 250 250 354 452 452"; strings.Join(got, " ") != want {
+		t.Errorf("replies %s, want %s", strings.Join(got, " "), want)
+	}
+	if !h.WaitData(1, 5*time.Second) || len(h.Messages()) != 0 {
+		t.Errorf("data ends not counted, or a refused message recorded: %+v", h.Messages())
 	}
 }
