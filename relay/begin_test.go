@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"sekisho/internal/harness"
 	"sekisho/policy"
 )
 
@@ -16,44 +17,43 @@ import (
 func TestBeginSkipsHopsThatDoNotWork(t *testing.T) {
 	cases := []struct {
 		name     string
-		hop      *fakeHop
+		hop      func(*harness.RawNextHop)
 		wantGot  string // the transcript must contain this
 		wantNot  string // and must not contain this ("" skips)
 		wantText string // the error text names the failure so
 	}{
-		{"greeting 554", &fakeHop{greeting: "554 5.3.2 go away"}, "", "EHLO", "greeting: 554"},
-		{"greeting 421", &fakeHop{greeting: "421 4.3.2 busy"}, "", "EHLO", "greeting: 421"},
-		{"greeting 450", &fakeHop{greeting: "450 4.3.2 later"}, "", "EHLO", "greeting: 450"},
-		{"EHLO 550", &fakeHop{greeting: "220 hop", replies: map[string]string{"EHLO": "550 5.7.1 not you"}}, "EHLO gw.campus.test\r\n", "MAIL", "EHLO: 550"},
-		{"EHLO 421", &fakeHop{greeting: "220 hop", replies: map[string]string{"EHLO": "421 4.3.2 closing"}}, "EHLO", "MAIL", "EHLO: 421"},
-		{"closes at EHLO", &fakeHop{greeting: "220 hop", closeAt: "EHLO"}, "EHLO", "MAIL", "EHLO: "},
-		{"MAIL 550", &fakeHop{greeting: "220 hop", replies: map[string]string{"MAIL": "550 5.7.1 sender refused"}}, "MAIL FROM:", "RCPT", "MAIL: 550"},
-		{"MAIL 451", &fakeHop{greeting: "220 hop", replies: map[string]string{"MAIL": "451 4.3.0 try later"}}, "MAIL FROM:", "RCPT", "MAIL: 451"},
-		{"MAIL 421", &fakeHop{greeting: "220 hop", replies: map[string]string{"MAIL": "421 4.3.2 shutting down"}}, "MAIL FROM:", "RCPT", "MAIL: 421"},
-		{"closes at MAIL", &fakeHop{greeting: "220 hop", closeAt: "MAIL"}, "MAIL FROM:", "RCPT", "MAIL: "},
+		{"greeting 554", greeting("554 5.3.2 go away"), "", "EHLO", "greeting: 554"},
+		{"greeting 421", greeting("421 4.3.2 busy"), "", "EHLO", "greeting: 421"},
+		{"greeting 450", greeting("450 4.3.2 later"), "", "EHLO", "greeting: 450"},
+		{"EHLO 550", replyAt("EHLO", "550 5.7.1 not you"), "EHLO gw.campus.test\r\n", "MAIL", "EHLO: 550"},
+		{"EHLO 421", replyAt("EHLO", "421 4.3.2 closing"), "EHLO", "MAIL", "EHLO: 421"},
+		{"closes at EHLO", replyAt("EHLO", harness.HangUp), "EHLO", "MAIL", "EHLO: "},
+		{"MAIL 550", replyAt("MAIL", "550 5.7.1 sender refused"), "MAIL FROM:", "RCPT", "MAIL: 550"},
+		{"MAIL 451", replyAt("MAIL", "451 4.3.0 try later"), "MAIL FROM:", "RCPT", "MAIL: 451"},
+		{"MAIL 421", replyAt("MAIL", "421 4.3.2 shutting down"), "MAIL FROM:", "RCPT", "MAIL: 421"},
+		{"closes at MAIL", replyAt("MAIL", harness.HangUp), "MAIL FROM:", "RCPT", "MAIL: "},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			bad := c.hop.start(t)
-			good := (&fakeHop{greeting: "220 good ESMTP"}).start(t)
-			r := newRouter(bad.hop(t), good.hop(t))
-			tx, err := begin(t, r, Envelope{From: sender})
+			bad := startHop(t, c.hop)
+			good := startHop(t)
+			badHop, goodHop := smtpHop(t, bad.Addr), smtpHop(t, good.Addr)
+			tx, err := begin(t, newRouter(badHop, goodHop), Envelope{From: sender})
 			if err != nil {
 				t.Fatalf("Begin: %v", err)
 			}
-			if tx.Hop() != good.hop(t).String() {
+			if tx.Hop() != goodHop.String() {
 				t.Fatalf("transaction with %s, want the working %s", tx.Hop(), good.Addr)
 			}
-			s := bad.waitEnded(t)
-			if got := s.Transcript(); !strings.Contains(got, c.wantGot) || (c.wantNot != "" && strings.Contains(got, c.wantNot)) {
+			if got := transcript(t, bad); !strings.Contains(got, c.wantGot) || (c.wantNot != "" && strings.Contains(got, c.wantNot)) {
 				t.Errorf("failing hop received %q; want %q in it and not %q", got, c.wantGot, c.wantNot)
 			}
 
 			// Alone, the same hop gives 451 4.4.1 naming it and why.
-			_, err = begin(t, newRouter(bad.hop(t)), Envelope{From: sender})
+			_, err = begin(t, newRouter(badHop), Envelope{From: sender})
 			wantReply(t, err, 451, [3]int{4, 4, 1})
-			if !strings.Contains(err.Error(), bad.hop(t).String()+": "+c.wantText) {
-				t.Errorf("error %q does not name %s with %q", err, bad.hop(t), c.wantText)
+			if !strings.Contains(err.Error(), badHop.String()+": "+c.wantText) {
+				t.Errorf("error %q does not name %s with %q", err, badHop, c.wantText)
 			}
 		})
 	}
@@ -64,17 +64,17 @@ func TestBeginSkipsHopsThatDoNotWork(t *testing.T) {
 // broken next hop's greeting or MAIL never becomes our 5xx.
 func TestBeginNoHopWorks(t *testing.T) {
 	refused := mustHop(t, "smtp://"+refusedAddr(t))
-	g554 := (&fakeHop{greeting: "554 5.3.2 no"}).start(t)
-	m550 := (&fakeHop{greeting: "220 hop", replies: map[string]string{"MAIL": "550 5.7.1 sender refused"}}).start(t)
-	e421 := (&fakeHop{greeting: "220 hop", replies: map[string]string{"EHLO": "421 4.3.2 closing"}}).start(t)
-	r := newRouter(refused, g554.hop(t), m550.hop(t), e421.hop(t))
+	g554 := smtpHop(t, startHop(t, greeting("554 5.3.2 no")).Addr)
+	m550 := smtpHop(t, startHop(t, replyAt("MAIL", "550 5.7.1 sender refused")).Addr)
+	e421 := smtpHop(t, startHop(t, replyAt("EHLO", "421 4.3.2 closing")).Addr)
+	r := newRouter(refused, g554, m550, e421)
 	_, err := begin(t, r, Envelope{From: sender})
 	wantReply(t, err, 451, [3]int{4, 4, 1})
 	for _, want := range []string{
 		refused.String() + ": connect:",
-		g554.hop(t).String() + ": greeting: 554",
-		m550.hop(t).String() + ": MAIL: 550",
-		e421.hop(t).String() + ": EHLO: 421",
+		g554.String() + ": greeting: 554",
+		m550.String() + ": MAIL: 550",
+		e421.String() + ": EHLO: 421",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not list %q:\n%v", want, err)
@@ -93,7 +93,7 @@ func TestBeginNoHopWorks(t *testing.T) {
 func TestCallAheadBudget(t *testing.T) {
 	var hops []NextHop
 	for range 3 {
-		hops = append(hops, (&fakeHop{}).start(t).hop(t))
+		hops = append(hops, smtpHop(t, harness.StartHoldHop(t, "", false).Addr))
 	}
 	r := newRouter(hops...)
 	budget := 500 * time.Millisecond
@@ -128,9 +128,9 @@ func TestCallAheadBudget(t *testing.T) {
 // accepts TCP and never greets is left after Connect, not after Command,
 // so that the next one gets its chance within the budget.
 func TestConnectTimeoutBoundsBanner(t *testing.T) {
-	silent := (&fakeHop{}).start(t)
-	good := (&fakeHop{greeting: "220 good"}).start(t)
-	r := newRouter(silent.hop(t), good.hop(t))
+	silent := harness.StartHoldHop(t, "", false)
+	good := smtpHop(t, startHop(t).Addr)
+	r := newRouter(smtpHop(t, silent.Addr), good)
 	r.Timeouts = Timeouts{Connect: 300 * time.Millisecond, Command: time.Minute, Data: time.Minute, CallAhead: time.Minute}
 	start := time.Now()
 	tx, err := begin(t, r, Envelope{From: sender})
@@ -140,8 +140,8 @@ func TestConnectTimeoutBoundsBanner(t *testing.T) {
 	if elapsed := time.Since(start); elapsed > 5*time.Second {
 		t.Errorf("a silent banner held the call-ahead for %v (Connect is 300ms)", elapsed)
 	}
-	if tx.Hop() != good.hop(t).String() {
-		t.Errorf("transaction with %s, want %s", tx.Hop(), good.Addr)
+	if tx.Hop() != good.String() {
+		t.Errorf("transaction with %s, want %s", tx.Hop(), good)
 	}
 	// The banner cap ends with the greeting: commands get Command, so a
 	// next hop slower than Connect but faster than Command still works.
@@ -155,16 +155,37 @@ func TestConnectTimeoutBoundsBanner(t *testing.T) {
 func TestCancelAbortsCallAhead(t *testing.T) {
 	for _, c := range []struct {
 		name string
-		hop  *fakeHop
-		at   string // the verb after which the hop goes silent
+		at   string // the verb after which the hop goes silent ("": it never greets)
 	}{
-		{"banner", &fakeHop{}, ""},
-		{"EHLO", &fakeHop{greeting: "220 hop", silentAt: "EHLO"}, "EHLO"},
-		{"MAIL", &fakeHop{greeting: "220 hop", silentAt: "MAIL"}, "MAIL"},
+		{"banner", ""},
+		{"EHLO", "EHLO"},
+		{"MAIL", "MAIL"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			h := c.hop.start(t)
-			r := newRouter(h.hop(t))
+			// reached waits until the hop went silent, ended until the
+			// relay dropped the connection.
+			var addr string
+			var reached, ended func()
+			if c.at == "" {
+				h := harness.StartHoldHop(t, "", false)
+				addr = h.Addr
+				reached = func() {
+					if !h.WaitAccepted(1, 10*time.Second) {
+						t.Fatal("never connected")
+					}
+				}
+				ended = func() {
+					if !h.WaitClosed(1, 10*time.Second) {
+						t.Fatal("the connection was never dropped")
+					}
+				}
+			} else {
+				h := startHop(t, replyAt(c.at, harness.Silence))
+				addr = h.Addr
+				reached = func() { waitAt(t, h, c.at) }
+				ended = func() { transcript(t, h) }
+			}
+			r := newRouter(smtpHop(t, addr))
 			r.Timeouts = Timeouts{Connect: time.Minute, Command: time.Minute, Data: time.Minute, CallAhead: time.Minute}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
@@ -172,15 +193,7 @@ func TestCancelAbortsCallAhead(t *testing.T) {
 				_, err := r.Begin(ctx, 0, "campus.test", Envelope{From: sender})
 				done <- err
 			}()
-			if c.at == "" {
-				select {
-				case <-h.accepted:
-				case <-time.After(10 * time.Second):
-					t.Fatal("never connected")
-				}
-			} else {
-				h.wait(t, c.at)
-			}
+			reached()
 			cancel()
 			select {
 			case err := <-done:
@@ -193,7 +206,7 @@ func TestCancelAbortsCallAhead(t *testing.T) {
 			case <-time.After(3 * time.Second):
 				t.Fatal("Begin still waiting 3s after ctx was cancelled")
 			}
-			h.waitEnded(t) // and the connection was dropped
+			ended() // and the connection was dropped
 		})
 	}
 }
@@ -203,8 +216,8 @@ func TestCancelAbortsCallAhead(t *testing.T) {
 func TestCancelAbortsCommands(t *testing.T) {
 	for _, at := range []string{"RCPT", "."} {
 		t.Run(at, func(t *testing.T) {
-			h := (&fakeHop{greeting: "220 hop", silentAt: at}).start(t)
-			r := newRouter(h.hop(t))
+			h := startHop(t, replyAt(at, harness.Silence))
+			r := newRouter(smtpHop(t, h.Addr))
 			r.Timeouts = Timeouts{Connect: time.Minute, Command: time.Minute, Data: time.Minute, CallAhead: time.Minute}
 			tx, err := begin(t, r, Envelope{From: sender})
 			if err != nil {
@@ -223,7 +236,7 @@ func TestCancelAbortsCommands(t *testing.T) {
 				}
 				done <- tx.Data(ctx, strings.NewReader(testMessage))
 			}()
-			h.wait(t, at)
+			waitAt(t, h, at)
 			cancel()
 			select {
 			case err := <-done:
@@ -236,7 +249,7 @@ func TestCancelAbortsCommands(t *testing.T) {
 			case <-time.After(3 * time.Second):
 				t.Fatalf("%s still waiting 3s after ctx was cancelled", at)
 			}
-			h.waitEnded(t)
+			transcript(t, h) // the connection was dropped
 		})
 	}
 }

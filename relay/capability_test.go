@@ -31,28 +31,28 @@ func mailLine(t *testing.T, transcript string) string {
 // reached (it might have had SMTPUTF8), the answer is 451.
 func TestSMTPUTF8Sender(t *testing.T) {
 	t.Run("none offers it", func(t *testing.T) {
-		h := (&fakeHop{greeting: "220 hop", exts: []string{"8BITMIME"}}).start(t)
-		_, err := begin(t, newRouter(h.hop(t)), Envelope{From: utf8Sender, UTF8: true})
+		h := startHop(t, offering("8BITMIME"))
+		_, err := begin(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: utf8Sender, UTF8: true})
 		wantReply(t, err, 553, [3]int{5, 6, 7})
-		if got := h.waitEnded(t).Transcript(); strings.Contains(got, "MAIL") {
+		if got := transcript(t, h); strings.Contains(got, "MAIL") {
 			t.Errorf("MAIL sent to a next hop without SMTPUTF8: %q", got)
 		}
 	})
 	t.Run("the second offers it", func(t *testing.T) {
-		without := (&fakeHop{greeting: "220 hop", exts: []string{"8BITMIME"}}).start(t)
-		with := (&fakeHop{greeting: "220 hop", exts: []string{"8BITMIME", "SMTPUTF8"}}).start(t)
-		tx, err := begin(t, newRouter(without.hop(t), with.hop(t)), Envelope{From: utf8Sender, UTF8: true})
+		without := startHop(t, offering("8BITMIME"))
+		with := startHop(t, offering("8BITMIME", "SMTPUTF8"))
+		tx, err := begin(t, newRouter(smtpHop(t, without.Addr), smtpHop(t, with.Addr)), Envelope{From: utf8Sender, UTF8: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tx.Hop() != with.hop(t).String() {
+		if tx.Hop() != smtpHop(t, with.Addr).String() {
 			t.Fatalf("transaction with %s", tx.Hop())
 		}
 		if err := tx.Rcpt(context.Background(), utf8Recipient); err != nil {
 			t.Fatalf("non-ASCII recipient to a next hop with SMTPUTF8: %v", err)
 		}
 		tx.Close()
-		got := with.waitEnded(t).Transcript()
+		got := transcript(t, with)
 		if l := mailLine(t, got); l != "MAIL FROM:<jürgen@sender.test> BODY=8BITMIME SMTPUTF8" {
 			t.Errorf("MAIL line %q", l)
 		}
@@ -61,8 +61,8 @@ func TestSMTPUTF8Sender(t *testing.T) {
 		}
 	})
 	t.Run("another could not be reached", func(t *testing.T) {
-		without := (&fakeHop{greeting: "220 hop"}).start(t)
-		_, err := begin(t, newRouter(without.hop(t), mustHop(t, "smtp://"+refusedAddr(t))), Envelope{From: utf8Sender, UTF8: true})
+		without := startHop(t)
+		_, err := begin(t, newRouter(smtpHop(t, without.Addr), mustHop(t, "smtp://"+refusedAddr(t))), Envelope{From: utf8Sender, UTF8: true})
 		wantReply(t, err, 451, [3]int{4, 4, 1})
 	})
 }
@@ -71,8 +71,8 @@ func TestSMTPUTF8Sender(t *testing.T) {
 // hop without SMTPUTF8 without the parameter; a non-ASCII recipient then
 // gets 553 5.6.7 and never reaches the next hop, while ASCII ones pass.
 func TestSMTPUTF8DroppedForASCII(t *testing.T) {
-	h := (&fakeHop{greeting: "220 hop", exts: []string{"8BITMIME"}}).start(t)
-	tx, err := begin(t, newRouter(h.hop(t)), Envelope{From: sender, UTF8: true})
+	h := startHop(t, offering("8BITMIME"))
+	tx, err := begin(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender, UTF8: true})
 	if err != nil {
 		t.Fatalf("Begin: %v", err)
 	}
@@ -82,7 +82,7 @@ func TestSMTPUTF8DroppedForASCII(t *testing.T) {
 		t.Fatalf("ASCII recipient after a refused non-ASCII one: %v", err)
 	}
 	tx.Close()
-	got := h.waitEnded(t).Transcript()
+	got := transcript(t, h)
 	if l := mailLine(t, got); l != "MAIL FROM:<alice@sender.test> BODY=8BITMIME" {
 		t.Errorf("MAIL line %q, want it without SMTPUTF8", l)
 	}
@@ -93,13 +93,13 @@ func TestSMTPUTF8DroppedForASCII(t *testing.T) {
 
 // SMTPUTF8 is passed on to a next hop that offers it.
 func TestSMTPUTF8PassedOn(t *testing.T) {
-	h := (&fakeHop{greeting: "220 hop", exts: []string{"SMTPUTF8"}}).start(t)
-	tx, err := begin(t, newRouter(h.hop(t)), Envelope{From: sender, UTF8: true})
+	h := startHop(t, offering("SMTPUTF8"))
+	tx, err := begin(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender, UTF8: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tx.Close()
-	if l := mailLine(t, h.waitEnded(t).Transcript()); l != "MAIL FROM:<alice@sender.test> SMTPUTF8" {
+	if l := mailLine(t, transcript(t, h)); l != "MAIL FROM:<alice@sender.test> SMTPUTF8" {
 		t.Errorf("MAIL line %q", l)
 	}
 }
@@ -107,8 +107,8 @@ func TestSMTPUTF8PassedOn(t *testing.T) {
 // RFC 6152: BODY=8BITMIME goes to a next hop that offers 8BITMIME, and 8-bit
 // data is delivered there.
 func Test8BITMIMEPassedOn(t *testing.T) {
-	h := (&fakeHop{greeting: "220 hop", exts: []string{"8BITMIME"}}).start(t)
-	tx, err := begin(t, newRouter(h.hop(t)), Envelope{From: sender, Body: "8BITMIME"})
+	h := startHop(t, offering("8BITMIME"))
+	tx, err := begin(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender, Body: "8BITMIME"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func Test8BITMIMEPassedOn(t *testing.T) {
 		t.Fatalf("Data: %v", err)
 	}
 	tx.Close()
-	got := h.waitEnded(t).Transcript()
+	got := transcript(t, h)
 	if l := mailLine(t, got); l != "MAIL FROM:<alice@sender.test> BODY=8BITMIME" {
 		t.Errorf("MAIL line %q", l)
 	}
@@ -135,8 +135,8 @@ func Test8BITMIMEPassedOn(t *testing.T) {
 // that would repeat forever.
 func Test8BITMIMEMissing(t *testing.T) {
 	t.Run("7-bit data", func(t *testing.T) {
-		h := (&fakeHop{greeting: "220 hop"}).start(t)
-		tx, err := begin(t, newRouter(h.hop(t)), Envelope{From: sender, Body: "8BITMIME"})
+		h := startHop(t)
+		tx, err := begin(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender, Body: "8BITMIME"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +147,7 @@ func Test8BITMIMEMissing(t *testing.T) {
 			t.Fatalf("Data: %v", err)
 		}
 		tx.Close()
-		got := h.waitEnded(t).Transcript()
+		got := transcript(t, h)
 		if l := mailLine(t, got); l != "MAIL FROM:<alice@sender.test>" {
 			t.Errorf("MAIL line %q, want no BODY=", l)
 		}
@@ -156,8 +156,8 @@ func Test8BITMIMEMissing(t *testing.T) {
 		}
 	})
 	t.Run("8-bit data", func(t *testing.T) {
-		h := (&fakeHop{greeting: "220 hop"}).start(t)
-		tx, err := begin(t, newRouter(h.hop(t)), Envelope{From: sender, Body: "8BITMIME"})
+		h := startHop(t)
+		tx, err := begin(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender, Body: "8BITMIME"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,7 +168,7 @@ func Test8BITMIMEMissing(t *testing.T) {
 		err = tx.Data(context.Background(), strings.NewReader(msg))
 		wantReply(t, err, 554, [3]int{5, 6, 3})
 		tx.Close()
-		got := h.waitEnded(t).Transcript()
+		got := transcript(t, h)
 		if strings.Contains(got, "\r\n.\r\n") {
 			t.Errorf("final dot sent for refused 8-bit data")
 		}
@@ -184,20 +184,20 @@ func Test8BITMIMEMissing(t *testing.T) {
 // limit is below it cannot take the mail: another is tried, and if none
 // can, 552 5.3.4 (certain), not a 451 forever.
 func TestSIZE(t *testing.T) {
-	small := (&fakeHop{greeting: "220 hop", exts: []string{"SIZE 1000"}}).start(t)
-	_, err := begin(t, newRouter(small.hop(t)), Envelope{From: sender, Size: 5000})
+	small := startHop(t, offering("SIZE 1000"))
+	_, err := begin(t, newRouter(smtpHop(t, small.Addr)), Envelope{From: sender, Size: 5000})
 	wantReply(t, err, 552, [3]int{5, 3, 4})
 
-	big := (&fakeHop{greeting: "220 hop", exts: []string{"SIZE 100000"}}).start(t)
-	tx, err := begin(t, newRouter(small.hop(t), big.hop(t)), Envelope{From: sender, Size: 5000})
+	big := startHop(t, offering("SIZE 100000"))
+	tx, err := begin(t, newRouter(smtpHop(t, small.Addr), smtpHop(t, big.Addr)), Envelope{From: sender, Size: 5000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tx.Hop() != big.hop(t).String() {
+	if tx.Hop() != smtpHop(t, big.Addr).String() {
 		t.Fatalf("transaction with %s", tx.Hop())
 	}
 	tx.Close()
-	if l := mailLine(t, big.waitEnded(t).Transcript()); l != "MAIL FROM:<alice@sender.test> SIZE=5000" {
+	if l := mailLine(t, transcript(t, big)); l != "MAIL FROM:<alice@sender.test> SIZE=5000" {
 		t.Errorf("MAIL line %q", l)
 	}
 }

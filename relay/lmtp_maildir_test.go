@@ -49,8 +49,8 @@ func TestLMTPRecipientStatus(t *testing.T) {
 		{"552 5.2.2 mailbox full", 552, [3]int{5, 2, 2}},
 		{"452 4.2.2 over quota, later", 452, [3]int{4, 2, 2}},
 	} {
-		h := (&fakeHop{greeting: "220 lmtp", lmtp: true, network: "unix", replies: map[string]string{".": c.status}}).start(t)
-		tx, err := begin(t, newRouter(h.hop(t)), Envelope{From: sender})
+		h := startHop(t, func(h *harness.RawNextHop) { h.LMTP, h.Network = true, "unix" }, replyAt(".", c.status))
+		tx, err := begin(t, newRouter(mustHop(t, "lmtp:unix:"+h.Addr)), Envelope{From: sender})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -60,7 +60,7 @@ func TestLMTPRecipientStatus(t *testing.T) {
 		err = tx.Data(context.Background(), strings.NewReader(testMessage))
 		wantReply(t, err, c.code, c.enhanced)
 		tx.Close()
-		if got := h.waitEnded(t).Transcript(); !strings.HasPrefix(got, "LHLO ") {
+		if got := transcript(t, h); !strings.HasPrefix(got, "LHLO ") {
 			t.Errorf("transcript %q does not start with LHLO", got)
 		}
 	}

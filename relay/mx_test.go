@@ -11,6 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"sekisho/internal/harness"
 	"sekisho/internal/mailaddr"
 	"sekisho/internal/testdns"
 	"sekisho/lookup"
@@ -36,15 +37,14 @@ func mxRouter(t *testing.T, s *testdns.Server, port int) *Router {
 func TestMX(t *testing.T) {
 	// Two hosts on the same port of two loopback addresses: the MX port is
 	// one setting.
-	first := (&fakeHop{greeting: "421 4.3.2 busy"}).start(t)
+	first := startHop(t, greeting("421 4.3.2 busy"))
 	_, port, _ := net.SplitHostPort(first.Addr)
-	second := &fakeHop{greeting: "220 mx2", listenAddr: "127.0.0.2:" + port}
-	if ln, err := net.Listen("tcp", second.listenAddr); err != nil {
+	if ln, err := net.Listen("tcp", "127.0.0.2:"+port); err != nil {
 		t.Skipf("cannot listen on 127.0.0.2: %v", err)
 	} else {
 		ln.Close()
 	}
-	second.start(t)
+	startHop(t, func(h *harness.RawNextHop) { h.Listen = "127.0.0.2:" + port })
 	p, _ := strconv.Atoi(port)
 
 	s := testdns.Start(t)
@@ -81,7 +81,7 @@ func TestMX(t *testing.T) {
 		t.Fatal(err)
 	}
 	tx.Close()
-	if first.waitEnded(t).Transcript() != "" {
+	if transcript(t, first) != "" {
 		t.Error("mx1 said 421 at the greeting and still got commands")
 	}
 

@@ -20,23 +20,24 @@ import (
 func TestRcptAndDataRepliesPassedOn(t *testing.T) {
 	cases := []struct {
 		name     string
-		replies  map[string]string
+		verb     string // the next hop answers this command ("." the final dot)
+		reply    string // with this
 		code     int
 		enhanced [3]int
 	}{
-		{"RCPT 550", map[string]string{"RCPT": "550 5.1.1 no such user"}, 550, [3]int{5, 1, 1}},
-		{"RCPT 450", map[string]string{"RCPT": "450 4.2.1 mailbox busy"}, 450, [3]int{4, 2, 1}},
-		{"RCPT 552 bad enhanced", map[string]string{"RCPT": "552 4.2.2 over quota"}, 552, [3]int{5, 0, 0}},
-		{"RCPT 421", map[string]string{"RCPT": "421 4.3.2 shutting down"}, 451, [3]int{4, 4, 2}},
-		{"DATA 554", map[string]string{"DATA": "554 5.5.1 no valid recipients"}, 554, [3]int{5, 5, 1}},
-		{"dot 554", map[string]string{".": "554 5.7.1 spam"}, 554, [3]int{5, 7, 1}},
-		{"dot 452", map[string]string{".": "452 4.3.1 disk full"}, 452, [3]int{4, 3, 1}},
-		{"dot 421", map[string]string{".": "421 4.3.2 bye"}, 451, [3]int{4, 4, 2}},
+		{"RCPT 550", "RCPT", "550 5.1.1 no such user", 550, [3]int{5, 1, 1}},
+		{"RCPT 450", "RCPT", "450 4.2.1 mailbox busy", 450, [3]int{4, 2, 1}},
+		{"RCPT 552 bad enhanced", "RCPT", "552 4.2.2 over quota", 552, [3]int{5, 0, 0}},
+		{"RCPT 421", "RCPT", "421 4.3.2 shutting down", 451, [3]int{4, 4, 2}},
+		{"DATA 554", "DATA", "554 5.5.1 no valid recipients", 554, [3]int{5, 5, 1}},
+		{"dot 554", ".", "554 5.7.1 spam", 554, [3]int{5, 7, 1}},
+		{"dot 452", ".", "452 4.3.1 disk full", 452, [3]int{4, 3, 1}},
+		{"dot 421", ".", "421 4.3.2 bye", 451, [3]int{4, 4, 2}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			h := (&fakeHop{greeting: "220 hop", replies: c.replies}).start(t)
-			tx, err := begin(t, newRouter(h.hop(t)), Envelope{From: sender})
+			h := startHop(t, replyAt(c.verb, c.reply))
+			tx, err := begin(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -57,8 +58,8 @@ func TestRcptAndDataRepliesPassedOn(t *testing.T) {
 // After the connection broke, every later command fails with 451 4.4.2
 // without touching the network.
 func TestBrokenTransactionStaysBroken(t *testing.T) {
-	h := (&fakeHop{greeting: "220 hop", closeAt: "RCPT"}).start(t)
-	tx, err := begin(t, newRouter(h.hop(t)), Envelope{From: sender})
+	h := startHop(t, replyAt("RCPT", harness.HangUp))
+	tx, err := begin(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,9 +76,9 @@ func TestBrokenTransactionStaysBroken(t *testing.T) {
 // not a dot-string is quoted, so it stays one path and cannot add
 // parameters. Read from the exact lines the next hop received.
 func TestAddressesQuotedOnTheWire(t *testing.T) {
-	h := (&fakeHop{greeting: "220 hop"}).start(t)
+	h := startHop(t)
 	from := mailaddr.Address{Local: "boss@campus.zz> RET=HDRS ENVID=x", Domain: "sender1.zz"}
-	tx, err := begin(t, newRouter(h.hop(t)), Envelope{From: from})
+	tx, err := begin(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: from})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func TestAddressesQuotedOnTheWire(t *testing.T) {
 		}
 	}
 	tx.Close()
-	got := h.waitEnded(t).Transcript()
+	got := transcript(t, h)
 	for _, line := range []string{
 		"\r\nMAIL FROM:<\"boss@campus.zz> RET=HDRS ENVID=x\"@sender1.zz>\r\n",
 		"\r\nRCPT TO:<\"a b\"@x>\r\n",
@@ -106,13 +107,13 @@ func TestAddressesQuotedOnTheWire(t *testing.T) {
 
 // The null reverse-path goes out as MAIL FROM:<>.
 func TestNullSender(t *testing.T) {
-	h := (&fakeHop{greeting: "220 hop"}).start(t)
-	tx, err := begin(t, newRouter(h.hop(t)), Envelope{})
+	h := startHop(t)
+	tx, err := begin(t, newRouter(smtpHop(t, h.Addr)), Envelope{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tx.Close()
-	if got := h.waitEnded(t).Transcript(); !strings.Contains(got, "\r\nMAIL FROM:<>\r\n") {
+	if got := transcript(t, h); !strings.Contains(got, "\r\nMAIL FROM:<>\r\n") {
 		t.Errorf("transcript %q has no MAIL FROM:<>", got)
 	}
 }
@@ -120,8 +121,12 @@ func TestNullSender(t *testing.T) {
 // Our EHLO (LHLO towards LMTP) name is Router.Hostname.
 func TestEHLOIsHostname(t *testing.T) {
 	for _, lmtp := range []bool{false, true} {
-		h := (&fakeHop{greeting: "220 hop", lmtp: lmtp}).start(t)
-		r := newRouter(h.hop(t))
+		h := startHop(t, func(h *harness.RawNextHop) { h.LMTP = lmtp })
+		nh := smtpHop(t, h.Addr)
+		if lmtp {
+			nh = mustHop(t, "lmtp://"+h.Addr)
+		}
+		r := newRouter(nh)
 		r.Hostname = "relay7.campus.test"
 		tx, err := begin(t, r, Envelope{From: sender})
 		if err != nil {
@@ -132,7 +137,7 @@ func TestEHLOIsHostname(t *testing.T) {
 		if lmtp {
 			want = "LHLO relay7.campus.test\r\n"
 		}
-		if got := h.waitEnded(t).Transcript(); !strings.HasPrefix(got, want) {
+		if got := transcript(t, h); !strings.HasPrefix(got, want) {
 			t.Errorf("lmtp=%v: transcript starts %q, want %q", lmtp, got, want)
 		}
 	}
@@ -142,8 +147,8 @@ func TestEHLOIsHostname(t *testing.T) {
 // Close's business (a next hop that never answers QUIT cannot delay the
 // client's 250), and Close itself is bounded.
 func TestDataReturnsBeforeQuit(t *testing.T) {
-	h := (&fakeHop{greeting: "220 hop", silentAt: "QUIT"}).start(t)
-	r := newRouter(h.hop(t))
+	h := startHop(t, replyAt("QUIT", harness.Silence))
+	r := newRouter(smtpHop(t, h.Addr))
 	r.Timeouts.Command = 500 * time.Millisecond
 	tx, err := begin(t, r, Envelope{From: sender})
 	if err != nil {
@@ -162,7 +167,7 @@ func TestDataReturnsBeforeQuit(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Data did not return after the next hop's 250")
 	}
-	if strings.Contains(h.Transcript(), "QUIT") {
+	if strings.Contains(strings.Join(h.Transcripts(), ""), "QUIT") {
 		t.Fatal("Data sent QUIT")
 	}
 	start := time.Now()
@@ -170,8 +175,8 @@ func TestDataReturnsBeforeQuit(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("Close waited %v for a silent QUIT", d)
 	}
-	h.wait(t, "QUIT")
-	got := h.waitEnded(t).Transcript()
+	waitAt(t, h, "QUIT")
+	got := transcript(t, h)
 	if !strings.Contains(got, "\r\n.\r\nQUIT\r\n") {
 		t.Errorf("transcript does not end with the dot then QUIT: %q", got)
 	}
@@ -210,8 +215,8 @@ func TestDeliverToRealServerWithDefaultTimeouts(t *testing.T) {
 // ends the transfer without the final dot: the next hop discards it. The
 // reader's own error (with its reply) is returned.
 func TestDataReaderErrorNeverSendsDot(t *testing.T) {
-	h := (&fakeHop{greeting: "220 hop"}).start(t)
-	tx, err := begin(t, newRouter(h.hop(t)), Envelope{From: sender})
+	h := startHop(t)
+	tx, err := begin(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +229,7 @@ func TestDataReaderErrorNeverSendsDot(t *testing.T) {
 	if !errors.Is(err, readerErr) {
 		t.Fatalf("Data returned %v, want the reader's error", err)
 	}
-	got := h.waitEnded(t).Transcript() // Data dropped the connection
+	got := transcript(t, h) // Data dropped the connection
 	if !strings.Contains(got, "\r\nDATA\r\n") || strings.Contains(got, "\r\n.\r\n") {
 		t.Errorf("transcript %q: want DATA and no final dot", got)
 	}
@@ -238,8 +243,8 @@ func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 // Abort mid-data (from another goroutine) drops the connection without the
 // dot, and Data fails.
 func TestAbortDuringData(t *testing.T) {
-	h := (&fakeHop{greeting: "220 hop"}).start(t)
-	tx, err := begin(t, newRouter(h.hop(t)), Envelope{From: sender})
+	h := startHop(t)
+	tx, err := begin(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,14 +255,14 @@ func TestAbortDuringData(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- tx.Data(context.Background(), pr) }()
 	pw.Write([]byte("Subject: x\r\n\r\nfirst part\r\n")) // returns once Data has read it
-	h.wait(t, "DATA")
+	waitAt(t, h, "DATA")
 	tx.Abort()
 	pw.Write([]byte("rest\r\n"))
 	pw.Close()
 	if err := <-done; err == nil {
 		t.Fatal("Data succeeded after Abort")
 	}
-	if got := h.waitEnded(t).Transcript(); strings.Contains(got, "\r\n.\r\n") {
+	if got := transcript(t, h); strings.Contains(got, "\r\n.\r\n") {
 		t.Errorf("the final dot was sent after Abort: %q", got)
 	}
 	tx.Close() // after Abort: nothing, and no panic
