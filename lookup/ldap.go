@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -170,6 +171,9 @@ type Directory struct {
 	cfg        LDAPConfig
 	attrs      []string // the attributes the account filter asserts on
 	attrSet    map[string]bool
+	authAttrs  []string        // the attributes of Authenticate's search
+	authSet    map[string]bool // the attributes the auth filter asserts on
+	addrSet    map[string]bool // the address attributes
 	pool       *ldapPool
 	cache      *ldapCache
 	canaryNorm string
@@ -202,9 +206,25 @@ func NewDirectory(cfg LDAPConfig) (*Directory, error) {
 	if cfg.AccountFilter == "" {
 		cfg.AccountFilter = DefaultLDAPAccountFilter
 	}
-	attrs, err := ldapFilterAttributes(cfg.AccountFilter)
+	attrs, err := ldapFilterAttributes("account_filter", cfg.AccountFilter)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.AuthFilter == "" {
+		cfg.AuthFilter = DefaultLDAPAuthFilter
+	}
+	authFilterAttrs, err := ldapFilterAttributes("auth_filter", cfg.AuthFilter)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.AddressAttributes) == 0 {
+		cfg.AddressAttributes = DefaultLDAPAddressAttributes
+	}
+	cfg.AddressAttributes = slices.Clone(cfg.AddressAttributes)
+	for _, a := range cfg.AddressAttributes {
+		if a == "" || strings.ContainsAny(a, "()&|!=~<>:*\\,; ") {
+			return nil, fmt.Errorf("ldap: address_attributes: %q is not an attribute name", a)
+		}
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultLDAPTimeout
@@ -228,6 +248,20 @@ func NewDirectory(cfg LDAPConfig) (*Directory, error) {
 	}
 	for _, a := range attrs {
 		d.attrSet[strings.ToLower(a)] = true
+	}
+	d.authSet, d.addrSet = map[string]bool{}, map[string]bool{}
+	for _, a := range authFilterAttrs {
+		d.authSet[strings.ToLower(a)] = true
+	}
+	for _, a := range cfg.AddressAttributes {
+		d.addrSet[strings.ToLower(a)] = true
+	}
+	seen := map[string]bool{}
+	for _, a := range slices.Concat(authFilterAttrs, attrs, cfg.AddressAttributes) {
+		if !seen[strings.ToLower(a)] {
+			seen[strings.ToLower(a)] = true
+			d.authAttrs = append(d.authAttrs, a)
+		}
 	}
 	return d, nil
 }
@@ -301,38 +335,66 @@ func (d *Directory) account(ctx context.Context, addr string) AccountResult {
 	return res
 }
 
-// Authenticate checks a user's password. The user is given as a full
-// address and matched with the account filter (no extension stripping): one
-// search on a service connection, which must return exactly one entry for
-// the user and the canary's entry; then a simple bind as that entry on a
-// separate, fresh connection (never a pooled one). An empty password is
-// refused without any bind (RFC 4513 §5.1.2: it would be an unauthenticated
-// bind, which "succeeds"). LDAP result 49 is AuthInvalid; anything else that
-// is not a successful bind is AuthCouldNotTell.
+// Authenticate checks a user's password. The user is the name typed in
+// SMTP AUTH, a uid or an address, taken as it is (no extension stripping).
+// ONE search on a service connection asks for the user and the canary
+// together,
+//
+//	(|(<AuthFilter for user>)(<AccountFilter for the canary>))
+//
+// every value escaped (RFC 4515), and reads the entries' address attributes.
+// Then:
+//
+//   - several entries for the user: AuthInvalid (no bind: whose password
+//     would it be?), whether or not the canary came back;
+//   - the canary missing: AuthCouldNotTell;
+//   - no entry for the user: AuthInvalid;
+//   - one entry: a simple bind as that entry on a separate, fresh
+//     connection (never a pooled one). Success is AuthValid with the entry's
+//     addresses; LDAP result 49 (invalidCredentials) is AuthInvalid;
+//     anything else is AuthCouldNotTell.
+//
+// Every entry returned that is not recognised as the canary's (by the
+// values of AccountFilter's attributes) counts as the user's: the server's
+// matching rules chose it. An empty user or password, a NUL in either, or a
+// password over MaxAuthPasswordBytes is AuthInvalid without any request: a
+// bind with an empty password is an unauthenticated bind, which "succeeds"
+// (RFC 4513 §5.1.2). A search or connection failure, a timeout or a busy
+// pool is AuthCouldNotTell.
 func (d *Directory) Authenticate(ctx context.Context, user, password string) AuthResult {
-	if password == "" {
-		return AuthResult{Outcome: AuthInvalid, Reason: "empty password refused"}
-	}
-	if user == "" {
+	switch {
+	case user == "":
 		return AuthResult{Outcome: AuthInvalid, Reason: "empty user name refused"}
+	case password == "":
+		return AuthResult{Outcome: AuthInvalid, Reason: "empty password refused"}
+	case strings.IndexByte(user, 0) >= 0:
+		return AuthResult{Outcome: AuthInvalid, Reason: "NUL in user name refused"}
+	case strings.IndexByte(password, 0) >= 0:
+		return AuthResult{Outcome: AuthInvalid, Reason: "NUL in password refused"}
+	case len(password) > MaxAuthPasswordBytes:
+		return AuthResult{Outcome: AuthInvalid, Reason: fmt.Sprintf("password over %d bytes refused", MaxAuthPasswordBytes)}
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 	defer cancel()
-	m, err := d.search(ctx, user)
-	if err != nil {
-		return AuthResult{Reason: "ldap: " + err.Error()}
+	req := ldap.NewSearchRequest(d.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
+		ldapSizeLimit, ldapTimeLimit(ctx), false, d.authFilterFor(user), d.authAttrs, nil)
+	res, err := d.searchRequest(ctx, req)
+	var m authMatch
+	if res != nil {
+		m = d.matchAuth(res.Entries, user)
 	}
 	switch {
+	case len(m.users) > 1 && (err == nil || ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded)):
+		return AuthResult{Outcome: AuthInvalid, Reason: fmt.Sprintf("%d entries match %s: ambiguous, no bind", len(m.users), user)}
+	case err != nil:
+		return AuthResult{Reason: "ldap: " + err.Error()}
 	case !m.canarySeen:
 		return AuthResult{Reason: "directory incomplete: canary missing (" + d.cfg.Canary + ")"}
-	case m.recipientEntries > 1:
-		return AuthResult{Reason: fmt.Sprintf("%d entries match %s: ambiguous", m.recipientEntries, user)}
-	case m.recipientDN == "" && m.unmatchedDN != "":
-		return AuthResult{Reason: "entry " + m.unmatchedDN + " matched the filter but neither the user nor the canary"}
-	case m.recipientDN == "":
+	case len(m.users) == 0:
 		return AuthResult{Outcome: AuthInvalid, Reason: "no entry for " + user + " (canary present)"}
 	}
-	dn := m.recipientDN
+	entry := m.users[0]
+	dn := entry.DN
 	conn, err := d.pool.dialBind(ctx, dn, password)
 	if err != nil {
 		if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
@@ -341,7 +403,66 @@ func (d *Directory) Authenticate(ctx context.Context, user, password string) Aut
 		return AuthResult{DN: dn, Reason: "ldap bind: " + err.Error()}
 	}
 	go conn.Close()
-	return AuthResult{Outcome: AuthValid, DN: dn, Reason: "bind as " + dn + " succeeded"}
+	return AuthResult{Outcome: AuthValid, DN: dn, Addresses: d.addresses(entry), Reason: "bind as " + dn + " succeeded"}
+}
+
+// authMatch is what one Authenticate search found.
+type authMatch struct {
+	canarySeen bool
+	users      []*ldap.Entry
+}
+
+// matchAuth sorts the entries of an Authenticate search: the canary's
+// (recognised by AccountFilter's attributes) and the user's (every other
+// entry, and the canary's own if its auth attributes name the user).
+func (d *Directory) matchAuth(entries []*ldap.Entry, user string) authMatch {
+	var m authMatch
+	for _, e := range entries {
+		isUser, isCanary := false, false
+		for _, a := range e.Attributes {
+			name, _, _ := strings.Cut(a.Name, ";")
+			name = strings.ToLower(name)
+			for _, v := range a.Values {
+				if d.attrSet[name] && strings.EqualFold(v, d.cfg.Canary) {
+					isCanary = true
+				}
+				if d.authSet[name] && strings.EqualFold(v, user) {
+					isUser = true
+				}
+			}
+		}
+		if isCanary {
+			m.canarySeen = true
+		}
+		if isUser || !isCanary {
+			m.users = append(m.users, e)
+		}
+	}
+	return m
+}
+
+// addresses returns the values of the address attributes of e, each once.
+func (d *Directory) addresses(e *ldap.Entry) []string {
+	var out []string
+	for _, a := range e.Attributes {
+		name, _, _ := strings.Cut(a.Name, ";")
+		if !d.addrSet[strings.ToLower(name)] {
+			continue
+		}
+		for _, v := range a.Values {
+			if v != "" && !slices.Contains(out, v) {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// authFilterFor builds Authenticate's one search filter for user and the
+// canary.
+func (d *Directory) authFilterFor(user string) string {
+	return "(|" + strings.ReplaceAll(d.cfg.AuthFilter, "%s", ldap.EscapeFilter(user)) +
+		strings.ReplaceAll(d.cfg.AccountFilter, "%s", ldap.EscapeFilter(d.cfg.Canary)) + ")"
 }
 
 // stripTag removes an address extension: user+tag@dom → user@dom. A local
@@ -378,23 +499,29 @@ func (d *Directory) filterFor(addr string) string {
 }
 
 // search runs the account search for addr on a pooled service connection.
-// A stale pooled connection (the server restarted since it was used) is
-// replaced by a fresh one and the search tried once more, if time allows.
 func (d *Directory) search(ctx context.Context, addr string) (ldapMatch, error) {
 	req := ldap.NewSearchRequest(d.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
 		ldapSizeLimit, ldapTimeLimit(ctx), false, d.filterFor(addr), d.attrs, nil)
 	var m ldapMatch
+	res, err := d.searchRequest(ctx, req)
+	if res != nil {
+		m = d.match(res.Entries, addr)
+	}
+	return m, err
+}
+
+// searchRequest runs req on a pooled service connection. A stale pooled
+// connection (the server restarted since it was used) is replaced by a
+// fresh one and the search tried once more, if time allows.
+func (d *Directory) searchRequest(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error) {
 	for attempt := 0; ; attempt++ {
 		conn, reused, err := d.pool.get(ctx, attempt > 0)
 		if err != nil {
-			return m, err
+			return nil, err
 		}
 		started := time.Now()
 		res, err := ldapSearch(ctx, conn, req)
 		d.pool.put(conn, err == nil || ldapIsResultError(err))
-		if res != nil {
-			m = d.match(res.Entries, addr)
-		}
 		if err != nil && reused && attempt == 0 && !ldapIsResultError(err) && ctx.Err() == nil {
 			// Retry only a fast failure: a stale connection fails at once,
 			// a hung one has used the time up.
@@ -402,7 +529,7 @@ func (d *Directory) search(ctx context.Context, addr string) (ldapMatch, error) 
 				continue
 			}
 		}
-		return m, err
+		return res, err
 	}
 }
 
@@ -489,9 +616,9 @@ func ldapIsResultError(err error) bool {
 
 // ldapFilterAttributes returns the attributes a filter asserts on with "%s"
 // ("(mail=%s)" → mail), and checks that the filter compiles.
-func ldapFilterAttributes(filter string) ([]string, error) {
+func ldapFilterAttributes(key, filter string) ([]string, error) {
 	if _, err := ldap.CompileFilter(strings.ReplaceAll(filter, "%s", "x")); err != nil {
-		return nil, fmt.Errorf("ldap: account_filter %q: %v", filter, err)
+		return nil, fmt.Errorf("ldap: %s %q: %v", key, filter, err)
 	}
 	var attrs []string
 	seen := map[string]bool{}
@@ -504,7 +631,7 @@ func ldapFilterAttributes(filter string) ([]string, error) {
 		j := strings.LastIndexByte(rest[:i], '(')
 		name := rest[j+1 : i]
 		if j < 0 || name == "" || strings.ContainsAny(name, "()&|!=~<>:*\\ ") {
-			return nil, fmt.Errorf("ldap: account_filter %q: %%s must be a whole equality value, as in (mail=%%s)", filter)
+			return nil, fmt.Errorf("ldap: %s %q: %%s must be a whole equality value, as in (mail=%%s)", key, filter)
 		}
 		if !seen[strings.ToLower(name)] {
 			seen[strings.ToLower(name)] = true
@@ -513,7 +640,7 @@ func ldapFilterAttributes(filter string) ([]string, error) {
 		rest = rest[i+len("=%s)"):]
 	}
 	if len(attrs) == 0 || strings.Count(filter, "%s") != strings.Count(filter, "=%s)") {
-		return nil, fmt.Errorf("ldap: account_filter %q: every %%s must be a whole equality value, as in (mail=%%s)", filter)
+		return nil, fmt.Errorf("ldap: %s %q: every %%s must be a whole equality value, as in (mail=%%s)", key, filter)
 	}
 	return attrs, nil
 }

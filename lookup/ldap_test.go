@@ -472,75 +472,6 @@ func TestLDAPPositiveCache(t *testing.T) {
 	ldapExpectAccount(t, d, "bob@campus.test", AccountCouldNotTell)
 }
 
-func TestLDAPAuthenticate(t *testing.T) {
-	s := testslapd.Start(t)
-	cfg := ldapTestConfig(s)
-	cfg.Timeout = 700 * time.Millisecond
-	d := ldapTestDirectory(t, cfg)
-	alice := testslapd.PersonByUID("alice")
-	tests := []struct {
-		name, user, password string
-		want                 AuthOutcome
-	}{
-		{"good", "alice@campus.test", alice.Password, AuthValid},
-		{"good via alternate address", "a.smith@campus.test", alice.Password, AuthValid},
-		{"good with spaces", "bob@campus.test", testslapd.PersonByUID("bob").Password, AuthValid},
-		{"bad password", "alice@campus.test", "wrong", AuthInvalid},
-		{"password of another user", "alice@campus.test", testslapd.PersonByUID("bob").Password, AuthInvalid},
-		{"entry without password", "carol@campus.test", "anything", AuthInvalid},
-		{"unknown user", "nobody@campus.test", "x", AuthInvalid},
-		{"wildcard user", "*@campus.test", alice.Password, AuthInvalid},
-		{"two entries", "shared@campus.test", "dup-pw", AuthCouldNotTell},
-		{"tag is not stripped", "alice+x@campus.test", alice.Password, AuthInvalid},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := d.Authenticate(context.Background(), tt.user, tt.password)
-			if r.Outcome != tt.want {
-				t.Errorf("Authenticate(%q) = %v (%s), want %v", tt.user, r.Outcome, r.Reason, tt.want)
-			}
-		})
-	}
-
-	// The user binds happen on their own connections, never on the pooled
-	// service connection that did the searches.
-	binds, searches := ldapOps(s)
-	serviceConns := map[string]bool{}
-	for _, c := range searches {
-		serviceConns[c] = true
-	}
-	userBinds := 0
-	for _, b := range binds {
-		conn, dn, _ := strings.Cut(b, " ")
-		if dn == s.BindDN {
-			continue
-		}
-		userBinds++
-		if serviceConns[conn] {
-			t.Errorf("user bind %q on conn=%s, which also searched", dn, conn)
-		}
-	}
-	if userBinds != 6 {
-		t.Errorf("%d user binds, want 6 (one per test case that reached the bind)", userBinds)
-	}
-
-	// The empty password never reaches the server.
-	before, _ := ldapOps(s)
-	if r := d.Authenticate(context.Background(), "alice@campus.test", ""); r.Outcome != AuthInvalid {
-		t.Errorf("empty password: %v", r.Outcome)
-	}
-	if after, _ := ldapOps(s); len(after) != len(before) {
-		t.Errorf("empty password: %d binds sent", len(after)-len(before))
-	}
-
-	s.Stop()
-	start := time.Now()
-	if r := d.Authenticate(context.Background(), "alice@campus.test", alice.Password); r.Outcome != AuthCouldNotTell {
-		t.Errorf("slapd down: %v (%s)", r.Outcome, r.Reason)
-	}
-	ldapWithinTimeout(t, d, time.Since(start))
-}
-
 func TestLDAPClosed(t *testing.T) {
 	s := testslapd.Start(t)
 	d := ldapTestDirectory(t, ldapTestConfig(s))
@@ -579,7 +510,7 @@ func TestLDAPConfigErrors(t *testing.T) {
 }
 
 func TestLDAPFilterAttributes(t *testing.T) {
-	got, err := ldapFilterAttributes("(&(objectClass=inetOrgPerson)(|(mail=%s)(mailAlternateAddress=%s)(MAIL=%s)))")
+	got, err := ldapFilterAttributes("account_filter", "(&(objectClass=inetOrgPerson)(|(mail=%s)(mailAlternateAddress=%s)(MAIL=%s)))")
 	if err != nil || strings.Join(got, ",") != "mail,mailAlternateAddress" {
 		t.Errorf("got %v, %v", got, err)
 	}
