@@ -340,14 +340,41 @@ var addressParser = &mail.AddressParser{WordDecoder: &mime.WordDecoder{
 // countMailboxes parses a From value as a mailbox list (RFC 5322 §3.6.2:
 // mailbox-list, not address-list: a group is not allowed).
 func countMailboxes(value string) (int, error) {
+	list, err := parseMailboxes(value)
+	return len(list), err
+}
+
+func parseMailboxes(value string) ([]*mail.Address, error) {
 	if hasGroup(value) {
-		return 0, fmt.Errorf("group syntax is not allowed in From")
+		return nil, fmt.Errorf("group syntax is not allowed in From")
 	}
-	list, err := addressParser.ParseList(ipv6LiteralsAsIPv4(value))
+	return addressParser.ParseList(ipv6LiteralsAsIPv4(value))
+}
+
+// FromAddresses returns the addresses of the From field of a header
+// section (RFC 5322 §3.6.2), as the header check parses it: the submission
+// service compares them with the user's own (RFC 6409 §8.1). A header
+// without exactly one From field, or one that does not parse, is an error.
+func FromAddresses(header []byte, smtputf8 bool) ([]string, error) {
+	ph := parseHeader(header, DefaultHeaderMaxBytes, smtputf8)
+	var from []headerField
+	for _, f := range ph.fields {
+		if strings.EqualFold(f.name, "from") {
+			from = append(from, f)
+		}
+	}
+	if len(from) != 1 {
+		return nil, fmt.Errorf("%d From fields", len(from))
+	}
+	list, err := parseMailboxes(from[0].value)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return len(list), nil
+	out := make([]string, 0, len(list))
+	for _, a := range list {
+		out = append(out, a.Address)
+	}
+	return out, nil
 }
 
 // ipv6LiteralsAsIPv4 replaces each valid IPv6 domain literal

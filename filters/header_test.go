@@ -428,3 +428,25 @@ func BenchmarkHeaderJudge(b *testing.B) {
 		}
 	}
 }
+
+func TestFromAddresses(t *testing.T) {
+	cases := []struct {
+		hdr  string
+		want []string
+		ok   bool
+	}{
+		{"From: Alice <alice@campus.test>\r\nSubject: x\r\n\r\n", []string{"alice@campus.test"}, true},
+		{"from: a@x.test, \"B\" <b@y.test>\r\n\r\n", []string{"a@x.test", "b@y.test"}, true},
+		{"From: =?utf-8?q?Al=C3=AFce?= <alice@campus.test>\r\n\r\n", []string{"alice@campus.test"}, true},
+		{"Subject: none\r\n\r\n", nil, false},
+		{"From: a@x.test\r\nFrom: b@x.test\r\n\r\n", nil, false},
+		{"From: group: a@x.test;\r\n\r\n", nil, false},
+		{"From: not an address\r\n\r\n", nil, false},
+	}
+	for _, c := range cases {
+		got, err := FromAddresses([]byte(c.hdr), false)
+		if (err == nil) != c.ok || strings.Join(got, ",") != strings.Join(c.want, ",") {
+			t.Errorf("FromAddresses(%q) = %v, %v", c.hdr, got, err)
+		}
+	}
+}

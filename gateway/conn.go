@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"sekisho/auth"
 	"sekisho/policy"
 )
 
@@ -51,6 +52,10 @@ type conn struct {
 	// cancels the session's lookups and call-ahead.
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// msa marks a submission listener: TLS, then AUTH, before any mail.
+	msa  bool
+	user *auth.User // the authenticated user; nil before AUTH
 
 	helo   string // the HELO/EHLO argument; "" before it
 	esmtp  bool
@@ -131,7 +136,7 @@ func (c *conn) command(line string) *policy.Reply {
 	case "STARTTLS":
 		return c.StartTLS(arg)
 	case "AUTH":
-		return policy.AuthNotAvailable
+		return c.Auth(arg)
 	case "HELP":
 		return policy.Help
 	case "EXPN", "TURN", "ETRN", "SEND", "SOML", "SAML":

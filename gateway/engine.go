@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"sekisho/auth"
 	"sekisho/filters"
 	"sekisho/internal/mailaddr"
 	"sekisho/policy"
@@ -35,6 +36,8 @@ type engine struct {
 	proto string
 	// dryRun stops before the data is relayed (explain sends no mail).
 	dryRun bool
+	// user is the authenticated user of a submission session.
+	user *auth.User
 
 	tx       *filters.Transaction
 	active   bool // MAIL accepted
@@ -92,6 +95,16 @@ func (e *engine) reset() {
 	e.route, e.routeKey, e.upErr, e.headers = -1, "", nil, nil
 }
 
+// setUser makes the session's transactions those of an authenticated user
+// (RFC 4954): they may relay, they must send as themselves, and the
+// Received field says ESMTPSA (RFC 3848).
+func (e *engine) setUser(u *auth.User) {
+	e.user = u
+	e.base.Authenticated = u.Name
+	e.proto = "ESMTPSA"
+	e.reset()
+}
+
 // afterReply is called once the client has the reply to the data: only now
 // is the next hop's connection closed politely.
 func (e *engine) afterReply() {
@@ -106,6 +119,10 @@ func (e *engine) Mail(ctx context.Context, from mailaddr.Address, p MailParams) 
 	e.reset()
 	e.from, e.params = from, p
 	e.tx.From, e.tx.SMTPUTF8 = from.String(), p.UTF8
+	if r, reason := e.submitter(from); r != nil {
+		e.obs.decided("mail", "submission", r, reason, "from", e.tx.From)
+		return r
+	}
 	v, results := e.obs.run(ctx, "mail", filters.StageMail, e.tx)
 	if r := verdictReply(v); r != nil {
 		e.obs.decided("mail", lastCheck(results), r, v.Reason, "from", e.tx.From)
@@ -161,6 +178,12 @@ func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address) *policy.Reply {
 		return e.refuse(lastCheck(results), r, v.Reason, to)
 	}
 
+	if e.user != nil {
+		// A phished account's campaign meets this limit first.
+		if r := e.srv.cfg.MSA.Auth.AllowRecipient(*e.user); r != nil {
+			return e.refuse("submission", r, "hourly recipient limit of "+e.user.Name, to)
+		}
+	}
 	if e.up == nil {
 		env := relay.Envelope{From: e.from, UTF8: e.params.UTF8, Body: e.params.Body, Size: e.params.Size}
 		up, err := e.srv.router.Begin(ctx, route, asciiDomain(to.Domain), env)
@@ -225,6 +248,16 @@ func (e *engine) data(ctx context.Context, msg io.Reader) dataOutcome {
 		return dataOutcome{reply: policy.MailLoop, check: "loop", reason: fmt.Sprintf("received headers: %d", n)}
 	}
 	hdr = stripOwnFields(hdr, e.srv.cfg.Hostname)
+	if e.user != nil {
+		// Message completion (RFC 6409 §8.3, §8.4) before the header
+		// check, which requires a Date.
+		hdr = completeHeader(hdr, e.srv.cfg.Hostname, time.Now())
+		if e.srv.cfg.MSA.FromCheck {
+			if r, reason := e.fromOwned(hdr); r != nil {
+				return dataOutcome{reply: r, check: "submission", reason: reason}
+			}
+		}
+	}
 	e.tx.Header = hdr
 	v, results := e.obs.run(ctx, "data", filters.StageData, e.tx)
 	if rep := verdictReply(v); rep != nil {
@@ -242,13 +275,113 @@ func (e *engine) data(ctx context.Context, msg io.Reader) dataOutcome {
 	for _, h := range e.headers {
 		prefix.WriteString(h.Name + ": " + h.Value + "\r\n")
 	}
-	prefix.WriteString(receivedHeader(e.base.Helo, e.base.Client, e.srv.cfg.Hostname, e.proto, e.base.SessionID, e.rcpts, time.Now()))
+	prefix.WriteString(e.received(time.Now()))
 	body := io.MultiReader(&prefix, bytes.NewReader(hdr), br)
 	if err := e.up.Data(ctx, body); err != nil {
 		return dataOutcome{reply: policy.FromError(err), reason: "relay: " + err.Error()}
 	}
 	e.finished, e.up = e.up, nil
 	return dataOutcome{reply: policy.Accepted}
+}
+
+// submitter applies the submission rules to an authenticated user's sender
+// (RFC 6409 §8.1 lets the MSA enforce them): the null sender is refused
+// (users do not send bounces), the sender must be one of the user's
+// addresses (auth.sender_check), and the hourly message limit applies.
+func (e *engine) submitter(from mailaddr.Address) (*policy.Reply, string) {
+	u := e.user
+	if u == nil {
+		return nil, ""
+	}
+	msa := e.srv.cfg.MSA
+	switch {
+	case from.IsNull():
+		return policy.NullSenderOnSubmission, "null sender from an authenticated user"
+	case msa.SenderCheck && !u.Owns(from.String()):
+		return policy.SenderNotOwned, "sender is not an address of " + u.Name
+	}
+	if r := msa.Auth.AllowMessage(*u); r != nil {
+		return r, "hourly message limit of " + u.Name
+	}
+	return nil, ""
+}
+
+// fromOwned checks that every address of the From field is the user's own
+// (auth.from_check; RFC 6409 §8.1).
+func (e *engine) fromOwned(hdr []byte) (*policy.Reply, string) {
+	addrs, err := filters.FromAddresses(hdr, e.params.UTF8)
+	if err != nil {
+		// The header check names what is wrong with the field.
+		return nil, ""
+	}
+	for _, a := range addrs {
+		if !e.user.Owns(a) {
+			return policy.FromNotOwned, "From " + a + " is not an address of " + e.user.Name
+		}
+	}
+	return nil, ""
+}
+
+// completeHeader adds the Date and Message-ID fields a submitted message
+// lacks (RFC 6409 §8.3, §8.4), at the end of the header section.
+func completeHeader(hdr []byte, hostname string, now time.Time) []byte {
+	var add []byte
+	if !hasField(hdr, "date") {
+		add = append(add, "Date: "+now.Format(time.RFC1123Z)+"\r\n"...)
+	}
+	if !hasField(hdr, "message-id") {
+		add = append(add, "Message-ID: <"+newSessionID()+newSessionID()+"@"+hostname+">\r\n"...)
+	}
+	if add == nil {
+		return hdr
+	}
+	body := hdr
+	end := []byte{}
+	if bytes.HasSuffix(hdr, []byte("\r\n\r\n")) {
+		body, end = hdr[:len(hdr)-2], []byte("\r\n")
+	}
+	out := make([]byte, 0, len(hdr)+len(add))
+	out = append(append(append(out, body...), add...), end...)
+	return out
+}
+
+// hasField reports whether a header section has a field of that name.
+func hasField(hdr []byte, name string) bool {
+	for _, line := range bytes.Split(hdr, []byte("\r\n")) {
+		n, _, ok := bytes.Cut(line, []byte(":"))
+		if ok && len(line) > 0 && line[0] != ' ' && line[0] != '\t' && strings.EqualFold(strings.TrimSpace(string(n)), name) {
+			return true
+		}
+	}
+	return false
+}
+
+// received is our trace field for this transaction. A submitted message's
+// field names neither the user nor the client's address unless the
+// configuration asks for it (auth.received: full): the user's home network
+// is nobody's business downstream.
+func (e *engine) received(now time.Time) string {
+	if e.user != nil && !e.srv.cfg.MSA.ReceivedFull {
+		var b strings.Builder
+		fmt.Fprintf(&b, "Received: by %s (sekisho) with %s id %s", e.srv.cfg.Hostname, e.proto, e.base.SessionID)
+		fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
+		return b.String()
+	}
+	r := receivedHeader(e.base.Helo, e.base.Client, e.srv.cfg.Hostname, e.proto, e.base.SessionID, e.rcpts, now)
+	if e.user != nil {
+		// auth.received: full. The user is named by the directory's first
+		// address, never by what the client typed (LDAP matching folds
+		// spaces and line breaks, so a typed name could carry a CRLF).
+		who := e.user.DN
+		if len(e.user.Addresses) > 0 {
+			who = e.user.Addresses[0]
+		}
+		if !printableASCII(who) {
+			who = "a local user"
+		}
+		r = strings.Replace(r, ")\r\n\tby ", ")\r\n\t(authenticated as "+who+")\r\n\tby ", 1)
+	}
+	return r
 }
 
 // receivedHeader builds our trace field (RFC 5321 §4.4, with the protocol

@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"sekisho/auth"
 	"sekisho/filters"
 	"sekisho/internal/mailaddr"
 	"sekisho/policy"
@@ -66,10 +67,27 @@ type Config struct {
 	// TLS of the whole Internet.
 	TLS *tls.Config
 
+	// MSA is the submission role (listeners submission and submissions);
+	// nil when neither is configured.
+	MSA *MSAConfig
+
 	// GreetPause holds the banner of the smtp listener (0: off). Trusted
 	// networks and GreetPauseExempt skip it.
 	GreetPause       time.Duration
 	GreetPauseExempt []netip.Prefix
+}
+
+// MSAConfig is what the submission listeners need (RFC 6409): users log in
+// with SMTP AUTH over TLS, and may then send as themselves only.
+type MSAConfig struct {
+	Auth *auth.Service
+	// SenderCheck refuses an envelope sender that is not one of the user's
+	// addresses (553 5.7.1); FromCheck does the same for the From field
+	// (550 5.7.1 at the end of the data, RFC 6409 §8.1).
+	SenderCheck, FromCheck bool
+	// ReceivedFull names the user and the client's address in Received;
+	// without it the field has neither (the default: privacy).
+	ReceivedFull bool
 }
 
 // Server runs the SMTP listeners.
@@ -122,7 +140,28 @@ func New(cfg Config) (*Server, error) {
 }
 
 // ServeSMTP serves the smtp listener (port 25 role) on l until Shutdown.
-func (s *Server) ServeSMTP(l net.Listener) error {
+func (s *Server) ServeSMTP(l net.Listener) error { return s.serve(l, listenerSMTP) }
+
+// ServeSubmission serves the submission listener (port 587, RFC 6409):
+// STARTTLS, then AUTH, before any mail.
+func (s *Server) ServeSubmission(l net.Listener) error { return s.serve(l, listenerSubmission) }
+
+// ServeSubmissions serves the submissions listener (port 465, RFC 8314):
+// TLS from the first byte, then AUTH.
+func (s *Server) ServeSubmissions(l net.Listener) error { return s.serve(l, listenerSubmissions) }
+
+// The listeners, by role (DESIGN.md §2).
+const (
+	listenerSMTP        = "smtp"
+	listenerSubmission  = "submission"
+	listenerSubmissions = "submissions"
+)
+
+func (s *Server) serve(l net.Listener, listener string) error {
+	if listener != listenerSMTP && (s.cfg.MSA == nil || s.cfg.TLS == nil) {
+		l.Close()
+		return errors.New("gateway: the " + listener + " listener needs tls and auth")
+	}
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
@@ -131,7 +170,11 @@ func (s *Server) ServeSMTP(l net.Listener) error {
 	}
 	s.listeners = append(s.listeners, l)
 	s.mu.Unlock()
-	ll := &limitListener{Listener: l, t: s.tracker, admitted: s.admitSMTP}
+	admit := s.admitSMTP
+	if listener != listenerSMTP {
+		admit = func(tc *trackedConn) { s.admitSubmission(tc, listener) }
+	}
+	ll := &limitListener{Listener: l, t: s.tracker, admitted: admit}
 	var backoff time.Duration
 	for {
 		c, err := ll.Accept()
@@ -150,7 +193,7 @@ func (s *Server) ServeSMTP(l net.Listener) error {
 			return err
 		}
 		backoff = 0
-		go s.serveConn(c.(*trackedConn), "smtp")
+		go s.serveConn(c.(*trackedConn), listener)
 	}
 }
 
@@ -174,6 +217,7 @@ func (s *Server) serveConn(tc *trackedConn, listener string) {
 		ctx: ctx, cancel: cancel,
 	}
 	c.br = bufio.NewReaderSize(c.in, 64<<10)
+	c.msa = listener != listenerSMTP
 	c.log = c.baseLog()
 	c.tx = newEngine(s, sessionObserver{c}, base)
 	tc.setSay(c.say421)
@@ -188,6 +232,10 @@ func (s *Server) serveConn(tc *trackedConn, listener string) {
 		c.abandonBDAT()
 		c.tx.reset()
 	}()
+	if listener == listenerSubmissions && !c.startTLS() {
+		c.close()
+		return
+	}
 	c.serve()
 }
 
@@ -236,6 +284,16 @@ func (s *Server) admitSMTP(tc *trackedConn) {
 				s.metrics.decision("connect", "rejected")
 			}
 		}
+	}
+}
+
+// admitSubmission prepares a connection of a submission listener: no greet
+// pause and no connect-stage checks (DNSBL): its users log in, and a user on
+// a blocklisted home network must still be able to send.
+func (s *Server) admitSubmission(tc *trackedConn, listener string) {
+	tc.connState = &filters.Transaction{
+		SessionID: newSessionID(), Client: tc.ip, Trusted: false, Listener: listener,
+		Conn: map[string]any{},
 	}
 }
 

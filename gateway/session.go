@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"sekisho/auth"
 	"sekisho/filters"
 	"sekisho/internal/mailaddr"
 	"sekisho/policy"
@@ -49,6 +51,11 @@ func (c *conn) Helo(arg string, ehlo bool) *policy.Reply {
 	if c.srv.cfg.TLS != nil && c.tls == nil {
 		ext = append(ext, "STARTTLS") // RFC 3207
 	}
+	if c.msa && c.tls != nil && c.user == nil {
+		// AUTH only inside TLS (RFC 4954 §4, RFC 8314): a password never
+		// crosses the network in clear.
+		ext = append(ext, "AUTH "+strings.Join(auth.Mechanisms, " ")) // RFC 4954
+	}
 	return policy.EhloOK(c.srv.cfg.Hostname, ext)
 }
 
@@ -61,6 +68,8 @@ func (c *conn) Mail(arg string) *policy.Reply {
 		return policy.BadSequence.Withf("MAIL not allowed during a BDAT transfer")
 	case c.tx.active:
 		return policy.BadSequence.Withf("nested MAIL command")
+	case c.msa && c.user == nil:
+		return policy.AuthRequired // RFC 4954 §6; RFC 6409 §4.3
 	}
 	rest, ok := cutPrefixFold(arg, "FROM:")
 	if !ok {
@@ -344,12 +353,27 @@ func (c *conn) StartTLS(arg string) *policy.Reply {
 	if err := c.reply(policy.ReadyForTLS); err != nil {
 		return nil
 	}
+	if !c.startTLS() {
+		c.close()
+		return nil
+	}
+	c.abandonBDAT()
+	c.helo, c.esmtp = "", false
+	c.tx.base.Helo = ""
+	c.tx.reset()
+	return nil
+}
+
+// startTLS runs the TLS handshake on the connection (after STARTTLS's 220,
+// or at once on the submissions listener) and makes the session speak TLS.
+// Nothing the client sent in clear before is kept: a plaintext command
+// injection (CVE-2011-0411) stays outside.
+func (c *conn) startTLS() bool {
 	tc := tls.Server(c.tc, c.srv.cfg.TLS)
 	tc.SetDeadline(time.Now().Add(c.srv.cfg.Limits.CommandTimeout))
 	if err := tc.Handshake(); err != nil {
 		c.log.Info("starttls", "outcome", "failed", "err", err)
-		c.close()
-		return nil
+		return false
 	}
 	tc.SetDeadline(time.Time{})
 	st := tc.ConnectionState()
@@ -359,12 +383,96 @@ func (c *conn) StartTLS(arg string) *policy.Reply {
 	c.br.Reset(c.in)
 	c.bw.Reset(tc)
 	c.wmu.Unlock()
-	c.abandonBDAT()
-	c.helo, c.esmtp = "", false
-	c.tx.base.Helo = ""
 	c.tx.proto = "ESMTPS"
-	c.tx.reset()
-	return nil
+	return true
+}
+
+// Auth handles AUTH (RFC 4954) on the submission listeners: only inside TLS,
+// once per session, outside a transaction. The SASL exchange reads its
+// responses here; the credentials are checked by auth.Service, which turns
+// every could-not-tell into 454, never 535.
+func (c *conn) Auth(arg string) *policy.Reply {
+	switch {
+	case !c.msa:
+		return policy.AuthNotAvailable
+	case c.tls == nil:
+		return policy.EncryptionRequired // RFC 4954 §6: 538 5.7.11
+	case c.user != nil:
+		return policy.AuthAlreadyDone
+	case c.helo == "" || !c.esmtp:
+		return policy.BadSequence.Withf("send EHLO first")
+	case c.tx.active || c.bdat != nil:
+		return policy.BadSequence.Withf("AUTH not allowed during a mail transaction") // RFC 4954 §4
+	}
+	name, initial, hasInitial := strings.Cut(arg, " ")
+	mech, ok := auth.NewMechanism(name)
+	if !ok {
+		return policy.AuthUnknownMechanism
+	}
+	var resp []byte
+	if hasInitial {
+		// RFC 4954 §4: "=" is an empty initial response.
+		b, r := decodeSASL(strings.TrimSpace(initial))
+		if r != nil {
+			return r
+		}
+		resp = b
+		if resp == nil {
+			resp = []byte{}
+		}
+	}
+	for {
+		challenge, done, err := mech.Next(resp)
+		if err != nil {
+			return c.srv.cfg.MSA.Auth.ExchangeFailed(c.client, mech, err)
+		}
+		if done {
+			break
+		}
+		if err := c.reply(policy.AuthChallenge(base64.StdEncoding.EncodeToString(challenge))); err != nil {
+			return nil
+		}
+		line, err := c.readLine(c.srv.cfg.Limits.CommandTimeout)
+		if err != nil {
+			c.readFailed(err, "auth")
+			c.close()
+			return nil
+		}
+		if line == "*" {
+			return policy.AuthCancelled // RFC 4954 §4
+		}
+		b, r := decodeSASL(line)
+		if r != nil {
+			return r
+		}
+		resp = b
+		if resp == nil {
+			resp = []byte{}
+		}
+	}
+	user, password := mech.Credentials()
+	defer c.watchHangup()()
+	u, r := c.srv.cfg.MSA.Auth.Login(c.ctx, c.client, user, password)
+	if r != nil {
+		return r
+	}
+	c.user = &u
+	c.log = c.log.With("user", u.Name)
+	c.tx.setUser(&u)
+	c.log.Info("auth", "outcome", "accepted", "mechanism", strings.ToUpper(name))
+	return policy.AuthSucceeded
+}
+
+// decodeSASL decodes one base64 SASL response ("=" is empty).
+func decodeSASL(s string) ([]byte, *policy.Reply) {
+	if s == "=" {
+		return []byte{}, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, policy.AuthBadBase64
+	}
+	return b, nil
 }
 
 // sessionObserver is the engine's observer in a live session: it runs the

@@ -486,6 +486,12 @@ func Greeting(hostname string) *Reply {
 	return &Reply{Code: 220, Text: hostname + " ESMTP sekisho"}
 }
 
+// AuthChallenge is a SASL challenge during AUTH (RFC 4954 §4: 334 and the
+// base64 challenge, no enhanced code).
+func AuthChallenge(base64 string) *Reply {
+	return &Reply{Code: 334, Text: base64}
+}
+
 // HeloOK is the reply to HELO (RFC 5321 §4.1.1.1), without an enhanced code
 // (RFC 2034 §3).
 func HeloOK(hostname string) *Reply {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"regexp"
@@ -14,9 +15,11 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"sekisho/auth"
 	"sekisho/filters"
 	"sekisho/gateway"
 	"sekisho/internal/mailaddr"
+	"sekisho/lookup"
 	"sekisho/relay"
 )
 
@@ -35,7 +38,21 @@ type Config struct {
 	Checks          ChecksConfig  `yaml:"checks"`
 	Limits          LimitsConfig  `yaml:"limits"`
 	NextHop         NextHopConfig `yaml:"next_hop"`
+	Auth            AuthConfig    `yaml:"auth"`
 	Log             LogConfig     `yaml:"log"`
+}
+
+// AuthConfig configures the submission listeners (the MSA): SMTP AUTH
+// against the directory, and what an authenticated user may send.
+type AuthConfig struct {
+	MaxFailures          int           `yaml:"max_failures"`   // per client IP and per user name, in failure_window
+	FailureWindow        time.Duration `yaml:"failure_window"` //
+	MaxConcurrentBinds   int           `yaml:"max_concurrent_binds"`
+	MaxRecipientsPerHour int           `yaml:"max_recipients_per_hour"` // per user
+	MaxMessagesPerHour   int           `yaml:"max_messages_per_hour"`   // per user
+	SenderCheck          string        `yaml:"sender_check"`            // strict | off
+	FromCheck            string        `yaml:"from_check"`              // strict | off
+	Received             string        `yaml:"received"`                // anonymous | full
 }
 
 // ListenConfig names the listeners; an absent one does not listen.
@@ -69,13 +86,17 @@ type DNSConfig struct {
 
 // LDAPConfig configures the directory for accounts and AUTH.
 type LDAPConfig struct {
-	URLs             []string      `yaml:"urls"`
-	BaseDN           string        `yaml:"base_dn"`
-	BindDN           string        `yaml:"bind_dn"`
-	BindPasswordFile string        `yaml:"bind_password_file"`
-	AccountFilter    string        `yaml:"account_filter"`
-	Canary           string        `yaml:"canary"`
-	Timeout          time.Duration `yaml:"timeout"`
+	URLs             []string `yaml:"urls"`
+	BaseDN           string   `yaml:"base_dn"`
+	BindDN           string   `yaml:"bind_dn"`
+	BindPasswordFile string   `yaml:"bind_password_file"`
+	AccountFilter    string   `yaml:"account_filter"`
+	// AuthFilter finds the entry of a user logging in (uid or address);
+	// AddressAttributes are the attributes holding the user's addresses.
+	AuthFilter        string        `yaml:"auth_filter"`
+	AddressAttributes []string      `yaml:"address_attributes"`
+	Canary            string        `yaml:"canary"`
+	Timeout           time.Duration `yaml:"timeout"`
 }
 
 // ChecksConfig configures each check; every check has `off: true`.
@@ -180,8 +201,11 @@ func Defaults() Config {
 			Domains:  []string{"localhost"},
 			NextHops: []NextHop{mustHop("maildir:var/mail")},
 		}},
-		DNS:   DNSConfig{Timeout: 2 * time.Second, Attempts: 2},
-		LDAP:  LDAPConfig{AccountFilter: "(|(mail=%s)(mailAlternateAddress=%s))", Timeout: 3 * time.Second},
+		DNS: DNSConfig{Timeout: 2 * time.Second, Attempts: 2},
+		LDAP: LDAPConfig{AccountFilter: "(|(mail=%s)(mailAlternateAddress=%s))", Timeout: 3 * time.Second,
+			AuthFilter: "(|(uid=%s)(mail=%s))", AddressAttributes: []string{"mail", "mailAlternateAddress"}},
+		Auth: AuthConfig{MaxFailures: 5, FailureWindow: 10 * time.Minute, MaxConcurrentBinds: 10,
+			MaxRecipientsPerHour: 500, MaxMessagesPerHour: 100, SenderCheck: "strict", FromCheck: "strict", Received: "anonymous"},
 		Store: StoreConfig{Path: "var/state.db"},
 		Checks: ChecksConfig{
 			// Loopback skips the pause so that a first try with swaks on the
@@ -277,6 +301,26 @@ type validationError struct {
 
 func (e *validationError) Error() string { return strings.Join(e.path, ".") + ": " + e.msg }
 
+func (a AuthConfig) validate() error {
+	switch {
+	case a.MaxFailures <= 0:
+		return invalid("max_failures must be positive", "auth", "max_failures")
+	case a.FailureWindow <= 0:
+		return invalid("failure_window must be positive", "auth", "failure_window")
+	case a.MaxConcurrentBinds <= 0:
+		return invalid("max_concurrent_binds must be positive", "auth", "max_concurrent_binds")
+	case a.MaxRecipientsPerHour <= 0 || a.MaxMessagesPerHour <= 0:
+		return invalid("max_recipients_per_hour and max_messages_per_hour must be positive", "auth")
+	case a.SenderCheck != "strict" && a.SenderCheck != "off":
+		return invalid("sender_check must be strict or off", "auth", "sender_check")
+	case a.FromCheck != "strict" && a.FromCheck != "off":
+		return invalid("from_check must be strict or off", "auth", "from_check")
+	case a.Received != "anonymous" && a.Received != "full":
+		return invalid("received must be anonymous or full", "auth", "received")
+	}
+	return nil
+}
+
 func invalid(msg string, path ...string) error { return &validationError{path: path, msg: msg} }
 
 // lineOf finds the line of a key path in the document, or of the deepest
@@ -310,13 +354,23 @@ func (c *Config) validate() error {
 	if c.Listen.SMTP == "" && c.Listen.LMTP == "" && c.Listen.Submission == "" && c.Listen.Submissions == "" {
 		return invalid("no SMTP listener configured (listen.smtp, lmtp, submission or submissions)", "listen")
 	}
-	for _, k := range []struct{ key, val string }{{"lmtp", c.Listen.LMTP}, {"submission", c.Listen.Submission}, {"submissions", c.Listen.Submissions}} {
-		if k.val != "" {
-			return invalid("listener "+k.key+" is not implemented in this version yet", "listen", k.key)
-		}
+	if c.Listen.LMTP != "" {
+		return invalid("listener lmtp is not implemented in this version yet", "listen", "lmtp")
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		return invalid("cert and key go together", "tls")
+	}
+	for _, k := range []struct{ key, val string }{{"submission", c.Listen.Submission}, {"submissions", c.Listen.Submissions}} {
+		switch {
+		case k.val == "":
+		case c.TLS.Cert == "":
+			return invalid("listener "+k.key+" needs tls.cert and tls.key: AUTH is offered only over TLS (RFC 8314)", "listen", k.key)
+		case len(c.LDAP.URLs) == 0:
+			return invalid("listener "+k.key+" needs ldap.urls: users log in against the directory", "listen", k.key)
+		}
+	}
+	if err := c.Auth.validate(); err != nil {
+		return err
 	}
 	if len(c.LDAP.URLs) > 0 {
 		if c.LDAP.Canary == "" {
@@ -409,6 +463,21 @@ func (c *Config) postmasterDomain() string {
 		}
 	}
 	return ""
+}
+
+// msaConfig builds the submission role: the login service on the
+// directory, and the rules for what a user may send.
+func (c *Config) msaConfig(dir *lookup.Directory, log *slog.Logger) *gateway.MSAConfig {
+	a := c.Auth
+	return &gateway.MSAConfig{
+		Auth: auth.New(dir, auth.Config{
+			MaxFailures: a.MaxFailures, FailureWindow: a.FailureWindow, MaxConcurrentBinds: a.MaxConcurrentBinds,
+			MaxRecipientsPerHour: a.MaxRecipientsPerHour, MaxMessagesPerHour: a.MaxMessagesPerHour, Logger: log,
+		}),
+		SenderCheck:  a.SenderCheck == "strict",
+		FromCheck:    a.FromCheck == "strict",
+		ReceivedFull: a.Received == "full",
+	}
 }
 
 // gatewayConfig turns the file's settings into what the gateway takes.

@@ -18,7 +18,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -150,22 +149,26 @@ func runServe(args []string, stderr io.Writer) int {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
-	ctx, stopReloads := context.WithCancel(context.Background())
-	defer stopReloads()
-	watchReloads(ctx, d, log)
-
 	gcfg := cfg.gatewayConfig()
 	gcfg.Logger = log
 	gcfg.Chain = chain
 	gcfg.Router.MailHosts = d.resolver
 	if cfg.TLS.Cert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+		cert, err := loadCertificate(cfg.TLS.Cert, cfg.TLS.Key, log)
 		if err != nil {
-			log.Error("cannot start: tls", "err", err)
+			log.Error("cannot start", "err", err)
 			return 1
 		}
-		gcfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		d.reloaders = append(d.reloaders, cert.reload)
+		gcfg.TLS = cert.config()
 	}
+	if cfg.Listen.Submission != "" || cfg.Listen.Submissions != "" {
+		gcfg.MSA = cfg.msaConfig(d.directory, log)
+	}
+	ctx, stopReloads := context.WithCancel(context.Background())
+	defer stopReloads()
+	watchReloads(ctx, d, log)
+
 	srv, err := gateway.New(gcfg)
 	if err != nil {
 		log.Error("cannot start", "err", err)
@@ -188,10 +191,15 @@ func runServe(args []string, stderr io.Writer) int {
 
 	// Bind every listener before announcing any: once the log says
 	// "listening", every configured socket accepts connections.
-	var smtpL, httpL net.Listener
-	if cfg.Listen.SMTP != "" {
-		if smtpL, ok = listen(cfg.Listen.SMTP); !ok {
-			return 1
+	var smtpL, subL, subsL, httpL net.Listener
+	for _, l := range []struct {
+		addr string
+		to   *net.Listener
+	}{{cfg.Listen.SMTP, &smtpL}, {cfg.Listen.Submission, &subL}, {cfg.Listen.Submissions, &subsL}} {
+		if l.addr != "" {
+			if *l.to, ok = listen(l.addr); !ok {
+				return 1
+			}
 		}
 	}
 	if cfg.Listen.HTTP != "" {
@@ -199,7 +207,7 @@ func runServe(args []string, stderr io.Writer) int {
 			return 1
 		}
 	}
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	var httpSrv *http.Server
 	if httpL != nil {
 		httpSrv = newHTTPServer(httpHandler(srv, checkMetrics(chain)), httpLimits)
@@ -210,9 +218,15 @@ func runServe(args []string, stderr io.Writer) int {
 			}
 		}()
 	}
-	if smtpL != nil {
-		log.Info("listening", "listener", "smtp", "addr", smtpL.Addr().String(), "version", version)
-		go func() { errc <- srv.ServeSMTP(smtpL) }()
+	for _, l := range []struct {
+		name  string
+		l     net.Listener
+		serve func(net.Listener) error
+	}{{"smtp", smtpL, srv.ServeSMTP}, {"submission", subL, srv.ServeSubmission}, {"submissions", subsL, srv.ServeSubmissions}} {
+		if l.l != nil {
+			log.Info("listening", "listener", l.name, "addr", l.l.Addr().String(), "version", version)
+			go func() { errc <- l.serve(l.l) }()
+		}
 	}
 
 	sigs := make(chan os.Signal, 1)

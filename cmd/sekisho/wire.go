@@ -59,6 +59,7 @@ func newDeps(cfg *Config, log *slog.Logger) (*deps, error) {
 		dir, err := lookup.NewDirectory(lookup.LDAPConfig{
 			URLs: cfg.LDAP.URLs, BaseDN: cfg.LDAP.BaseDN, BindDN: cfg.LDAP.BindDN, BindPassword: password,
 			AccountFilter: cfg.LDAP.AccountFilter, Canary: cfg.LDAP.Canary, Timeout: cfg.LDAP.Timeout,
+			AuthFilter: cfg.LDAP.AuthFilter, AddressAttributes: cfg.LDAP.AddressAttributes,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("ldap: %w", err)
