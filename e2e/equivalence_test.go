@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"sekisho/internal/harness"
-	"sekisho/internal/testdns"
 	"sekisho/internal/testenv"
 	"sekisho/internal/testredis"
 	"sekisho/internal/testslapd"
@@ -50,43 +49,28 @@ type equivCase struct {
 // own sender (its own triplet); the delay is an hour, so a triplet never
 // passes within the test.
 func TestExplainMatchesSession(t *testing.T) {
-	slapd := testslapd.Start(t)
+	// SPF passes for every loopback client, except strict.exsender.org's,
+	// which allows only 203.0.113.0/24.
+	w := newChecksWorld(t, "v=spf1 ip4:127.0.0.0/8 -all")
+	slapd, hop, dir := w.slapd, w.hop, w.dir
 	redis := testredis.Start(t)
-	dns := testdns.Start(t)
-	dns.AddZone("campus.test.", 60)
-	dns.AddZone("exsender.org.", 60)
-	dns.AddZone("net.", 60)
-	dns.AddZone("dnsbl.test.", 60)
-	dns.Add(
-		"campus.test. 60 IN MX 10 mx.campus.test.",
-		"mx.campus.test. 60 IN A 127.0.0.1",
-		// Senders: SPF passes for every loopback client, except
-		// strict.exsender.org's, which allows only 203.0.113.0/24.
-		"exsender.org. 60 IN MX 10 mx.exsender.org.",
-		"mx.exsender.org. 60 IN A 192.0.2.25",
-		`exsender.org. 60 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"`,
-		"strict.exsender.org. 60 IN MX 10 mx.exsender.org.",
-		`strict.exsender.org. 60 IN TXT "v=spf1 ip4:203.0.113.0/24 -all"`,
+	w.dns.AddZone("net.", 60)
+	w.dns.Add(
 		// Recipient domains of the trusted client's outbound relay.
 		"nullmx.net. 60 IN MX 0 .",
 		"deadroute.net. 60 IN MX 10 mx.deadroute.net.",
 		"mx.deadroute.net. 60 IN A 127.0.0.1",
 		"outside.net. 60 IN MX 10 mx.outside.net.",
 		"mx.outside.net. 60 IN A 127.0.0.1",
-		// 127.0.0.9 is listed.
-		"9.0.0.127.dnsbl.test. 60 IN A 127.0.0.2",
-		`9.0.0.127.dnsbl.test. 60 IN TXT "listed: see https://dnsbl.test/9"`,
 	)
-	dir := t.TempDir()
 	bad := filepath.Join(dir, "baddomains.txt")
 	if err := os.WriteFile(bad, []byte("# known bad\nbaddomain.net\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
-	hop := harness.StartNextHop(t, false) // campus.test
 	ext := harness.StartNextHop(t, false) // everything else, for the trusted client
 	dead := testenv.FreePort(t)           // deadroute.net: nothing listens
-	s := ldapSite(t, slapd.URL(), "smtp://"+hop.Addr)
+	s := &w.site
 	s.routes = append(s.routes,
 		routeTo([]string{"deadroute.net"}, "smtp://"+dead),
 		routeTo([]string{"*"}, "smtp://"+ext.Addr))
@@ -97,13 +81,8 @@ func TestExplainMatchesSession(t *testing.T) {
 		fmt.Sprintf("domain: {nxdomain: tempfail, bad_domains: %q}\n", bad) +
 		"greylist: {delay: 1h, exempt: [127.0.0.64/26]}\n" +
 		"spf: {fail: reject}"
-	s.extra += fmt.Sprintf("dns: {resolvers: [%q], timeout: 500ms, attempts: 1, canary: campus.test}\n", dns.Addr()) +
-		fmt.Sprintf("store: {redis: {addrs: [%q]}}\n", redis.Addr())
-	cfgYAML := s.yaml(t)
-	cfg := filepath.Join(dir, "sekisho.yaml")
-	if err := os.WriteFile(cfg, []byte(cfgYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	s.extra += fmt.Sprintf("store: {redis: {addrs: [%q]}}\n", redis.Addr())
+	cfg, cfgYAML := w.writeConfig(t)
 	gw := harness.Start(t, cfgYAML)
 
 	good := "From: Bob <bob@exsender.org>\r\nDate: Sun, 22 Nov 2026 10:00:00 +0000\r\nSubject: equivalence\r\n"

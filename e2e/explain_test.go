@@ -14,8 +14,57 @@ import (
 	"sekisho/internal/testslapd"
 )
 
-// explainWorld is a configuration with every check on, over the test DNS
-// server and a real slapd, and a sekisho explain runner for it.
+// checksWorld is the world in which explain is compared with what a
+// client is told: every check can be on, over a real slapd and the test DNS
+// server, and campus.test is delivered to a next hop. The DNS knows
+// campus.test, the sender domain exsender.org (MX mx.exsender.org,
+// 192.0.2.25; its SPF record is the test's) and strict.exsender.org (SPF:
+// 203.0.113.0/24 only), and lists 127.0.0.9 in dnsbl.test. A test adds its
+// zones, routes, checks and store, then writes the configuration.
+type checksWorld struct {
+	slapd *testslapd.Server
+	dns   *testdns.Server
+	hop   *harness.NextHop // campus.test's
+	site  site             // ldapSite towards hop, resolving through dns
+	dir   string           // the configuration's directory
+}
+
+func newChecksWorld(t *testing.T, exsenderSPF string) *checksWorld {
+	t.Helper()
+	w := &checksWorld{slapd: testslapd.Start(t), dns: testdns.Start(t), hop: harness.StartNextHop(t, false), dir: t.TempDir()}
+	w.dns.AddZone("campus.test.", 60)
+	w.dns.AddZone("exsender.org.", 60)
+	w.dns.AddZone("dnsbl.test.", 60)
+	w.dns.Add(
+		"campus.test. 60 IN MX 10 mx.campus.test.",
+		"mx.campus.test. 60 IN A 127.0.0.1",
+		"exsender.org. 60 IN MX 10 mx.exsender.org.",
+		"mx.exsender.org. 60 IN A 192.0.2.25",
+		fmt.Sprintf("exsender.org. 60 IN TXT %q", exsenderSPF),
+		"strict.exsender.org. 60 IN MX 10 mx.exsender.org.",
+		`strict.exsender.org. 60 IN TXT "v=spf1 ip4:203.0.113.0/24 -all"`,
+		"9.0.0.127.dnsbl.test. 60 IN A 127.0.0.2",
+		`9.0.0.127.dnsbl.test. 60 IN TXT "listed: see https://dnsbl.test/9"`,
+	)
+	w.site = ldapSite(t, w.slapd.URL(), "smtp://"+w.hop.Addr)
+	w.site.extra += fmt.Sprintf("dns: {resolvers: [%q], timeout: 500ms, attempts: 1, canary: campus.test}\n", w.dns.Addr())
+	return w
+}
+
+// writeConfig writes the site's configuration as sekisho.yaml in the
+// world's directory and returns its path and its text.
+func (w *checksWorld) writeConfig(t *testing.T) (path, yaml string) {
+	t.Helper()
+	yaml = w.site.yaml(t)
+	path = filepath.Join(w.dir, "sekisho.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, yaml
+}
+
+// explainWorld is a checksWorld with every check on, and a sekisho explain
+// runner for it.
 type explainWorld struct {
 	t      *testing.T
 	config string
@@ -24,47 +73,25 @@ type explainWorld struct {
 
 func newExplainWorld(t *testing.T) *explainWorld {
 	t.Helper()
-	slapd := testslapd.Start(t)
-	dns := testdns.Start(t)
-	dns.AddZone("campus.test.", 60)
-	dns.AddZone("exsender.org.", 60)
-	dns.AddZone("2.0.192.in-addr.arpa.", 60)
-	dns.AddZone("100.51.198.in-addr.arpa.", 60)
-	dns.AddZone("dnsbl.test.", 60)
-	dns.Add(
-		"campus.test. 60 IN MX 10 mx.campus.test.",
-		"mx.campus.test. 60 IN A 127.0.0.1",
-		"exsender.org. 60 IN MX 10 mx.exsender.org.",
-		"mx.exsender.org. 60 IN A 192.0.2.25",
-		"exsender.org. 60 IN TXT \"v=spf1 ip4:192.0.2.0/24 -all\"",
-		"strict.exsender.org. 60 IN MX 10 mx.exsender.org.",
-		"strict.exsender.org. 60 IN TXT \"v=spf1 ip4:203.0.113.0/24 -all\"",
-		"9.0.0.127.dnsbl.test. 60 IN A 127.0.0.2",
-		"9.0.0.127.dnsbl.test. 60 IN TXT \"listed: see https://dnsbl.test/9\"",
-	)
-	dir := t.TempDir()
+	w := newChecksWorld(t, "v=spf1 ip4:192.0.2.0/24 -all")
+	w.dns.AddZone("2.0.192.in-addr.arpa.", 60)
+	w.dns.AddZone("100.51.198.in-addr.arpa.", 60)
 	// explain makes the call-ahead (MAIL and RCPT) for real, then abandons
 	// it: the next hop is up, and must never receive a message.
-	hop := harness.StartNextHop(t, false)
 	t.Cleanup(func() {
-		if n := len(hop.Messages()); n != 0 {
+		if n := len(w.hop.Messages()); n != 0 {
 			t.Errorf("explain sent %d messages to the next hop, want 0", n)
 		}
 	})
-	s := ldapSite(t, slapd.URL(), "smtp://"+hop.Addr)
-	s.checks = "account: {}\n" +
+	w.site.checks = "account: {}\n" +
 		"dnsbl: {zones: [dnsbl.test]}\n" +
 		"domain: {nxdomain: tempfail}\n" +
 		"greylist: {delay: 1s, exempt: [192.0.2.0/24]}\n" +
 		"spf: {fail: reject}"
-	s.greet = "5s"
-	s.extra += fmt.Sprintf("dns: {resolvers: [%q], timeout: 500ms, attempts: 1, canary: campus.test}\nstore: {path: %q}\n",
-		dns.Addr(), filepath.Join(dir, "state.db"))
-	cfg := filepath.Join(dir, "sekisho.yaml")
-	if err := os.WriteFile(cfg, []byte(s.yaml(t)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &explainWorld{t: t, config: cfg, dir: dir}
+	w.site.greet = "5s"
+	w.site.extra += fmt.Sprintf("store: {path: %q}\n", filepath.Join(w.dir, "state.db"))
+	cfg, _ := w.writeConfig(t)
+	return &explainWorld{t: t, config: cfg, dir: w.dir}
 }
 
 func (w *explainWorld) explain(args ...string) string {
