@@ -402,7 +402,7 @@ func TestMSASwaksNetSMTPAndSmtplib(t *testing.T) {
 				t.Errorf("envelope %q → %q", m.From, m.To)
 			}
 			msaCheckSubmitted(t, m, run.src, run.user, strings.Split(run.user, "@")[0])
-			if !bytes.HasSuffix(m.Data, []byte("\r\n\r\nHello from the MSA.\r\n")) {
+			if !bytes.Contains(m.Data, []byte("Subject: from swaks\r\n")) || !bytes.Contains(m.Data, []byte("\r\n\r\nHello from the MSA.\r\n")) {
 				t.Errorf("body changed:\n%s", m.Data)
 			}
 		})
@@ -470,6 +470,7 @@ ctx = ssl.create_default_context(cafile=sys.argv[3])
 ctx.check_hostname = False  # the chain is verified; the name is msa.campus.test, we dial 127.0.0.1
 s = smtplib.SMTP_SSL(sys.argv[1], int(sys.argv[2]), local_hostname="client.example.net",
                      source_address=("127.0.0.7", 0), context=ctx)
+s.ehlo()
 s.user, s.password = "bob@campus.test", "bob pw with spaces"
 code, text = s.auth("LOGIN", s.auth_login)
 print("AUTH", code)
