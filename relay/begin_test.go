@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"sekisho/internal/harness"
+	"sekisho/internal/testenv"
 	"sekisho/policy"
 )
 
@@ -63,7 +64,7 @@ func TestBeginSkipsHopsThatDoNotWork(t *testing.T) {
 // the error (for the log) lists every next hop tried and why. A 5xx from a
 // broken next hop's greeting or MAIL never becomes our 5xx.
 func TestBeginNoHopWorks(t *testing.T) {
-	refused := mustHop(t, "smtp://"+refusedAddr(t))
+	refused := mustHop(t, "smtp://"+testenv.FreePort(t)) // nothing listens
 	g554 := smtpHop(t, startHop(t, greeting("554 5.3.2 no")).Addr)
 	m550 := smtpHop(t, startHop(t, replyAt("MAIL", "550 5.7.1 sender refused")).Addr)
 	e421 := smtpHop(t, startHop(t, replyAt("EHLO", "421 4.3.2 closing")).Addr)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"sekisho/internal/mailaddr"
+	"sekisho/internal/testenv"
 )
 
 var (
@@ -62,7 +63,7 @@ func TestSMTPUTF8Sender(t *testing.T) {
 	})
 	t.Run("another could not be reached", func(t *testing.T) {
 		without := startHop(t)
-		_, err := begin(t, newRouter(smtpHop(t, without.Addr), mustHop(t, "smtp://"+refusedAddr(t))), Envelope{From: utf8Sender, UTF8: true})
+		_, err := begin(t, newRouter(smtpHop(t, without.Addr), mustHop(t, "smtp://"+testenv.FreePort(t))), Envelope{From: utf8Sender, UTF8: true})
 		wantReply(t, err, 451, [3]int{4, 4, 1})
 	})
 }
@@ -108,13 +109,7 @@ func TestSMTPUTF8PassedOn(t *testing.T) {
 // data is delivered there.
 func Test8BITMIMEPassedOn(t *testing.T) {
 	h := startHop(t, offering("8BITMIME"))
-	tx, err := begin(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender, Body: "8BITMIME"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Rcpt(context.Background(), recipient); err != nil {
-		t.Fatal(err)
-	}
+	tx := beginRcpt(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender, Body: "8BITMIME"})
 	msg := "Subject: caf\xc3\xa9\r\n\r\nna\xc3\xafve\r\n"
 	if err := tx.Data(context.Background(), strings.NewReader(msg)); err != nil {
 		t.Fatalf("Data: %v", err)
@@ -136,13 +131,7 @@ func Test8BITMIMEPassedOn(t *testing.T) {
 func Test8BITMIMEMissing(t *testing.T) {
 	t.Run("7-bit data", func(t *testing.T) {
 		h := startHop(t)
-		tx, err := begin(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender, Body: "8BITMIME"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Rcpt(context.Background(), recipient); err != nil {
-			t.Fatal(err)
-		}
+		tx := beginRcpt(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender, Body: "8BITMIME"})
 		if err := tx.Data(context.Background(), strings.NewReader(testMessage)); err != nil {
 			t.Fatalf("Data: %v", err)
 		}
@@ -157,15 +146,9 @@ func Test8BITMIMEMissing(t *testing.T) {
 	})
 	t.Run("8-bit data", func(t *testing.T) {
 		h := startHop(t)
-		tx, err := begin(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender, Body: "8BITMIME"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Rcpt(context.Background(), recipient); err != nil {
-			t.Fatal(err)
-		}
+		tx := beginRcpt(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender, Body: "8BITMIME"})
 		msg := testMessage + strings.Repeat("line of text\r\n", 5000) + "caf\xc3\xa9\r\n"
-		err = tx.Data(context.Background(), strings.NewReader(msg))
+		err := tx.Data(context.Background(), strings.NewReader(msg))
 		wantReply(t, err, 554, [3]int{5, 6, 3})
 		tx.Close()
 		got := transcript(t, h)

@@ -50,14 +50,8 @@ func TestLMTPRecipientStatus(t *testing.T) {
 		{"452 4.2.2 over quota, later", 452, [3]int{4, 2, 2}},
 	} {
 		h := startHop(t, func(h *harness.RawNextHop) { h.LMTP, h.Network = true, "unix" }, replyAt(".", c.status))
-		tx, err := begin(t, newRouter(mustHop(t, "lmtp:unix:"+h.Addr)), Envelope{From: sender})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Rcpt(context.Background(), recipient); err != nil {
-			t.Fatal(err)
-		}
-		err = tx.Data(context.Background(), strings.NewReader(testMessage))
+		tx := beginRcpt(t, newRouter(mustHop(t, "lmtp:unix:"+h.Addr)), Envelope{From: sender})
+		err := tx.Data(context.Background(), strings.NewReader(testMessage))
 		wantReply(t, err, c.code, c.enhanced)
 		tx.Close()
 		if got := transcript(t, h); !strings.HasPrefix(got, "LHLO ") {

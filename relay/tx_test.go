@@ -150,13 +150,7 @@ func TestDataReturnsBeforeQuit(t *testing.T) {
 	h := startHop(t, replyAt("QUIT", harness.Silence))
 	r := newRouter(smtpHop(t, h.Addr))
 	r.Timeouts.Command = 500 * time.Millisecond
-	tx, err := begin(t, r, Envelope{From: sender})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Rcpt(context.Background(), recipient); err != nil {
-		t.Fatal(err)
-	}
+	tx := beginRcpt(t, r, Envelope{From: sender})
 	done := make(chan error, 1)
 	go func() { done <- tx.Data(context.Background(), strings.NewReader(testMessage)) }()
 	select {
@@ -216,16 +210,10 @@ func TestDeliverToRealServerWithDefaultTimeouts(t *testing.T) {
 // reader's own error (with its reply) is returned.
 func TestDataReaderErrorNeverSendsDot(t *testing.T) {
 	h := startHop(t)
-	tx, err := begin(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Rcpt(context.Background(), recipient); err != nil {
-		t.Fatal(err)
-	}
+	tx := beginRcpt(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender})
 	readerErr := policy.BareLineEnding
 	msg := io.MultiReader(strings.NewReader(testMessage), errReader{readerErr})
-	err = tx.Data(context.Background(), msg)
+	err := tx.Data(context.Background(), msg)
 	if !errors.Is(err, readerErr) {
 		t.Fatalf("Data returned %v, want the reader's error", err)
 	}
@@ -244,13 +232,7 @@ func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 // dot, and Data fails.
 func TestAbortDuringData(t *testing.T) {
 	h := startHop(t)
-	tx, err := begin(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Rcpt(context.Background(), recipient); err != nil {
-		t.Fatal(err)
-	}
+	tx := beginRcpt(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender})
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() { done <- tx.Data(context.Background(), pr) }()

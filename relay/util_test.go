@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -92,18 +91,6 @@ func transcript(t *testing.T, h *harness.RawNextHop) string {
 	return h.Transcripts()[0]
 }
 
-// refusedAddr is a loopback port nobody listens on.
-func refusedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func mustHop(t *testing.T, s string) NextHop {
 	t.Helper()
 	h, err := ParseNextHop(s)
@@ -146,6 +133,20 @@ func wantReply(t *testing.T, err error, code int, enhanced [3]int) {
 	if r.Code != code || r.Enhanced != enhanced {
 		t.Fatalf("reply %v, want %d %d.%d.%d (error: %v)", r, code, enhanced[0], enhanced[1], enhanced[2], err)
 	}
+}
+
+// beginRcpt opens a transaction through r and passes recipient on, failing
+// the test if either fails.
+func beginRcpt(t *testing.T, r *Router, env Envelope) Transaction {
+	t.Helper()
+	tx, err := begin(t, r, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rcpt(context.Background(), recipient); err != nil {
+		t.Fatal(err)
+	}
+	return tx
 }
 
 func begin(t *testing.T, r *Router, env Envelope) (Transaction, error) {
