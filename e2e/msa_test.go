@@ -487,7 +487,7 @@ s.quit()
 		}
 		msgs := f.ext.Messages()
 		m := msgs[len(msgs)-1]
-		if m.From != "Bob@Campus.Test" {
+		if !strings.EqualFold(m.From, "Bob@Campus.Test") {
 			t.Fatalf("last message is from %q", m.From)
 		}
 		msaCheckSubmitted(t, m, "127.0.0.7", "bob")
