@@ -423,14 +423,7 @@ func TestKillDuringData(t *testing.T) {
 // completes with 250 and reaches the next hop, an idle session is told 421,
 // new connections are refused, and the process exits.
 func TestSIGTERMLetsDataFinish(t *testing.T) {
-	gw, hop := campus(t, nil)
-	idle := harness.DialFrom(t, "127.0.0.3", gw.SMTP)
-	idle.Expect("EHLO idle.example", "250")
-
-	c := dataSession(t, gw, "alice@campus.test") // EHLO, MAIL, RCPT, DATA: 354
-	c.SendRaw(hdr("in flight") + "first half\r\n")
-
-	gw.Signal(syscall.SIGTERM)
+	gw, hop, idle, c := sigtermInFlight(t)
 	gw.WaitLog("shutting down", 10*time.Second)
 	if r := idle.Read(); !strings.HasPrefix(r.String(), "421") {
 		t.Errorf("idle session at shutdown: %v, want 421", r)

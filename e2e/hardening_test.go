@@ -21,14 +21,7 @@ import (
 // the start of draining and the close of the listener — it is told
 // 421 4.3.2 and disconnected. It never gets 220.
 func TestSIGTERMStopsAccepting(t *testing.T) {
-	gw, hop := campus(t, nil)
-	idle := harness.DialFrom(t, "127.0.0.3", gw.SMTP)
-	idle.Expect("EHLO idle.example", "250")
-
-	c := dataSession(t, gw, "alice@campus.test") // EHLO, MAIL, RCPT, DATA: 354
-	c.SendRaw(hdr("in flight") + "first half\r\n")
-
-	gw.Signal(syscall.SIGTERM)
+	gw, hop, idle, c := sigtermInFlight(t)
 	// The idle session's 421 says the gateway is draining.
 	if r := idle.Read(); r.Code != 421 {
 		t.Fatalf("idle session at shutdown: %v, want 421", r)

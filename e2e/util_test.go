@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,4 +41,20 @@ func dataSession(t *testing.T, gw *harness.Gateway, rcpt string) *harness.Client
 	c.Expect("RCPT TO:<"+rcpt+">", "250")
 	c.Expect("DATA", "354")
 	return c
+}
+
+// sigtermInFlight starts a campus gateway, opens an idle session (EHLO said,
+// from 127.0.0.3) and one in DATA whose message is half sent (its first
+// line is "first half"), then sends the gateway SIGTERM.
+func sigtermInFlight(t *testing.T) (gw *harness.Gateway, hop *harness.NextHop, idle, inFlight *harness.Client) {
+	t.Helper()
+	gw, hop = campus(t, nil)
+	idle = harness.DialFrom(t, "127.0.0.3", gw.SMTP)
+	idle.Expect("EHLO idle.example", "250")
+
+	inFlight = dataSession(t, gw, "alice@campus.test") // EHLO, MAIL, RCPT, DATA: 354
+	inFlight.SendRaw(hdr("in flight") + "first half\r\n")
+
+	gw.Signal(syscall.SIGTERM)
+	return gw, hop, idle, inFlight
 }
