@@ -32,6 +32,17 @@ func probeGateway(t *testing.T, hop *harness.RawNextHop, mod func(*site)) *harne
 	return harness.Start(t, s.yaml(t))
 }
 
+// probeSession starts a raw next hop and a probeGateway in front of it, and
+// opens a session from the outside client, EHLO said.
+func probeSession(t *testing.T) (*harness.RawNextHop, *harness.Client) {
+	t.Helper()
+	hop := harness.StartRawNextHop(t)
+	gw := probeGateway(t, hop, nil)
+	c := harness.DialFrom(t, outside, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	return hop, c
+}
+
 // expectReply fails the test unless r starts with want ("250 2.1.0").
 func expectReply(t *testing.T, c *harness.Client, what string, r harness.Reply, want string) {
 	t.Helper()
@@ -209,16 +220,9 @@ func TestProbeHeloIPv6(t *testing.T) {
 // (RFC 5321 §4.5.1: no domain) are accepted and go to the next hop as
 // postmaster@ the first local domain.
 func TestProbePostmasterWithoutDomain(t *testing.T) {
-	hop := harness.StartRawNextHop(t)
-	gw := probeGateway(t, hop, nil)
-	c := harness.DialFrom(t, outside, gw.SMTP)
-	c.Expect("EHLO client.example.org", "250")
+	hop, c := probeSession(t)
 	for i, rcpt := range []string{"postmaster", "Postmaster", "POSTMASTER"} {
-		c.Expect("MAIL FROM:<bob@example.org>", "250 2.1.0")
-		c.Expect("RCPT TO:<"+rcpt+">", "250 2.1.5")
-		c.Expect("DATA", "354")
-		c.SendRaw(hdr("to "+rcpt) + "body\r\n.\r\n")
-		expectReply(t, c, "end of DATA", c.Read(), "250 2.0.0")
+		sendMessage(t, c, "bob@example.org", rcpt, hdr("to "+rcpt)+"body\r\n")
 		msgs := hop.Messages()
 		if len(msgs) != i+1 {
 			t.Fatalf("next hop holds %d messages, want %d", len(msgs), i+1)
@@ -247,11 +251,7 @@ func TestProbeQuotedLocalParts(t *testing.T) {
 	c := harness.Dial(t, gw.SMTP)   // trusted
 	c.Expect("EHLO mail.campus.test", "250")
 	const from = `"boss@campus.zz> RET=HDRS ENVID=x"@sender1.zz`
-	c.Expect("MAIL FROM:<"+from+">", "250 2.1.0")
-	c.Expect(`RCPT TO:<"a b"@campus.test>`, "250 2.1.5")
-	c.Expect("DATA", "354")
-	c.SendRaw(hdr("quoted") + "body\r\n.\r\n")
-	expectReply(t, c, "end of DATA", c.Read(), "250 2.0.0")
+	sendMessage(t, c, from, `"a b"@campus.test`, hdr("quoted")+"body\r\n")
 
 	if n := len(hop.Messages()); n != 1 {
 		t.Fatalf("next hop holds %d messages, want 1", n)
@@ -360,15 +360,8 @@ func TestProbeStalledBDAT(t *testing.T) {
 
 // TestProbeTrailingDotDomain: <bob@campus.test.> is bob@campus.test.
 func TestProbeTrailingDotDomain(t *testing.T) {
-	hop := harness.StartRawNextHop(t)
-	gw := probeGateway(t, hop, nil)
-	c := harness.DialFrom(t, outside, gw.SMTP)
-	c.Expect("EHLO client.example.org", "250")
-	c.Expect("MAIL FROM:<alice@example.org.>", "250 2.1.0")
-	c.Expect("RCPT TO:<bob@campus.test.>", "250 2.1.5")
-	c.Expect("DATA", "354")
-	c.SendRaw(hdr("trailing dot") + "body\r\n.\r\n")
-	expectReply(t, c, "end of DATA", c.Read(), "250 2.0.0")
+	hop, c := probeSession(t)
+	sendMessage(t, c, "alice@example.org.", "bob@campus.test.", hdr("trailing dot")+"body\r\n")
 	if l := hopLines(hop, "RCPT"); len(l) != 1 || l[0] != "RCPT TO:<bob@campus.test>\r\n" {
 		t.Errorf("next hop RCPT lines %q, want [RCPT TO:<bob@campus.test>]", l)
 	}
@@ -381,10 +374,7 @@ func TestProbeTrailingDotDomain(t *testing.T) {
 // end of data nor content to pass on: 550 5.6.0, nothing reaches the next
 // hop, and the session goes on.
 func TestProbeBareCRAfterDotRefused(t *testing.T) {
-	hop := harness.StartRawNextHop(t)
-	gw := probeGateway(t, hop, nil)
-	c := harness.DialFrom(t, outside, gw.SMTP)
-	c.Expect("EHLO client.example.org", "250")
+	hop, c := probeSession(t)
 	for _, body := range []string{
 		"line\r\n.\rX\r\nmore\r\n",
 		".\rX\r\n",                     // the first line of the body
@@ -413,10 +403,7 @@ func TestProbeBareCRAfterDotRefused(t *testing.T) {
 // MAIL parameters and any RCPT parameter 555 5.5.4; none reaches the next
 // hop.
 func TestProbeMailParameters(t *testing.T) {
-	hop := harness.StartRawNextHop(t)
-	gw := probeGateway(t, hop, nil)
-	c := harness.DialFrom(t, outside, gw.SMTP)
-	c.Expect("EHLO client.example.org", "250")
+	hop, c := probeSession(t)
 	for _, tc := range []struct{ params, want string }{
 		{"SIZE=10 SIZE=20", "501 5.5.4"},
 		{"SIZE=10 size=10", "501 5.5.4"},
@@ -461,10 +448,7 @@ func TestProbeMailParameters(t *testing.T) {
 // TestProbeUTF8Echo: with SMTPUTF8 a non-ASCII sender is accepted and echoed
 // intact (UTF-8) in the reply, and relayed; without it, 553 5.6.7.
 func TestProbeUTF8Echo(t *testing.T) {
-	hop := harness.StartRawNextHop(t)
-	gw := probeGateway(t, hop, nil)
-	c := harness.DialFrom(t, outside, gw.SMTP)
-	c.Expect("EHLO client.example.org", "250")
+	hop, c := probeSession(t)
 	c.Expect("MAIL FROM:<ålice@campus.test>", "553 5.6.7")
 	c.Expect("MAIL FROM:<bob@example.org>", "250 2.1.0") // no transaction was opened
 	c.Expect("RSET", "250 2.0.0")
@@ -489,10 +473,7 @@ func TestProbeUTF8Echo(t *testing.T) {
 // TestProbeEnhancedCodes: every positive reply carries its enhanced code,
 // and the sequence errors are 503 5.5.1.
 func TestProbeEnhancedCodes(t *testing.T) {
-	hop := harness.StartRawNextHop(t)
-	gw := probeGateway(t, hop, nil)
-	c := harness.DialFrom(t, outside, gw.SMTP)
-	c.Expect("EHLO client.example.org", "250")
+	hop, c := probeSession(t)
 	c.Expect("RCPT TO:<alice@campus.test>", "503 5.5.1")
 	c.Expect("DATA", "503 5.5.1")
 	c.Expect("MAIL FROM:<bob@example.org>", "250 2.1.0")
@@ -528,6 +509,19 @@ func TestProbeBDATTransactions(t *testing.T) {
 		big += strings.Repeat("x", 76) + "\r\n"
 	}
 	big += strings.Repeat("y", 1500-len(big)-2) + "\r\n"
+
+	// firstChunk opens a session from the outside client and begins a
+	// transfer from first@example.org to alice with chunk (not LAST).
+	firstChunk := func(t *testing.T, gw *harness.Gateway, chunk string) *harness.Client {
+		t.Helper()
+		c := harness.DialFrom(t, outside, gw.SMTP)
+		c.Expect("EHLO client.example.org", "250")
+		c.Expect("MAIL FROM:<first@example.org>", "250 2.1.0")
+		c.Expect("RCPT TO:<alice@campus.test>", "250 2.1.5")
+		c.SendRaw(fmt.Sprintf("BDAT %d\r\n%s", len(chunk), chunk))
+		expectReply(t, c, "first chunk", c.Read(), "250 2.0.0")
+		return c
+	}
 
 	// end abandons the first transfer on c, which never delivers it.
 	variants := []struct {
@@ -565,16 +559,11 @@ func TestProbeBDATTransactions(t *testing.T) {
 			hop = harness.StartRawNextHop(t)
 			gw := probeGateway(t, hop, func(s *site) { s.limits += "\nmax_message_bytes: 2500" })
 			for i := 0; i < rounds; i++ {
-				c := harness.DialFrom(t, outside, gw.SMTP)
-				c.Expect("EHLO client.example.org", "250")
-				c.Expect("MAIL FROM:<first@example.org>", "250 2.1.0")
-				c.Expect("RCPT TO:<alice@campus.test>", "250 2.1.5")
 				chunk := first
 				if v.name == "552" {
 					chunk = big
 				}
-				c.SendRaw(fmt.Sprintf("BDAT %d\r\n%s", len(chunk), chunk))
-				expectReply(t, c, "first chunk", c.Read(), "250 2.0.0")
+				c := firstChunk(t, gw, chunk)
 				v.end(t, c)
 				c.Expect("MAIL FROM:<second@example.org>", "250 2.1.0")
 				c.Expect("RCPT TO:<alice@campus.test>", "250 2.1.5")
@@ -596,12 +585,7 @@ func TestProbeBDATTransactions(t *testing.T) {
 		hop := harness.StartRawNextHop(t)
 		gw := probeGateway(t, hop, nil)
 		for i := 0; i < rounds; i++ {
-			c := harness.DialFrom(t, outside, gw.SMTP)
-			c.Expect("EHLO client.example.org", "250")
-			c.Expect("MAIL FROM:<first@example.org>", "250 2.1.0")
-			c.Expect("RCPT TO:<alice@campus.test>", "250 2.1.5")
-			c.SendRaw(fmt.Sprintf("BDAT %d\r\n%s", len(first), first))
-			expectReply(t, c, "first chunk", c.Read(), "250 2.0.0")
+			c := firstChunk(t, gw, first)
 			c.Expect("MAIL FROM:<second@example.org>", "503 5.5.1")
 			c.Expect("RCPT TO:<bob@campus.test>", "503 5.5.1")
 			c.Expect("DATA", "503 5.5.1")
@@ -627,12 +611,7 @@ func TestProbeBDATTransactions(t *testing.T) {
 		hop = harness.StartRawNextHop(t)
 		gw := probeGateway(t, hop, nil)
 		for i := 0; i < rounds; i++ {
-			c := harness.DialFrom(t, outside, gw.SMTP)
-			c.Expect("EHLO client.example.org", "250")
-			c.Expect("MAIL FROM:<first@example.org>", "250 2.1.0")
-			c.Expect("RCPT TO:<alice@campus.test>", "250 2.1.5")
-			c.SendRaw(fmt.Sprintf("BDAT %d\r\n%s", len(first), first))
-			expectReply(t, c, "first chunk", c.Read(), "250 2.0.0")
+			c := firstChunk(t, gw, first)
 			c.Expect("QUIT", "221 2.0.0")
 			if !c.Closed(10 * time.Second) {
 				t.Errorf("round %d: connection open after 221", i+1)
