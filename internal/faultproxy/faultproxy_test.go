@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"sekisho/internal/harness"
 	"sekisho/internal/testenv"
 )
 
@@ -22,46 +23,18 @@ func startEcho(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	harness.ServeConns(t, ln, func(c net.Conn) {
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if _, err := io.WriteString(c, strings.ToUpper(line)); err != nil {
-						return
-					}
-				}
-			}()
+			if _, err := io.WriteString(c, strings.ToUpper(line)); err != nil {
+				return
+			}
 		}
-	}()
+	})
 	return ln.Addr().String()
 }
 

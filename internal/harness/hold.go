@@ -34,7 +34,7 @@ func StartHoldHop(t testing.TB, greeting string, closeAfter bool) *HoldHop {
 		t.Fatal(err)
 	}
 	h := &HoldHop{Addr: l.Addr().String(), greeting: greeting, closeNow: closeAfter}
-	serveConns(t, l, func(c net.Conn) {
+	ServeConns(t, l, func(c net.Conn) {
 		h.event(&h.accepted)
 		h.serve(c)
 		c.Close()

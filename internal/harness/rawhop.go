@@ -121,7 +121,7 @@ func StartRawNextHop(t testing.TB, configure ...func(*RawNextHop)) *RawNextHop {
 		t.Fatal(err)
 	}
 	h.l, h.Addr = l, l.Addr().String()
-	serveConns(t, l, func(c net.Conn) {
+	ServeConns(t, l, func(c net.Conn) {
 		rec := &bytes.Buffer{}
 		h.update(func() {
 			h.sessions++

@@ -7,24 +7,32 @@ import (
 	"time"
 )
 
-// serveConns accepts connections on l until the test ends, each served by
+// ServeConns accepts connections on l until the test ends, each served by
 // serve in its own goroutine. At cleanup it closes the listener and every
 // connection still open (a peer that holds one cannot hold the test), and
 // waits for the goroutines.
-func serveConns(t testing.TB, l net.Listener, serve func(net.Conn)) {
+func ServeConns(t testing.TB, l net.Listener, serve func(net.Conn)) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
+	ended := false
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
 			mu.Lock()
+			if ended {
+				mu.Unlock()
+				c.Close()
+				return
+			}
 			conns = append(conns, c)
-			mu.Unlock()
 			wg.Add(1)
+			mu.Unlock()
 			go func() {
 				defer wg.Done()
 				defer c.Close()
@@ -35,6 +43,7 @@ func serveConns(t testing.TB, l net.Listener, serve func(net.Conn)) {
 	t.Cleanup(func() {
 		l.Close()
 		mu.Lock()
+		ended = true
 		for _, c := range conns {
 			c.Close()
 		}
