@@ -255,13 +255,18 @@ var yamlLine = regexp.MustCompile(`^\s*(?:yaml: )?line (\d+): (.*)$`)
 // A key present in the file replaces the default, lists included.
 func ParseConfig(name string, data []byte) (Config, error) {
 	cfg := Defaults()
+	var root yaml.Node
+	yaml.Unmarshal(data, &root)
+	if hasTopKey(&root, "listen") {
+		// A file that names listeners names all of them: an absent one
+		// does not listen (DESIGN.md §7), the default smtp one included.
+		cfg.Listen = ListenConfig{}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fileLineErrors(name, err)
 	}
-	var root yaml.Node
-	yaml.Unmarshal(data, &root)
 	if err := cfg.validate(); err != nil {
 		var ve *validationError
 		if errors.As(err, &ve) {
@@ -270,6 +275,23 @@ func ParseConfig(name string, data []byte) (Config, error) {
 		return Config{}, fmt.Errorf("%s: %v", name, err)
 	}
 	return cfg, nil
+}
+
+// hasTopKey reports whether the document has key at its top level.
+func hasTopKey(root *yaml.Node, key string) bool {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	if n.Kind != yaml.MappingNode {
+		return false
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
 }
 
 // fileLineErrors rewrites yaml's "line N: msg" errors as "file:N: msg", one

@@ -85,3 +85,20 @@ func TestVersionAndUsage(t *testing.T) {
 	}
 	_ = os.Stdout
 }
+
+// TestListenReplacedWhole: a file that has a listen block names every
+// listener; the default smtp listener is not kept behind its back.
+func TestListenReplacedWhole(t *testing.T) {
+	cfg, err := ParseConfig("f.yaml", []byte("hostname: mx\nlisten:\n  http: \"127.0.0.1:9025\"\n  smtp: \"127.0.0.1:25\"\n"))
+	if err != nil || cfg.Listen.SMTP != "127.0.0.1:25" {
+		t.Fatalf("smtp given: %+v, %v", cfg.Listen, err)
+	}
+	_, err = ParseConfig("f.yaml", []byte("hostname: mx\nlisten:\n  http: \"127.0.0.1:9025\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "no SMTP listener") {
+		t.Fatalf("listen without smtp kept the default smtp listener: %v", err)
+	}
+	cfg, err = ParseConfig("f.yaml", []byte("hostname: mx\n"))
+	if err != nil || cfg.Listen.SMTP != "127.0.0.1:2525" {
+		t.Fatalf("no listen block: %+v, %v", cfg.Listen, err)
+	}
+}
