@@ -1,0 +1,548 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"sekisho/lookup"
+	"sekisho/policy"
+)
+
+// fakeDir is a Directory with fixed accounts; it counts the calls that
+// would have reached LDAP.
+type fakeDir struct {
+	calls   atomic.Int64
+	release chan struct{} // if set, each call waits for it
+	entered chan struct{} // if set, each call reports here first
+	down    atomic.Bool   // every call answers could-not-tell
+}
+
+type fakeAccount struct {
+	dn, password string
+	addrs        []string
+}
+
+var fakeAccounts = map[string]fakeAccount{
+	"alice":                   {"uid=alice,ou=people", "alice-pw", []string{"Alice@Campus.Test", "alice.smith@campus.test", "alice@campus.test"}},
+	"alice@campus.test":       {"uid=alice,ou=people", "alice-pw", []string{"Alice@Campus.Test", "alice.smith@campus.test", "alice@campus.test"}},
+	"alice.smith@campus.test": {"uid=alice,ou=people", "alice-pw", []string{"Alice@Campus.Test", "alice.smith@campus.test", "alice@campus.test"}},
+	"bob":                     {"uid=bob,ou=people", "bob-pw", []string{"bob@campus.test"}},
+}
+
+func (d *fakeDir) Authenticate(ctx context.Context, user, password string) lookup.AuthResult {
+	d.calls.Add(1)
+	if d.entered != nil {
+		d.entered <- struct{}{}
+	}
+	if d.release != nil {
+		<-d.release
+	}
+	if d.down.Load() {
+		return lookup.AuthResult{Reason: "ldap: connection refused"}
+	}
+	a, ok := fakeAccounts[strings.ToLower(user)]
+	switch {
+	case !ok:
+		return lookup.AuthResult{Outcome: lookup.AuthInvalid, Reason: "no entry for " + user}
+	case a.password != password:
+		return lookup.AuthResult{Outcome: lookup.AuthInvalid, DN: a.dn, Reason: "invalid credentials for " + a.dn}
+	}
+	return lookup.AuthResult{Outcome: lookup.AuthValid, DN: a.dn, Addresses: a.addrs}
+}
+
+// fakeClock is a controllable Config.Now.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *fakeClock { return &fakeClock{now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// logBuffer is a concurrency-safe log sink.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type fixture struct {
+	svc   *Service
+	dir   *fakeDir
+	clock *fakeClock
+	log   *logBuffer
+}
+
+func newFixture(t *testing.T, cfg Config) *fixture {
+	t.Helper()
+	f := &fixture{dir: &fakeDir{}, clock: newClock(), log: &logBuffer{}}
+	cfg.Now, cfg.Logger = f.clock.Now, f.log.logger()
+	f.svc = New(f.dir, cfg)
+	return f
+}
+
+var (
+	ip1 = netip.MustParseAddr("192.0.2.1")
+	ip2 = netip.MustParseAddr("192.0.2.2")
+	ip3 = netip.MustParseAddr("198.51.100.3")
+)
+
+// login runs Login and checks the reply (nil: success) and whether the
+// directory was asked.
+func (f *fixture) login(t *testing.T, ip netip.Addr, user, password string, want *policy.Reply, wantAsked bool) User {
+	t.Helper()
+	before := f.dir.calls.Load()
+	u, r := f.svc.Login(context.Background(), ip, user, password)
+	if r != want {
+		t.Fatalf("Login(%s, %q) = %v, want %v", ip, user, r, want)
+	}
+	if asked := f.dir.calls.Load() != before; asked != wantAsked {
+		t.Fatalf("Login(%s, %q): directory asked = %v, want %v", ip, user, asked, wantAsked)
+	}
+	return u
+}
+
+func TestLoginOutcomes(t *testing.T) {
+	f := newFixture(t, Config{})
+	u := f.login(t, ip1, "Alice", "alice-pw", nil, true)
+	want := User{Name: "Alice", DN: "uid=alice,ou=people", TagSeparator: "+",
+		Addresses: []string{"alice@campus.test", "alice.smith@campus.test"}}
+	if u.Name != want.Name || u.DN != want.DN || u.TagSeparator != want.TagSeparator || !slices.Equal(u.Addresses, want.Addresses) {
+		t.Errorf("user = %+v, want %+v", u, want)
+	}
+	f.login(t, ip1, "alice", "wrong", policy.AuthFailed, true)
+	f.login(t, ip1, "nobody", "x", policy.AuthFailed, true)
+	f.dir.down.Store(true)
+	f.login(t, ip1, "alice", "alice-pw", policy.AuthTempFailed, true)
+
+	log := f.log.String()
+	for _, want := range []string{
+		`msg="auth succeeded" user=Alice ip=192.0.2.1 dn="uid=alice,ou=people" addresses=2`,
+		`msg="auth failed" user=alice ip=192.0.2.1 outcome=invalid dn="uid=alice,ou=people" reason="invalid credentials`,
+		`msg="auth failed" user=nobody ip=192.0.2.1 outcome=invalid dn="" reason="no entry for nobody"`,
+		`level=WARN msg="auth failed" user=alice ip=192.0.2.1 outcome=temporary dn="" reason="ldap: connection refused"`,
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %s\nlog:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, "alice-pw") || strings.Contains(log, "wrong") {
+		t.Errorf("a password is in the log:\n%s", log)
+	}
+}
+
+// TestLoginRefusedUnseen: credentials that cannot be right get 535 without
+// a directory request, are logged, and count as failures.
+func TestLoginRefusedUnseen(t *testing.T) {
+	f := newFixture(t, Config{MaxFailures: 100})
+	for reason, c := range map[string][2]string{
+		"empty password":     {"alice", ""},
+		"empty user name":    {"", "pw"},
+		"NUL in user name":   {"al\x00ice", "alice-pw"},
+		"NUL in password":    {"alice", "alice-pw\x00"},
+		"password too long":  {"alice", strings.Repeat("x", MaxPasswordBytes+1)},
+		"user name too long": {strings.Repeat("u", MaxUserBytes+1), "pw"},
+	} {
+		f.login(t, ip1, c[0], c[1], policy.AuthFailed, false)
+		if !strings.Contains(f.log.String(), `reason="`+reason+`"`) {
+			t.Errorf("%s: not logged", reason)
+		}
+	}
+	// The limits themselves are allowed through.
+	f.login(t, ip1, "bob", strings.Repeat("x", MaxPasswordBytes), policy.AuthFailed, true)
+	f.login(t, ip1, strings.Repeat("u", MaxUserBytes), "pw", policy.AuthFailed, true)
+	// Counted: with a budget of 5, the sixth attempt from ip2 is refused.
+	f = newFixture(t, Config{})
+	for range 5 {
+		f.login(t, ip2, "alice", "", policy.AuthFailed, false)
+	}
+	f.login(t, ip2, "bob", "bob-pw", policy.AuthThrottledIP, false)
+}
+
+// TestUserThrottle: after MaxFailures failures for a user name within the
+// window, attempts for it get 454 without a directory request for the rest
+// of the window (counted from the first failure); then one attempt per
+// window comes back.
+func TestUserThrottle(t *testing.T) {
+	f := newFixture(t, Config{}) // 5 failures, 10 minutes
+	ips := []netip.Addr{ip1, ip2, ip3, netip.MustParseAddr("203.0.113.4"), netip.MustParseAddr("203.0.113.5"), netip.MustParseAddr("203.0.113.6")}
+	for i := range 5 {
+		f.login(t, ips[i], "alice", "guess", policy.AuthFailed, true)
+		f.clock.Advance(time.Minute) // the fifth failure at +4m
+	}
+	// +5m .. +9m59s: throttled, whatever the password or the address, and
+	// whatever the case of the name.
+	f.login(t, ips[5], "alice", "alice-pw", policy.AuthThrottledUser, false)
+	f.login(t, ips[5], "ALICE", "guess", policy.AuthThrottledUser, false)
+	f.clock.Advance(5*time.Minute - time.Second)
+	f.login(t, ips[5], "alice", "alice-pw", policy.AuthThrottledUser, false)
+	// Other users are not affected.
+	f.login(t, ips[5], "bob", "bob-pw", nil, true)
+
+	// +10m: one token back (one per window): one attempt.
+	f.clock.Advance(time.Second)
+	f.login(t, ips[5], "alice", "guess", policy.AuthFailed, true)
+	f.login(t, ips[5], "alice", "alice-pw", policy.AuthThrottledUser, false)
+	// Another full window for the next one.
+	f.clock.Advance(10*time.Minute - time.Second)
+	f.login(t, ips[5], "alice", "alice-pw", policy.AuthThrottledUser, false)
+	f.clock.Advance(time.Second)
+	f.login(t, ips[5], "alice", "alice-pw", nil, true)
+
+	if n := strings.Count(f.log.String(), `outcome=throttled reason="too many failures for this user"`); n != 5 {
+		t.Errorf("%d throttled attempts logged, want 5", n)
+	}
+}
+
+// TestUserThrottleSpreadFailures: failures spread over more than a window
+// still add up while they come faster than one per window.
+func TestUserThrottleSpreadFailures(t *testing.T) {
+	f := newFixture(t, Config{MaxFailures: 3, FailureWindow: time.Hour})
+	// One failure every 40 minutes: 3 - 1 - (1 - 40/60) - ... tokens.
+	for range 4 {
+		f.login(t, ip1, "bob", "x", policy.AuthFailed, true)
+		f.clock.Advance(40 * time.Minute)
+	}
+	// Tokens: 3 -4 failures + 160/60 refilled = 1.67: one more.
+	f.login(t, ip2, "bob", "x", policy.AuthFailed, true)
+	f.login(t, ip3, "bob", "x", policy.AuthThrottledUser, false)
+}
+
+// TestUserThrottleByEntry: the names of one entry (uid, addresses) share
+// the entry's budget once the directory has said which entry they name.
+func TestUserThrottleByEntry(t *testing.T) {
+	f := newFixture(t, Config{})
+	for range 3 {
+		f.login(t, ip1, "alice", "x", policy.AuthFailed, true)
+	}
+	for range 2 {
+		f.login(t, ip2, "alice@campus.test", "x", policy.AuthFailed, true)
+	}
+	// Five failures for uid=alice: both names are throttled now.
+	f.login(t, ip3, "alice", "alice-pw", policy.AuthThrottledUser, false)
+	f.login(t, ip3, "Alice@Campus.Test", "alice-pw", policy.AuthThrottledUser, false)
+	// A name not seen yet gets its first attempt (which entry it names is
+	// not known before the directory is asked), and no more.
+	f.login(t, ip3, "alice.smith@campus.test", "x", policy.AuthFailed, true)
+	f.login(t, ip3, "alice.smith@campus.test", "alice-pw", policy.AuthThrottledUser, false)
+}
+
+// TestIPThrottle: failures from one address for any users close its
+// connections (421) without a directory request; a success in between does
+// not reset the count; IPv6 addresses count by /64.
+func TestIPThrottle(t *testing.T) {
+	f := newFixture(t, Config{})
+	for i := range 4 {
+		f.login(t, ip1, fmt.Sprintf("user%d", i), "x", policy.AuthFailed, true)
+	}
+	f.login(t, ip1, "bob", "bob-pw", nil, true) // a success does not reset ip1
+	f.login(t, ip1, "user4", "x", policy.AuthFailed, true)
+	f.login(t, ip1, "alice", "alice-pw", policy.AuthThrottledIP, false)
+	f.login(t, netip.MustParseAddr("::ffff:192.0.2.1"), "alice", "alice-pw", policy.AuthThrottledIP, false)
+	f.login(t, ip2, "alice", "alice-pw", nil, true)
+	if !strings.Contains(f.log.String(), `user=alice ip=192.0.2.1 outcome=throttled reason="too many failures from this address"`) {
+		t.Errorf("IP throttle not logged:\n%s", f.log.String())
+	}
+	f.clock.Advance(10 * time.Minute)
+	f.login(t, ip1, "alice", "alice-pw", nil, true)
+
+	a := netip.MustParseAddr("2001:db8:1:2::1")
+	for i := range 5 {
+		f.login(t, a, fmt.Sprintf("v6user%d", i), "x", policy.AuthFailed, true)
+	}
+	f.login(t, netip.MustParseAddr("2001:db8:1:2:ffff::9"), "alice", "alice-pw", policy.AuthThrottledIP, false)
+	f.login(t, netip.MustParseAddr("2001:db8:1:3::1"), "alice", "alice-pw", nil, true)
+}
+
+// TestSuccessResetsUser: a successful login forgets the user's failures
+// (the password is proven), but not the address's.
+func TestSuccessResetsUser(t *testing.T) {
+	f := newFixture(t, Config{MaxFailures: 3})
+	for _, ip := range []netip.Addr{ip1, ip2} {
+		f.login(t, ip, "bob", "x", policy.AuthFailed, true)
+	}
+	f.login(t, ip3, "bob", "bob-pw", nil, true)
+	for _, ip := range []netip.Addr{ip1, ip2} {
+		f.login(t, ip, "bob", "x", policy.AuthFailed, true)
+	}
+	f.login(t, ip3, "bob", "x", policy.AuthFailed, true)
+	f.login(t, ip3, "bob", "bob-pw", policy.AuthThrottledUser, false)
+	// ip1 and ip2 have 2 failures each: one more each before 421.
+	f.login(t, ip1, "alice", "x", policy.AuthFailed, true)
+	f.login(t, ip1, "alice", "alice-pw", policy.AuthThrottledIP, false)
+}
+
+// TestTemporaryFailuresNotCounted: a directory that cannot tell is not the
+// client's fault: no throttle, however many attempts.
+func TestTemporaryFailuresNotCounted(t *testing.T) {
+	f := newFixture(t, Config{MaxFailures: 2})
+	f.dir.down.Store(true)
+	for range 10 {
+		f.login(t, ip1, "alice", "alice-pw", policy.AuthTempFailed, true)
+	}
+	f.dir.down.Store(false)
+	f.login(t, ip1, "alice", "alice-pw", nil, true)
+}
+
+// TestConcurrentAttemptsWithinBudget: attempts in flight count against the
+// budget, so a client with many connections cannot have more than
+// MaxFailures passwords checked at once.
+func TestConcurrentAttemptsWithinBudget(t *testing.T) {
+	f := newFixture(t, Config{MaxConcurrentBinds: 50})
+	f.dir.release = make(chan struct{})
+	f.dir.entered = make(chan struct{}, 50)
+	const n = 20
+	replies := make(chan *policy.Reply, n)
+	for i := range n {
+		go func() {
+			ip := netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)})
+			_, r := f.svc.Login(context.Background(), ip, "alice", "guess")
+			replies <- r
+		}()
+	}
+	// Five reach the directory; the fifteen others are refused at once.
+	throttled := 0
+	for range n - 5 {
+		if r := <-replies; r == policy.AuthThrottledUser {
+			throttled++
+		}
+	}
+	if throttled != n-5 || f.dir.calls.Load() != 5 {
+		t.Errorf("%d throttled, %d directory calls; want %d and 5", throttled, f.dir.calls.Load(), n-5)
+	}
+	close(f.dir.release)
+	for range 5 {
+		if r := <-replies; r != policy.AuthFailed {
+			t.Errorf("in-flight attempt: %v, want 535", r)
+		}
+	}
+	f.dir.release, f.dir.entered = nil, nil
+	f.login(t, ip1, "alice", "alice-pw", policy.AuthThrottledUser, false)
+}
+
+// TestBindSlots: with every slot taken, an attempt waits BindWait and gets
+// 454, without a directory request, and without counting as a failure.
+func TestBindSlots(t *testing.T) {
+	f := newFixture(t, Config{MaxConcurrentBinds: 2, BindWait: 50 * time.Millisecond, MaxFailures: 1})
+	f.dir.release = make(chan struct{})
+	f.dir.entered = make(chan struct{}, 2)
+	done := make(chan *policy.Reply, 2)
+	// Held logins by two users (MaxFailures 1: one attempt in flight per
+	// user name and address).
+	hold := func() {
+		for _, c := range []struct {
+			ip       netip.Addr
+			user, pw string
+		}{{ip1, "bob", "bob-pw"}, {ip2, "alice@campus.test", "alice-pw"}} {
+			go func() {
+				_, r := f.svc.Login(context.Background(), c.ip, c.user, c.pw)
+				done <- r
+			}()
+		}
+	}
+	hold()
+	<-f.dir.entered
+	<-f.dir.entered
+	start := time.Now()
+	f.login(t, ip3, "alice", "alice-pw", policy.AuthTempFailed, false)
+	if el := time.Since(start); el < 50*time.Millisecond || el > 2*time.Second {
+		t.Errorf("waited %v for a slot, want about 50ms", el)
+	}
+	if !strings.Contains(f.log.String(), `reason="all directory slots busy"`) {
+		t.Error("busy not logged")
+	}
+	close(f.dir.release)
+	for range 2 {
+		if r := <-done; r != nil {
+			t.Errorf("held login: %v", r)
+		}
+	}
+	f.dir.release, f.dir.entered = nil, nil
+	// Not counted, although MaxFailures is 1.
+	f.login(t, ip3, "alice", "alice-pw", nil, true)
+
+	// A cancelled context while waiting: 454 too.
+	f.dir.release = make(chan struct{})
+	f.dir.entered = make(chan struct{}, 2)
+	hold()
+	<-f.dir.entered
+	<-f.dir.entered
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, r := f.svc.Login(ctx, ip3, "carol", "carol-pw"); r != policy.AuthTempFailed {
+		t.Errorf("cancelled: %v", r)
+	}
+	close(f.dir.release)
+	<-done
+	<-done
+}
+
+// TestExchangeFailed: a refused authorization identity is logged and
+// counted; a malformed exchange is logged, answered 501, not counted.
+func TestExchangeFailed(t *testing.T) {
+	f := newFixture(t, Config{MaxFailures: 2})
+	for range 3 {
+		m, _ := NewMechanism("PLAIN")
+		_, _, err := m.Next([]byte("x\x00y"))
+		if r := f.svc.ExchangeFailed(ip1, m, err); r.Code != 501 {
+			t.Errorf("malformed: %v", r)
+		}
+	}
+	f.login(t, ip1, "bob", "bob-pw", nil, true)
+	for range 2 {
+		m, _ := NewMechanism("PLAIN")
+		_, _, err := m.Next([]byte("bob\x00alice\x00secret-guess"))
+		if r := f.svc.ExchangeFailed(ip1, m, err); r != policy.AuthFailed {
+			t.Errorf("authzid: %v", r)
+		}
+	}
+	f.login(t, ip2, "alice", "alice-pw", policy.AuthThrottledUser, false)
+	f.login(t, ip1, "bob", "bob-pw", policy.AuthThrottledIP, false)
+	log := f.log.String()
+	if !strings.Contains(log, `user=alice ip=192.0.2.1 outcome=invalid reason="authorization identity differs`) {
+		t.Errorf("authzid failure not logged:\n%s", log)
+	}
+	if strings.Contains(log, "secret-guess") {
+		t.Error("password logged")
+	}
+}
+
+func TestSendingLimits(t *testing.T) {
+	f := newFixture(t, Config{MaxMessagesPerHour: 3})
+	alice := User{Name: "alice", DN: "uid=alice,ou=people"}
+	aliceByMail := User{Name: "alice@campus.test", DN: "UID=alice,ou=people"}
+	bob := User{Name: "bob", DN: "uid=bob,ou=people"}
+	for range 2 {
+		if r := f.svc.AllowMessage(alice); r != nil {
+			t.Fatalf("message within the limit: %v", r)
+		}
+	}
+	if r := f.svc.AllowMessage(aliceByMail); r != nil {
+		t.Fatalf("third message: %v", r)
+	}
+	// The fourth within the hour, whatever name alice used: 450 4.7.1.
+	if r := f.svc.AllowMessage(alice); r != policy.UserRateLimited {
+		t.Fatalf("fourth message: %v, want %v", r, policy.UserRateLimited)
+	}
+	if r := f.svc.AllowMessage(bob); r != nil {
+		t.Errorf("bob is limited by alice's mail: %v", r)
+	}
+	if !strings.Contains(f.log.String(), `level=WARN msg="user sending limit exceeded" user=alice dn="uid=alice,ou=people" limit=messages per_hour=3`) {
+		t.Errorf("excess not logged at WARN:\n%s", f.log.String())
+	}
+	// 3 per hour: one more every 20 minutes.
+	f.clock.Advance(20*time.Minute - time.Second)
+	if r := f.svc.AllowMessage(alice); r == nil {
+		t.Error("allowed before a token was back")
+	}
+	f.clock.Advance(time.Second)
+	if r := f.svc.AllowMessage(alice); r != nil {
+		t.Errorf("after 20 minutes: %v", r)
+	}
+
+	// Recipients: the default 500 per hour.
+	for i := range 500 {
+		if r := f.svc.AllowRecipient(bob); r != nil {
+			t.Fatalf("recipient %d: %v", i+1, r)
+		}
+	}
+	if r := f.svc.AllowRecipient(bob); r != policy.UserRateLimited {
+		t.Errorf("recipient 501: %v", r)
+	}
+	if !strings.Contains(f.log.String(), "limit=recipients per_hour=500") {
+		t.Error("recipient excess not logged")
+	}
+
+	// Off.
+	f = newFixture(t, Config{MaxMessagesPerHour: -1, MaxRecipientsPerHour: -1})
+	for range 1000 {
+		if f.svc.AllowMessage(alice) != nil || f.svc.AllowRecipient(alice) != nil {
+			t.Fatal("limited although off")
+		}
+	}
+}
+
+func TestOwns(t *testing.T) {
+	u := User{Addresses: []string{"alice@campus.test", "a.smith@campus.test", "list+owner@campus.test"}, TagSeparator: "+"}
+	for addr, want := range map[string]bool{
+		"alice@campus.test":        true,
+		"Alice@Campus.TEST":        true,
+		"a.smith@campus.test":      true,
+		"alice+news@campus.test":   true,
+		"ALICE+x+y@campus.test":    true,
+		"list+owner@campus.test":   true,  // an address with '+' in the directory
+		"list@campus.test":         false, // not the user's
+		"alice@other.test":         false,
+		"alice@campus.test.evil":   false,
+		"bob@campus.test":          false,
+		"+alice@campus.test":       false,
+		"alice":                    false,
+		"":                         false,
+		"alice-news@campus.test":   false,
+		"alice+news@CAMPUS.test":   true,
+		"alice+@campus.test":       true,
+		"alice@campus.test+x":      false,
+		"x@alice@campus.test":      false,
+		"alice@campus.test@x.test": false,
+	} {
+		if got := u.Owns(addr); got != want {
+			t.Errorf("Owns(%q) = %v, want %v", addr, got, want)
+		}
+	}
+	u.TagSeparator = ""
+	if u.Owns("alice+news@campus.test") {
+		t.Error("extension allowed without a separator")
+	}
+	u.TagSeparator = "+-"
+	if !u.Owns("alice-news@campus.test") {
+		t.Error("'-' separator ignored")
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	s := New(&fakeDir{}, Config{})
+	c := s.cfg
+	if c.MaxFailures != 5 || c.FailureWindow != 10*time.Minute || c.MaxConcurrentBinds != 10 ||
+		c.MaxRecipientsPerHour != 500 || c.MaxMessagesPerHour != 100 || c.TagSeparator != "+" ||
+		c.Logger == nil || c.Now == nil || c.BindWait <= 0 || c.BindWait > 5*time.Second {
+		t.Errorf("defaults: %+v", c)
+	}
+	if s := New(&fakeDir{}, Config{NoTags: true}); s.cfg.TagSeparator != "" {
+		t.Error("NoTags keeps a separator")
+	}
+}
