@@ -48,6 +48,11 @@ func (s *Service) failed(ip netip.Addr, name, dn string) {
 		m   *expirable.LRU[string, *failures]
 		key string
 	}{{s.ips, ipKey(ip)}, {s.users, "name:" + name}}
+	if dn == "" {
+		// A name the directory has named an entry for before (an attempt
+		// refused unseen, or an unknown user now): the entry pays too.
+		dn, _ = s.aliases.Peek(name)
+	}
 	if dn != "" {
 		dn = strings.ToLower(dn)
 		s.aliases.Add(name, dn)
