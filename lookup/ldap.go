@@ -160,7 +160,8 @@ type AuthResult struct {
 	// DN is the entry the user was matched to (when one was).
 	DN string
 	// Addresses are the values of the address attributes of the user's
-	// entry, as the directory has them (AuthValid only).
+	// entry, as the directory has them, in the order of AddressAttributes
+	// (AuthValid only).
 	Addresses []string
 }
 
@@ -173,7 +174,6 @@ type Directory struct {
 	attrSet    map[string]bool
 	authAttrs  []string        // the attributes of Authenticate's search
 	authSet    map[string]bool // the attributes the auth filter asserts on
-	addrSet    map[string]bool // the address attributes
 	pool       *ldapPool
 	cache      *ldapCache
 	canaryNorm string
@@ -249,12 +249,9 @@ func NewDirectory(cfg LDAPConfig) (*Directory, error) {
 	for _, a := range attrs {
 		d.attrSet[strings.ToLower(a)] = true
 	}
-	d.authSet, d.addrSet = map[string]bool{}, map[string]bool{}
+	d.authSet = map[string]bool{}
 	for _, a := range authFilterAttrs {
 		d.authSet[strings.ToLower(a)] = true
-	}
-	for _, a := range cfg.AddressAttributes {
-		d.addrSet[strings.ToLower(a)] = true
 	}
 	seen := map[string]bool{}
 	for _, a := range slices.Concat(authFilterAttrs, attrs, cfg.AddressAttributes) {
@@ -441,17 +438,20 @@ func (d *Directory) matchAuth(entries []*ldap.Entry, user string) authMatch {
 	return m
 }
 
-// addresses returns the values of the address attributes of e, each once.
+// addresses returns the values of the address attributes of e, each once,
+// in the order of AddressAttributes (the primary mail first, by default),
+// each attribute's values in the server's order.
 func (d *Directory) addresses(e *ldap.Entry) []string {
 	var out []string
-	for _, a := range e.Attributes {
-		name, _, _ := strings.Cut(a.Name, ";")
-		if !d.addrSet[strings.ToLower(name)] {
-			continue
-		}
-		for _, v := range a.Values {
-			if v != "" && !slices.Contains(out, v) {
-				out = append(out, v)
+	for _, want := range d.cfg.AddressAttributes {
+		for _, a := range e.Attributes {
+			if name, _, _ := strings.Cut(a.Name, ";"); !strings.EqualFold(name, want) {
+				continue
+			}
+			for _, v := range a.Values {
+				if v != "" && !slices.Contains(out, v) {
+					out = append(out, v)
+				}
 			}
 		}
 	}
