@@ -975,3 +975,31 @@ func (f *msaFixture) served(t *testing.T, implicit bool) []byte {
 	}
 	return tc.ConnectionState().PeerCertificates[0].Raw
 }
+
+// TestMSAHourlyMessageLimit: with max_messages_per_hour: 2, the third
+// message of the hour is refused at its first recipient with 450 4.7.1 (RFC
+// 5321 §4.3.2 allows 450 at RCPT, not at MAIL), logged at WARN; another
+// user is not affected.
+func TestMSAHourlyMessageLimit(t *testing.T) {
+	f := startMSA(t, func(o *msaOpts) { o.auth = "{max_messages_per_hour: 2}" })
+	c := f.session(t, "127.0.0.3", "alice", "alice-pw", "235 2.7.0")
+	for i := 1; i <= 2; i++ {
+		c.expect("MAIL FROM:<alice@campus.test>", "250 2.1.0")
+		c.expect(fmt.Sprintf("RCPT TO:<friend%d@example.net>", i), "250 2.1.5")
+		c.expect("DATA", "354")
+		c.send("From: alice@campus.test\r\nSubject: n\r\n\r\nbody\r\n.")
+		c.mustReply("DATA", c.read(), "250")
+	}
+	c.expect("MAIL FROM:<alice@campus.test>", "250 2.1.0")
+	c.expect("RCPT TO:<friend3@example.net>", "450 4.7.1")
+	line := f.gw.WaitLog("user sending limit exceeded", 5*time.Second)
+	if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "user=alice") {
+		t.Errorf("the limit was not logged at WARN with the user: %s", line)
+	}
+	if m := f.ext.Messages(); len(m) != 2 {
+		t.Fatalf("next hop holds %d messages, want 2", len(m))
+	}
+	b := f.session(t, "127.0.0.4", "bob", "bob pw with spaces", "235 2.7.0")
+	b.expect("MAIL FROM:<bob@campus.test>", "250")
+	b.expect("RCPT TO:<friend@example.net>", "250")
+}

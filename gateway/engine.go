@@ -179,7 +179,13 @@ func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address) *policy.Reply {
 	}
 
 	if e.user != nil {
-		// A phished account's campaign meets this limit first.
+		// A phished account's campaign meets these limits first. The
+		// message counts at its first accepted recipient.
+		if len(e.rcpts) == 0 {
+			if r := e.srv.cfg.MSA.Auth.AllowMessage(*e.user); r != nil {
+				return e.refuse("submission", r, "hourly message limit of "+e.user.Name, to)
+			}
+		}
 		if r := e.srv.cfg.MSA.Auth.AllowRecipient(*e.user); r != nil {
 			return e.refuse("submission", r, "hourly recipient limit of "+e.user.Name, to)
 		}
@@ -287,7 +293,8 @@ func (e *engine) data(ctx context.Context, msg io.Reader) dataOutcome {
 // submitter applies the submission rules to an authenticated user's sender
 // (RFC 6409 §8.1 lets the MSA enforce them): the null sender is refused
 // (users do not send bounces), the sender must be one of the user's
-// addresses (auth.sender_check), and the hourly message limit applies.
+// addresses (auth.sender_check). (The hourly limits are applied at RCPT,
+// where RFC 5321 §4.3.2 allows their 450.)
 func (e *engine) submitter(from mailaddr.Address) (*policy.Reply, string) {
 	u := e.user
 	if u == nil {
@@ -299,9 +306,6 @@ func (e *engine) submitter(from mailaddr.Address) (*policy.Reply, string) {
 		return policy.NullSenderOnSubmission, "null sender from an authenticated user"
 	case msa.SenderCheck && !u.Owns(from.String()):
 		return policy.SenderNotOwned, "sender is not an address of " + u.Name
-	}
-	if r := msa.Auth.AllowMessage(*u); r != nil {
-		return r, "hourly message limit of " + u.Name
 	}
 	return nil, ""
 }
