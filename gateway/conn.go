@@ -56,6 +56,9 @@ type conn struct {
 	// msa marks a submission listener: TLS, then AUTH, before any mail.
 	msa  bool
 	user *auth.User // the authenticated user; nil before AUTH
+	// lmtp marks the LMTP listener (RFC 2033): LHLO, one reply per
+	// recipient after the data.
+	lmtp bool
 
 	helo   string // the HELO/EHLO argument; "" before it
 	esmtp  bool
@@ -72,7 +75,11 @@ var errQuit = errors.New("session ends")
 func (c *conn) serve() {
 	defer c.close()
 	c.log.Debug("connected")
-	if err := c.reply(policy.Greeting(c.srv.cfg.Hostname)); err != nil {
+	greeting := policy.Greeting(c.srv.cfg.Hostname)
+	if c.lmtp {
+		greeting = policy.LMTPGreeting(c.srv.cfg.Hostname)
+	}
+	if err := c.reply(greeting); err != nil {
 		return
 	}
 	for {
@@ -103,7 +110,7 @@ func (c *conn) command(line string) *policy.Reply {
 		// bare CR in one is an attack on whatever logs or relays it. Under
 		// SMTPUTF8 only the paths of MAIL and RCPT may be UTF-8.
 		switch {
-		case verb == "HELO" || verb == "EHLO":
+		case verb == "HELO" || verb == "EHLO" || verb == "LHLO":
 			// A known verb with an argument no host name has: Helo
 			// refuses it (501) and logs it.
 		case (verb != "MAIL" && verb != "RCPT") || hasControl(line):
@@ -111,9 +118,15 @@ func (c *conn) command(line string) *policy.Reply {
 		}
 	}
 	switch verb {
-	case "HELO":
-		return c.Helo(arg, false)
-	case "EHLO":
+	case "HELO", "EHLO":
+		if c.lmtp {
+			return policy.LMTPOnlyLHLO // RFC 2033 §4.1
+		}
+		return c.Helo(arg, verb == "EHLO")
+	case "LHLO":
+		if !c.lmtp {
+			return policy.UnknownCommand
+		}
 		return c.Helo(arg, true)
 	case "MAIL":
 		defer c.watchHangup()()

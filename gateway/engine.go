@@ -38,6 +38,11 @@ type engine struct {
 	dryRun bool
 	// user is the authenticated user of a submission session.
 	user *auth.User
+	// lmtp: the LMTP listener's transactions may hold several
+	// destinations, each delivered at the end of the data (lmtp.go).
+	lmtp      bool
+	dests     map[string]*destination
+	destOrder []string
 
 	tx       *filters.Transaction
 	active   bool // MAIL accepted
@@ -93,6 +98,7 @@ func (e *engine) reset() {
 	e.tx = &tx
 	e.active, e.from, e.params, e.rcpts = false, mailaddr.Address{}, MailParams{}, nil
 	e.route, e.routeKey, e.upErr, e.headers = -1, "", nil, nil
+	e.dests, e.destOrder = nil, nil
 }
 
 // setUser makes the session's transactions those of an authenticated user
@@ -157,6 +163,9 @@ func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address) *policy.Reply {
 		return e.refuse("route", policy.NoRoute, "no route", to)
 	}
 	key := e.srv.router.Key(route, to.Domain)
+	if e.lmtp {
+		return e.lmtpRcptChecked(ctx, route, key, to, local)
+	}
 	if e.route >= 0 && key != e.routeKey {
 		return e.refuse("route", policy.OtherRoute, "recipient's route differs from the transaction's", to)
 	}
@@ -245,13 +254,50 @@ func (e *engine) data(ctx context.Context, msg io.Reader) dataOutcome {
 	if e.up == nil && !e.dryRun {
 		return dataOutcome{reply: policy.NextHopLost, reason: "no next hop transaction"}
 	}
+	var head bytes.Buffer
+	out, rest := e.prepare(ctx, msg, &head)
+	if out.reply != nil {
+		return out
+	}
+	if e.dryRun {
+		return dataOutcome{reply: policy.Accepted.Withf("would be relayed (explain sends no mail)")}
+	}
+	body := io.MultiReader(&head, rest)
+	if e.signs(head.Bytes()) {
+		// A DKIM signature covers the whole body: the message is read
+		// first, then signed, then sent.
+		var all bytes.Buffer
+		if _, err := io.Copy(&all, body); err != nil {
+			return dataOutcome{reply: policy.FromError(err), reason: "reading the message: " + err.Error()}
+		}
+		f, err := e.sign(all.Bytes())
+		if err != nil {
+			return dataOutcome{reply: policy.FromError(err), check: "dkim", reason: err.Error()}
+		}
+		body = io.MultiReader(strings.NewReader(f), &all)
+	}
+	if err := e.up.Data(ctx, body); err != nil {
+		return dataOutcome{reply: policy.FromError(err), reason: "relay: " + err.Error()}
+	}
+	e.finished, e.up = e.up, nil
+	return dataOutcome{reply: policy.Accepted}
+}
+
+// prepare reads the header section and decides on it: the loop count, our
+// own fields removed, a submission's completion and From check, the checks
+// of stage data. When the message may go on it writes into head what goes
+// out before the rest: the checks' fields (Authentication-Results,
+// Received-SPF: above our Received field, as RFC 8601 §5 and RFC 7208 §9.1
+// ask of the receiver that writes them), our Received field, and the header
+// section. rest is the remainder of the message.
+func (e *engine) prepare(ctx context.Context, msg io.Reader, head *bytes.Buffer) (dataOutcome, io.Reader) {
 	br := bufio.NewReaderSize(msg, 64<<10)
 	hdr, err := readHeader(br)
 	if err != nil {
-		return dataOutcome{reply: policy.FromError(err), reason: "reading header: " + err.Error()}
+		return dataOutcome{reply: policy.FromError(err), reason: "reading header: " + err.Error()}, br
 	}
 	if n := countReceived(hdr); n > maxReceived {
-		return dataOutcome{reply: policy.MailLoop, check: "loop", reason: fmt.Sprintf("received headers: %d", n)}
+		return dataOutcome{reply: policy.MailLoop, check: "loop", reason: fmt.Sprintf("received headers: %d", n)}, br
 	}
 	hdr = stripOwnFields(hdr, e.srv.cfg.Hostname)
 	if e.user != nil {
@@ -260,34 +306,62 @@ func (e *engine) data(ctx context.Context, msg io.Reader) dataOutcome {
 		hdr = completeHeader(hdr, e.srv.cfg.Hostname, time.Now())
 		if e.srv.cfg.MSA.FromCheck {
 			if r, reason := e.fromOwned(hdr); r != nil {
-				return dataOutcome{reply: r, check: "submission", reason: reason}
+				return dataOutcome{reply: r, check: "submission", reason: reason}, br
 			}
 		}
 	}
 	e.tx.Header = hdr
 	v, results := e.obs.run(ctx, "data", filters.StageData, e.tx)
 	if rep := verdictReply(v); rep != nil {
-		return dataOutcome{reply: rep, check: lastCheck(results), reason: v.Reason}
-	}
-	if e.dryRun {
-		return dataOutcome{reply: policy.Accepted.Withf("would be relayed (explain sends no mail)")}
+		return dataOutcome{reply: rep, check: lastCheck(results), reason: v.Reason}, br
 	}
 	e.headers = append(e.headers, v.Headers...)
-
-	// The checks' fields (Authentication-Results, Received-SPF) go above our
-	// Received field, as RFC 8601 §5 and RFC 7208 §9.1 ask of the receiver
-	// that writes them.
-	var prefix bytes.Buffer
 	for _, h := range e.headers {
-		prefix.WriteString(h.Name + ": " + h.Value + "\r\n")
+		head.WriteString(h.Name + ": " + h.Value + "\r\n")
 	}
-	prefix.WriteString(e.received(time.Now()))
-	body := io.MultiReader(&prefix, bytes.NewReader(hdr), br)
-	if err := e.up.Data(ctx, body); err != nil {
-		return dataOutcome{reply: policy.FromError(err), reason: "relay: " + err.Error()}
+	head.WriteString(e.received(time.Now()))
+	head.Write(hdr)
+	return dataOutcome{}, br
+}
+
+// outbound reports mail that leaves the campus on a user's or a campus
+// server's behalf: the only mail sekisho signs with DKIM.
+func (e *engine) outbound() bool { return e.base.Trusted || e.base.Authenticated != "" }
+
+// signs reports whether this message gets a DKIM signature: outbound, and
+// a key for its From domain.
+func (e *engine) signs(head []byte) bool {
+	return e.dkimDomain(head) != ""
+}
+
+func (e *engine) dkimDomain(head []byte) string {
+	if e.srv.cfg.DKIM == nil || !e.outbound() {
+		return ""
 	}
-	e.finished, e.up = e.up, nil
-	return dataOutcome{reply: policy.Accepted}
+	from, err := filters.FromAddresses(head, e.params.UTF8)
+	if err != nil || len(from) != 1 {
+		return ""
+	}
+	_, domain, ok := strings.Cut(from[0], "@")
+	if !ok || !e.srv.cfg.DKIM.KeyFor(domain) {
+		return ""
+	}
+	return domain
+}
+
+// sign returns the DKIM-Signature field for a whole message, or "" when it
+// is not signed. A signing failure is a temporary refusal: never a message
+// the admin believes signed going out unsigned.
+func (e *engine) sign(msg []byte) (string, error) {
+	domain := e.dkimDomain(msg)
+	if domain == "" {
+		return "", nil
+	}
+	f, err := e.srv.cfg.DKIM.Sign(bytes.NewReader(msg), domain)
+	if err != nil {
+		return "", fmt.Errorf("%w: dkim signing for %s: %v", policy.SigningFailed, domain, err)
+	}
+	return f, nil
 }
 
 // submitter applies the submission rules to an authenticated user's sender

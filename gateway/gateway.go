@@ -67,6 +67,10 @@ type Config struct {
 	// TLS of the whole Internet.
 	TLS *tls.Config
 
+	// DKIM signs outbound mail (trusted clients, authenticated users) whose
+	// From domain has a key; nil signs nothing.
+	DKIM Signer
+
 	// MSA is the submission role (listeners submission and submissions);
 	// nil when neither is configured.
 	MSA *MSAConfig
@@ -75,6 +79,15 @@ type Config struct {
 	// networks and GreetPauseExempt skip it.
 	GreetPause       time.Duration
 	GreetPauseExempt []netip.Prefix
+}
+
+// Signer makes DKIM signatures (relay.Signer).
+type Signer interface {
+	// KeyFor reports whether mail from a domain is signed.
+	KeyFor(fromDomain string) bool
+	// Sign returns the DKIM-Signature field, name and CRLF included, for
+	// a whole message.
+	Sign(msg io.Reader, fromDomain string) (string, error)
 }
 
 // MSAConfig is what the submission listeners need (RFC 6409): users log in
@@ -142,6 +155,10 @@ func New(cfg Config) (*Server, error) {
 // ServeSMTP serves the smtp listener (port 25 role) on l until Shutdown.
 func (s *Server) ServeSMTP(l net.Listener) error { return s.serve(l, listenerSMTP) }
 
+// ServeLMTP serves the LMTP listener (RFC 2033) for the campus mail
+// servers' outbound mail: trusted_networks only, one reply per recipient.
+func (s *Server) ServeLMTP(l net.Listener) error { return s.serve(l, listenerLMTP) }
+
 // ServeSubmission serves the submission listener (port 587, RFC 6409):
 // STARTTLS, then AUTH, before any mail.
 func (s *Server) ServeSubmission(l net.Listener) error { return s.serve(l, listenerSubmission) }
@@ -153,12 +170,13 @@ func (s *Server) ServeSubmissions(l net.Listener) error { return s.serve(l, list
 // The listeners, by role (DESIGN.md §2).
 const (
 	listenerSMTP        = "smtp"
+	listenerLMTP        = "lmtp"
 	listenerSubmission  = "submission"
 	listenerSubmissions = "submissions"
 )
 
 func (s *Server) serve(l net.Listener, listener string) error {
-	if listener != listenerSMTP && (s.cfg.MSA == nil || s.cfg.TLS == nil) {
+	if (listener == listenerSubmission || listener == listenerSubmissions) && (s.cfg.MSA == nil || s.cfg.TLS == nil) {
 		l.Close()
 		return errors.New("gateway: the " + listener + " listener needs tls and auth")
 	}
@@ -172,7 +190,9 @@ func (s *Server) serve(l net.Listener, listener string) error {
 	s.mu.Unlock()
 	admit := s.admitSMTP
 	if listener != listenerSMTP {
-		admit = func(tc *trackedConn) { s.admitSubmission(tc, listener) }
+		// No greet pause, no DNSBL: submission users log in, and the
+		// LMTP clients are the campus servers.
+		admit = func(tc *trackedConn) { s.admitPlain(tc, listener) }
 	}
 	ll := &limitListener{Listener: l, t: s.tracker, admitted: admit}
 	var backoff time.Duration
@@ -217,9 +237,11 @@ func (s *Server) serveConn(tc *trackedConn, listener string) {
 		ctx: ctx, cancel: cancel,
 	}
 	c.br = bufio.NewReaderSize(c.in, 64<<10)
-	c.msa = listener != listenerSMTP
+	c.msa = listener == listenerSubmission || listener == listenerSubmissions
+	c.lmtp = listener == listenerLMTP
 	c.log = c.baseLog()
 	c.tx = newEngine(s, sessionObserver{c}, base)
+	c.tx.lmtp = c.lmtp
 	tc.setSay(c.say421)
 	defer func() {
 		if p := recover(); p != nil {
@@ -233,6 +255,12 @@ func (s *Server) serveConn(tc *trackedConn, listener string) {
 		c.tx.reset()
 	}()
 	if listener == listenerSubmissions && !c.startTLS() {
+		c.close()
+		return
+	}
+	if c.lmtp && !base.Trusted {
+		c.log.Info("connect", "outcome", "rejected", "reply", policy.LMTPNotTrusted.String(), "reason", "client not in trusted_networks")
+		c.reply(policy.LMTPNotTrusted)
 		c.close()
 		return
 	}
@@ -287,13 +315,15 @@ func (s *Server) admitSMTP(tc *trackedConn) {
 	}
 }
 
-// admitSubmission prepares a connection of a submission listener: no greet
-// pause and no connect-stage checks (DNSBL): its users log in, and a user on
-// a blocklisted home network must still be able to send.
-func (s *Server) admitSubmission(tc *trackedConn, listener string) {
+// admitPlain prepares a connection of the submission and LMTP listeners: no
+// greet pause and no connect-stage checks (DNSBL): submission users log in
+// (a user on a blocklisted home network must still be able to send), and the
+// LMTP clients are the campus's own servers. A submission client is never
+// trusted by its address: it logs in.
+func (s *Server) admitPlain(tc *trackedConn, listener string) {
 	tc.connState = &filters.Transaction{
-		SessionID: newSessionID(), Client: tc.ip, Trusted: false, Listener: listener,
-		Conn: map[string]any{},
+		SessionID: newSessionID(), Client: tc.ip, Trusted: listener == listenerLMTP && s.isTrusted(tc.ip),
+		Listener: listener, Conn: map[string]any{},
 	}
 }
 

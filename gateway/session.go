@@ -46,7 +46,9 @@ func (c *conn) Helo(arg string, ehlo bool) *policy.Reply {
 		"8BITMIME",            // RFC 6152
 		"SMTPUTF8",            // RFC 6531
 		"ENHANCEDSTATUSCODES", // RFC 2034
-		"CHUNKING",            // RFC 3030
+	}
+	if !c.lmtp {
+		ext = append(ext, "CHUNKING") // RFC 3030 (LMTP: DATA only)
 	}
 	if c.srv.cfg.TLS != nil && c.tls == nil {
 		ext = append(ext, "STARTTLS") // RFC 3207
@@ -182,6 +184,9 @@ func (c *conn) Data(arg string) *policy.Reply {
 	dr := &dotReader{br: c.br, atLineStart: true, prevCRLF: true}
 	ctx, cancel := context.WithTimeout(c.ctx, lim.DataTimeout+c.srv.router.Timeouts.Data)
 	defer cancel()
+	if c.lmtp {
+		return c.dataLMTP(ctx, dr)
+	}
 	r := c.tx.Data(ctx, c.contentReader(dr))
 	// Whatever the engine did not read is read and discarded up to the
 	// end marker, so the next command is the client's next command.
@@ -189,6 +194,25 @@ func (c *conn) Data(arg string) *policy.Reply {
 		return c.clientFailed(err, "data")
 	}
 	return r
+}
+
+// dataLMTP reads the message of an LMTP transaction and answers once per
+// accepted recipient, in RCPT order (RFC 2033 §4.2). The last reply is the
+// command's; the others are written here.
+func (c *conn) dataLMTP(ctx context.Context, dr *dotReader) *policy.Reply {
+	replies := c.tx.DataLMTP(ctx, c.contentReader(dr))
+	if err := dr.drain(); err != nil {
+		return c.clientFailed(err, "data")
+	}
+	if len(replies) == 0 {
+		return policy.NoValidRecipients
+	}
+	for _, r := range replies[:len(replies)-1] {
+		if err := c.reply(r); err != nil {
+			return nil
+		}
+	}
+	return replies[len(replies)-1]
 }
 
 // Bdat handles BDAT (RFC 3030): a chunk of exactly the announced size,
@@ -217,6 +241,8 @@ func (c *conn) Bdat(arg string) *policy.Reply {
 		return r
 	}
 	switch {
+	case c.lmtp:
+		return discard(policy.NotImplemented.Withf("BDAT is not offered on LMTP, use DATA"))
 	case c.bdat == nil && !c.tx.active:
 		return discard(policy.BadSequence.Withf("send MAIL and RCPT first"))
 	case c.bdat == nil && len(c.tx.rcpts) == 0:

@@ -460,6 +460,32 @@ var (
 	// authorized, message refused", temporary: the user can send again
 	// within the hour.
 	UserRateLimited = &Reply{450, [3]int{4, 7, 1}, "sending rate limit exceeded for this user, try again later"}
+
+	// NextHopTLSRequired: the route requires TLS towards its next hops
+	// (tls: encrypt or verify, or an MTA-STS policy in enforce mode, RFC
+	// 8461 §5) and no next hop could give it: none offered STARTTLS (RFC
+	// 3207), the handshake failed, the certificate did not verify for the
+	// next hop's name, or no MX host matched the MTA-STS policy. RFC 5321
+	// 451 (local error, temporary: the receiver may fix its TLS); RFC 3463
+	// 4.7.5 "cryptographic failure".
+	NextHopTLSRequired = &Reply{451, [3]int{4, 7, 5}, "cannot deliver securely: TLS to the next hop is required and failed, try again later"}
+)
+
+// Replies of the outbound leg.
+var (
+	// SigningFailed: a message that should carry a DKIM signature could not
+	// be signed (RFC 6376). 451 4.3.0: the client retries; an unsigned
+	// message the admin believes signed never goes out.
+	SigningFailed = &Reply{451, [3]int{4, 3, 0}, "message could not be signed, please try again later"}
+
+	// LMTPOnlyLHLO: HELO or EHLO on the LMTP listener (RFC 2033 §4.1: the
+	// LMTP server must not accept them). 500 5.5.1.
+	LMTPOnlyLHLO = &Reply{500, [3]int{5, 5, 1}, "this is an LMTP server: use LHLO"}
+
+	// LMTPNotTrusted: a client outside trusted_networks on the LMTP
+	// listener, which only the campus mail servers may use (RFC 5321 554 at
+	// connection; RFC 3463 5.7.1 "delivery not authorized").
+	LMTPNotTrusted = &Reply{554, [3]int{5, 7, 1}, "LMTP service only for the campus mail servers"}
 )
 
 // CountsAsError reports whether a reply counts against the client's error
@@ -490,6 +516,11 @@ func Greeting(hostname string) *Reply {
 // base64 challenge, no enhanced code).
 func AuthChallenge(base64 string) *Reply {
 	return &Reply{Code: 334, Text: base64}
+}
+
+// LMTPGreeting is the banner of the LMTP listener (RFC 2033 §4.1).
+func LMTPGreeting(hostname string) *Reply {
+	return &Reply{Code: 220, Text: hostname + " LMTP sekisho"}
 }
 
 // HeloOK is the reply to HELO (RFC 5321 §4.1.1.1), without an enhanced code

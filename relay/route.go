@@ -1,12 +1,22 @@
 package relay
 
-import "sekisho/internal/mailaddr"
+import (
+	"crypto/x509"
+
+	"sekisho/internal/mailaddr"
+)
 
 // Route sends the recipients of some domains to a list of next hops, tried in
 // order (failover).
 type Route struct {
 	Domains  mailaddr.DomainSet
 	NextHops []NextHop
+	// TLS is the route's TLS policy towards its next hops; TLSDefault is
+	// may for "mx" next hops and none for the others.
+	TLS TLSMode
+	// TLSRoots verify next hop certificates (tls: verify, MTA-STS
+	// enforce); nil: the system's CAs.
+	TLSRoots *x509.CertPool
 }
 
 // Routes is the ordered routing table: the first route whose domains match
@@ -28,6 +38,21 @@ func (rs Routes) Lookup(domain string) int {
 func (r Route) hasMX() bool {
 	for _, h := range r.NextHops {
 		if h.Kind == HopMX {
+			return true
+		}
+	}
+	return false
+}
+
+// IsLMTP reports whether a route's next hops speak LMTP: such a next hop
+// answers the data once per recipient, so the relay gives it one recipient
+// per transaction.
+func (r *Router) IsLMTP(route int) bool {
+	if route < 0 || route >= len(r.Routes) {
+		return false
+	}
+	for _, h := range r.Routes[route].NextHops {
+		if h.Kind == HopLMTP {
 			return true
 		}
 	}

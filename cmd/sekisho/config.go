@@ -39,6 +39,7 @@ type Config struct {
 	Limits          LimitsConfig  `yaml:"limits"`
 	NextHop         NextHopConfig `yaml:"next_hop"`
 	Auth            AuthConfig    `yaml:"auth"`
+	DKIM            []DKIMConfig  `yaml:"dkim"`
 	Log             LogConfig     `yaml:"log"`
 }
 
@@ -376,8 +377,8 @@ func (c *Config) validate() error {
 	if c.Listen.SMTP == "" && c.Listen.LMTP == "" && c.Listen.Submission == "" && c.Listen.Submissions == "" {
 		return invalid("no SMTP listener configured (listen.smtp, lmtp, submission or submissions)", "listen")
 	}
-	if c.Listen.LMTP != "" {
-		return invalid("listener lmtp is not implemented in this version yet", "listen", "lmtp")
+	if c.Listen.LMTP != "" && len(c.TrustedNetworks) == 0 {
+		return invalid("listener lmtp serves trusted_networks only, and none is configured", "listen", "lmtp")
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		return invalid("cert and key go together", "tls")
@@ -428,7 +429,7 @@ func (c *Config) validate() error {
 	}
 	for _, v := range []func() error{
 		c.Checks.DNSBL.validate, c.Checks.Domain.validate, c.Checks.Account.validate,
-		c.Checks.Greylist.validate, c.Checks.SPF.validate, c.Store.validate,
+		c.Checks.Greylist.validate, c.Checks.SPF.validate, c.Store.validate, c.validateDKIM,
 	} {
 		if err := v(); err != nil {
 			return err

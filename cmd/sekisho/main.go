@@ -9,6 +9,8 @@
 //	                                     why would this mail be refused?
 //	sekisho baddomains [-file F] list|add D|remove D|test D
 //	                                     show or edit the bad-domain list
+//	sekisho dkim keygen -domain D -selector S [-algo rsa|ed25519] [-out FILE]
+//	                                     make a DKIM key, print its DNS record
 //	sekisho version                      print the version
 //
 // All wiring is explicit here: main builds the lookups, the checks in the
@@ -56,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runExplain(args[1:], stdout, stderr)
 	case "baddomains":
 		return runBaddomains(args[1:], stdout, stderr)
+	case "dkim":
+		return runDKIM(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "sekisho", version)
 		return 0
@@ -76,6 +80,8 @@ func usage(w io.Writer) {
                                        run the checks for one transaction without sending mail
   sekisho baddomains [-file F] list|add D|remove D|test D
                                        show or edit the known-bad domain list (atomically)
+  sekisho dkim keygen -domain D -selector S [-algo rsa|ed25519] [-out FILE]
+                                       make a DKIM signing key, print the DNS record to publish
   sekisho version                      print the version
 `)
 }
@@ -191,11 +197,11 @@ func runServe(args []string, stderr io.Writer) int {
 
 	// Bind every listener before announcing any: once the log says
 	// "listening", every configured socket accepts connections.
-	var smtpL, subL, subsL, httpL net.Listener
+	var smtpL, lmtpL, subL, subsL, httpL net.Listener
 	for _, l := range []struct {
 		addr string
 		to   *net.Listener
-	}{{cfg.Listen.SMTP, &smtpL}, {cfg.Listen.Submission, &subL}, {cfg.Listen.Submissions, &subsL}} {
+	}{{cfg.Listen.SMTP, &smtpL}, {cfg.Listen.LMTP, &lmtpL}, {cfg.Listen.Submission, &subL}, {cfg.Listen.Submissions, &subsL}} {
 		if l.addr != "" {
 			if *l.to, ok = listen(l.addr); !ok {
 				return 1
@@ -222,7 +228,7 @@ func runServe(args []string, stderr io.Writer) int {
 		name  string
 		l     net.Listener
 		serve func(net.Listener) error
-	}{{"smtp", smtpL, srv.ServeSMTP}, {"submission", subL, srv.ServeSubmission}, {"submissions", subsL, srv.ServeSubmissions}} {
+	}{{"smtp", smtpL, srv.ServeSMTP}, {"lmtp", lmtpL, srv.ServeLMTP}, {"submission", subL, srv.ServeSubmission}, {"submissions", subsL, srv.ServeSubmissions}} {
 		if l.l != nil {
 			log.Info("listening", "listener", l.name, "addr", l.l.Addr().String(), "version", version)
 			go func() { errc <- l.serve(l.l) }()

@@ -1,0 +1,161 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"sync"
+
+	"sekisho/filters"
+	"sekisho/internal/mailaddr"
+	"sekisho/policy"
+	"sekisho/relay"
+)
+
+// The LMTP listener (RFC 2033) is how the campus mail servers hand outbound
+// mail over. LMTP answers the data once per recipient, so one transaction
+// may hold recipients of different routes and remote domains: the engine
+// keeps them grouped by destination, accepts each recipient once its checks
+// pass, and at the end of the data delivers to every destination in
+// parallel, each recipient getting its own destination's answer. A dead
+// destination holds up no other: each has its own call-ahead budget, and
+// they run side by side.
+
+// maxParallelDestinations bounds the next hop transactions one LMTP
+// message opens at once.
+const maxParallelDestinations = 8
+
+// destination is the recipients of one LMTP transaction that go out
+// together: the same route and, for mx routes, the same domain.
+type destination struct {
+	route  int
+	domain string
+	rcpts  []int // indexes into engine.rcpts
+}
+
+// lmtpRcpt accepts a recipient whose checks passed into its destination;
+// the next hop is asked at the end of the data.
+func (e *engine) lmtpRcpt(route int, key string, to mailaddr.Address) {
+	if e.dests == nil {
+		e.dests = map[string]*destination{}
+	}
+	if e.srv.router.IsLMTP(route) {
+		// An LMTP next hop gets one recipient per transaction: its
+		// per-recipient answer then is the answer for that recipient.
+		key += "/" + to.String()
+	}
+	d := e.dests[key]
+	if d == nil {
+		d = &destination{route: route, domain: asciiDomain(to.Domain)}
+		e.dests[key] = d
+		e.destOrder = append(e.destOrder, key)
+	}
+	d.rcpts = append(d.rcpts, len(e.rcpts))
+	e.rcpts = append(e.rcpts, to)
+	e.tx.Rcpts = append(e.tx.Rcpts, to.String())
+}
+
+// DataLMTP reads the message and delivers it to every destination of the
+// transaction, returning one reply per accepted recipient, in RCPT order
+// (RFC 2033 §4.2). The message is read whole first (it goes to several
+// next hops), bounded by limits.max_message_bytes.
+func (e *engine) DataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
+	replies := e.dataLMTP(ctx, msg)
+	for i, r := range replies {
+		e.obs.decided("data", "", r, "", "to", e.rcpts[i].String())
+	}
+	e.reset()
+	return replies
+}
+
+func (e *engine) dataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
+	all := func(r *policy.Reply) []*policy.Reply {
+		out := make([]*policy.Reply, len(e.rcpts))
+		for i := range out {
+			out[i] = r
+		}
+		return out
+	}
+	var spool bytes.Buffer
+	r, rest := e.prepare(ctx, msg, &spool)
+	if r.reply != nil {
+		e.srv.log.Info("data", "session", e.base.SessionID, "check", r.check, "reply", r.reply.String(), "reason", r.reason)
+		return all(r.reply)
+	}
+	// The whole message, for every destination.
+	if _, err := io.Copy(&spool, rest); err != nil {
+		return all(policy.FromError(err))
+	}
+	body := spool.Bytes()
+	if f, err := e.sign(body); err != nil {
+		return all(policy.FromError(err))
+	} else if f != "" {
+		body = append([]byte(f), body...)
+	}
+
+	out := make([]*policy.Reply, len(e.rcpts))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxParallelDestinations)
+	for _, key := range e.destOrder {
+		d := e.dests[key]
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			e.deliver(ctx, d, body, out)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// deliver makes one destination's transaction: call-ahead, its
+// recipients, the data; each recipient's slot in out gets its answer.
+func (e *engine) deliver(ctx context.Context, d *destination, body []byte, out []*policy.Reply) {
+	env := relay.Envelope{From: e.from, UTF8: e.params.UTF8, Body: e.params.Body, Size: int64(len(body))}
+	up, err := e.srv.router.Begin(ctx, d.route, d.domain, env)
+	if err != nil {
+		r := policy.FromError(err)
+		e.srv.log.Info("lmtp", "session", e.base.SessionID, "destination", d.domain, "reply", r.String(), "reason", "call-ahead: "+err.Error())
+		for _, i := range d.rcpts {
+			out[i] = r
+		}
+		return
+	}
+	defer up.Close()
+	var accepted []int
+	for _, i := range d.rcpts {
+		if err := up.Rcpt(ctx, e.rcpts[i]); err != nil {
+			out[i] = policy.FromError(err)
+			continue
+		}
+		accepted = append(accepted, i)
+	}
+	if len(accepted) == 0 {
+		up.Abort()
+		return
+	}
+	r := policy.Accepted
+	if err := up.Data(ctx, bytes.NewReader(body)); err != nil {
+		up.Abort()
+		r = policy.FromError(err)
+	}
+	for _, i := range accepted {
+		out[i] = r
+	}
+}
+
+// lmtpRcptChecked runs the checks of stage rcpt for a recipient of an LMTP
+// transaction and, when they pass, accepts it into its destination.
+func (e *engine) lmtpRcptChecked(ctx context.Context, route int, key string, to mailaddr.Address, local bool) *policy.Reply {
+	e.tx.Rcpt, e.tx.Local = to.String(), local
+	v, results := e.obs.run(ctx, "rcpt "+to.String(), filters.StageRcpt, e.tx)
+	if r := verdictReply(v); r != nil {
+		return e.refuse(lastCheck(results), r, v.Reason, to)
+	}
+	e.headers = append(e.headers, v.Headers...)
+	e.lmtpRcpt(route, key, to)
+	r := policy.RcptOK.Withf("recipient <%s> ok", to.String())
+	e.obs.decided("rcpt", "", r, passReasons(results), "to", to.String(), "next_hop", "at the end of the data")
+	return r
+}
