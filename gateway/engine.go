@@ -34,6 +34,9 @@ type engine struct {
 	base filters.Transaction
 	// proto is the Received header's protocol (RFC 3848: ESMTP, ESMTPS, …).
 	proto string
+	// tlsInfo is the client connection's TLS version and cipher, for a
+	// comment in Received (as Postfix writes it); "" in clear.
+	tlsInfo string
 	// dryRun stops before the data is relayed (explain sends no mail).
 	dryRun bool
 	// user is the authenticated user of a submission session.
@@ -442,10 +445,16 @@ func (e *engine) received(now time.Time) string {
 	if e.user != nil && !e.srv.cfg.MSA.ReceivedFull {
 		var b strings.Builder
 		fmt.Fprintf(&b, "Received: by %s (sekisho) with %s id %s", e.srv.cfg.Hostname, e.proto, e.base.SessionID)
+		if e.tlsInfo != "" {
+			fmt.Fprintf(&b, "\r\n\t(%s)", e.tlsInfo)
+		}
 		fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
 		return b.String()
 	}
 	r := receivedHeader(e.base.Helo, e.base.Client, e.srv.cfg.Hostname, e.proto, e.base.SessionID, e.rcpts, now)
+	if e.tlsInfo != "" {
+		r = strings.Replace(r, ")\r\n\tby ", ")\r\n\t("+e.tlsInfo+")\r\n\tby ", 1)
+	}
 	if e.user != nil {
 		// auth.received: full. The user is named by the directory's first
 		// address, never by what the client typed (LDAP matching folds

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -410,6 +411,7 @@ func (c *conn) startTLS() bool {
 	c.bw.Reset(tc)
 	c.wmu.Unlock()
 	c.tx.proto = "ESMTPS"
+	c.tx.tlsInfo = fmt.Sprintf("using %s with cipher %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
 	return true
 }
 
