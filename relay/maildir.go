@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -37,6 +38,9 @@ func openMaildir(dir string) (*maildirTx, error) {
 
 func (m *maildirTx) Hop() string { return "maildir:" + m.dir }
 func (m *maildirTx) LMTP() bool  { return false }
+
+// TLS is nil: a Maildir is written locally.
+func (m *maildirTx) TLS() *tls.ConnectionState { return nil }
 
 func (m *maildirTx) Rcpt(context.Context, mailaddr.Address) error { return nil }
 

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -43,7 +44,20 @@ type NextHop struct {
 	// Router.Hops (its name; Addr is one of its addresses); empty otherwise.
 	MXHost string
 
-	raw string // as configured, or as Hops named it
+	// TLS is the TLS policy towards this next hop, set by Router.Hops from
+	// its route (never TLSDefault there; TLSDefault, as ParseNextHop
+	// leaves it, is taken as none when dialing).
+	TLS TLSMode
+	// TLSName is the name the next hop's certificate must match under
+	// TLSVerify (and the SNI): the MX host name for "mx", the host of
+	// smtp://host:port and lmtp://host:port.
+	TLSName string
+	// TLSRoots are the CAs a certificate is verified against (the route's
+	// tls_ca_file); nil: the system's.
+	TLSRoots *x509.CertPool
+
+	stsTesting bool   // an MTA-STS policy in mode testing applies: log what enforce would refuse
+	raw        string // as configured, or as Hops named it
 }
 
 // String names the next hop as it was configured ("smtp://10.0.0.5:25",

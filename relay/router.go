@@ -2,14 +2,17 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -71,14 +74,22 @@ type MailHostResolver interface {
 }
 
 // Router is the relay as the gateway sees it: the routing table and how to
-// reach the next hops. It holds no state of its own and is safe for
-// concurrent use.
+// reach the next hops. It holds no state of its own besides the counters
+// it is given, and is safe for concurrent use.
 type Router struct {
 	Routes    Routes
 	MailHosts MailHostResolver // for "mx" next hops; nil: mx routes get a 4xx
 	MXPort    int              // port of "mx" next hops; 0 means 25
 	Timeouts  Timeouts
 	Hostname  string // our name in EHLO/LHLO; empty: the system's host name
+	// Logger receives what happened to TLS at each next hop and MTA-STS
+	// decisions; nil: slog.Default().
+	Logger *slog.Logger
+	// Counters, if set, counts the TLS outcomes (for the metrics).
+	Counters *TLSCounters
+	// MTASTS, if set, applies the recipient domains' MTA-STS policies
+	// (RFC 8461) to "mx" next hops; nil: MTA-STS is not used.
+	MTASTS *MTASTS
 }
 
 // Envelope is what the client declared in MAIL FROM.
@@ -121,6 +132,9 @@ type Transaction interface {
 	// LMTP reports an LMTP next hop: one recipient per transaction, whose
 	// own reply is the answer to the data (RFC 2033 §4.2).
 	LMTP() bool
+	// TLS is the state of the TLS session with the next hop (after
+	// STARTTLS, RFC 3207), for the logs; nil in clear and for a Maildir.
+	TLS() *tls.ConnectionState
 }
 
 // Lookup returns the index of the route for a recipient domain, or -1.
@@ -149,13 +163,26 @@ const maxMXAddrs = 5
 // gets policy.NullMXRecipient (556 5.1.10); one whose mail hosts cannot be
 // found, policy.NoMailHosts (4xx): whether a domain exists is for the domain
 // check to judge with the DNS canary, not for the relay.
+//
+// Each next hop carries its TLS policy (the route's, see TLSMode). For an
+// "mx" next hop with Router.MTASTS set and a TLS mode other than none, the
+// domain's MTA-STS policy applies (RFC 8461 §5): in mode enforce, mail hosts
+// that match none of the policy's mx patterns are left out and the others
+// are TLSVerify for their MX host name; none left is
+// policy.NextHopTLSRequired (451 4.7.5). In mode testing, what enforce would
+// refuse is only logged.
 func (r *Router) Hops(ctx context.Context, route int, domain string) ([]NextHop, error) {
 	if route < 0 || route >= len(r.Routes) {
 		return nil, fmt.Errorf("%w (route %d of %d)", policy.NoRoute, route, len(r.Routes))
 	}
+	rt := r.Routes[route]
 	var out []NextHop
-	for _, h := range r.Routes[route].NextHops {
+	for _, h := range rt.NextHops {
 		if h.Kind != HopMX {
+			h.TLS, h.TLSRoots = rt.TLS.resolve(h.Kind), rt.TLSRoots
+			if h.Network == "tcp" {
+				h.TLSName, _, _ = net.SplitHostPort(h.Addr)
+			}
 			out = append(out, h)
 			continue
 		}
@@ -171,13 +198,36 @@ func (r *Router) Hops(ctx context.Context, route int, domain string) ([]NextHop,
 		default:
 			return nil, fmt.Errorf("%w: %s: %s", policy.NoMailHosts.Withf("cannot find the mail hosts of %s now, please try again later", name), res.Outcome, res.Reason)
 		}
+		mode := rt.TLS.resolve(HopMX)
+		var sts *STSPolicy
+		if r.MTASTS != nil && mode != TLSNone {
+			sts = r.MTASTS.Policy(ctx, name)
+		}
 		port := r.MXPort
 		if port <= 0 {
 			port = 25
 		}
 		seen := make(map[netip.Addr]bool)
+		var skipped []string
 	hosts:
 		for _, host := range hosts {
+			hmode, testing := mode, false
+			if sts != nil && sts.Mode != STSModeNone {
+				match := sts.Matches(host.Name)
+				switch {
+				case sts.Mode == STSModeEnforce && !match:
+					skipped = append(skipped, host.Name)
+					r.log().Warn("MTA-STS: mail host not in the policy, skipped (mode enforce)", "domain", name, "mx", host.Name, "policy_id", sts.ID)
+					continue hosts
+				case sts.Mode == STSModeEnforce:
+					hmode = TLSVerify
+				case !match:
+					r.log().Warn("MTA-STS testing: mail host not in the policy; used anyway (mode testing)", "domain", name, "mx", host.Name, "policy_id", sts.ID)
+					testing = true
+				default:
+					testing = true
+				}
+			}
 			for _, ip := range host.Addrs {
 				ip = ip.Unmap()
 				if len(seen) == maxMXAddrs {
@@ -190,8 +240,13 @@ func (r *Router) Hops(ctx context.Context, route int, domain string) ([]NextHop,
 				out = append(out, NextHop{Kind: HopSMTP, Network: "tcp",
 					Addr:   net.JoinHostPort(ip.String(), strconv.Itoa(port)),
 					MXHost: host.Name,
-					raw:    "mx " + host.Name + " [" + ip.String() + "]"})
+					TLS:    hmode, TLSName: host.Name, TLSRoots: rt.TLSRoots, stsTesting: testing,
+					raw: "mx " + host.Name + " [" + ip.String() + "]"})
 			}
+		}
+		if len(seen) == 0 && len(skipped) > 0 {
+			return nil, fmt.Errorf("%w: MTA-STS policy %s of %s (mode enforce, mx %v) matches none of its mail hosts %v",
+				policy.NextHopTLSRequired.Withf("no mail host of %s matches its MTA-STS policy, try again later", name), sts.ID, name, sts.MX, skipped)
 		}
 		if len(seen) == 0 {
 			return nil, policy.NoMailHosts.Withf("the mail hosts of %s have no usable address, please try again later", name)
@@ -239,6 +294,7 @@ func (r *Router) Begin(ctx context.Context, route int, domain string, env Envelo
 		tried       []string
 		capability  *policy.Reply
 		unreachable bool
+		tlsRequired bool // a next hop failed the TLS its route requires
 		last        error
 	)
 	for i, h := range hops {
@@ -251,10 +307,27 @@ func (r *Router) Begin(ctx context.Context, route int, domain string, env Envelo
 			break
 		}
 		tx, err := r.open(cctx, h, env, t)
+		var he *handshakeError
+		if errors.As(err, &he) && cctx.Err() == nil {
+			// tls: may, and the handshake failed: once more in clear, as
+			// Postfix does, so that a broken TLS stack does not stop mail.
+			r.count(func(c *TLSCounters) *atomic.Uint64 { return &c.ClearAfterHandshakeFailure })
+			r.log().Warn("next hop TLS", "next_hop", h.String(), "tls", "clear", "why", "TLS handshake failed, retrying in clear", "mode", h.TLS.String(), "err", he.err.Error())
+			tried = append(tried, h.String()+": "+err.Error()+" (retried in clear)")
+			clear := h
+			clear.TLS = TLSNone
+			tx, err = r.open(cctx, clear, env, t)
+		}
 		if err == nil {
 			return tx, nil
 		}
 		tried = append(tried, h.String()+": "+err.Error())
+		var te *tlsError
+		if errors.As(err, &te) {
+			r.count(func(c *TLSCounters) *atomic.Uint64 { return &c.Refused })
+			r.log().Warn("next hop TLS", "next_hop", h.String(), "tls", "refused", "mode", h.TLS.String(), "err", te.why)
+			tlsRequired = true
+		}
 		var ce *capabilityError
 		if errors.As(err, &ce) {
 			if capability == nil {
@@ -268,6 +341,11 @@ func (r *Router) Begin(ctx context.Context, route int, domain string, env Envelo
 	if !unreachable && capability != nil {
 		// Every next hop answered, and none can take this mail: certain.
 		return nil, fmt.Errorf("%w; tried %s", capability, list)
+	}
+	if tlsRequired {
+		// At least one next hop was reached and could not give the TLS
+		// the route requires: say so (4.7.5), the log has the details.
+		return nil, fmt.Errorf("%w; tried %s", policy.NextHopTLSRequired, list)
 	}
 	// The client's reply says what kind of failure it was; the log (this
 	// error's text) names every next hop tried and why it failed.

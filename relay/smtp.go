@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -68,6 +69,8 @@ type smtpTx struct {
 	utf8     bool // MAIL carried SMTPUTF8: non-ASCII recipients may follow
 	eightBit bool // the next hop offers 8BITMIME (and go-smtp sent BODY=8BITMIME)
 
+	tls *tls.ConnectionState // after STARTTLS; nil in clear
+
 	rcpts  []string // as sent, the keys of an LMTP per-recipient reply
 	broken error    // the connection failed; every later call returns this
 	done   atomic.Bool
@@ -110,6 +113,13 @@ func (r *Router) dialSMTP(ctx context.Context, h NextHop, env Envelope, t Timeou
 			step = "greeting"
 		}
 		return nil, stepErr(ctx, step, err)
+	}
+	if h.TLS > TLSNone {
+		// STARTTLS replaces u.client: the extensions below are those
+		// announced over TLS (RFC 3207 §4.2).
+		if err := r.startTLS(ctx, u, t); err != nil {
+			return nil, err
+		}
 	}
 	hasUTF8, _ := u.client.Extension("SMTPUTF8")
 	u.eightBit, _ = u.client.Extension("8BITMIME")
