@@ -399,9 +399,10 @@ func TestProbeBareCRAfterDotRefused(t *testing.T) {
 	}
 }
 
-// TestProbeMailParameters: each parameter at most once (501 5.5.4), unknown
-// MAIL parameters and any RCPT parameter 555 5.5.4; none reaches the next
-// hop.
+// TestProbeMailParameters: each parameter at most once (501 5.5.4), a
+// malformed DSN value 501 5.5.4, an unknown parameter 555 5.5.4; the one
+// RCPT carries only the accepted recipient, and no DSN parameter reaches a
+// next hop that does not offer DSN.
 func TestProbeMailParameters(t *testing.T) {
 	hop, c := probeSession(t)
 	for _, tc := range []struct{ params, want string }{
@@ -411,8 +412,10 @@ func TestProbeMailParameters(t *testing.T) {
 		{"BODY=7BIT body=7bit", "501 5.5.4"},
 		{"SMTPUTF8 SMTPUTF8", "501 5.5.4"},
 		{"SMTPUTF8 smtputf8", "501 5.5.4"},
-		{"RET=HDRS", "555 5.5.4"},
-		{"ENVID=x", "555 5.5.4"},
+		{"RET=MAYBE", "501 5.5.4"},
+		{"RET=HDRS ret=FULL", "501 5.5.4"},
+		{"ENVID=a=b", "501 5.5.4"},
+		{"ENVID=a+2", "501 5.5.4"},
 		{"SIZE=10 AUTH=<>", "555 5.5.4"},
 		{"XFOO", "555 5.5.4"},
 	} {
@@ -421,12 +424,19 @@ func TestProbeMailParameters(t *testing.T) {
 		}
 	}
 	c.Expect("MAIL FROM:<bob@example.org> SIZE=100 BODY=8BITMIME SMTPUTF8", "250 2.1.0")
-	for _, p := range []string{"NOTIFY=NEVER", "ORCPT=rfc822;alice@campus.test", "XFOO"} {
-		if r := c.Cmd("RCPT TO:<alice@campus.test> " + p); !strings.HasPrefix(r.String(), "555 5.5.4") {
-			t.Errorf("RCPT with %s: got %q, want 555 5.5.4", p, r.String())
+	for _, tc := range []struct{ params, want string }{
+		{"NOTIFY=NEVER,SUCCESS", "501 5.5.4"},
+		{"NOTIFY=FAILURE NOTIFY=DELAY", "501 5.5.4"},
+		{"ORCPT=rfc822", "501 5.5.4"},
+		{"XFOO", "555 5.5.4"},
+	} {
+		if r := c.Cmd("RCPT TO:<alice@campus.test> " + tc.params); !strings.HasPrefix(r.String(), tc.want) {
+			t.Errorf("RCPT with %s: got %q, want %s", tc.params, r.String(), tc.want)
 		}
 	}
-	c.Expect("RCPT TO:<alice@campus.test>", "250 2.1.5")
+	// Well-formed DSN parameters are taken (RFC 3461), and not passed to
+	// a next hop that does not offer DSN (this one does not).
+	c.Expect("RCPT TO:<alice@campus.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;alice+2Bx@campus.test", "250 2.1.5")
 	c.Expect("DATA", "354")
 	c.SendRaw(hdr("params") + "body\r\n.\r\n")
 	expectReply(t, c, "end of DATA", c.Read(), "250 2.0.0")

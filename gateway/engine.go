@@ -63,11 +63,21 @@ type engine struct {
 }
 
 // MailParams are the MAIL parameters sekisho understands (RFC 1870 SIZE,
-// RFC 6152 BODY, RFC 6531 SMTPUTF8).
+// RFC 6152 BODY, RFC 6531 SMTPUTF8, RFC 3461 RET and ENVID).
 type MailParams struct {
-	Size int64
-	Body string // "", "7BIT" or "8BITMIME"
-	UTF8 bool
+	Size  int64
+	Body  string // "", "7BIT" or "8BITMIME"
+	UTF8  bool
+	Ret   string // "", "FULL" or "HDRS"
+	EnvID string // decoded xtext
+}
+
+// RcptParams are the RCPT parameters sekisho understands (RFC 3461 NOTIFY
+// and ORCPT), passed on to a next hop that offers DSN.
+type RcptParams struct {
+	Notify    []string // NEVER, or some of SUCCESS, FAILURE, DELAY
+	ORcptType string   // "rfc822", "utf-8", …
+	ORcpt     string   // decoded xtext
 }
 
 // observer receives what the engine does. The session logs and counts; the
@@ -147,7 +157,7 @@ func (e *engine) Mail(ctx context.Context, from mailaddr.Address, p MailParams) 
 // Rcpt adds a recipient (RFC 5321 §4.1.1.3): relay control, the route, the
 // checks of stage rcpt, then the call-ahead to the route's next hop, which
 // must accept the recipient before the client hears 250.
-func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address) *policy.Reply {
+func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address, rp RcptParams) *policy.Reply {
 	if to.IsPostmaster() {
 		// RFC 5321 §4.5.1: <postmaster> without a domain must be accepted;
 		// it is the postmaster of our first local domain.

@@ -103,7 +103,7 @@ func (s *Server) Explain(ctx context.Context, in ExplainInput) Explanation {
 			o.add(ExplainStep{Stage: "rcpt " + rcpt, Check: "syntax", Outcome: "reject", Reply: policy.BadRecipientSyntax.String()})
 			continue
 		}
-		o.answer("RCPT TO:<"+rcpt+">", e.Rcpt(ctx, to))
+		o.answer("RCPT TO:<"+rcpt+">", e.Rcpt(ctx, to, RcptParams{}))
 	}
 	if in.Header != nil && len(e.rcpts) > 0 {
 		o.answer("end of DATA", e.Data(ctx, bytes.NewReader(in.Header)))

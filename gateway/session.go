@@ -51,6 +51,7 @@ func (c *conn) Helo(arg string, ehlo bool) *policy.Reply {
 	if !c.lmtp {
 		ext = append(ext, "CHUNKING") // RFC 3030 (LMTP: DATA only)
 	}
+	ext = append(ext, "DSN") // RFC 3461: passed on to next hops that offer it
 	if c.srv.cfg.TLS != nil && c.tls == nil {
 		ext = append(ext, "STARTTLS") // RFC 3207
 	}
@@ -129,6 +130,19 @@ func (c *conn) mailParams(s string) (MailParams, *policy.Reply) {
 			}
 		case key == "SMTPUTF8" && !hasValue:
 			p.UTF8 = true
+		case key == "RET" && hasValue: // RFC 3461 §4.3
+			switch v := strings.ToUpper(value); v {
+			case "FULL", "HDRS":
+				p.Ret = v
+			default:
+				return p, policy.BadArguments.Withf("RET must be FULL or HDRS")
+			}
+		case key == "ENVID" && hasValue: // RFC 3461 §4.4
+			v, ok := decodeXtext(value)
+			if !ok || v == "" || len(value) > 100 {
+				return p, policy.BadArguments.Withf("malformed ENVID")
+			}
+			p.EnvID = v
 		default:
 			return p, policy.UnknownParameter.Withf("parameter %s not recognized", key)
 		}
@@ -154,14 +168,99 @@ func (c *conn) Rcpt(arg string) *policy.Reply {
 	if err != nil {
 		return policy.BadRecipientSyntax
 	}
-	if strings.TrimSpace(rest) != "" {
-		// sekisho offers no RCPT parameter (no DSN).
-		return policy.UnknownParameter
+	rp, r := c.rcptParams(rest)
+	if r != nil {
+		return r
 	}
 	if !to.IsASCII() && !c.tx.params.UTF8 {
 		return policy.NonASCIIAddress
 	}
-	return c.tx.Rcpt(c.ctx, to)
+	return c.tx.Rcpt(c.ctx, to, rp)
+}
+
+// rcptParams parses the parameters of RCPT: the DSN ones (RFC 3461 §4.1,
+// §4.2), each at most once, passed on to a next hop that offers DSN.
+func (c *conn) rcptParams(s string) (RcptParams, *policy.Reply) {
+	var p RcptParams
+	if s != "" && s[0] != ' ' {
+		return p, policy.BadArguments
+	}
+	seen := map[string]bool{}
+	for _, f := range strings.Fields(s) {
+		key, value, hasValue := strings.Cut(f, "=")
+		key = strings.ToUpper(key)
+		if !c.esmtp {
+			return p, policy.UnknownParameter.Withf("parameters need EHLO")
+		}
+		if seen[key] {
+			return p, policy.DuplicateParameter.Withf("parameter %s given twice", key)
+		}
+		seen[key] = true
+		switch {
+		case key == "NOTIFY" && hasValue:
+			n, ok := parseNotify(value)
+			if !ok {
+				return p, policy.BadArguments.Withf("NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY")
+			}
+			p.Notify = n
+		case key == "ORCPT" && hasValue:
+			typ, addr, ok := strings.Cut(value, ";")
+			v, okx := decodeXtext(addr)
+			if !ok || !okx || typ == "" || v == "" || len(value) > 500 || !printableASCII(typ) {
+				return p, policy.BadArguments.Withf("malformed ORCPT")
+			}
+			p.ORcptType, p.ORcpt = strings.ToLower(typ), v
+		default:
+			return p, policy.UnknownParameter.Withf("parameter %s not recognized", key)
+		}
+	}
+	return p, nil
+}
+
+// parseNotify parses NOTIFY's value (RFC 3461 §4.1): NEVER alone, or SUCCESS,
+// FAILURE and DELAY, each at most once.
+func parseNotify(v string) ([]string, bool) {
+	var out []string
+	seen := map[string]bool{}
+	for _, w := range strings.Split(strings.ToUpper(v), ",") {
+		switch {
+		case seen[w]:
+			return nil, false
+		case w == "NEVER" && len(seen) == 0 && !strings.Contains(v, ","):
+		case w == "SUCCESS", w == "FAILURE", w == "DELAY":
+		default:
+			return nil, false
+		}
+		seen[w] = true
+		out = append(out, w)
+	}
+	return out, true
+}
+
+// decodeXtext decodes RFC 3461 §4 xtext: printable ASCII but "+" and "=",
+// and "+XX" for any octet.
+func decodeXtext(s string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '+':
+			if i+2 >= len(s) {
+				return "", false
+			}
+			n, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+			if err != nil || strings.ToUpper(s[i+1:i+3]) != s[i+1:i+3] {
+				return "", false
+			}
+			b.WriteByte(byte(n))
+			i += 2
+		case c < '!' || c > '~' || c == '=':
+			return "", false
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), true
 }
 
 // Data handles DATA (RFC 5321 §4.1.1.4): 354, then the message, read to its
