@@ -1,0 +1,274 @@
+package main
+
+// DKIM: the dkim: key of the configuration (DESIGN.md §7) and the
+// `sekisho dkim keygen` subcommand that makes a key and prints the DNS
+// record to publish (RFC 6376 §3.6, RFC 8463 §4). The signing itself is
+// relay.Signer's.
+
+import (
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"sekisho/internal/mailaddr"
+	"sekisho/relay"
+)
+
+// DKIMConfig is one entry of dkim: outbound mail whose From domain is
+// Domain (or below it, with Subdomains) is signed with the key in KeyFile,
+// published under Selector.
+type DKIMConfig struct {
+	Domain     string `yaml:"domain"`
+	Selector   string `yaml:"selector"`
+	KeyFile    string `yaml:"key_file"`
+	Subdomains bool   `yaml:"subdomains"`
+}
+
+// UnmarshalYAML decodes an entry strictly and loads its key, so that a
+// missing, unreadable or broken key file is an error naming the line of its
+// key_file (check-config; serve refuses to start).
+func (d *DKIMConfig) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return lineErr(n, "a dkim entry is {domain: D, selector: S, key_file: FILE, subdomains: false}")
+	}
+	val := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		switch k.Value {
+		case "domain", "selector", "key_file", "subdomains":
+			val[k.Value] = n.Content[i+1]
+		default:
+			// The wording of yaml's own strict decoding, as fileLineErrors
+			// rewrites it.
+			return lineErr(k, "field %s is not a known key in DKIMConfig", k.Value)
+		}
+	}
+	type plain DKIMConfig // without this method
+	if err := n.Decode((*plain)(d)); err != nil {
+		return err
+	}
+	at := func(key string) *yaml.Node {
+		if v := val[key]; v != nil {
+			return v
+		}
+		return n
+	}
+	switch {
+	case d.Domain == "":
+		return lineErr(n, "dkim: domain is required")
+	case d.Selector == "":
+		return lineErr(n, "dkim: selector is required")
+	case d.KeyFile == "":
+		return lineErr(n, "dkim: key_file is required (make one with: sekisho dkim keygen -domain %s -selector %s)", d.Domain, d.Selector)
+	}
+	if _, err := mailaddr.ToASCII(d.Domain); err != nil {
+		return lineErr(at("domain"), "dkim: domain %q: %v", d.Domain, err)
+	}
+	if _, err := relay.DKIMRecordName(d.Selector, d.Domain); err != nil {
+		return lineErr(at("selector"), "%v", err)
+	}
+	if _, err := relay.LoadDKIMKey(d.KeyFile); err != nil {
+		return lineErr(at("key_file"), "%v", err)
+	}
+	return nil
+}
+
+// dkimKeys is the dkim: list as relay takes it.
+func (c *Config) dkimKeys() []relay.DKIMKey {
+	keys := make([]relay.DKIMKey, 0, len(c.DKIM))
+	for _, d := range c.DKIM {
+		keys = append(keys, relay.DKIMKey{Domain: d.Domain, Selector: d.Selector, KeyFile: d.KeyFile, Subdomains: d.Subdomains})
+	}
+	return keys
+}
+
+// validateDKIM loads every key, as serve will: besides what each entry's
+// decoding checks, a selector listed twice for a domain is refused, and a
+// configuration built without the YAML decoder is checked too.
+func (c *Config) validateDKIM() error {
+	if _, err := c.dkimSigner(); err != nil {
+		return invalid(err.Error(), "dkim")
+	}
+	return nil
+}
+
+// dkimSigner builds the signer of outbound mail from dkim:; nil, nil when
+// no key is configured (then nothing is signed).
+func (c *Config) dkimSigner() (*relay.Signer, error) {
+	if len(c.DKIM) == 0 {
+		return nil, nil
+	}
+	return relay.NewSigner(c.dkimKeys())
+}
+
+const dkimUsage = `usage: sekisho dkim keygen -domain DOMAIN -selector SELECTOR [-algo rsa|ed25519] [-out FILE]
+
+Makes a DKIM signing key (RFC 6376; Ed25519: RFC 8463), writes the private
+key as PEM PKCS#8 with mode 0600 to FILE (default DOMAIN.SELECTOR.key in the
+current directory; an existing file is never overwritten), and prints the
+DNS TXT record to publish at SELECTOR._domainkey.DOMAIN, in zone-file
+syntax. Then add to the configuration:
+
+  dkim: [{domain: DOMAIN, selector: SELECTOR, key_file: FILE}]
+
+-algo rsa (the default) makes a 2048-bit RSA key (rsa-sha256), which every
+verifier checks; ed25519 a key for ed25519-sha256, which not every verifier
+checks yet: publish and configure both for one domain to sign with both.
+
+exit status: 0 done, 1 the key could not be written, 2 usage error.
+`
+
+// runDKIM is `sekisho dkim`.
+func runDKIM(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "keygen" {
+		if len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			fmt.Fprint(stdout, dkimUsage)
+			return 0
+		}
+		fmt.Fprint(stderr, dkimUsage)
+		return 2
+	}
+	fs := flag.NewFlagSet("dkim keygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, dkimUsage) }
+	domain := fs.String("domain", "", "the signing domain (d=)")
+	selector := fs.String("selector", "", "the selector (s=), e.g. s2026")
+	algo := fs.String("algo", "rsa", "rsa (2048 bits) or ed25519")
+	out := fs.String("out", "", "private key file (default DOMAIN.SELECTOR.key; never overwritten)")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sekisho dkim keygen: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *domain == "" || *selector == "" {
+		fmt.Fprintln(stderr, "sekisho dkim keygen: -domain and -selector are required")
+		return 2
+	}
+	name, err := relay.DKIMRecordName(*selector, *domain)
+	if err != nil {
+		fmt.Fprintln(stderr, "sekisho dkim keygen:", err)
+		return 2
+	}
+	sel, dom, _ := strings.Cut(name, "._domainkey.")
+
+	var priv crypto.Signer
+	var desc string
+	switch *algo {
+	case "rsa":
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			fmt.Fprintln(stderr, "sekisho dkim keygen:", err)
+			return 1
+		}
+		priv, desc = k, "rsa-sha256, RSA 2048 bits"
+	case "ed25519":
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			fmt.Fprintln(stderr, "sekisho dkim keygen:", err)
+			return 1
+		}
+		priv, desc = k, "ed25519-sha256"
+	default:
+		fmt.Fprintf(stderr, "sekisho dkim keygen: -algo %q: want rsa or ed25519\n", *algo)
+		return 2
+	}
+	record, err := dkimRecord(priv.Public())
+	if err != nil {
+		fmt.Fprintln(stderr, "sekisho dkim keygen:", err)
+		return 1
+	}
+	file := *out
+	if file == "" {
+		file = dom + "." + sel + ".key"
+	}
+	if err := writeKeyFile(file, priv); err != nil {
+		fmt.Fprintln(stderr, "sekisho dkim keygen:", err)
+		return 1
+	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		abs = file
+	}
+	fmt.Fprintf(stdout, "; DKIM key for %s, selector %s (%s)\n", dom, sel, desc)
+	fmt.Fprintf(stdout, "; private key written to %s (mode 0600: keep it secret)\n", abs)
+	fmt.Fprintf(stdout, "; publish this TXT record, then add to the configuration:\n")
+	fmt.Fprintf(stdout, ";   dkim: [{domain: %s, selector: %s, key_file: %s}]\n", dom, sel, abs)
+	fmt.Fprintf(stdout, "%s. 3600 IN TXT %s\n", name, txtStrings(record))
+	return 0
+}
+
+// writeKeyFile writes a private key as PEM PKCS#8 to a new file of mode
+// 0600: an existing file is never overwritten (O_EXCL), so that a key in use
+// cannot be lost to a repeated command.
+func writeKeyFile(file string, priv crypto.Signer) error {
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%s exists: not overwritten (choose another -out or selector)", file)
+		}
+		return err
+	}
+	err = pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(file)
+		return fmt.Errorf("writing %s: %w", file, err)
+	}
+	return nil
+}
+
+// dkimRecord is the value of a key's TXT record (RFC 6376 §3.6.1): for RSA
+// the SubjectPublicKeyInfo in DER, for Ed25519 the 32 octets of the public
+// key itself (RFC 8463 §4), base64-encoded.
+func dkimRecord(pub crypto.PublicKey) (string, error) {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		der, err := x509.MarshalPKIXPublicKey(k)
+		if err != nil {
+			return "", err
+		}
+		return "v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(der), nil
+	case ed25519.PublicKey:
+		return "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(k), nil
+	}
+	return "", fmt.Errorf("no DKIM key type for %T", pub)
+}
+
+// txtStrings writes a TXT value as quoted character-strings of at most 255
+// octets each (RFC 1035 §3.3.14; a verifier concatenates them, RFC 6376
+// §3.6.2.2). The value holds no quote or backslash.
+func txtStrings(v string) string {
+	var parts []string
+	for len(v) > 255 {
+		parts = append(parts, `"`+v[:255]+`"`)
+		v = v[255:]
+	}
+	return strings.Join(append(parts, `"`+v+`"`), " ")
+}
