@@ -25,10 +25,9 @@ package relay
 //   - The key file's type decides the algorithm: rsa-sha256 (RSA 1024 to
 //     4096 bits, RFC 8301 §3.2: signers MUST use at least 1024 and SHOULD use
 //     2048) or ed25519-sha256 (RFC 8463 §3). A domain may have several keys,
-//     for example one RSA and one Ed25519 key during the years in which not
-//     every verifier knows Ed25519 (RFC 8463 §1): the message then gets one
-//     signature per key, and a verifier uses the one it understands
-//     (RFC 6376 §4.2).
+//     for example one RSA and one Ed25519 key while not every verifier knows
+//     Ed25519 yet: the message then gets one signature per key, and a
+//     verifier uses the one it understands (RFC 6376 §4.2).
 //
 // go-msgauth (github.com/emersion/go-msgauth/dkim) computes the hashes and
 // signatures; this file adds the key store, the domain matching (the

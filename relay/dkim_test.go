@@ -273,8 +273,8 @@ func TestDKIMNoKey(t *testing.T) {
 }
 
 // TestDKIMTwoKeysOneDomain: an RSA and an Ed25519 key for one domain give
-// two signatures, each valid on its own (RFC 8463 §1: verifiers that do not
-// know Ed25519 use the RSA one).
+// two signatures, each valid on its own (a verifier that does not know
+// Ed25519 uses the RSA one, RFC 6376 §4.2).
 func TestDKIMTwoKeysOneDomain(t *testing.T) {
 	dnsSrv := testdns.Start(t)
 	dnsSrv.AddZone("campus.test.", 60)

@@ -29,4 +29,9 @@
 //
 // go-smtp is the SMTP and LMTP client; this package adds the deadlines,
 // failover and reply mapping around it.
+//
+// Signer signs outbound mail with DKIM (RFC 6376, Ed25519 keys RFC 8463;
+// dkim.go): the gateway asks it for the DKIM-Signature field of a message
+// whose From domain has a key, and puts the field on top of the message it
+// relays. go-msgauth computes the signatures.
 package relay
