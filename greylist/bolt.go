@@ -16,8 +16,8 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 )
 
-// The buckets of the greylist in the bbolt file. Other state (report
-// counters) gets buckets of its own in the same file.
+// The buckets of the greylist in the bbolt file. Other state gets buckets
+// of its own in the same file (bucketKV: kv.go; report counters later).
 var (
 	bucketTriplets = []byte("greylist.triplets")
 	bucketNetworks = []byte("greylist.networks")
@@ -144,7 +144,7 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	}
 	db.MaxBatchDelay = opts.BatchDelay
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTriplets, bucketNetworks} {
+		for _, b := range [][]byte{bucketTriplets, bucketNetworks, bucketKV} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -333,7 +333,7 @@ func (s *BoltStore) sweeper(every time.Duration) {
 // long transaction. It returns how many keys it deleted.
 func (s *BoltStore) sweep() (int, error) {
 	total := 0
-	for _, bucket := range [][]byte{bucketTriplets, bucketNetworks} {
+	for _, bucket := range [][]byte{bucketTriplets, bucketNetworks, bucketKV} {
 		var after []byte // resume point: the last key examined
 		for {
 			select {
@@ -354,7 +354,7 @@ func (s *BoltStore) sweep() (int, error) {
 					}
 				}
 				for ; k != nil; k, v = c.Next() {
-					if until, ok := recordUntil(v); !ok || until <= now {
+					if until, ok := untilOf(bucket, v); !ok || until <= now {
 						expired = append(expired, append([]byte(nil), k...))
 					}
 					after = append(after[:0], k...)
@@ -373,7 +373,7 @@ func (s *BoltStore) sweep() (int, error) {
 					b := tx.Bucket(bucket)
 					for _, k := range expired {
 						// Re-check: a Check may have renewed it meanwhile.
-						if until, ok := recordUntil(b.Get(k)); ok && until > now {
+						if until, ok := untilOf(bucket, b.Get(k)); ok && until > now {
 							continue
 						}
 						if err := b.Delete(k); err != nil {
@@ -449,6 +449,14 @@ func decodeNetEntry(b []byte) (*netEntry, error) {
 		Count: binary.BigEndian.Uint32(b[1:]),
 		Until: int64(binary.BigEndian.Uint64(b[5:])),
 	}, nil
+}
+
+// untilOf reads the expiry of a record of bucket.
+func untilOf(bucket, b []byte) (int64, bool) {
+	if string(bucket) == string(bucketKV) {
+		return kvUntil(b)
+	}
+	return recordUntil(b)
 }
 
 // recordUntil reads the expiry of either record kind; ok is false for a

@@ -105,12 +105,12 @@ func (d Decision) SecondsLeft() int {
 // A method that cannot reach or read its storage returns an error and a zero
 // Decision; a caller must never read a Decision that came with an error.
 //
-// Report counters (DESIGN.md §5) are meant to live in the same storage: the
-// same bbolt file in buckets of their own, the same Redis keyspace under
-// another key prefix. They will be a separate small interface implemented by
-// the same two types, so that code that only greylists keeps depending on
-// this one.
+// Other shared state lives in the same storage through KV (a key/value
+// store with a time to live: MTA-STS policies), in a bbolt bucket of its
+// own or under its own Redis key prefix. Report counters (DESIGN.md §5) are
+// meant to live there too.
 type Store interface {
+	KV
 	// Check is the atomic check-and-set for one recipient: it decides
 	// whether the triplet passes under p and records the attempt.
 	Check(ctx context.Context, t Triplet, p Policy) (Decision, error)

@@ -110,15 +110,10 @@ func greylistChecks(cfg *Config, d *deps) ([]filters.Check, error) {
 		return nil, err
 	}
 	onStoreError, _ := filters.ParseStoreErrorAction(gc.OnStoreError)
-	store, err := openStore(&cfg.Store, d.log, d.dryRun)
+	store, err := d.stateStore(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	d.closers = append(d.closers, func() {
-		if err := store.Close(); err != nil {
-			d.log.Warn("closing the state store", "err", err)
-		}
-	})
 	g, err := filters.NewGreylist(filters.GreylistOptions{
 		Store:        store,
 		Policy:       gc.policy(),

@@ -75,6 +75,10 @@ type TLSConfig struct {
 type RouteConfig struct {
 	Domains  []string  `yaml:"domains"`
 	NextHops []NextHop `yaml:"next_hops"`
+	// TLS towards the next hops (config_tls.go): none, may, encrypt or
+	// verify; default may for mx, none otherwise.
+	TLS       RouteTLS `yaml:"tls"`
+	TLSCAFile CAFile   `yaml:"tls_ca_file"` // PEM CAs for verify (a private CA)
 }
 
 // DNSConfig configures the resolver.
@@ -141,6 +145,7 @@ type NextHopConfig struct {
 	CallAheadTimeout time.Duration `yaml:"call_ahead_timeout"`
 	CommandTimeout   time.Duration `yaml:"command_timeout"`
 	DataTimeout      time.Duration `yaml:"data_timeout"`
+	MTASTS           MTASTSConfig  `yaml:"mta_sts"` // RFC 8461 for mx routes (config_tls.go)
 }
 
 // LogConfig sets the log format and level.
@@ -429,7 +434,7 @@ func (c *Config) validate() error {
 	}
 	for _, v := range []func() error{
 		c.Checks.DNSBL.validate, c.Checks.Domain.validate, c.Checks.Account.validate,
-		c.Checks.Greylist.validate, c.Checks.SPF.validate, c.Store.validate, c.validateDKIM,
+		c.Checks.Greylist.validate, c.Checks.SPF.validate, c.Store.validate, c.validateDKIM, c.validateTLS,
 	} {
 		if err := v(); err != nil {
 			return err
@@ -472,7 +477,8 @@ func (c *Config) relayRoutes() relay.Routes {
 		for _, h := range r.NextHops {
 			hops = append(hops, h.NextHop)
 		}
-		rs = append(rs, relay.Route{Domains: mailaddr.NewDomainSet(r.Domains), NextHops: hops})
+		rs = append(rs, relay.Route{Domains: mailaddr.NewDomainSet(r.Domains), NextHops: hops,
+			TLS: r.TLS.TLSMode, TLSRoots: r.TLSCAFile.Pool()})
 	}
 	return rs
 }

@@ -159,6 +159,10 @@ func runServe(args []string, stderr io.Writer) int {
 	gcfg.Logger = log
 	gcfg.Chain = chain
 	gcfg.Router.MailHosts = d.resolver
+	if err := d.wireRelayTLS(&cfg, gcfg.Router); err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
 	if cfg.TLS.Cert != "" {
 		cert, err := loadCertificate(cfg.TLS.Cert, cfg.TLS.Key, log)
 		if err != nil {
@@ -216,7 +220,7 @@ func runServe(args []string, stderr io.Writer) int {
 	errc := make(chan error, 8)
 	var httpSrv *http.Server
 	if httpL != nil {
-		httpSrv = newHTTPServer(httpHandler(srv, checkMetrics(chain)), httpLimits)
+		httpSrv = newHTTPServer(httpHandler(srv, joinMetrics(checkMetrics(chain), d.relayTLSMetrics)), httpLimits)
 		log.Info("listening", "listener", "http", "addr", httpL.Addr().String())
 		go func() {
 			if err := httpSrv.Serve(httpL); !errors.Is(err, http.ErrServerClosed) {

@@ -10,8 +10,10 @@ import (
 	"syscall"
 
 	"sekisho/filters"
+	"sekisho/greylist"
 	"sekisho/lookup"
 	"sekisho/policy"
+	"sekisho/relay"
 )
 
 // deps are the shared lookups the checks are built on. main builds them once
@@ -28,6 +30,11 @@ type deps struct {
 	// dryRun is set by `sekisho explain`: checks must not change state
 	// (the greylist check only peeks).
 	dryRun bool
+	// store is the state store once opened (stateStore): greylisting and
+	// the MTA-STS policy cache share it.
+	store greylist.Store
+	// tlsCounters count TLS towards next hops, for /metrics.
+	tlsCounters *relay.TLSCounters
 }
 
 // newDeps builds the resolver, the bad-domain list and (when configured) the

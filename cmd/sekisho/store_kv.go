@@ -1,0 +1,25 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// The KV part of greylist.Store (the MTA-STS policy cache) for the stores
+// of `sekisho explain` (store.go): the empty store has nothing and keeps
+// nothing, the unavailable one answers its error.
+
+func (emptyStore) GetValue(context.Context, string) ([]byte, bool, error) { return nil, false, nil }
+
+func (emptyStore) PutValue(context.Context, string, []byte, time.Duration) error {
+	return errors.New("greylist: the empty store is read-only")
+}
+
+func (s unavailableStore) GetValue(context.Context, string) ([]byte, bool, error) {
+	return nil, false, s.err
+}
+
+func (s unavailableStore) PutValue(context.Context, string, []byte, time.Duration) error {
+	return s.err
+}
