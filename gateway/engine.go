@@ -351,12 +351,8 @@ func (e *engine) dkimDomain(head []byte) string {
 	if e.srv.cfg.DKIM == nil || !e.outbound() {
 		return ""
 	}
-	from, err := filters.FromAddresses(head, e.params.UTF8)
-	if err != nil || len(from) != 1 {
-		return ""
-	}
-	_, domain, ok := strings.Cut(from[0], "@")
-	if !ok || !e.srv.cfg.DKIM.KeyFor(domain) {
+	domain, err := relay.FromDomain(head)
+	if err != nil || !e.srv.cfg.DKIM.KeyFor(domain) {
 		return ""
 	}
 	return domain
