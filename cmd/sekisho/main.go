@@ -175,6 +175,14 @@ func runServe(args []string, stderr io.Writer) int {
 	if cfg.Listen.Submission != "" || cfg.Listen.Submissions != "" {
 		gcfg.MSA = cfg.msaConfig(d.directory, log)
 	}
+	signer, err := cfg.dkimSigner()
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	if signer != nil {
+		gcfg.DKIM = signer
+	}
 	ctx, stopReloads := context.WithCancel(context.Background())
 	defer stopReloads()
 	watchReloads(ctx, d, log)
