@@ -163,7 +163,13 @@ type tlsMessage struct {
 // (nil: no STARTTLS).
 func startTLSHop(t *testing.T, cfg *tls.Config) *tlsHop {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return startTLSHopAt(t, "127.0.0.1:0", cfg)
+}
+
+// startTLSHopAt is startTLSHop listening on addr.
+func startTLSHopAt(t *testing.T, addr string, cfg *tls.Config) *tlsHop {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
