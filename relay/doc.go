@@ -27,8 +27,15 @@
 // mailaddr.Address.String, re-quoted per RFC 5321 §4.1.2, so a quoted local
 // part can never smuggle a parameter or a second path into MAIL or RCPT.
 //
+// TLS towards next hops follows the route's TLSMode (none, may, encrypt,
+// verify; RFC 3207 STARTTLS, RFC 7435 opportunistic security) and, for "mx"
+// next hops, the recipient domain's MTA-STS policy (RFC 8461), cached in
+// the shared state store. A next hop that cannot give the TLS its route
+// requires is skipped like any that does not work; the client then hears
+// 451 4.7.5.
+//
 // go-smtp is the SMTP and LMTP client; this package adds the deadlines,
-// failover and reply mapping around it.
+// failover, STARTTLS with our own EHLO name, and reply mapping around it.
 //
 // Signer signs outbound mail with DKIM (RFC 6376, Ed25519 keys RFC 8463;
 // dkim.go): the gateway asks it for the DKIM-Signature field of a message
