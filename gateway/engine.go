@@ -52,7 +52,8 @@ type engine struct {
 	from     mailaddr.Address
 	params   MailParams
 	rcpts    []mailaddr.Address
-	route    int // index of the transaction's route, -1 before the first accepted RCPT
+	rcptDSN  []relay.RcptDSN // the LMTP transaction's, by recipient
+	route    int             // index of the transaction's route, -1 before the first accepted RCPT
 	routeKey string
 	up       relay.Transaction
 	upErr    error // the next hop's connection broke: later RCPTs get this
@@ -78,6 +79,16 @@ type RcptParams struct {
 	Notify    []string // NEVER, or some of SUCCESS, FAILURE, DELAY
 	ORcptType string   // "rfc822", "utf-8", …
 	ORcpt     string   // decoded xtext
+}
+
+func (p RcptParams) dsn() relay.RcptDSN {
+	return relay.RcptDSN{Notify: p.Notify, ORcptType: p.ORcptType, ORcpt: p.ORcpt}
+}
+
+// envelope is what the call-ahead sends in MAIL.
+func (e *engine) envelope() relay.Envelope {
+	return relay.Envelope{From: e.from, UTF8: e.params.UTF8, Body: e.params.Body, Size: e.params.Size,
+		Ret: e.params.Ret, EnvID: e.params.EnvID}
 }
 
 // observer receives what the engine does. The session logs and counts; the
@@ -109,7 +120,7 @@ func (e *engine) reset() {
 		tx.Conn = map[string]any{}
 	}
 	e.tx = &tx
-	e.active, e.from, e.params, e.rcpts = false, mailaddr.Address{}, MailParams{}, nil
+	e.active, e.from, e.params, e.rcpts, e.rcptDSN = false, mailaddr.Address{}, MailParams{}, nil, nil
 	e.route, e.routeKey, e.upErr, e.headers = -1, "", nil, nil
 	e.dests, e.destOrder = nil, nil
 }
@@ -177,7 +188,7 @@ func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address, rp RcptParams) *
 	}
 	key := e.srv.router.Key(route, to.Domain)
 	if e.lmtp {
-		return e.lmtpRcptChecked(ctx, route, key, to, local)
+		return e.lmtpRcptChecked(ctx, route, key, to, rp, local)
 	}
 	if e.route >= 0 && key != e.routeKey {
 		return e.refuse("route", policy.OtherRoute, "recipient's route differs from the transaction's", to)
@@ -213,14 +224,13 @@ func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address, rp RcptParams) *
 		}
 	}
 	if e.up == nil {
-		env := relay.Envelope{From: e.from, UTF8: e.params.UTF8, Body: e.params.Body, Size: e.params.Size}
-		up, err := e.srv.router.Begin(ctx, route, asciiDomain(to.Domain), env)
+		up, err := e.srv.router.Begin(ctx, route, asciiDomain(to.Domain), e.envelope())
 		if err != nil {
 			return e.refuse("call_ahead", policy.FromError(err), "call-ahead: "+err.Error(), to)
 		}
 		e.up, e.route, e.routeKey = up, route, key
 	}
-	if err := e.up.Rcpt(ctx, to); err != nil {
+	if err := e.up.Rcpt(ctx, to, rp.dsn()); err != nil {
 		if _, isReply := asReply(err); !isReply || errors.Is(err, policy.NextHopLost) {
 			e.upErr = err
 		}

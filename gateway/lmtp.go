@@ -9,7 +9,6 @@ import (
 	"sekisho/filters"
 	"sekisho/internal/mailaddr"
 	"sekisho/policy"
-	"sekisho/relay"
 )
 
 // The LMTP listener (RFC 2033) is how the campus mail servers hand outbound
@@ -35,7 +34,7 @@ type destination struct {
 
 // lmtpRcpt accepts a recipient whose checks passed into its destination;
 // the next hop is asked at the end of the data.
-func (e *engine) lmtpRcpt(route int, key string, to mailaddr.Address) {
+func (e *engine) lmtpRcpt(route int, key string, to mailaddr.Address, rp RcptParams) {
 	if e.dests == nil {
 		e.dests = map[string]*destination{}
 	}
@@ -52,6 +51,7 @@ func (e *engine) lmtpRcpt(route int, key string, to mailaddr.Address) {
 	}
 	d.rcpts = append(d.rcpts, len(e.rcpts))
 	e.rcpts = append(e.rcpts, to)
+	e.rcptDSN = append(e.rcptDSN, rp.dsn())
 	e.tx.Rcpts = append(e.tx.Rcpts, to.String())
 }
 
@@ -112,7 +112,8 @@ func (e *engine) dataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
 // deliver makes one destination's transaction: call-ahead, its
 // recipients, the data; each recipient's slot in out gets its answer.
 func (e *engine) deliver(ctx context.Context, d *destination, body []byte, out []*policy.Reply) {
-	env := relay.Envelope{From: e.from, UTF8: e.params.UTF8, Body: e.params.Body, Size: int64(len(body))}
+	env := e.envelope()
+	env.Size = int64(len(body))
 	up, err := e.srv.router.Begin(ctx, d.route, d.domain, env)
 	if err != nil {
 		r := policy.FromError(err)
@@ -125,7 +126,7 @@ func (e *engine) deliver(ctx context.Context, d *destination, body []byte, out [
 	defer up.Close()
 	var accepted []int
 	for _, i := range d.rcpts {
-		if err := up.Rcpt(ctx, e.rcpts[i]); err != nil {
+		if err := up.Rcpt(ctx, e.rcpts[i], e.rcptDSN[i]); err != nil {
 			out[i] = policy.FromError(err)
 			continue
 		}
@@ -147,14 +148,14 @@ func (e *engine) deliver(ctx context.Context, d *destination, body []byte, out [
 
 // lmtpRcptChecked runs the checks of stage rcpt for a recipient of an LMTP
 // transaction and, when they pass, accepts it into its destination.
-func (e *engine) lmtpRcptChecked(ctx context.Context, route int, key string, to mailaddr.Address, local bool) *policy.Reply {
+func (e *engine) lmtpRcptChecked(ctx context.Context, route int, key string, to mailaddr.Address, rp RcptParams, local bool) *policy.Reply {
 	e.tx.Rcpt, e.tx.Local = to.String(), local
 	v, results := e.obs.run(ctx, "rcpt "+to.String(), filters.StageRcpt, e.tx)
 	if r := verdictReply(v); r != nil {
 		return e.refuse(lastCheck(results), r, v.Reason, to)
 	}
 	e.headers = append(e.headers, v.Headers...)
-	e.lmtpRcpt(route, key, to)
+	e.lmtpRcpt(route, key, to, rp)
 	r := policy.RcptOK.Withf("recipient <%s> ok", to.String())
 	e.obs.decided("rcpt", "", r, passReasons(results), "to", to.String(), "next_hop", "at the end of the data")
 	return r

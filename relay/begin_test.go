@@ -146,7 +146,7 @@ func TestConnectTimeoutBoundsBanner(t *testing.T) {
 	}
 	// The banner cap ends with the greeting: commands get Command, so a
 	// next hop slower than Connect but faster than Command still works.
-	if err := tx.Rcpt(context.Background(), recipient); err != nil {
+	if err := tx.Rcpt(context.Background(), recipient, RcptDSN{}); err != nil {
 		t.Fatalf("Rcpt: %v", err)
 	}
 }
@@ -228,10 +228,10 @@ func TestCancelAbortsCommands(t *testing.T) {
 			done := make(chan error, 1)
 			go func() {
 				if at == "RCPT" {
-					done <- tx.Rcpt(ctx, recipient)
+					done <- tx.Rcpt(ctx, recipient, RcptDSN{})
 					return
 				}
-				if err := tx.Rcpt(ctx, recipient); err != nil {
+				if err := tx.Rcpt(ctx, recipient, RcptDSN{}); err != nil {
 					done <- err
 					return
 				}

@@ -49,7 +49,7 @@ func TestSMTPUTF8Sender(t *testing.T) {
 		if tx.Hop() != smtpHop(t, with.Addr).String() {
 			t.Fatalf("transaction with %s", tx.Hop())
 		}
-		if err := tx.Rcpt(context.Background(), utf8Recipient); err != nil {
+		if err := tx.Rcpt(context.Background(), utf8Recipient, RcptDSN{}); err != nil {
 			t.Fatalf("non-ASCII recipient to a next hop with SMTPUTF8: %v", err)
 		}
 		tx.Close()
@@ -77,9 +77,9 @@ func TestSMTPUTF8DroppedForASCII(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Begin: %v", err)
 	}
-	err = tx.Rcpt(context.Background(), utf8Recipient)
+	err = tx.Rcpt(context.Background(), utf8Recipient, RcptDSN{})
 	wantReply(t, err, 553, [3]int{5, 6, 7})
-	if err := tx.Rcpt(context.Background(), recipient); err != nil {
+	if err := tx.Rcpt(context.Background(), recipient, RcptDSN{}); err != nil {
 		t.Fatalf("ASCII recipient after a refused non-ASCII one: %v", err)
 	}
 	tx.Close()

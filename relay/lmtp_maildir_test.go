@@ -23,10 +23,10 @@ func TestLMTP(t *testing.T) {
 	if !tx.LMTP() {
 		t.Error("LMTP next hop does not report LMTP")
 	}
-	if err := tx.Rcpt(context.Background(), recipient); err != nil {
+	if err := tx.Rcpt(context.Background(), recipient, RcptDSN{}); err != nil {
 		t.Fatal(err)
 	}
-	err = tx.Rcpt(context.Background(), mailaddr.Address{Local: "carol", Domain: "campus.test"})
+	err = tx.Rcpt(context.Background(), mailaddr.Address{Local: "carol", Domain: "campus.test"}, RcptDSN{})
 	wantReply(t, err, 452, [3]int{4, 5, 3})
 	if err := tx.Data(context.Background(), strings.NewReader(testMessage)); err != nil {
 		t.Fatal(err)
@@ -71,7 +71,7 @@ func TestMaildir(t *testing.T) {
 	if tx.Hop() != "maildir:"+dir || tx.LMTP() {
 		t.Errorf("Hop %q LMTP %v", tx.Hop(), tx.LMTP())
 	}
-	if err := tx.Rcpt(context.Background(), utf8Recipient); err != nil {
+	if err := tx.Rcpt(context.Background(), utf8Recipient, RcptDSN{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Data(context.Background(), strings.NewReader(testMessage)); err != nil {

@@ -42,7 +42,7 @@ func (m *maildirTx) LMTP() bool  { return false }
 // TLS is nil: a Maildir is written locally.
 func (m *maildirTx) TLS() *tls.ConnectionState { return nil }
 
-func (m *maildirTx) Rcpt(context.Context, mailaddr.Address) error { return nil }
+func (m *maildirTx) Rcpt(context.Context, mailaddr.Address, RcptDSN) error { return nil }
 
 func (m *maildirTx) Data(ctx context.Context, msg io.Reader) error {
 	name := maildirName()

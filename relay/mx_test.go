@@ -77,7 +77,7 @@ func TestMX(t *testing.T) {
 	if tx.Hop() != "mx mx2.dest.test [127.0.0.2]" {
 		t.Errorf("transaction with %s, want mx2 after mx1's 421", tx.Hop())
 	}
-	if err := tx.Rcpt(context.Background(), mailaddr.Address{Local: "u", Domain: "dest.test"}); err != nil {
+	if err := tx.Rcpt(context.Background(), mailaddr.Address{Local: "u", Domain: "dest.test"}, RcptDSN{}); err != nil {
 		t.Fatal(err)
 	}
 	tx.Close()

@@ -106,6 +106,19 @@ type Envelope struct {
 	Body string
 	// Size is the client's SIZE= estimate (RFC 1870), 0 if none.
 	Size int64
+	// Ret and EnvID are the client's RFC 3461 RET= ("FULL", "HDRS") and
+	// ENVID= (decoded); passed on to a next hop that offers DSN, dropped
+	// otherwise (the next hop then gives the usual notifications).
+	Ret, EnvID string
+}
+
+// RcptDSN are a recipient's RFC 3461 parameters: NOTIFY (NEVER, or some of
+// SUCCESS, FAILURE, DELAY) and ORCPT (its address type and the decoded
+// address). Passed on to a next hop that offers DSN.
+type RcptDSN struct {
+	Notify    []string
+	ORcptType string
+	ORcpt     string
 }
 
 // Transaction is one open mail transaction with a next hop, begun by
@@ -116,7 +129,7 @@ type Transaction interface {
 	// Rcpt passes one recipient on. A 4xx or 5xx of the next hop comes back
 	// as the same class; a broken connection as policy.NextHopLost, and every
 	// later call then fails the same way.
-	Rcpt(ctx context.Context, to mailaddr.Address) error
+	Rcpt(ctx context.Context, to mailaddr.Address, dsn RcptDSN) error
 	// Data sends the message and returns nil only once the next hop said
 	// 250 to it (for LMTP: to the one recipient). On any failure before
 	// the final dot, the dot is never sent: the next hop discards.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,7 @@ type smtpTx struct {
 	lmtp     bool
 	utf8     bool // MAIL carried SMTPUTF8: non-ASCII recipients may follow
 	eightBit bool // the next hop offers 8BITMIME (and go-smtp sent BODY=8BITMIME)
+	dsn      bool // the next hop offers DSN: RFC 3461 parameters go on
 
 	tls *tls.ConnectionState // after STARTTLS; nil in clear
 
@@ -137,6 +139,11 @@ func (r *Router) dialSMTP(ctx context.Context, h NextHop, env Envelope, t Timeou
 		}
 	}
 	opts := &smtp.MailOptions{Size: env.Size}
+	if ok, _ := u.client.Extension("DSN"); ok {
+		// RFC 3461 §4.3, §4.4: passed on to a next hop that offers DSN.
+		u.dsn = true
+		opts.Return, opts.EnvelopeID = smtp.DSNReturn(env.Ret), env.EnvID
+	}
 	if hasUTF8 && (env.UTF8 || !env.From.IsASCII()) {
 		opts.UTF8, u.utf8 = true, true
 	}
@@ -204,7 +211,7 @@ func (u *smtpTx) fail(ctx context.Context, step string, err error) error {
 }
 
 // Rcpt passes one recipient on, in wire form (RFC 5321 §4.1.2).
-func (u *smtpTx) Rcpt(ctx context.Context, to mailaddr.Address) error {
+func (u *smtpTx) Rcpt(ctx context.Context, to mailaddr.Address, dsn RcptDSN) error {
 	if u.broken != nil {
 		return u.broken
 	}
@@ -221,7 +228,7 @@ func (u *smtpTx) Rcpt(ctx context.Context, to mailaddr.Address) error {
 		return fmt.Errorf("%w (next hop %s)", policy.NonASCIIRecipient, u.hop)
 	}
 	stop := u.abortOnCancel(ctx)
-	err := u.client.Rcpt(to.String(), nil)
+	err := u.client.Rcpt(to.String(), u.rcptOptions(dsn))
 	if !stop() && err == nil {
 		err = net.ErrClosed
 	}
@@ -230,6 +237,27 @@ func (u *smtpTx) Rcpt(ctx context.Context, to mailaddr.Address) error {
 	}
 	u.rcpts = append(u.rcpts, to.String())
 	return nil
+}
+
+// rcptOptions are the RCPT parameters for the next hop: the DSN ones when it
+// offers DSN (RFC 3461 §4.1, §4.2), none otherwise.
+func (u *smtpTx) rcptOptions(dsn RcptDSN) *smtp.RcptOptions {
+	if !u.dsn || (len(dsn.Notify) == 0 && dsn.ORcpt == "") {
+		return nil
+	}
+	o := &smtp.RcptOptions{}
+	for _, n := range dsn.Notify {
+		o.Notify = append(o.Notify, smtp.DSNNotify(n))
+	}
+	switch typ := smtp.DSNAddressType(strings.ToUpper(dsn.ORcptType)); {
+	case dsn.ORcpt == "":
+	case typ == smtp.DSNAddressTypeRFC822 || typ == smtp.DSNAddressTypeUTF8:
+		o.OriginalRecipientType, o.OriginalRecipient = typ, dsn.ORcpt
+	default:
+		// go-smtp's client writes only these two types; another one is
+		// dropped rather than failing the transaction (ORCPT is advice).
+	}
+	return o
 }
 
 // Data sends the message. It returns nil only once the next hop said 250 to

@@ -169,6 +169,12 @@ func startTLSHop(t *testing.T, cfg *tls.Config) *tlsHop {
 // startTLSHopAt is startTLSHop listening on addr.
 func startTLSHopAt(t *testing.T, addr string, cfg *tls.Config) *tlsHop {
 	t.Helper()
+	return startTLSHopWith(t, addr, cfg, false)
+}
+
+// startTLSHopWith is startTLSHopAt speaking LMTP if lmtp.
+func startTLSHopWith(t *testing.T, addr string, cfg *tls.Config, lmtp bool) *tlsHop {
+	t.Helper()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -183,6 +189,7 @@ func startTLSHopAt(t *testing.T, addr string, cfg *tls.Config) *tlsHop {
 	}))
 	srv.Domain = "tlshop.test"
 	srv.TLSConfig = cfg
+	srv.LMTP = lmtp
 	srv.ErrorLog = nopLogger{}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
@@ -560,13 +567,23 @@ func TestParseTLSMode(t *testing.T) {
 }
 
 // The TLS state of Maildir and LMTP transactions: nil for a Maildir, the
-// session's for LMTP with STARTTLS.
+// session's for LMTP with STARTTLS (LHLO as our name before and after).
 func TestTLSOfOtherTransactions(t *testing.T) {
 	r, _ := tlsRouter(TLSVerify, nil, mustHop(t, "maildir:"+t.TempDir()))
 	tx := beginRcpt(t, r, Envelope{From: sender})
 	if tx.TLS() != nil {
 		t.Errorf("maildir TLS() = %v, want nil", tx.TLS())
 	}
+
+	ca := newTestCA(t)
+	hop := startTLSHopWith(t, "127.0.0.1:0", serving(ca.issue(t, "127.0.0.1")), true)
+	r, _ = tlsRouter(TLSVerify, ca.pool, mustHop(t, "lmtp://"+hop.Addr))
+	st := deliver(t, r)
+	if st == nil || len(st.VerifiedChains) == 0 {
+		t.Fatalf("lmtp TLS() = %+v, want a verified session", st)
+	}
+	wantHellos(t, hop, hello{"gw.campus.test", false}, hello{"gw.campus.test", true})
+	wantOneMessage(t, hop, true)
 }
 
 // staticMX answers MailHosts from a map of domain → host names, every host

@@ -41,7 +41,7 @@ func TestRcptAndDataRepliesPassedOn(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = tx.Rcpt(context.Background(), recipient)
+			err = tx.Rcpt(context.Background(), recipient, RcptDSN{})
 			if strings.HasPrefix(c.name, "RCPT") {
 				wantReply(t, err, c.code, c.enhanced)
 				return
@@ -63,9 +63,9 @@ func TestBrokenTransactionStaysBroken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = tx.Rcpt(context.Background(), recipient)
+	err = tx.Rcpt(context.Background(), recipient, RcptDSN{})
 	wantReply(t, err, 451, [3]int{4, 4, 2})
-	err = tx.Rcpt(context.Background(), mailaddr.Address{Local: "carol", Domain: "campus.test"})
+	err = tx.Rcpt(context.Background(), mailaddr.Address{Local: "carol", Domain: "campus.test"}, RcptDSN{})
 	wantReply(t, err, 451, [3]int{4, 4, 2})
 	err = tx.Data(context.Background(), strings.NewReader(testMessage))
 	wantReply(t, err, 451, [3]int{4, 4, 2})
@@ -87,7 +87,7 @@ func TestAddressesQuotedOnTheWire(t *testing.T) {
 		{Local: `say "hi"`, Domain: "campus.test"},
 		{Local: "plain.user", Domain: "campus.test"},
 	} {
-		if err := tx.Rcpt(context.Background(), to); err != nil {
+		if err := tx.Rcpt(context.Background(), to, RcptDSN{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -191,7 +191,7 @@ func TestDeliverToRealServerWithDefaultTimeouts(t *testing.T) {
 		t.Error("SMTP next hop reports LMTP")
 	}
 	for _, to := range []mailaddr.Address{recipient, {Local: "carol", Domain: "campus.test"}} {
-		if err := tx.Rcpt(context.Background(), to); err != nil {
+		if err := tx.Rcpt(context.Background(), to, RcptDSN{}); err != nil {
 			t.Fatal(err)
 		}
 	}

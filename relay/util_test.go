@@ -143,7 +143,7 @@ func beginRcpt(t *testing.T, r *Router, env Envelope) Transaction {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tx.Rcpt(context.Background(), recipient); err != nil {
+	if err := tx.Rcpt(context.Background(), recipient, RcptDSN{}); err != nil {
 		t.Fatal(err)
 	}
 	return tx
