@@ -1,7 +1,6 @@
-// Package report is where sekisho's counters and weekly reports will live
-// (DESIGN.md §6: deferrals and rejections by cause per ISO week, raw and
-// distinct, the week's top NXDOMAIN domains, text/CSV/JSON/SVG). It is part
-// of the layout now and holds no code yet: the counters come with their own
-// issue. Until then the per-decision log lines and the /metrics counters of
-// the gateway are what an administrator has.
+// Package report counts sekisho's decisions and makes the weekly reports of
+// them (DESIGN.md §6): every deferral and rejection by cause per ISO week,
+// raw attempts and distinct (client network, sender, recipient) triplets,
+// the week's top NXDOMAIN and bad-list domains, as text, CSV, JSON and SVG.
+// The gateway reports each decision as an Event to a Recorder.
 package report
