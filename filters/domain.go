@@ -44,6 +44,7 @@ import (
 	"sekisho/internal/mailaddr"
 	"sekisho/lookup"
 	"sekisho/policy"
+	"sekisho/report"
 )
 
 // NXDomainAction is what an authoritative NXDOMAIN leads to, while the DNS
@@ -242,7 +243,7 @@ func (c *domainCore) judge(ctx context.Context, addr string, recipient bool) Ver
 		if m.SpecialUse() {
 			where = "special-use"
 		}
-		return Verdict{Action: Reject,
+		return Verdict{Action: Reject, Cause: report.BadDomain,
 			Reply:  rp.bad.Withf("%s domain %s is not a valid mail domain (%s)", rp.role, domain, dnsblPrintable(m.Entry, 100)),
 			Reason: fmt.Sprintf("domain: %s domain %s %s: %s", rp.role, domain, where, m.Rule)}
 	}
@@ -252,11 +253,11 @@ func (c *domainCore) judge(ctx context.Context, addr string, recipient bool) Ver
 	case lookup.DomainFound:
 		return Verdict{Action: Continue, Reason: fmt.Sprintf("domain: %s domain %s exists (%s)", rp.role, domain, res.Reason)}
 	case lookup.DomainNullMX:
-		return Verdict{Action: Reject,
+		return Verdict{Action: Reject, Cause: report.BadDomain,
 			Reply:  rp.nullMX.Withf("%s domain %s accepts no mail (null MX, RFC 7505)", rp.role, domain),
 			Reason: fmt.Sprintf("domain: %s domain %s: %s", rp.role, domain, res.Reason)}
 	case lookup.DomainCouldNotTell:
-		return Verdict{Action: Defer,
+		return Verdict{Action: Defer, Cause: report.DNSTempfail,
 			Reply:  policy.DomainUnverifiable.Withf("%s domain %s cannot be verified now (DNS), please try again later", rp.role, domain),
 			Reason: fmt.Sprintf("domain: %s domain %s: could not tell (%s)", rp.role, domain, res.Reason)}
 	}
@@ -268,23 +269,23 @@ func (c *domainCore) judge(ctx context.Context, addr string, recipient bool) Ver
 	}
 	what += " (" + res.Reason + ")"
 	if h := c.resolver.Health(ctx); !h.Healthy {
-		return Verdict{Action: Defer,
+		return Verdict{Action: Defer, Cause: report.DNSTempfail,
 			Reply:  policy.DomainUnverifiable.Withf("%s domain %s cannot be verified now (DNS), please try again later", rp.role, domain),
 			Reason: fmt.Sprintf("domain: %s; but the DNS canary failed (%s): could not tell", what, h.Reason)}
 	}
 	if res.NXDomain {
 		if s, ok := policy.SuggestDomain(domain, c.popular); ok {
-			return Verdict{Action: Reject,
+			return Verdict{Action: Reject, Cause: report.NXDomain,
 				Reply:  rp.bad.Withf("%s domain %s does not exist; did you mean %s?", rp.role, domain, s),
 				Reason: fmt.Sprintf("domain: %s; typo of %s", what, s)}
 		}
 	}
 	if c.nxdomain == NXDomainReject {
-		return Verdict{Action: Reject,
+		return Verdict{Action: Reject, Cause: report.NXDomain,
 			Reply:  rp.bad.Withf("%s domain %s does not exist", rp.role, domain),
 			Reason: fmt.Sprintf("domain: %s; nxdomain: reject", what)}
 	}
-	return Verdict{Action: Defer,
+	return Verdict{Action: Defer, Cause: report.NXDomain,
 		Reply:  rp.nxTemp.Withf("%s domain %s does not exist (yet?), please try again later", rp.role, domain),
 		Reason: fmt.Sprintf("domain: %s; nxdomain: tempfail", what)}
 }

@@ -67,6 +67,10 @@ type Verdict struct {
 	Reply   *policy.Reply // set for Defer and Reject
 	Reason  string        // for the log line: what was found, which lookup said so
 	Headers []Header      // for Tag (and Continue, e.g. Received-SPF)
+	// Cause is what the decision is counted as in the reports (one of
+	// report's causes), when the check's name and reply do not say it
+	// (the domain check: bad list, NXDOMAIN or DNS trouble).
+	Cause string
 }
 
 // Continue is the verdict of a check with no objection.

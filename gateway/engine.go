@@ -44,6 +44,7 @@ type engine struct {
 	// lmtp: the LMTP listener's transactions may hold several
 	// destinations, each delivered at the end of the data (lmtp.go).
 	lmtp      bool
+	dataCheck string // the check that decided the data, for the counters
 	dests     map[string]*destination
 	destOrder []string
 
@@ -155,6 +156,7 @@ func (e *engine) Mail(ctx context.Context, from mailaddr.Address, p MailParams) 
 	}
 	v, results := e.obs.run(ctx, "mail", filters.StageMail, e.tx)
 	if r := verdictReply(v); r != nil {
+		e.count(lastCheck(results), r, v.Cause, mailaddr.Address{})
 		e.obs.decided("mail", lastCheck(results), r, v.Reason, "from", e.tx.From)
 		return r
 	}
@@ -208,6 +210,7 @@ func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address, rp RcptParams) *
 		// Refused by a check: the next hop is never asked. (An unknown
 		// recipient costs no call-ahead; a directory-harvest session meets
 		// the error limit after limits.max_errors searches.)
+		e.count(lastCheck(results), r, v.Cause, to)
 		return e.refuse(lastCheck(results), r, v.Reason, to)
 	}
 
@@ -244,7 +247,14 @@ func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address, rp RcptParams) *
 	return r
 }
 
+// refuse answers a recipient that the gateway's own rules refuse (relay
+// control, route, call-ahead, next hop, submission limits), counted by its
+// rule; a check's refusal is counted where the verdict is at hand.
 func (e *engine) refuse(check string, r *policy.Reply, reason string, to mailaddr.Address) *policy.Reply {
+	switch check {
+	case "relay", "route", "call_ahead", "next_hop", "submission":
+		e.count(check, r, "", to)
+	}
 	e.obs.decided("rcpt", check, r, reason, "to", to.String())
 	return r
 }
@@ -259,6 +269,9 @@ func (e *engine) Data(ctx context.Context, msg io.Reader) *policy.Reply {
 	if e.up != nil {
 		e.up.Abort()
 		e.up = nil
+	}
+	for _, to := range e.rcpts {
+		e.count(r.check, r.reply, "", to)
 	}
 	e.obs.decided("data", r.check, r.reply, r.reason, "rcpts", e.tx.Rcpts)
 	e.reset()
@@ -300,7 +313,7 @@ func (e *engine) data(ctx context.Context, msg io.Reader) dataOutcome {
 		body = io.MultiReader(strings.NewReader(f), &all)
 	}
 	if err := e.up.Data(ctx, body); err != nil {
-		return dataOutcome{reply: policy.FromError(err), reason: "relay: " + err.Error()}
+		return dataOutcome{reply: policy.FromError(err), check: "next_hop", reason: "relay: " + err.Error()}
 	}
 	e.finished, e.up = e.up, nil
 	return dataOutcome{reply: policy.Accepted}

@@ -32,6 +32,7 @@ import (
 	"sekisho/internal/mailaddr"
 	"sekisho/policy"
 	"sekisho/relay"
+	"sekisho/report"
 )
 
 // Limits bound what one client can take.
@@ -66,6 +67,10 @@ type Config struct {
 	// listener. Mail is accepted with or without it: an MX cannot require
 	// TLS of the whole Internet.
 	TLS *tls.Config
+
+	// Recorder counts every decision for the reports (report.Counter);
+	// nil counts nothing.
+	Recorder report.Recorder
 
 	// DKIM signs outbound mail (trusted clients, authenticated users) whose
 	// From domain has a key; nil signs nothing.
@@ -307,6 +312,9 @@ func (s *Server) admitSMTP(tc *trackedConn) {
 		tc.pause = s.cfg.GreetPause
 		tc.onPause = func(pregreet bool) {
 			if pregreet {
+				if s.cfg.Recorder != nil {
+					s.cfg.Recorder.Record(report.Event{Time: time.Now(), Cause: report.Pregreet, Listener: "smtp", Client: tc.ip})
+				}
 				s.log.Info("connect", "session", id, "client", tc.ip.String(), "check", "greet_pause",
 					"outcome", "rejected", "reply", policy.Pregreet.String(), "reason", "client talked before the greeting")
 				s.metrics.decision("connect", "rejected")

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"sekisho/policy"
+	"sekisho/report"
 )
 
 // TestDotReader checks the framing of DATA: only <CRLF>.<CRLF> ends the
@@ -123,5 +124,57 @@ func TestStripOwnFields(t *testing.T) {
 		"\r\n"
 	if got := string(stripOwnFields([]byte(in), "MX.campus.test")); got != want {
 		t.Errorf("stripOwnFields:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestCauseOf: every decision is counted under the cause DESIGN.md §6
+// names; what is not a decision about mail (syntax, 452 flow control, a
+// next hop's own 5xx passed on) is not counted.
+func TestCauseOf(t *testing.T) {
+	cases := []struct {
+		check string
+		r     *policy.Reply
+		given string
+		want  string
+	}{
+		{"", policy.Accepted, "", report.Accepted},
+		{"domain", policy.DomainBadSender, report.BadDomain, report.BadDomain},
+		{"domain", policy.DomainNXRecipientTempfail, report.NXDomain, report.NXDomain},
+		{"domain", policy.DomainUnverifiable, report.DNSTempfail, report.DNSTempfail},
+		{"account", policy.UnknownUser, "", report.UnknownUser},
+		{"account", policy.DirectoryUnavailable, "", report.LDAPTempfail},
+		{"account", policy.DirectoryIncomplete, "", report.LDAPTempfail},
+		{"greylist", policy.GreylistDeferred, "", report.Greylist},
+		{"greylist", policy.GreylistStoreUnavailable, "", report.OtherTempfail},
+		{"dnsbl", policy.DNSBLBlocked, "", report.DNSBL},
+		{"spf", policy.SPFFailed, "", report.SPF},
+		{"spf", policy.SPFTempFailed, "", report.DNSTempfail},
+		{"header", policy.HeaderViolation, "", report.Header},
+		{"relay", policy.RelayDenied, "", report.RelayDenied},
+		{"relay", policy.AddressLiteral, "", report.RelayDenied},
+		{"call_ahead", policy.NextHopUnreachable, "", report.NexthopTempfail},
+		{"next_hop", policy.NextHopLost, "", report.NexthopTempfail},
+		{"next_hop", policy.FromNextHop(550, [3]int{5, 1, 1}, "no such user"), "", ""},
+		{"call_ahead", policy.NullMXRecipient, "", report.BadDomain},
+		{"auth", policy.AuthFailed, report.AuthFailure, report.AuthFailure},
+		{"route", policy.NoRoute, "", report.OtherTempfail},
+		{"route", policy.OtherRoute, "", ""},
+		{"", policy.TempLocal, "", report.OtherTempfail},
+		{"", policy.BadRecipientSyntax, "", ""},
+	}
+	for _, c := range cases {
+		if got := causeOf(c.check, c.r, c.given); got != c.want {
+			t.Errorf("causeOf(%q, %v, %q) = %q, want %q", c.check, c.r, c.given, got, c.want)
+		}
+	}
+	// Every cause the reports know is reachable from some decision.
+	seen := map[string]bool{report.Pregreet: true, report.AuthFailure: true}
+	for _, c := range cases {
+		seen[c.want] = true
+	}
+	for _, c := range report.Causes {
+		if !seen[c] {
+			t.Errorf("cause %s is never given", c)
+		}
 	}
 }

@@ -62,6 +62,7 @@ func (e *engine) lmtpRcpt(route int, key string, to mailaddr.Address, rp RcptPar
 func (e *engine) DataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
 	replies := e.dataLMTP(ctx, msg)
 	for i, r := range replies {
+		e.count(e.dataCheck, r, "", e.rcpts[i])
 		e.obs.decided("data", "", r, "", "to", e.rcpts[i].String())
 	}
 	e.reset()
@@ -78,10 +79,12 @@ func (e *engine) dataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
 	}
 	var spool bytes.Buffer
 	r, rest := e.prepare(ctx, msg, &spool)
+	e.dataCheck = r.check
 	if r.reply != nil {
 		e.srv.log.Info("data", "session", e.base.SessionID, "check", r.check, "reply", r.reply.String(), "reason", r.reason)
 		return all(r.reply)
 	}
+	e.dataCheck = "next_hop" // from here on, each answer is a destination's
 	// The whole message, for every destination.
 	if _, err := io.Copy(&spool, rest); err != nil {
 		return all(policy.FromError(err))
@@ -152,6 +155,7 @@ func (e *engine) lmtpRcptChecked(ctx context.Context, route int, key string, to 
 	e.tx.Rcpt, e.tx.Local = to.String(), local
 	v, results := e.obs.run(ctx, "rcpt "+to.String(), filters.StageRcpt, e.tx)
 	if r := verdictReply(v); r != nil {
+		e.count(lastCheck(results), r, v.Cause, to)
 		return e.refuse(lastCheck(results), r, v.Reason, to)
 	}
 	e.headers = append(e.headers, v.Headers...)

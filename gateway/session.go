@@ -18,6 +18,7 @@ import (
 	"sekisho/filters"
 	"sekisho/internal/mailaddr"
 	"sekisho/policy"
+	"sekisho/report"
 )
 
 // The SMTP verbs, one method each (RFC 5321 §4.1.1 and the extensions
@@ -581,6 +582,11 @@ func (c *conn) Auth(arg string) *policy.Reply {
 	defer c.watchHangup()()
 	u, r := c.srv.cfg.MSA.Auth.Login(c.ctx, c.client, user, password)
 	if r != nil {
+		cause := report.AuthFailure
+		if r == policy.AuthTempFailed {
+			cause = report.LDAPTempfail // the directory could not tell
+		}
+		c.tx.count("auth", r, cause, mailaddr.Address{})
 		return r
 	}
 	c.user = &u
