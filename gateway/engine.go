@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -243,7 +244,7 @@ func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address, rp RcptParams) *
 	e.tx.Rcpts = append(e.tx.Rcpts, to.String())
 	e.headers = append(e.headers, v.Headers...)
 	r := policy.RcptOK.Withf("recipient <%s> ok", to.String())
-	e.obs.decided("rcpt", "", r, passReasons(results), "to", to.String(), "next_hop", e.up.Hop())
+	e.obs.decided("rcpt", "", r, passReasons(results), "to", to.String(), "next_hop", e.up.Hop(), "next_hop_tls", tlsName(e.up.TLS()))
 	return r
 }
 
@@ -521,6 +522,14 @@ func addressLiteral(ip netip.Addr) string {
 		return "[IPv6:" + ip.String() + "]"
 	}
 	return "[" + ip.Unmap().String() + "]"
+}
+
+// tlsName says how the connection to a next hop is protected, for the log.
+func tlsName(st *tls.ConnectionState) string {
+	if st == nil {
+		return "none"
+	}
+	return tls.VersionName(st.Version) + " " + tls.CipherSuiteName(st.CipherSuite)
 }
 
 // asciiDomain is the domain as DNS knows it (U-labels as A-labels); a name
