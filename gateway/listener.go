@@ -23,6 +23,7 @@ type connTracker struct {
 	conns    map[*trackedConn]struct{}
 	draining bool
 	idle     chan struct{} // closed when draining and no connection is left
+	pausing  int           // connections held in the greet pause (metrics)
 }
 
 func newConnTracker(maxTotal, maxPerIP int) *connTracker {
@@ -104,6 +105,20 @@ func (t *connTracker) closeAll() {
 	}
 }
 
+// states returns how many connections are held in the greet pause and how
+// many are past it (sekisho_connections).
+func (t *connTracker) states() (pausing, session int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.pausing, t.total - t.pausing
+}
+
+func (t *connTracker) pauseStarted(d int) {
+	t.mu.Lock()
+	t.pausing += d
+	t.mu.Unlock()
+}
+
 func (t *connTracker) isDraining() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -134,7 +149,9 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 	if d := c.pause; d > 0 {
 		// The first write is the banner: hold it.
 		c.pause = 0
+		c.t.pauseStarted(1)
 		err := c.greetPause(d)
+		c.t.pauseStarted(-1)
 		if c.onPause != nil {
 			c.onPause(errors.Is(err, errPregreet))
 		}

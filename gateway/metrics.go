@@ -1,45 +1,106 @@
 package gateway
 
 import (
-	"fmt"
 	"io"
-	"sort"
-	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 )
 
-// metrics counts decisions by stage and outcome, in Prometheus' text format.
+// metrics are the gateway's own Prometheus metrics: the decisions, counted
+// where they are logged (sessionObserver.decided), and the connections by
+// state, read from the connection tracker at scrape time. main registers
+// them (Server.Collector) in its registry; nothing goes to the global one.
 type metrics struct {
-	mu        sync.Mutex
-	decisions map[[2]string]uint64
+	decisions *prometheus.CounterVec
+	tracker   *connTracker // set by New after the tracker exists; nil: no connection gauge
 }
 
-func newMetrics() *metrics { return &metrics{decisions: map[[2]string]uint64{}} }
+var connectionsDesc = prometheus.NewDesc("sekisho_connections",
+	"Client connections open now, by state: greet_pause (held before the banner), session (talking SMTP).",
+	[]string{"state"}, nil)
 
+func newMetrics() *metrics {
+	return &metrics{decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sekisho_decisions_total",
+		Help: "SMTP decisions, as logged: by listener, stage (connect, mail, rcpt, data, session), the check or gateway rule that decided (\"\" when every check passed) and outcome (accepted, deferred, rejected, disconnected).",
+	}, []string{"listener", "stage", "check", "outcome"})}
+}
+
+// decided counts one decision of a session (sessionObserver.decided).
+func (m *metrics) decided(listener, stage, check, outcome string) {
+	m.decisions.WithLabelValues(listener, stage, check, outcome).Inc()
+}
+
+// decision counts a decision made outside a session's observer: the greet
+// pause's rejection (stage connect, smtp listener only) and the error
+// limit's disconnection (stage session; its listener is not known here).
 func (m *metrics) decision(stage, outcome string) {
-	m.mu.Lock()
-	m.decisions[[2]string{stage, outcome}]++
-	m.mu.Unlock()
+	switch stage {
+	case "connect":
+		m.decided(listenerSMTP, stage, "greet_pause", outcome)
+	case "session":
+		m.decided("", stage, "error_limit", outcome)
+	default:
+		m.decided("", stage, "", outcome)
+	}
 }
 
-// WriteTo writes the counters in the Prometheus text exposition format.
-func (m *metrics) WriteTo(w io.Writer) (int64, error) {
-	m.mu.Lock()
-	keys := make([][2]string, 0, len(m.decisions))
-	for k := range m.decisions {
-		keys = append(keys, k)
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.decisions.Describe(ch)
+	ch <- connectionsDesc
+}
+
+// Collect implements prometheus.Collector.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	m.decisions.Collect(ch)
+	if m.tracker != nil {
+		pausing, session := m.tracker.states()
+		ch <- prometheus.MustNewConstMetric(connectionsDesc, prometheus.GaugeValue, float64(pausing), "greet_pause")
+		ch <- prometheus.MustNewConstMetric(connectionsDesc, prometheus.GaugeValue, float64(session), "session")
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i][0]+keys[i][1] < keys[j][0]+keys[j][1] })
-	var total int64
-	n, _ := fmt.Fprintln(w, "# HELP sekisho_decisions_total SMTP decisions by stage and outcome.\n# TYPE sekisho_decisions_total counter")
-	total += int64(n)
-	for _, k := range keys {
-		n, err := fmt.Fprintf(w, "sekisho_decisions_total{stage=%q,outcome=%q} %d\n", k[0], k[1], m.decisions[k])
-		total += int64(n)
-		if err != nil {
-			m.mu.Unlock()
-			return total, err
+}
+
+// WriteTo writes the gateway's metrics in the Prometheus text exposition
+// format (for Server.Metrics; the http listener uses a registry).
+func (m *metrics) WriteTo(w io.Writer) (int64, error) {
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(m); err != nil {
+		return 0, err
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0, err
+	}
+	cw := &countingWriter{w: w}
+	enc := expfmt.NewEncoder(cw, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			return cw.n, err
 		}
 	}
-	m.mu.Unlock()
-	return total, nil
+	return cw.n, nil
 }
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Collector returns the gateway's metrics (decisions, connections by state)
+// for main's registry.
+func (s *Server) Collector() prometheus.Collector {
+	s.metrics.tracker = s.tracker
+	return s.metrics
+}
+
+// Draining reports that Shutdown has begun: no new connection is accepted,
+// and transactions in flight are finishing. /readyz says 503 meanwhile.
+func (s *Server) Draining() bool { return s.tracker.isDraining() }

@@ -642,7 +642,7 @@ func (o sessionObserver) decided(stage, check string, r *policy.Reply, reason st
 	}
 	args = append(args, kv...)
 	o.c.log.Info(stage, args...)
-	o.c.srv.metrics.decision(stage, outcome)
+	o.c.srv.metrics.decided(o.c.listener, stage, check, outcome)
 }
 
 // validHeloArg reports whether a HELO/EHLO argument is a domain name or an

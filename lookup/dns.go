@@ -129,6 +129,10 @@ type Resolver struct {
 	health      DNSHealth
 	healthUntil time.Time
 
+	// observe receives every lookup that was not answered from the cache
+	// (Observe); nil observes nothing.
+	observe ObserveFunc
+
 	// dnsTestHookJoined, if set, is called by a lookup once it has joined
 	// (or started) the shared upstream query for key. Tests only.
 	dnsTestHookJoined func(key string)
@@ -246,11 +250,17 @@ func dnsKey(fqdn string, qtype uint16) string {
 // caller should have converted it to A-labels (mailaddr.ToASCII).
 func (r *Resolver) Lookup(ctx context.Context, name string, qtype uint16) DNSResult {
 	tr := traceFrom(ctx)
-	if tr == nil {
+	if tr == nil && r.observe == nil {
 		return r.lookup(ctx, name, qtype)
 	}
 	start := time.Now()
 	res := r.lookup(ctx, name, qtype)
+	if r.observe != nil && !res.Cached {
+		r.observe("dns", outcomeLabel(res.Outcome.String()), time.Since(start))
+	}
+	if tr == nil {
+		return res
+	}
 	answer := res.Outcome.String()
 	if res.Outcome == DNSFound {
 		var rrs []string

@@ -177,6 +177,7 @@ type Directory struct {
 	pool       *ldapPool
 	cache      *ldapCache
 	canaryNorm string
+	observe    ObserveFunc // Observe; nil observes nothing
 }
 
 // NewDirectory checks cfg, applies the defaults and returns a Directory. It
@@ -282,11 +283,17 @@ func (d *Directory) Close() error {
 // Timeout (or ctx's deadline if sooner).
 func (d *Directory) Account(ctx context.Context, addr string) AccountResult {
 	tr := traceFrom(ctx)
-	if tr == nil {
+	if tr == nil && d.observe == nil {
 		return d.account(ctx, addr)
 	}
 	start := time.Now()
 	res := d.account(ctx, addr)
+	if d.observe != nil && !res.Cached {
+		d.observe("ldap", outcomeLabel(res.Outcome.String()), time.Since(start))
+	}
+	if tr == nil {
+		return res
+	}
 	tr(TraceEvent{Kind: "ldap", Query: "account " + addr + " (with canary " + d.cfg.Canary + ")",
 		Answer: res.Outcome.String() + " — " + res.Reason, Took: time.Since(start)})
 	return res

@@ -2,6 +2,7 @@ package lookup
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -28,3 +29,25 @@ func traceFrom(ctx context.Context) TraceFunc {
 	f, _ := ctx.Value(traceKey{}).(TraceFunc)
 	return f
 }
+
+// ObserveFunc receives every DNS and LDAP lookup that asked the servers: its
+// kind ("dns" or "ldap"), its outcome ("found", "nxdomain", "nodata",
+// "not_found", "could_not_tell") and how long it took. It is the metrics'
+// seam, beside the trace of explain; answers from a cache are not observed
+// (they measure no server). It must not block.
+type ObserveFunc func(kind, outcome string, took time.Duration)
+
+// outcomeLabel turns an outcome's String into a metric label value:
+// "could not tell" → "could_not_tell", "NXDOMAIN" → "nxdomain".
+func outcomeLabel(s string) string {
+	return strings.ReplaceAll(strings.ToLower(s), " ", "_")
+}
+
+// Observe sets the function that receives every lookup of this resolver
+// (ObserveFunc). Call it before the first lookup; nil observes nothing.
+func (r *Resolver) Observe(f ObserveFunc) { r.observe = f }
+
+// Observe sets the function that receives every account lookup of this
+// directory (ObserveFunc). Call it before the first lookup; nil observes
+// nothing.
+func (d *Directory) Observe(f ObserveFunc) { d.observe = f }
