@@ -17,7 +17,7 @@ import (
 )
 
 // The buckets of the greylist in the bbolt file. Other state gets buckets
-// of its own in the same file (bucketKV: kv.go; report counters later).
+// of its own in the same file (bucketKV: kv.go; bucketReport: counts.go).
 var (
 	bucketTriplets = []byte("greylist.triplets")
 	bucketNetworks = []byte("greylist.networks")
@@ -144,7 +144,7 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	}
 	db.MaxBatchDelay = opts.BatchDelay
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTriplets, bucketNetworks, bucketKV} {
+		for _, b := range [][]byte{bucketTriplets, bucketNetworks, bucketKV, bucketReport} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

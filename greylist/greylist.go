@@ -107,10 +107,11 @@ func (d Decision) SecondsLeft() int {
 //
 // Other shared state lives in the same storage through KV (a key/value
 // store with a time to live: MTA-STS policies), in a bbolt bucket of its
-// own or under its own Redis key prefix. Report counters (DESIGN.md §5) are
-// meant to live there too.
+// own or under its own Redis key prefix; so do the report counters
+// (Counts, counts.go).
 type Store interface {
 	KV
+	Counts
 	// Check is the atomic check-and-set for one recipient: it decides
 	// whether the triplet passes under p and records the attempt.
 	Check(ctx context.Context, t Triplet, p Policy) (Decision, error)

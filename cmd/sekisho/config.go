@@ -40,7 +40,10 @@ type Config struct {
 	NextHop         NextHopConfig `yaml:"next_hop"`
 	Auth            AuthConfig    `yaml:"auth"`
 	DKIM            []DKIMConfig  `yaml:"dkim"`
+	Report          ReportConfig  `yaml:"report"`
 	Log             LogConfig     `yaml:"log"`
+	Health          HealthConfig  `yaml:"health"`
+	Alarm           AlarmConfig   `yaml:"alarm"`
 }
 
 // AuthConfig configures the submission listeners (the MSA): SMTP AUTH
@@ -234,6 +237,8 @@ func Defaults() Config {
 		},
 		NextHop: NextHopConfig{MXPort: 25, ConnectTimeout: 10 * time.Second, CallAheadTimeout: 30 * time.Second, CommandTimeout: 2 * time.Minute, DataTimeout: 5 * time.Minute},
 		Log:     LogConfig{Format: "text", Level: "info"},
+		Health:  HealthConfig{Interval: 15 * time.Second},
+		Alarm:   AlarmConfig{TempfailRatio: 0.2, Window: 10 * time.Minute, MinEvents: 20},
 	}
 }
 
@@ -434,7 +439,8 @@ func (c *Config) validate() error {
 	}
 	for _, v := range []func() error{
 		c.Checks.DNSBL.validate, c.Checks.Domain.validate, c.Checks.Account.validate,
-		c.Checks.Greylist.validate, c.Checks.SPF.validate, c.Store.validate, c.validateDKIM, c.validateTLS,
+		c.Checks.Greylist.validate, c.Checks.SPF.validate, c.Store.validate, c.validateDKIM, c.validateTLS, c.validateHealth,
+		c.Report.validate,
 	} {
 		if err := v(); err != nil {
 			return err

@@ -11,6 +11,8 @@
 //	                                     show or edit the bad-domain list
 //	sekisho dkim keygen -domain D -selector S [-algo rsa|ed25519] [-out FILE]
 //	                                     make a DKIM key, print its DNS record
+//	sekisho report [-config FILE] [-weeks N | -from DATE -to DATE] [-format text|csv|json]
+//	                                     weekly counts of deferrals and rejections by cause
 //	sekisho version                      print the version
 //
 // All wiring is explicit here: main builds the lookups, the checks in the
@@ -60,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runBaddomains(args[1:], stdout, stderr)
 	case "dkim":
 		return runDKIM(args[1:], stdout, stderr)
+	case "report":
+		return runReport(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "sekisho", version)
 		return 0
@@ -82,6 +86,8 @@ func usage(w io.Writer) {
                                        show or edit the known-bad domain list (atomically)
   sekisho dkim keygen -domain D -selector S [-algo rsa|ed25519] [-out FILE]
                                        make a DKIM signing key, print the DNS record to publish
+  sekisho report [-config FILE] [-weeks N | -from DATE -to DATE] [-format text|csv|json]
+                                       weekly counts of deferrals and rejections by cause (docs/report.md)
   sekisho version                      print the version
 `)
 }

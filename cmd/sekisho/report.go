@@ -1,0 +1,233 @@
+package main
+
+// sekisho report, the report settings, and the counter the gateway records
+// its decisions to (docs/report.md).
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"sekisho/greylist"
+	"sekisho/policy"
+	"sekisho/report"
+)
+
+// ReportConfig is the `report` section: how long counts are kept, and the
+// counter's buffer.
+type ReportConfig struct {
+	// Keep is how long counts are kept; older weeks are deleted in the
+	// background. Default 400 days (a year and the same weeks before it).
+	Keep time.Duration `yaml:"keep"`
+	// FlushInterval is how often counts are written to the store.
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	// MaxPending bounds the counts kept in memory while the store is
+	// down (triplets and refused domains; attempts are always kept).
+	MaxPending int `yaml:"max_pending"`
+}
+
+// minReportKeep is the shortest report.keep: the default report looks 9
+// weeks back.
+const minReportKeep = 7 * 24 * time.Hour
+
+func (c *ReportConfig) validate() error {
+	switch {
+	case c.Keep == 0:
+		c.Keep = report.DefaultKeep
+	case c.Keep < minReportKeep:
+		return invalid(fmt.Sprintf("keep must be at least %v (a week), got %v", minReportKeep, c.Keep), "report", "keep")
+	}
+	switch {
+	case c.FlushInterval == 0:
+		c.FlushInterval = report.DefaultFlushInterval
+	case c.FlushInterval < 0 || c.FlushInterval > time.Hour:
+		return invalid("flush_interval must be between 0s (default) and 1h", "report", "flush_interval")
+	}
+	switch {
+	case c.MaxPending == 0:
+		c.MaxPending = report.DefaultMaxPending
+	case c.MaxPending < 0:
+		return invalid("max_pending must be positive", "report", "max_pending")
+	}
+	return nil
+}
+
+// newCounter is the report.Counter of `sekisho serve` on the state store
+// (gateway.Config.Recorder); close it after the listeners, before the store.
+func (c *Config) newCounter(store greylist.Counts, log *slog.Logger) *report.Counter {
+	return report.NewCounter(store, report.CounterOptions{
+		FlushInterval: c.Report.FlushInterval,
+		MaxPending:    c.Report.MaxPending,
+		Keep:          c.Report.Keep,
+		IPv4Prefix:    c.Checks.Greylist.IPv4Prefix,
+		IPv6Prefix:    c.Checks.Greylist.IPv6Prefix,
+		Logger:        log,
+	})
+}
+
+const reportUsage = `usage: sekisho report [-config FILE] [-weeks N | -from DATE -to DATE] [-format text|csv|json]
+
+Counts of every deferral and rejection by cause, and of accepted mail, per
+ISO week (Monday to Sunday, UTC): attempts and distinct (client network,
+sender, recipient) triplets, and the week's top NXDOMAIN and bad-list
+domains. Default: the last complete week and the 8 before it. -from and -to
+(YYYY-MM-DD) are widened to whole weeks. See docs/report.md.
+
+The state store must be readable: Redis at any time, the embedded file
+while sekisho serve is not running on it. A store that cannot be read is an
+error (exit 1), never a report of zeros.
+
+`
+
+// reportNow is the clock of `sekisho report` (tests set it).
+var reportNow = time.Now
+
+// reportStoreTimeout bounds the reading of the store.
+const reportStoreTimeout = 30 * time.Second
+
+// runReport is `sekisho report`.
+func runReport(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, reportUsage); fs.PrintDefaults() }
+	path := fs.String("config", "", "configuration file (default: embedded defaults)")
+	weeks := fs.Int("weeks", report.DefaultWeeks, "number of complete weeks, the last one first")
+	from := fs.String("from", "", "first day (YYYY-MM-DD, UTC), with -to")
+	to := fs.String("to", "", "last day (YYYY-MM-DD, UTC), with -from")
+	format := fs.String("format", "text", "text, csv or json")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	usageErr := func(msg string) int {
+		fmt.Fprintln(stderr, "sekisho report:", msg)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		return usageErr(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	}
+	if !slices.Contains(report.Formats, *format) {
+		return usageErr(fmt.Sprintf("-format %q: want text, csv or json", *format))
+	}
+	var mondays []time.Time
+	switch {
+	case (*from == "") != (*to == ""):
+		return usageErr("-from and -to go together")
+	case *from != "":
+		f, err1 := time.Parse(time.DateOnly, *from)
+		t, err2 := time.Parse(time.DateOnly, *to)
+		switch {
+		case err1 != nil || err2 != nil:
+			return usageErr("-from and -to are dates, YYYY-MM-DD")
+		case t.Before(f):
+			return usageErr("-to is before -from")
+		case t.Sub(f) > 10*366*24*time.Hour:
+			return usageErr("-from to -to spans more than 10 years")
+		}
+		mondays = report.WeeksBetween(f, t)
+	default:
+		if *weeks < 1 || *weeks > 520 {
+			return usageErr("-weeks must be between 1 and 520")
+		}
+		mondays = report.LastWeeks(reportNow(), *weeks)
+	}
+
+	cfg := Defaults()
+	if *path != "" {
+		var err error
+		if cfg, err = LoadConfig(*path); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "sekisho report:", err)
+		return 1
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	store, err := openReportStore(&cfg.Store, log)
+	if err != nil {
+		return fail(err)
+	}
+	defer store.Close()
+
+	opts := report.Options{Weeks: mondays}
+	if dc := cfg.Checks.Domain; dc.BadDomains != "" && !dc.Off {
+		list, err := policy.BadDomainsFile{Path: dc.BadDomains}.Parse()
+		if err != nil {
+			return fail(fmt.Errorf("checks.domain.bad_domains: %w", err))
+		}
+		opts.BadDomainsFile = dc.BadDomains
+		opts.Listed = func(d string) bool { _, ok := policy.MatchBadDomain(list, d); return ok }
+	} else {
+		opts.Listed = func(d string) bool { _, ok := policy.MatchBadDomain(nil, d); return ok }
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), reportStoreTimeout)
+	defer cancel()
+	r, err := report.Build(ctx, store, opts)
+	if err != nil {
+		return fail(fmt.Errorf("the state store cannot be read, no report made: %w", err))
+	}
+	if err := r.Write(stdout, *format); err != nil {
+		return fail(err)
+	}
+	return 0
+}
+
+// openReportStore opens the configured store for reading counts. The
+// embedded file must exist (a wrong path would report zeros) and must not
+// be held by a running sekisho serve (bbolt locks it exclusively).
+func openReportStore(c *StoreConfig, log *slog.Logger) (greylist.Store, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	if c.Redis == nil {
+		if _, err := os.Stat(c.Path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("the embedded state store %s does not exist (wrong -config, or run from another directory?)", c.Path)
+		}
+		s, err := greylist.OpenBolt(c.Path, greylist.BoltOptions{Logger: log, SweepInterval: -1, LockTimeout: peekLockTimeout})
+		if err != nil {
+			if strings.Contains(err.Error(), "locked") {
+				return nil, fmt.Errorf("%w; the embedded store cannot be read while sekisho serve runs on it (Redis can)", err)
+			}
+			return nil, err
+		}
+		return s, nil
+	}
+	return openStore(c, log, false)
+}
+
+// The counts of the stores of `sekisho explain` (store.go): the empty store
+// has none, the unavailable one answers its error.
+
+func (emptyStore) AddCounts(context.Context, greylist.CountBatch) error {
+	return errors.New("greylist: the empty store is read-only")
+}
+
+func (emptyStore) ReadCounts(context.Context, string, int) (greylist.WeekCounts, error) {
+	return greylist.WeekCounts{}, nil
+}
+
+func (emptyStore) SweepCounts(context.Context, string) (int, error) { return 0, nil }
+
+func (emptyStore) CountsExact() bool { return true }
+
+func (s unavailableStore) AddCounts(context.Context, greylist.CountBatch) error { return s.err }
+
+func (s unavailableStore) ReadCounts(context.Context, string, int) (greylist.WeekCounts, error) {
+	return greylist.WeekCounts{}, s.err
+}
+
+func (s unavailableStore) SweepCounts(context.Context, string) (int, error) { return 0, s.err }
+
+func (unavailableStore) CountsExact() bool { return true }
