@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 )
 
 // Formats are the outputs of `sekisho report -format`.
@@ -150,8 +151,9 @@ func (r *Report) WriteText(out io.Writer) error {
 			if i > 0 {
 				prev = r.Weeks[i-1].Causes[j]
 			}
-			fmt.Fprintf(w, "%-18s %10d %8s %10d %8s\n", c.Cause, c.Attempts, change(c.Attempts, prev.Attempts, i > 0),
+			line := fmt.Sprintf("%-18s %10d %8s %10d %8s", c.Cause, c.Attempts, change(c.Attempts, prev.Attempts, i > 0),
 				c.Distinct, change(c.Distinct, prev.Distinct, i > 0))
+			fmt.Fprintln(w, strings.TrimRight(line, " "))
 		}
 		var adds []string
 		for _, t := range wk.Top {
