@@ -173,6 +173,9 @@ func (d *deps) stateStore(cfg *Config) (greylist.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.observe != nil {
+		store = timedStore{store, d.observe}
+	}
 	d.store = store
 	d.closers = append(d.closers, func() {
 		if err := store.Close(); err != nil {

@@ -156,6 +156,7 @@ func runServe(args []string, stderr io.Writer) int {
 		return 1
 	}
 	defer d.close()
+	obs := newObservability(&cfg, d, log)
 	chain, err := buildChain(&cfg, d)
 	if err != nil {
 		log.Error("cannot start", "err", err)
@@ -193,8 +194,13 @@ func runServe(args []string, stderr io.Writer) int {
 	defer stopReloads()
 	watchReloads(ctx, d, log)
 
+	gcfg.Recorder = obs.recorder(gcfg.Router, gcfg.Recorder)
 	srv, err := gateway.New(gcfg)
 	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	if err := obs.start(ctx, srv, chain); err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
@@ -234,7 +240,7 @@ func runServe(args []string, stderr io.Writer) int {
 	errc := make(chan error, 8)
 	var httpSrv *http.Server
 	if httpL != nil {
-		httpSrv = newHTTPServer(httpHandler(srv, joinMetrics(checkMetrics(chain), d.relayTLSMetrics)), httpLimits)
+		httpSrv = newHTTPServer(httpHandler(obs), httpLimits)
 		log.Info("listening", "listener", "http", "addr", httpL.Addr().String())
 		go func() {
 			if err := httpSrv.Serve(httpL); !errors.Is(err, http.ErrServerClosed) {
@@ -264,11 +270,13 @@ func runServe(args []string, stderr io.Writer) int {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Limits.ShutdownGrace)
 	defer cancel()
-	if httpSrv != nil {
-		httpSrv.Close()
-	}
+	// The http listener stays open through the drain: /readyz says 503
+	// meanwhile, so that a load balancer sends new connections elsewhere.
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown grace period over: remaining sessions were told 421", "err", err)
+	}
+	if httpSrv != nil {
+		httpSrv.Close()
 	}
 	log.Info("stopped")
 	return 0
@@ -296,14 +304,13 @@ func newHTTPServer(h http.Handler, t httpTimeouts) *http.Server {
 	}
 }
 
-func httpHandler(srv *gateway.Server, more func(io.Writer)) http.Handler {
+// httpHandler serves /metrics (docs/metrics.md), /healthz (liveness: the
+// process answers) and /readyz (readiness: 503 while draining or while a
+// required dependency is down).
+func httpHandler(o *observability) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		srv.Metrics(w)
-		more(w)
-	})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.Handle("/metrics", metricsHandler(o.reg))
+	mux.HandleFunc("/healthz", healthz)
+	mux.HandleFunc("/readyz", o.health.readyz)
 	return mux
 }

@@ -35,6 +35,9 @@ type deps struct {
 	store greylist.Store
 	// tlsCounters count TLS towards next hops, for /metrics.
 	tlsCounters *relay.TLSCounters
+	// observe, if set before the store is opened, times the store's calls
+	// (sekisho_lookup_duration_seconds{kind="store"}).
+	observe lookup.ObserveFunc
 }
 
 // newDeps builds the resolver, the bad-domain list and (when configured) the

@@ -1,0 +1,240 @@
+package main
+
+// The dependencies' health (sekisho_up) and readiness (/readyz): a prober
+// asks the DNS canary, the LDAP canary and the state store every
+// health.interval; the next hops are judged by the call-aheads themselves
+// (the last outcome per route, from the decisions the gateway reports).
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"sekisho/greylist"
+	"sekisho/internal/mailaddr"
+	"sekisho/lookup"
+	"sekisho/relay"
+	"sekisho/report"
+)
+
+// depState is what the last probe of a dependency found.
+type depState struct {
+	up      bool
+	reason  string
+	checked time.Time
+}
+
+// healthKey is the key the store probe reads: absent, so the answer is
+// "not found" from a store that works.
+const healthKey = "sekisho:health-probe"
+
+// health probes the dependencies and answers /readyz. It is also a
+// report.Recorder, to see the next hops' outcomes.
+type health struct {
+	interval time.Duration
+	required []string
+	resolver *lookup.Resolver  // nil: no DNS canary probe
+	dir      *lookup.Directory // nil: no LDAP configured
+	ldapAddr string            // the address the LDAP probe asks for
+	store    greylist.KV       // nil: no store opened
+	router   *relay.Router
+	routes   []string // a name per route: its first domain
+	draining func() bool
+
+	mu   sync.Mutex
+	deps map[string]depState // dns_canary, ldap_canary, store
+	hops map[int]depState    // by route index
+}
+
+func newHealth(cfg *Config, d *deps, router *relay.Router, draining func() bool) *health {
+	h := &health{
+		interval: cfg.Health.Interval, required: cfg.Health.Required,
+		resolver: d.resolver, store: d.store, router: router, draining: draining,
+		deps: map[string]depState{}, hops: map[int]depState{},
+	}
+	if d.directory != nil {
+		h.dir = d.directory
+		// An address that does not exist, at the canary's domain: the
+		// search then needs the canary, and nothing is cached (only found
+		// entries are).
+		dom := cfg.LDAP.Canary[strings.LastIndexByte(cfg.LDAP.Canary, '@')+1:]
+		h.ldapAddr = "sekisho-health-probe@" + dom
+	}
+	for _, r := range cfg.Routes {
+		h.routes = append(h.routes, r.Domains[0])
+	}
+	return h
+}
+
+// configured lists the dependencies this gateway has, in order.
+func (h *health) configured() []string {
+	var ds []string
+	if h.resolver != nil {
+		ds = append(ds, depDNSCanary)
+	}
+	if h.dir != nil {
+		ds = append(ds, depLDAPCanary)
+	}
+	if h.store != nil {
+		ds = append(ds, depStore)
+	}
+	return append(ds, depNextHop)
+}
+
+// run probes now and every interval until ctx ends.
+func (h *health) run(ctx context.Context) {
+	t := time.NewTicker(h.interval)
+	defer t.Stop()
+	for {
+		h.probe(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// probe asks every probed dependency at once, each within the interval
+// (and at most 10 s).
+func (h *health) probe(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, min(h.interval, 10*time.Second))
+	defer cancel()
+	var wg sync.WaitGroup
+	set := func(dep string, up bool, reason string) {
+		h.mu.Lock()
+		h.deps[dep] = depState{up: up, reason: reason, checked: time.Now()}
+		h.mu.Unlock()
+	}
+	if h.resolver != nil {
+		wg.Go(func() {
+			r := h.resolver.Health(ctx)
+			set(depDNSCanary, r.Healthy, r.Reason)
+		})
+	}
+	if h.dir != nil {
+		wg.Go(func() {
+			r := h.dir.Account(ctx, h.ldapAddr)
+			set(depLDAPCanary, r.Outcome != lookup.AccountCouldNotTell, r.Reason)
+		})
+	}
+	if h.store != nil {
+		wg.Go(func() {
+			_, _, err := h.store.GetValue(ctx, healthKey)
+			if err != nil {
+				set(depStore, false, err.Error())
+				return
+			}
+			set(depStore, true, "answered")
+		})
+	}
+	wg.Wait()
+}
+
+// Record implements report.Recorder: a recipient accepted means its route's
+// next hop answered; nexthop_tempfail means it did not. Other causes say
+// nothing about the next hop (the checks refuse before the call-ahead).
+func (h *health) Record(e report.Event) {
+	var up bool
+	switch e.Cause {
+	case report.Accepted:
+		up = true
+	case report.NexthopTempfail:
+	default:
+		return
+	}
+	at := strings.LastIndexByte(e.Recipient, '@')
+	if at < 0 {
+		return
+	}
+	route := h.router.Lookup(mailaddr.Fold(e.Recipient[at+1:]))
+	if route < 0 {
+		return
+	}
+	reason := "last call-ahead answered"
+	if !up {
+		reason = "last call-ahead failed"
+	}
+	h.mu.Lock()
+	h.hops[route] = depState{up: up, reason: reason, checked: e.Time}
+	h.mu.Unlock()
+}
+
+// state returns a dependency's state; ok is false before its first probe.
+// next_hop is up unless the last call-ahead of some route failed.
+func (h *health) state(dep string) (s depState, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if dep != depNextHop {
+		s, ok = h.deps[dep]
+		return s, ok
+	}
+	s = depState{up: true, reason: "no call-ahead failed"}
+	var down []string
+	for i, st := range h.hops {
+		if !st.up {
+			down = append(down, h.routes[i])
+		}
+	}
+	if len(down) > 0 {
+		s = depState{up: false, reason: "last call-ahead failed for route " + strings.Join(down, ", ")}
+	}
+	return s, true
+}
+
+// ready tells /readyz's answer and why.
+func (h *health) ready() (bool, string) {
+	if h.draining != nil && h.draining() {
+		return false, "draining: shutting down, transactions in flight are finishing"
+	}
+	var why []string
+	for _, dep := range h.required {
+		s, ok := h.state(dep)
+		switch {
+		case !ok:
+			why = append(why, dep+": not probed yet")
+		case !s.up:
+			why = append(why, dep+" down: "+s.reason)
+		}
+	}
+	if len(why) > 0 {
+		return false, "not ready: " + strings.Join(why, "; ")
+	}
+	if len(h.required) == 0 {
+		return true, "ready (no dependency required)"
+	}
+	return true, "ready: " + strings.Join(h.required, ", ") + " up"
+}
+
+func (h *health) readyz(w http.ResponseWriter, _ *http.Request) {
+	ok, why := h.ready()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	io.WriteString(w, why+"\n")
+}
+
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, "ok: the process is alive (readiness: /readyz)\n")
+}
+
+// String summarizes every dependency (for the log at start).
+func (h *health) String() string {
+	var parts []string
+	for _, dep := range h.configured() {
+		s, ok := h.state(dep)
+		switch {
+		case !ok:
+			parts = append(parts, dep+"=unknown")
+		default:
+			parts = append(parts, fmt.Sprintf("%s=%v", dep, s.up))
+		}
+	}
+	return strings.Join(parts, " ")
+}
