@@ -307,3 +307,41 @@ func TestLMTPGoSMTPClient(t *testing.T) {
 		t.Errorf("campus next hop recorded %d messages", n)
 	}
 }
+
+// TestLMTPDuplicateRecipient: a recipient given twice in one LMTP
+// transaction is delivered once, and both RCPTs get the delivery's answer
+// after the data (RFC 2033 §4.2: one reply per accepted RCPT), also towards
+// an LMTP next hop, which takes one recipient per transaction.
+func TestLMTPDuplicateRecipient(t *testing.T) {
+	for _, lmtpHop := range []bool{false, true} {
+		hop := harness.StartNextHop(t, lmtpHop)
+		scheme := "smtp://"
+		if lmtpHop {
+			scheme = "lmtp://"
+		}
+		s := site{routes: []string{routeTo([]string{"campus.test", ".campus.test"}, scheme+hop.Addr)}}
+		_, lmtp := startWithLMTP(t, s)
+		c := harness.Dial(t, lmtp)
+		c.Expect("LHLO mail.campus.test", "250")
+		c.Expect("MAIL FROM:<alice@campus.test>", "250 2.1.0")
+		c.Expect("RCPT TO:<bob@campus.test>", "250 2.1.5")
+		c.Expect("RCPT TO:<carol@campus.test>", "250 2.1.5")
+		c.Expect("RCPT TO:<bob@campus.test>", "250 2.1.5")
+		c.Expect("DATA", "354")
+		c.SendRaw(campusMsg("twice", "hello\r\n") + ".\r\n")
+		for i := 0; i < 3; i++ {
+			if r := c.Read(); !strings.HasPrefix(r.String(), "250 2.0.0") {
+				t.Fatalf("lmtp next hop %v: reply %d after the data: %v\n%s", lmtpHop, i+1, r, c.Transcript())
+			}
+		}
+		got := map[string]int{}
+		for _, m := range hop.Messages() {
+			for _, to := range m.To {
+				got[to]++
+			}
+		}
+		if got["bob@campus.test"] != 1 || got["carol@campus.test"] != 1 {
+			t.Errorf("lmtp next hop %v: deliveries per recipient %v, want one each", lmtpHop, got)
+		}
+	}
+}

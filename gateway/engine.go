@@ -49,17 +49,20 @@ type engine struct {
 	dests     map[string]*destination
 	destOrder []string
 
-	tx       *filters.Transaction
-	active   bool // MAIL accepted
-	from     mailaddr.Address
-	params   MailParams
-	rcpts    []mailaddr.Address
-	rcptDSN  []relay.RcptDSN // the LMTP transaction's, by recipient
-	route    int             // index of the transaction's route, -1 before the first accepted RCPT
-	routeKey string
-	up       relay.Transaction
-	upErr    error // the next hop's connection broke: later RCPTs get this
-	headers  []filters.Header
+	tx      *filters.Transaction
+	active  bool // MAIL accepted
+	from    mailaddr.Address
+	params  MailParams
+	rcpts   []mailaddr.Address
+	rcptDSN []relay.RcptDSN // the LMTP transaction's, by recipient
+	// rcptAlias: for an LMTP recipient given twice, the index of its first
+	// occurrence (whose answer it gets); -1 otherwise.
+	rcptAlias []int
+	route     int // index of the transaction's route, -1 before the first accepted RCPT
+	routeKey  string
+	up        relay.Transaction
+	upErr     error // the next hop's connection broke: later RCPTs get this
+	headers   []filters.Header
 	// finished is the next hop transaction whose data was acknowledged: it
 	// is closed (QUIT) only after the client has its reply.
 	finished relay.Transaction
@@ -122,7 +125,7 @@ func (e *engine) reset() {
 		tx.Conn = map[string]any{}
 	}
 	e.tx = &tx
-	e.active, e.from, e.params, e.rcpts, e.rcptDSN = false, mailaddr.Address{}, MailParams{}, nil, nil
+	e.active, e.from, e.params, e.rcpts, e.rcptDSN, e.rcptAlias = false, mailaddr.Address{}, MailParams{}, nil, nil, nil
 	e.route, e.routeKey, e.upErr, e.headers = -1, "", nil, nil
 	e.dests, e.destOrder = nil, nil
 }

@@ -43,6 +43,18 @@ func (e *engine) lmtpRcpt(route int, key string, to mailaddr.Address, rp RcptPar
 		// per-recipient answer then is the answer for that recipient.
 		key += "/" + to.String()
 	}
+	for i, prev := range e.rcpts {
+		if prev == to && e.rcptAlias[i] < 0 {
+			// The same recipient twice: one delivery; the second RCPT
+			// gets the first one's answer (RFC 2033 §4.2 wants a reply
+			// for each).
+			e.rcptAlias = append(e.rcptAlias, i)
+			e.rcpts = append(e.rcpts, to)
+			e.rcptDSN = append(e.rcptDSN, rp.dsn())
+			e.tx.Rcpts = append(e.tx.Rcpts, to.String())
+			return
+		}
+	}
 	d := e.dests[key]
 	if d == nil {
 		d = &destination{route: route, domain: asciiDomain(to.Domain)}
@@ -50,6 +62,7 @@ func (e *engine) lmtpRcpt(route int, key string, to mailaddr.Address, rp RcptPar
 		e.destOrder = append(e.destOrder, key)
 	}
 	d.rcpts = append(d.rcpts, len(e.rcpts))
+	e.rcptAlias = append(e.rcptAlias, -1)
 	e.rcpts = append(e.rcpts, to)
 	e.rcptDSN = append(e.rcptDSN, rp.dsn())
 	e.tx.Rcpts = append(e.tx.Rcpts, to.String())
@@ -109,6 +122,11 @@ func (e *engine) dataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
 		}()
 	}
 	wg.Wait()
+	for i, a := range e.rcptAlias {
+		if a >= 0 {
+			out[i] = out[a]
+		}
+	}
 	return out
 }
 
@@ -144,6 +162,8 @@ func (e *engine) deliver(ctx context.Context, d *destination, body []byte, out [
 		up.Abort()
 		r = policy.FromError(err)
 	}
+	e.srv.log.Info("lmtp", "session", e.base.SessionID, "destination", d.domain, "next_hop", up.Hop(),
+		"next_hop_tls", tlsName(up.TLS()), "recipients", len(accepted), "reply", r.String())
 	for _, i := range accepted {
 		out[i] = r
 	}
