@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"os"
 	"os/exec"
+	"regexp"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,5 +60,9 @@ func TestSTARTTLS(t *testing.T) {
 	msgs := hop.Messages()
 	if len(msgs) != 1 || !strings.Contains(string(msgs[0].Data), "with ESMTPS id") {
 		t.Fatalf("next hop: %+v", msgs)
+	}
+	// The TLS version and cipher in a comment, as Postfix writes them.
+	if d := string(msgs[0].Data); !regexp.MustCompile(`\(using TLS 1\.[23] with cipher TLS_[A-Z0-9_]+\)\r\n\tby `).MatchString(d) {
+		t.Errorf("Received lacks the TLS comment:\n%s", d)
 	}
 }
