@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -200,5 +201,30 @@ func TestReportConfig(t *testing.T) {
 	cfg, err = ParseConfig("t.yaml", nil)
 	if err != nil || cfg.Report.Keep != report.DefaultKeep {
 		t.Errorf("default keep: %v, %v", cfg.Report.Keep, err)
+	}
+}
+
+func TestNewCounterCountsByConfiguredNetworks(t *testing.T) {
+	cfg, err := ParseConfig("t.yaml", []byte("checks:\n  greylist:\n    ipv4_prefix: 32\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := greylist.OpenBolt(filepath.Join(t.TempDir(), "state.db"), greylist.BoltOptions{SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c := cfg.newCounter(s, slog.New(slog.DiscardHandler))
+	mon := time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC)
+	for _, ip := range []string{"192.0.2.1", "192.0.2.2"} { // one /24, two /32
+		c.Record(report.Event{Time: mon, Cause: report.Greylist, Listener: "smtp", Client: netip.MustParseAddr(ip),
+			Sender: "bob@example.net", Recipient: "alice@campus.example"})
+	}
+	if err := c.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.ReadCounts(context.Background(), "2026-W45", 10)
+	if err != nil || w.Causes[report.Greylist].Distinct != 2 {
+		t.Errorf("distinct with ipv4_prefix 32 = %+v, %v; want 2", w.Causes[report.Greylist], err)
 	}
 }
