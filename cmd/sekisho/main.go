@@ -194,7 +194,15 @@ func runServe(args []string, stderr io.Writer) int {
 	defer stopReloads()
 	watchReloads(ctx, d, log)
 
-	gcfg.Recorder = obs.recorder(gcfg.Router, gcfg.Recorder)
+	// Every decision is counted for the weekly reports, in the one state
+	// store (docs/report.md).
+	store, err := d.stateStore(&cfg)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	counter := cfg.newCounter(store, log)
+	gcfg.Recorder = obs.recorder(gcfg.Router, counter)
 	srv, err := gateway.New(gcfg)
 	if err != nil {
 		log.Error("cannot start", "err", err)
@@ -241,6 +249,7 @@ func runServe(args []string, stderr io.Writer) int {
 	var httpSrv *http.Server
 	if httpL != nil {
 		httpSrv = newHTTPServer(httpHandler(obs), httpLimits)
+		httpSrv.Handler = withReportPages(httpSrv.Handler, reportLoader(&cfg, d))
 		log.Info("listening", "listener", "http", "addr", httpL.Addr().String())
 		go func() {
 			if err := httpSrv.Serve(httpL); !errors.Is(err, http.ErrServerClosed) {
@@ -277,6 +286,12 @@ func runServe(args []string, stderr io.Writer) int {
 	}
 	if httpSrv != nil {
 		httpSrv.Close()
+	}
+	// The counts still in memory go to the store before it is closed.
+	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer fcancel()
+	if err := counter.Close(fctx); err != nil {
+		log.Warn("report counts not flushed at shutdown", "err", err)
 	}
 	log.Info("stopped")
 	return 0
