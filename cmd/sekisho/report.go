@@ -74,6 +74,7 @@ func (c *Config) newCounter(store greylist.Counts, log *slog.Logger) *report.Cou
 }
 
 const reportUsage = `usage: sekisho report [-config FILE] [-weeks N | -from DATE -to DATE] [-format text|csv|json]
+                      [-svg FILE] [-mail-to ADDR]
 
 Counts of every deferral and rejection by cause, and of accepted mail, per
 ISO week (Monday to Sunday, UTC): attempts and distinct (client network,
@@ -103,6 +104,8 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	from := fs.String("from", "", "first day (YYYY-MM-DD, UTC), with -to")
 	to := fs.String("to", "", "last day (YYYY-MM-DD, UTC), with -from")
 	format := fs.String("format", "text", "text, csv or json")
+	svgFile := fs.String("svg", "", "also write the SVG chart to `FILE`")
+	mailTo := fs.String("mail-to", "", "also mail the text report with the chart attached to `ADDR`, through the next hop of its route")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -181,7 +184,7 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	if err := r.Write(stdout, *format); err != nil {
 		return fail(err)
 	}
-	return 0
+	return reportExtras(r, &cfg, *svgFile, *mailTo, stderr)
 }
 
 // openReportStore opens the configured store for reading counts. The
