@@ -63,9 +63,9 @@ func TestHTTPMetricsAndHealth(t *testing.T) {
 
 	m := get(t, "http://"+httpAddr+"/metrics")
 	for _, want := range []string{
-		`sekisho_decisions_total{stage="data",outcome="accepted"} 1`,
-		`sekisho_decisions_total{stage="rcpt",outcome="rejected"} 1`,
-		`sekisho_decisions_total{stage="rcpt",outcome="accepted"} 1`,
+		`sekisho_decisions_total{check="",listener="smtp",outcome="accepted",stage="data"} 1`,
+		`sekisho_decisions_total{check="relay",listener="smtp",outcome="rejected",stage="rcpt"} 1`,
+		`sekisho_decisions_total{check="",listener="smtp",outcome="accepted",stage="rcpt"} 1`,
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %q:\n%s", want, m)
@@ -75,7 +75,7 @@ func TestHTTPMetricsAndHealth(t *testing.T) {
 	// the client whose RCPT reached the check), and mail still flowed.
 	var n int
 	for _, line := range strings.Split(m, "\n") {
-		if strings.HasPrefix(line, `sekisho_dnsbl_answers_total{zone="dnsbl.test",answer="could_not_tell"} `) {
+		if strings.HasPrefix(line, `sekisho_dnsbl_answers_total{answer="could_not_tell",zone="dnsbl.test"} `) {
 			fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &n)
 		}
 	}

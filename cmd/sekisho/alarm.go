@@ -44,9 +44,9 @@ type tempfailAlarm struct {
 	minEvents int
 	now       func() time.Time
 	log       *slog.Logger
-	// notify, if set, is called (in a goroutine of its own) with a subject
-	// and a body at the start and the end of each episode.
-	notify func(subject, body string)
+	// notices go, in order, to the function given to setNotify; a notice
+	// that finds the queue full is dropped (the log lines remain).
+	notices chan [2]string
 
 	mu      sync.Mutex
 	buckets [alarmBuckets]alarmBucket
@@ -126,7 +126,7 @@ func (a *tempfailAlarm) evaluate() {
 	var args []any
 	for i, c := range infraCauses {
 		if infra[i] > 0 {
-			causes = append(causes, fmt.Sprintf("%s=%d", c, infra[i]))
+			causes = append(causes, fmt.Sprintf("%s:%d", c, infra[i]))
 		}
 	}
 	share := 0.0
@@ -149,9 +149,25 @@ func (a *tempfailAlarm) evaluate() {
 		body = fmt.Sprintf("The episode that began at %s is over after %v: %d of the last %d mail decisions in %v were infrastructure deferrals.\n",
 			since.Format(time.RFC3339), now.Sub(since).Round(time.Second), sum, total, a.window)
 	}
-	if a.notify != nil {
-		go a.notify(subject, body)
+	if a.notices != nil {
+		select {
+		case a.notices <- [2]string{subject, body}:
+		default:
+			a.log.Warn("alarm notice dropped: earlier ones are still being sent", "subject", subject)
+		}
 	}
+}
+
+// setNotify has f called, from a goroutine of its own and in order, with a
+// subject and a body at the start and the end of each episode. Call it
+// before the first Record.
+func (a *tempfailAlarm) setNotify(f func(subject, body string)) {
+	a.notices = make(chan [2]string, 8)
+	go func() {
+		for n := range a.notices {
+			f(n[0], n[1])
+		}
+	}()
 }
 
 // Firing reports whether an episode is on (sekisho_alarm).

@@ -48,7 +48,7 @@ func (o *observability) recorder(router *relay.Router, rec report.Recorder) repo
 	if to := o.cfg.Alarm.MailTo; to != "" {
 		addr, _ := parseMailbox(to) // validated with the config
 		addr.Domain = mailaddr.Fold(addr.Domain)
-		o.alarm.notify = alarmMailer(router, o.cfg.Hostname, addr, o.log)
+		o.alarm.setNotify(alarmMailer(router, o.cfg.Hostname, addr, o.log))
 	}
 	return report.Multi{o.health, o.alarm, rec}
 }
