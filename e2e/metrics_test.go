@@ -292,7 +292,7 @@ func TestTempfailAlarm(t *testing.T) {
 	httpAddr := testenv.FreePort(t)
 	s := ldapSite(t, slapd.URL(), "smtp://"+hop.Addr)
 	s.http = httpAddr
-	s.extra += "alarm: {window: 3s, min_events: 3, tempfail_ratio: 0.5}\n"
+	s.extra += "alarm: {window: 3s, min_events: 3, tempfail_ratio: 0.5, mail_to: alarms@campus.test}\n"
 	gw := harness.Start(t, s.yaml(t))
 	const fired, over = "alarm: infrastructure deferrals above threshold", "alarm over: infrastructure deferrals back under threshold"
 
@@ -312,6 +312,7 @@ func TestTempfailAlarm(t *testing.T) {
 	if got := series(scrape(t, httpAddr), "sekisho_alarm"); got["kind=tempfail"] != 1 {
 		t.Errorf("sekisho_alarm during the episode: %v", got)
 	}
+	gw.WaitLog("alarm mail sent", 10*time.Second)
 	slapd.Restart()
 	c.Expect("RCPT TO:<nosuchuser@campus.test>", "550 5.1.1")
 	line = gw.WaitLog(over, 15*time.Second)
@@ -321,8 +322,26 @@ func TestTempfailAlarm(t *testing.T) {
 	if got := series(scrape(t, httpAddr), "sekisho_alarm"); got["kind=tempfail"] != 0 {
 		t.Errorf("sekisho_alarm after the episode: %v", got)
 	}
-	if n := strings.Count(gw.Log(), fired); n != 1 {
-		t.Errorf("%d ERROR lines for one episode", n)
+	errorLines := 0
+	for _, l := range strings.Split(gw.Log(), "\n") {
+		if strings.Contains(l, "level=ERROR") && strings.Contains(l, fired) {
+			errorLines++
+		}
 	}
+	if errorLines != 1 {
+		t.Errorf("%d ERROR lines for one episode", errorLines)
+	}
+	// Both notices reached alarm.mail_to through the route's next hop, from
+	// the null sender.
+	pollUntil(t, 10*time.Second, "two alarm mails at the next hop", func() (bool, string) {
+		var subjects []string
+		for _, m := range hop.Messages() {
+			if len(m.To) == 1 && m.To[0] == "alarms@campus.test" && m.From == "" {
+				subjects = append(subjects, string(m.Data))
+			}
+		}
+		return len(subjects) == 2 && strings.Contains(subjects[0], "Subject: sekisho alarm: infrastructure") &&
+			strings.Contains(subjects[1], "Subject: sekisho alarm over"), strings.Join(subjects, "\n---\n")
+	})
 	c.Expect("QUIT", "221")
 }

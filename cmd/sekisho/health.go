@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"sekisho/greylist"
@@ -44,6 +45,7 @@ type health struct {
 	router   *relay.Router
 	routes   []string // a name per route: its first domain
 	draining func() bool
+	stopping atomic.Bool // set at SIGTERM, before the drain begins
 
 	mu   sync.Mutex
 	deps map[string]depState // dns_canary, ldap_canary, store
@@ -188,7 +190,7 @@ func (h *health) state(dep string) (s depState, ok bool) {
 
 // ready tells /readyz's answer and why.
 func (h *health) ready() (bool, string) {
-	if h.draining != nil && h.draining() {
+	if h.stopping.Load() || h.draining != nil && h.draining() {
 		return false, "draining: shutting down, transactions in flight are finishing"
 	}
 	var why []string

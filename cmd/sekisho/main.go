@@ -272,6 +272,7 @@ func runServe(args []string, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	select {
 	case sig := <-sigs:
+		obs.shuttingDown() // /readyz is 503 from now on
 		log.Info("shutting down: no new connections, transactions in flight may finish", "signal", sig.String(), "grace", cfg.Limits.ShutdownGrace)
 	case err := <-errc:
 		log.Error("listener failed", "err", err)

@@ -74,3 +74,7 @@ func (o *observability) start(ctx context.Context, srv *gateway.Server, chain *f
 	go o.alarm.run(ctx)
 	return nil
 }
+
+// shuttingDown turns /readyz to 503 at once, before the gateway's drain
+// begins.
+func (o *observability) shuttingDown() { o.health.stopping.Store(true) }
