@@ -205,6 +205,9 @@ func TestMetricsExposition(t *testing.T) {
 		}
 	}
 
+	if got := series(mfs, "sekisho_report_dropped_total"); len(got) != 1 || got[""] != 0 {
+		t.Errorf("sekisho_report_dropped_total: %v, want 0", got)
+	}
 	for _, fam := range []string{"go_goroutines", "go_memstats_alloc_bytes", "process_cpu_seconds_total", "process_open_fds"} {
 		if mfs[fam] == nil {
 			t.Errorf("/metrics lacks %s (Go and process collectors)", fam)
