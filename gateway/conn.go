@@ -177,7 +177,7 @@ func (c *conn) reply(r *policy.Reply) error {
 	if err == nil && tooMany {
 		c.log.Info("session", "outcome", "disconnected", "reply", policy.TooManyErrors.String(),
 			"reason", "error limit reached", "errors", c.errors)
-		c.srv.metrics.decision("session", "disconnected")
+		c.srv.metrics.decided(c.listener, "session", "error_limit", "disconnected")
 		err = c.writeLocked(policy.TooManyErrors)
 		r = policy.TooManyErrors
 	}

@@ -231,7 +231,7 @@ func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address, rp RcptParams) *
 		}
 	}
 	if e.up == nil {
-		up, err := e.srv.router.Begin(ctx, route, asciiDomain(to.Domain), e.envelope())
+		up, err := e.srv.begin(ctx, route, asciiDomain(to.Domain), e.envelope())
 		if err != nil {
 			return e.refuse("call_ahead", policy.FromError(err), "call-ahead: "+err.Error(), to)
 		}
@@ -525,6 +525,23 @@ func addressLiteral(ip netip.Addr) string {
 		return "[IPv6:" + ip.String() + "]"
 	}
 	return "[" + ip.Unmap().String() + "]"
+}
+
+// begin is the call-ahead, timed for the metrics.
+func (s *Server) begin(ctx context.Context, route int, domain string, env relay.Envelope) (relay.Transaction, error) {
+	start := time.Now()
+	up, err := s.router.Begin(ctx, route, domain, env)
+	if obs := s.cfg.ObserveNextHop; obs != nil {
+		outcome := "ok"
+		if err != nil {
+			outcome = "deferred"
+			if policy.FromError(err).Permanent() {
+				outcome = "refused"
+			}
+		}
+		obs("nexthop", outcome, time.Since(start))
+	}
+	return up, err
 }
 
 // tlsName says how the connection to a next hop is protected, for the log.

@@ -68,6 +68,11 @@ type Config struct {
 	// TLS of the whole Internet.
 	TLS *tls.Config
 
+	// ObserveNextHop, when set, is told how long each call-ahead took and
+	// how it ended ("ok", "deferred", "refused"): the nexthop kind of the
+	// lookup duration histogram.
+	ObserveNextHop func(kind, outcome string, took time.Duration)
+
 	// Recorder counts every decision for the reports (report.Counter);
 	// nil counts nothing.
 	Recorder report.Recorder

@@ -135,7 +135,7 @@ func (e *engine) dataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
 func (e *engine) deliver(ctx context.Context, d *destination, body []byte, out []*policy.Reply) {
 	env := e.envelope()
 	env.Size = int64(len(body))
-	up, err := e.srv.router.Begin(ctx, d.route, d.domain, env)
+	up, err := e.srv.begin(ctx, d.route, d.domain, env)
 	if err != nil {
 		r := policy.FromError(err)
 		e.srv.log.Info("lmtp", "session", e.base.SessionID, "destination", d.domain, "reply", r.String(), "reason", "call-ahead: "+err.Error())

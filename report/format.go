@@ -181,3 +181,45 @@ func (r *Report) WriteText(out io.Writer) error {
 	}
 	return w.Flush()
 }
+
+// FromJSON rebuilds a Report from its JSON document (version 1): what
+// `sekisho report` does with a running gateway's /report.json when it
+// cannot open the embedded store itself.
+func FromJSON(j JSON) (*Report, error) {
+	if j.Version != JSONVersion {
+		return nil, fmt.Errorf("report JSON version %d, want %d", j.Version, JSONVersion)
+	}
+	r := &Report{From: j.From, To: j.To, TimeZone: j.TimeZone, Distinct: j.Distinct, Causes: j.Causes}
+	index := map[string]int{}
+	for _, row := range j.Rows {
+		i, ok := index[row.Week]
+		if !ok {
+			i = len(r.Weeks)
+			index[row.Week] = i
+			r.Weeks = append(r.Weeks, Week{Week: row.Week, Start: row.Start, End: row.End})
+			for _, c := range DomainCauses {
+				r.Weeks[i].Top = append(r.Weeks[i].Top, TopDomains{Cause: c})
+			}
+		}
+		r.Weeks[i].Causes = append(r.Weeks[i].Causes, CauseCount{Cause: row.Cause, Attempts: row.Attempts,
+			Distinct: row.Distinct, Listeners: row.Listeners})
+	}
+	for _, w := range r.Weeks {
+		if len(w.Causes) != len(r.Causes) {
+			return nil, fmt.Errorf("report JSON: week %s has %d causes, want %d", w.Week, len(w.Causes), len(r.Causes))
+		}
+	}
+	for _, t := range j.TopDomains {
+		i, ok := index[t.Week]
+		if !ok {
+			return nil, fmt.Errorf("report JSON: top domain of unknown week %s", t.Week)
+		}
+		for k := range r.Weeks[i].Top {
+			if r.Weeks[i].Top[k].Cause == t.Cause {
+				r.Weeks[i].Top[k].Domains = append(r.Weeks[i].Top[k].Domains,
+					DomainCount{Domain: t.Domain, Attempts: t.Attempts, Senders: t.Senders, Listed: t.Listed})
+			}
+		}
+	}
+	return r, nil
+}

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"sekisho/internal/mailaddr"
 )
@@ -27,12 +28,36 @@ var Paths = []string{"/report", "/report.svg", "/report.csv", "/report.json"}
 // are 404, methods other than GET and HEAD 405. When load fails (the store
 // cannot be read) every path answers 503 with the reason in plain text,
 // never a report of zeros.
-func Handler(load func(context.Context) (*Report, error)) http.Handler {
+//
+// A request may name the weeks with from and to (dates, YYYY-MM-DD): load
+// gets their Mondays, or nil for its default weeks. `sekisho report` uses
+// this to read a running gateway's counts when it cannot open the embedded
+// store itself.
+func Handler(load func(ctx context.Context, weeks []time.Time) (*Report, error)) http.Handler {
 	return &handler{load: load}
 }
 
 type handler struct {
-	load func(context.Context) (*Report, error)
+	load func(context.Context, []time.Time) (*Report, error)
+}
+
+// queryWeeks reads from and to of a request: the Mondays of the weeks they
+// span, nil when neither is given.
+func queryWeeks(req *http.Request) ([]time.Time, error) {
+	q := req.URL.Query()
+	from, to := q.Get("from"), q.Get("to")
+	if from == "" && to == "" {
+		return nil, nil
+	}
+	f, err1 := time.Parse(time.DateOnly, from)
+	t, err2 := time.Parse(time.DateOnly, to)
+	switch {
+	case err1 != nil || err2 != nil:
+		return nil, fmt.Errorf("from and to are dates, YYYY-MM-DD")
+	case t.Before(f), t.Sub(f) > 10*366*24*time.Hour:
+		return nil, fmt.Errorf("from and to do not make a period of at most 10 years")
+	}
+	return WeeksBetween(f, t), nil
 }
 
 // securityHeaders are set on every answer: no script may run, nothing may
@@ -68,7 +93,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "405 method not allowed: the report is read-only (GET)", http.StatusMethodNotAllowed)
 		return
 	}
-	r, err := h.load(req.Context())
+	weeks, err := queryWeeks(req)
+	if err != nil {
+		http.Error(w, "400 "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	r, err := h.load(req.Context(), weeks)
 	if err == nil && r == nil {
 		err = fmt.Errorf("no report")
 	}

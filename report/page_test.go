@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"sekisho/report"
 )
@@ -23,7 +24,7 @@ func serve(t *testing.T, h http.Handler, method, path string) *httptest.Response
 }
 
 func loaded(r *report.Report) http.Handler {
-	return report.Handler(func(context.Context) (*report.Report, error) { return r, nil })
+	return report.Handler(func(context.Context, []time.Time) (*report.Report, error) { return r, nil })
 }
 
 // cellsRe finds a table row's cells.
@@ -147,7 +148,7 @@ func TestAddLine(t *testing.T) {
 // TestHandlerStoreDown: when the store cannot be read every path answers
 // 503 with the reason, and no table, chart or zero.
 func TestHandlerStoreDown(t *testing.T) {
-	h := report.Handler(func(context.Context) (*report.Report, error) {
+	h := report.Handler(func(context.Context, []time.Time) (*report.Report, error) {
 		return nil, errors.New("redis: connection refused")
 	})
 	for _, p := range report.Paths {

@@ -202,6 +202,7 @@ func runServe(args []string, stderr io.Writer) int {
 		return 1
 	}
 	counter := cfg.newCounter(store, log)
+	gcfg.ObserveNextHop = d.observe
 	gcfg.Recorder = obs.recorder(gcfg.Router, counter)
 	srv, err := gateway.New(gcfg)
 	if err != nil {

@@ -5,12 +5,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -159,6 +164,20 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	store, err := openReportStore(&cfg.Store, log)
+	if errors.Is(err, errStoreHeld) && cfg.Listen.HTTP != "" {
+		// The running gateway holds the embedded store: ask it.
+		r, herr := reportOverHTTP(cfg.Listen.HTTP, mondays)
+		if herr != nil {
+			return fail(fmt.Errorf("%v; and the running gateway's %s could not give it either: %v", err, cfg.Listen.HTTP, herr))
+		}
+		if dc := cfg.Checks.Domain; dc.BadDomains != "" && !dc.Off {
+			r.BadDomainsFile = dc.BadDomains
+		}
+		if err := r.Write(stdout, *format); err != nil {
+			return fail(err)
+		}
+		return reportExtras(r, &cfg, *svgFile, *mailTo, stderr)
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -187,6 +206,44 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	return reportExtras(r, &cfg, *svgFile, *mailTo, stderr)
 }
 
+// errStoreHeld: the embedded store is locked by a running sekisho serve.
+var errStoreHeld = errors.New("the embedded state store is held by a running sekisho serve")
+
+// reportOverHTTP reads the report of the given weeks from a running
+// gateway's /report.json (its http listener, on loopback or the admin
+// network), for an embedded store that the gateway holds locked.
+func reportOverHTTP(addr string, mondays []time.Time) (*report.Report, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if ip, perr := netip.ParseAddr(host); host == "" || (perr == nil && ip.IsUnspecified()) {
+		host = "127.0.0.1" // listening on every address: ask on loopback
+	}
+	q := url.Values{}
+	q.Set("from", mondays[0].Format(time.DateOnly))
+	q.Set("to", mondays[len(mondays)-1].AddDate(0, 0, 6).Format(time.DateOnly))
+	u := url.URL{Scheme: "http", Host: net.JoinHostPort(host, port), Path: "/report.json", RawQuery: q.Encode()}
+	client := http.Client{Timeout: reportStoreTimeout}
+	resp, err := client.Get(u.String())
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	var j report.JSON
+	if err := json.Unmarshal(body, &j); err != nil {
+		return nil, fmt.Errorf("%s: %v", u.Path, err)
+	}
+	return report.FromJSON(j)
+}
+
 // openReportStore opens the configured store for reading counts. The
 // embedded file must exist (a wrong path would report zeros) and must not
 // be held by a running sekisho serve (bbolt locks it exclusively).
@@ -201,7 +258,7 @@ func openReportStore(c *StoreConfig, log *slog.Logger) (greylist.Store, error) {
 		s, err := greylist.OpenBolt(c.Path, greylist.BoltOptions{Logger: log, SweepInterval: -1, LockTimeout: peekLockTimeout})
 		if err != nil {
 			if strings.Contains(err.Error(), "locked") {
-				return nil, fmt.Errorf("%w; the embedded store cannot be read while sekisho serve runs on it (Redis can)", err)
+				return nil, fmt.Errorf("%w: %v; the embedded store cannot be read while sekisho serve runs on it without listen.http (Redis can)", errStoreHeld, err)
 			}
 			return nil, err
 		}

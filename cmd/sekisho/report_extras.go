@@ -158,24 +158,27 @@ const reportPagesTimeout = 15 * time.Second
 // request, the NXDOMAIN domains marked against the bad list in force.
 // It opens the state store now (once, shared with greylisting); if that
 // fails, every request answers 503 with the reason.
-func reportLoader(cfg *Config, d *deps) func(context.Context) (*report.Report, error) {
+func reportLoader(cfg *Config, d *deps) func(context.Context, []time.Time) (*report.Report, error) {
 	store, openErr := d.stateStore(cfg)
-	return func(ctx context.Context) (*report.Report, error) {
+	return func(ctx context.Context, weeks []time.Time) (*report.Report, error) {
 		if openErr != nil {
 			return nil, fmt.Errorf("the state store could not be opened: %w", openErr)
 		}
-		return loadReport(ctx, store, cfg, d.badDomains, time.Now())
+		return loadReport(ctx, store, cfg, d.badDomains, time.Now(), weeks)
 	}
 }
 
 // loadReport builds the report of the /report pages from store.
-func loadReport(ctx context.Context, store greylist.Counts, cfg *Config, bad *policy.BadDomains, now time.Time) (*report.Report, error) {
+func loadReport(ctx context.Context, store greylist.Counts, cfg *Config, bad *policy.BadDomains, now time.Time, weeks []time.Time) (*report.Report, error) {
 	if store == nil {
 		return nil, errors.New("no state store")
 	}
 	ctx, cancel := context.WithTimeout(ctx, reportPagesTimeout)
 	defer cancel()
-	opts := report.Options{Weeks: report.LastWeeks(now, report.DefaultWeeks)}
+	if weeks == nil {
+		weeks = report.LastWeeks(now, report.DefaultWeeks)
+	}
+	opts := report.Options{Weeks: weeks}
 	var list *policy.BadDomainList
 	if bad != nil {
 		list = bad.List()
@@ -189,7 +192,7 @@ func loadReport(ctx context.Context, store greylist.Counts, cfg *Config, bad *po
 
 // withReportPages serves report.Paths from h and everything else from next
 // (the http listener's /metrics, /healthz, /readyz).
-func withReportPages(next http.Handler, load func(context.Context) (*report.Report, error)) http.Handler {
+func withReportPages(next http.Handler, load func(context.Context, []time.Time) (*report.Report, error)) http.Handler {
 	mux := http.NewServeMux()
 	h := report.Handler(load)
 	for _, p := range report.Paths {

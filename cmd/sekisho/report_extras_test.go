@@ -195,8 +195,8 @@ func TestReportPagesOnHTTPListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "next "+r.URL.Path) })
-	h := withReportPages(next, func(ctx context.Context) (*report.Report, error) {
-		return loadReport(ctx, store, &cfg, d.badDomains, time.Date(2026, 11, 10, 12, 0, 0, 0, time.UTC)) // W45 is the last complete week
+	h := withReportPages(next, func(ctx context.Context, weeks []time.Time) (*report.Report, error) {
+		return loadReport(ctx, store, &cfg, d.badDomains, time.Date(2026, 11, 10, 12, 0, 0, 0, time.UTC), weeks) // W45 is the last complete week
 	})
 
 	get := func(h http.Handler, p string) *httptest.ResponseRecorder {
@@ -226,8 +226,8 @@ func TestReportPagesOnHTTPListener(t *testing.T) {
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "could not be opened") {
 		t.Errorf("store not opened: %d %q", rec.Code, rec.Body.String())
 	}
-	broken := func(ctx context.Context) (*report.Report, error) {
-		return loadReport(ctx, unavailableStore{err: errors.New("redis: dial tcp 127.0.0.1:1: connection refused")}, &cfg, nil, time.Now())
+	broken := func(ctx context.Context, _ []time.Time) (*report.Report, error) {
+		return loadReport(ctx, unavailableStore{err: errors.New("redis: dial tcp 127.0.0.1:1: connection refused")}, &cfg, nil, time.Now(), nil)
 	}
 	rec = get(withReportPages(next, broken), "/report.csv")
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "connection refused") || strings.Contains(rec.Body.String(), "week,") {

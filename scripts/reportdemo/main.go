@@ -97,7 +97,7 @@ func run(out string) error {
 		return err
 	}
 	rec := httptest.NewRecorder()
-	h := report.Handler(func(context.Context) (*report.Report, error) { return rep, nil })
+	h := report.Handler(func(context.Context, []time.Time) (*report.Report, error) { return rep, nil })
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/report", nil))
 	if rec.Code != http.StatusOK {
 		return fmt.Errorf("/report: %d %s", rec.Code, rec.Body)
