@@ -3,11 +3,13 @@ package e2e
 import (
 	"encoding/json"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"sekisho/internal/harness"
+	"sekisho/internal/testenv"
 )
 
 // TestReportCountsDecisions: the decisions of real sessions through the
@@ -87,5 +89,41 @@ func TestReportCountsDecisions(t *testing.T) {
 		if r.Cause == "relay_denied" && r.Listeners["smtp"] != 3 {
 			t.Errorf("relay_denied per listener: %v, want smtp: 3", r.Listeners)
 		}
+	}
+}
+
+// TestReportWhileServing: the running gateway holds the embedded store
+// (bbolt locks it), so `sekisho report` asks the gateway's http listener for
+// the counts instead, and prints the same report.
+func TestReportWhileServing(t *testing.T) {
+	httpAddr := testenv.FreePort(t)
+	gw, _ := campus(t, func(s *site) {
+		s.http = httpAddr
+		s.extra += "report: {flush_interval: 100ms}\n"
+	})
+	c := harness.DialFrom(t, outside, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<bob@campus.test>", "250 2.1.0")
+	for i := 0; i < 4; i++ {
+		c.Expect("RCPT TO:<victim@example.net>", "554 5.7.1")
+	}
+	c.Expect("QUIT", "221")
+
+	today := time.Now().UTC().Format("2006-01-02")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		cmd := exec.Command(harness.Binary(t), "report", "-config", "sekisho.yaml", "-from", today, "-to", today, "-format", "csv")
+		cmd.Dir = gw.Dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("sekisho report while serving: %v\n%s", err, out)
+		}
+		if strings.Contains(string(out), ",relay_denied,4,1") {
+			break // counted, flushed, and read through the gateway
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the counts never showed:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond) // the counter flushes every 100 ms
 	}
 }

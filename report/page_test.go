@@ -214,3 +214,45 @@ func TestHandlerFormatsAndMethods(t *testing.T) {
 		t.Errorf("other path: %d, want 404", rec.Code)
 	}
 }
+
+// TestFromJSONRoundTrip: what /report.json serves rebuilds the same report
+// (sekisho report reads a running gateway's counts this way), and the
+// from/to of a request reach the loader as the Mondays of the period.
+func TestFromJSONRoundTrip(t *testing.T) {
+	r := chartReport()
+	back, err := report.FromJSON(r.JSON())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := json.Marshal(r.JSON())
+	b, _ := json.Marshal(back.JSON())
+	if string(a) != string(b) {
+		t.Errorf("round trip changed the report:\n%s\n%s", a, b)
+	}
+	var text1, text2 strings.Builder
+	r.Write(&text1, "text")
+	back.Write(&text2, "text")
+	if text1.String() != text2.String() {
+		t.Errorf("the text report differs after the round trip")
+	}
+	if _, err := report.FromJSON(report.JSON{Version: 99}); err == nil {
+		t.Error("an unknown JSON version was accepted")
+	}
+
+	var got []time.Time
+	h := report.Handler(func(_ context.Context, weeks []time.Time) (*report.Report, error) { got = weeks; return r, nil })
+	if rec := serve(t, h, http.MethodGet, "/report.json?from=2026-11-10&to=2026-11-22"); rec.Code != http.StatusOK {
+		t.Fatalf("from/to: %d", rec.Code)
+	}
+	if len(got) != 2 || got[0].Format(time.DateOnly) != "2026-11-09" || got[1].Format(time.DateOnly) != "2026-11-16" {
+		t.Errorf("weeks %v, want the Mondays 2026-11-09 and 2026-11-16", got)
+	}
+	if rec := serve(t, h, http.MethodGet, "/report.json?from=2026-11-22&to=2026-11-10"); rec.Code != http.StatusBadRequest {
+		t.Errorf("to before from: %d, want 400", rec.Code)
+	}
+	got = []time.Time{{}}
+	serve(t, h, http.MethodGet, "/report.json")
+	if got != nil {
+		t.Errorf("no from/to: weeks %v, want nil (the loader's default)", got)
+	}
+}
