@@ -67,7 +67,10 @@ func causeOf(check string, r *policy.Reply, given string) string {
 // decides nothing).
 func (e *engine) count(check string, r *policy.Reply, given string, rcpt mailaddr.Address) {
 	rec := e.srv.cfg.Recorder
-	if rec == nil || e.dryRun {
+	if rec == nil || e.dryRun || (e.gone != nil && e.gone()) {
+		// explain decides nothing; a client that hung up under its
+		// lookups or call-ahead made no decision to count either (and
+		// must not look like an outage to the tempfail alarm).
 		return
 	}
 	cause := causeOf(check, r, given)

@@ -156,12 +156,17 @@ func clientReadErr(err error) error {
 	var ne net.Error
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
-		return policy.DataTimeout
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
-		return fmt.Errorf("%w: client went away during DATA", policy.TempLocal)
+		return fmt.Errorf("%w (%w)", policy.DataTimeout, errClientFailed)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), errors.Is(err, errTransferAbandoned):
+		return fmt.Errorf("%w: client went away during DATA (%w)", policy.TempLocal, errClientFailed)
 	}
-	return err
+	return fmt.Errorf("%w (%w)", err, errClientFailed)
 }
+
+// errClientFailed marks a failure on the client's side of the data (a
+// stall, a hang-up, an abandoned BDAT): not a decision about the mail, and
+// not an infrastructure failure, so it is not counted for the reports.
+var errClientFailed = errors.New("client side failed")
 
 // maxHeaderBytes bounds the header section sekisho reads into memory before
 // deciding; the header check may set a smaller bound of its own.

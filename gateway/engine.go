@@ -46,6 +46,11 @@ type engine struct {
 	// destinations, each delivered at the end of the data (lmtp.go).
 	lmtp      bool
 	dataCheck string // the check that decided the data, for the counters
+	// dataClientFailed: the client failed during the LMTP data
+	dataClientFailed bool
+	// gone reports a session whose client has left (its context ended):
+	// nothing is counted then.
+	gone      func() bool
 	dests     map[string]*destination
 	destOrder []string
 
@@ -275,7 +280,9 @@ func (e *engine) Data(ctx context.Context, msg io.Reader) *policy.Reply {
 		e.up = nil
 	}
 	for _, to := range e.rcpts {
-		e.count(r.check, r.reply, "", to)
+		if !r.clientFailed {
+			e.count(r.check, r.reply, "", to)
+		}
 	}
 	e.obs.decided("data", r.check, r.reply, r.reason, "rcpts", e.tx.Rcpts)
 	e.reset()
@@ -285,6 +292,14 @@ func (e *engine) Data(ctx context.Context, msg io.Reader) *policy.Reply {
 type dataOutcome struct {
 	reply         *policy.Reply
 	check, reason string
+	// clientFailed: the client stalled or left; nothing to count.
+	clientFailed bool
+}
+
+// clientSide reports whether an error of the data came from the client's
+// side (or the session ended under it).
+func clientSide(ctx context.Context, err error) bool {
+	return errors.Is(err, errClientFailed) || ctx.Err() != nil
 }
 
 func (e *engine) data(ctx context.Context, msg io.Reader) dataOutcome {
@@ -308,7 +323,7 @@ func (e *engine) data(ctx context.Context, msg io.Reader) dataOutcome {
 		// first, then signed, then sent.
 		var all bytes.Buffer
 		if _, err := io.Copy(&all, body); err != nil {
-			return dataOutcome{reply: policy.FromError(err), reason: "reading the message: " + err.Error()}
+			return dataOutcome{reply: policy.FromError(err), reason: "reading the message: " + err.Error(), clientFailed: clientSide(ctx, err)}
 		}
 		f, err := e.sign(all.Bytes())
 		if err != nil {
@@ -317,7 +332,7 @@ func (e *engine) data(ctx context.Context, msg io.Reader) dataOutcome {
 		body = io.MultiReader(strings.NewReader(f), &all)
 	}
 	if err := e.up.Data(ctx, body); err != nil {
-		return dataOutcome{reply: policy.FromError(err), check: "next_hop", reason: "relay: " + err.Error()}
+		return dataOutcome{reply: policy.FromError(err), check: "next_hop", reason: "relay: " + err.Error(), clientFailed: clientSide(ctx, err)}
 	}
 	e.finished, e.up = e.up, nil
 	return dataOutcome{reply: policy.Accepted}
@@ -334,7 +349,7 @@ func (e *engine) prepare(ctx context.Context, msg io.Reader, head *bytes.Buffer)
 	br := bufio.NewReaderSize(msg, 64<<10)
 	hdr, err := readHeader(br)
 	if err != nil {
-		return dataOutcome{reply: policy.FromError(err), reason: "reading header: " + err.Error()}, br
+		return dataOutcome{reply: policy.FromError(err), reason: "reading header: " + err.Error(), clientFailed: clientSide(ctx, err)}, br
 	}
 	if n := countReceived(hdr); n > maxReceived {
 		return dataOutcome{reply: policy.MailLoop, check: "loop", reason: fmt.Sprintf("received headers: %d", n)}, br

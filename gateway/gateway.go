@@ -252,6 +252,7 @@ func (s *Server) serveConn(tc *trackedConn, listener string) {
 	c.log = c.baseLog()
 	c.tx = newEngine(s, sessionObserver{c}, base)
 	c.tx.lmtp = c.lmtp
+	c.tx.gone = func() bool { return c.ctx.Err() != nil }
 	tc.setSay(c.say421)
 	defer func() {
 		if p := recover(); p != nil {

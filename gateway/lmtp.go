@@ -75,7 +75,9 @@ func (e *engine) lmtpRcpt(route int, key string, to mailaddr.Address, rp RcptPar
 func (e *engine) DataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
 	replies := e.dataLMTP(ctx, msg)
 	for i, r := range replies {
-		e.count(e.dataCheck, r, "", e.rcpts[i])
+		if !e.dataClientFailed {
+			e.count(e.dataCheck, r, "", e.rcpts[i])
+		}
 		e.obs.decided("data", "", r, "", "to", e.rcpts[i].String())
 	}
 	e.reset()
@@ -92,7 +94,7 @@ func (e *engine) dataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
 	}
 	var spool bytes.Buffer
 	r, rest := e.prepare(ctx, msg, &spool)
-	e.dataCheck = r.check
+	e.dataCheck, e.dataClientFailed = r.check, r.clientFailed
 	if r.reply != nil {
 		e.srv.log.Info("data", "session", e.base.SessionID, "check", r.check, "reply", r.reply.String(), "reason", r.reason)
 		return all(r.reply)
@@ -100,6 +102,7 @@ func (e *engine) dataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
 	e.dataCheck = "next_hop" // from here on, each answer is a destination's
 	// The whole message, for every destination.
 	if _, err := io.Copy(&spool, rest); err != nil {
+		e.dataClientFailed = clientSide(ctx, err)
 		return all(policy.FromError(err))
 	}
 	body := spool.Bytes()
