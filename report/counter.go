@@ -112,10 +112,14 @@ type pending struct {
 	senders  map[senderKey]struct{}
 }
 
+// pendingHint sizes a new buffer's triplet map, so that a busy gateway does
+// not grow it from nothing after every flush (growing a map rehashes it).
+const pendingHint = 4096
+
 func newPending() pending {
 	return pending{
 		attempts: map[countKey]int64{},
-		triplets: map[tripletKey]struct{}{},
+		triplets: make(map[tripletKey]struct{}, pendingHint),
 		domains:  map[domainKey]int64{},
 		senders:  map[senderKey]struct{}{},
 	}
