@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"sekisho/internal/testenv"
 	"sekisho/lookup"
 	"sekisho/policy"
 )
@@ -59,25 +60,8 @@ func (d *fakeDir) Authenticate(ctx context.Context, user, password string) looku
 	return lookup.AuthResult{Outcome: lookup.AuthValid, DN: a.dn, Addresses: a.addrs}
 }
 
-// fakeClock is a controllable Config.Now.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+// newClock is the one controllable clock of the tests (internal/testenv).
+func newClock() *testenv.Clock { return testenv.NewClock() }
 
 // logBuffer is a concurrency-safe log sink.
 type logBuffer struct {
@@ -104,7 +88,7 @@ func (l *logBuffer) logger() *slog.Logger {
 type fixture struct {
 	svc   *Service
 	dir   *fakeDir
-	clock *fakeClock
+	clock *testenv.Clock
 	log   *logBuffer
 }
 

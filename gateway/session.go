@@ -101,25 +101,12 @@ func (c *conn) Mail(arg string) *policy.Reply {
 // Mail-parameters): each at most once, only those offered, only after EHLO.
 func (c *conn) mailParams(s string) (MailParams, *policy.Reply) {
 	var p MailParams
-	if s != "" && s[0] != ' ' {
-		return p, policy.BadArguments
-	}
-	seen := map[string]bool{}
-	for _, f := range strings.Fields(s) {
-		key, value, hasValue := strings.Cut(f, "=")
-		key = strings.ToUpper(key)
-		if !c.esmtp {
-			return p, policy.UnknownParameter.Withf("parameters need EHLO")
-		}
-		if seen[key] {
-			return p, policy.DuplicateParameter.Withf("parameter %s given twice", key)
-		}
-		seen[key] = true
+	r := c.params(s, func(key, value string, hasValue bool) *policy.Reply {
 		switch {
 		case key == "SIZE" && hasValue:
 			n, err := strconv.ParseInt(value, 10, 64)
 			if err != nil || n < 0 || len(value) > 20 {
-				return p, policy.BadArguments.Withf("SIZE must be a number")
+				return policy.BadArguments.Withf("SIZE must be a number")
 			}
 			p.Size = n
 		case key == "BODY" && hasValue:
@@ -127,7 +114,7 @@ func (c *conn) mailParams(s string) (MailParams, *policy.Reply) {
 			case "7BIT", "8BITMIME":
 				p.Body = v
 			default:
-				return p, policy.BadBodyType
+				return policy.BadBodyType
 			}
 		case key == "SMTPUTF8" && !hasValue:
 			p.UTF8 = true
@@ -136,19 +123,20 @@ func (c *conn) mailParams(s string) (MailParams, *policy.Reply) {
 			case "FULL", "HDRS":
 				p.Ret = v
 			default:
-				return p, policy.BadArguments.Withf("RET must be FULL or HDRS")
+				return policy.BadArguments.Withf("RET must be FULL or HDRS")
 			}
 		case key == "ENVID" && hasValue: // RFC 3461 §4.4
 			v, ok := decodeXtext(value)
 			if !ok || v == "" || len(value) > 100 {
-				return p, policy.BadArguments.Withf("malformed ENVID")
+				return policy.BadArguments.Withf("malformed ENVID")
 			}
 			p.EnvID = v
 		default:
-			return p, policy.UnknownParameter.Withf("parameter %s not recognized", key)
+			return policy.UnknownParameter.Withf("parameter %s not recognized", key)
 		}
-	}
-	return p, nil
+		return nil
+	})
+	return p, r
 }
 
 // Rcpt handles RCPT TO (RFC 5321 §4.1.1.3).
@@ -183,39 +171,52 @@ func (c *conn) Rcpt(arg string) *policy.Reply {
 // §4.2), each at most once, passed on to a next hop that offers DSN.
 func (c *conn) rcptParams(s string) (RcptParams, *policy.Reply) {
 	var p RcptParams
-	if s != "" && s[0] != ' ' {
-		return p, policy.BadArguments
-	}
-	seen := map[string]bool{}
-	for _, f := range strings.Fields(s) {
-		key, value, hasValue := strings.Cut(f, "=")
-		key = strings.ToUpper(key)
-		if !c.esmtp {
-			return p, policy.UnknownParameter.Withf("parameters need EHLO")
-		}
-		if seen[key] {
-			return p, policy.DuplicateParameter.Withf("parameter %s given twice", key)
-		}
-		seen[key] = true
+	r := c.params(s, func(key, value string, hasValue bool) *policy.Reply {
 		switch {
 		case key == "NOTIFY" && hasValue:
 			n, ok := parseNotify(value)
 			if !ok {
-				return p, policy.BadArguments.Withf("NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY")
+				return policy.BadArguments.Withf("NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY")
 			}
 			p.Notify = n
 		case key == "ORCPT" && hasValue:
 			typ, addr, ok := strings.Cut(value, ";")
 			v, okx := decodeXtext(addr)
 			if !ok || !okx || typ == "" || v == "" || len(value) > 500 || !printableASCII(typ) {
-				return p, policy.BadArguments.Withf("malformed ORCPT")
+				return policy.BadArguments.Withf("malformed ORCPT")
 			}
 			p.ORcptType, p.ORcpt = strings.ToLower(typ), v
 		default:
-			return p, policy.UnknownParameter.Withf("parameter %s not recognized", key)
+			return policy.UnknownParameter.Withf("parameter %s not recognized", key)
+		}
+		return nil
+	})
+	return p, r
+}
+
+// params walks the ESMTP parameters of MAIL or RCPT (RFC 5321 §4.1.2): a
+// space after the path, only after EHLO, each keyword at most once; each is
+// given to one, which answers a refusal or nil.
+func (c *conn) params(s string, one func(key, value string, hasValue bool) *policy.Reply) *policy.Reply {
+	if s != "" && s[0] != ' ' {
+		return policy.BadArguments
+	}
+	seen := map[string]bool{}
+	for _, f := range strings.Fields(s) {
+		key, value, hasValue := strings.Cut(f, "=")
+		key = strings.ToUpper(key)
+		switch {
+		case !c.esmtp:
+			return policy.UnknownParameter.Withf("parameters need EHLO")
+		case seen[key]:
+			return policy.DuplicateParameter.Withf("parameter %s given twice", key)
+		}
+		seen[key] = true
+		if r := one(key, value, hasValue); r != nil {
+			return r
 		}
 	}
-	return p, nil
+	return nil
 }
 
 // parseNotify parses NOTIFY's value (RFC 3461 §4.1): NEVER alone, or SUCCESS,

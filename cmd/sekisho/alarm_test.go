@@ -8,33 +8,16 @@ import (
 	"testing"
 	"time"
 
+	"sekisho/internal/testenv"
 	"sekisho/report"
 )
 
-// fakeClock is the alarm's controllable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newTestAlarm(t *testing.T) (*tempfailAlarm, *fakeClock, *bytes.Buffer) {
+func newTestAlarm(t *testing.T) (*tempfailAlarm, *testenv.Clock, *bytes.Buffer) {
 	t.Helper()
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
-	clock := &fakeClock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
-	a := newTempfailAlarm(AlarmConfig{TempfailRatio: 0.2, Window: 10 * time.Minute, MinEvents: 20}, log, clock.now)
+	clock := testenv.NewClock()
+	a := newTempfailAlarm(AlarmConfig{TempfailRatio: 0.2, Window: 10 * time.Minute, MinEvents: 20}, log, clock.Now)
 	return a, clock, &buf
 }
 
@@ -117,12 +100,12 @@ func TestAlarmWindowSlides(t *testing.T) {
 	if !a.Firing() {
 		t.Fatal("not firing")
 	}
-	clock.advance(5 * time.Minute)
+	clock.Advance(5 * time.Minute)
 	a.evaluate()
 	if !a.Firing() {
 		t.Fatal("ended after half the window")
 	}
-	clock.advance(5*time.Minute + a.width())
+	clock.Advance(5*time.Minute + a.width())
 	a.evaluate()
 	if a.Firing() {
 		t.Fatal("still firing once the deferrals left the window")
@@ -146,7 +129,7 @@ func TestAlarmWindowSlides(t *testing.T) {
 	// 19 old deferrals, then the window moves on: 19 fresh accepted and
 	// 1 fresh deferral are 1 of 20, no episode.
 	record(a, report.LDAPTempfail, 19)
-	clock.advance(11 * time.Minute)
+	clock.Advance(11 * time.Minute)
 	record(a, report.Accepted, 19)
 	record(a, report.LDAPTempfail, 1)
 	if a.Firing() {
