@@ -54,6 +54,9 @@ type Config struct {
 	Hostname        string
 	LocalDomains    mailaddr.DomainSet
 	TrustedNetworks []netip.Prefix
+	// ProxyFrom are the load balancers that must send a PROXY header
+	// (v1 or v2) on every SMTP listener (proxy.go); empty: off.
+	ProxyFrom []netip.Prefix
 	// PostmasterDomain is where <postmaster> without a domain goes (RFC
 	// 5321 §4.5.1): the first local domain.
 	PostmasterDomain string
@@ -190,6 +193,7 @@ func (s *Server) serve(l net.Listener, listener string) error {
 		l.Close()
 		return errors.New("gateway: the " + listener + " listener needs tls and auth")
 	}
+	l = newProxyListener(l, s.cfg.ProxyFrom, s.log) // PROXY protocol from the balancers (proxy.go)
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()

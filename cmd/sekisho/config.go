@@ -44,6 +44,15 @@ type Config struct {
 	Log             LogConfig     `yaml:"log"`
 	Health          HealthConfig  `yaml:"health"`
 	Alarm           AlarmConfig   `yaml:"alarm"`
+	ProxyProtocol   ProxyConfig   `yaml:"proxy_protocol"`
+}
+
+// ProxyConfig names the load balancers in front of the SMTP listeners:
+// connections from them must start with a PROXY header (v1 or v2), whose
+// client address the gateway then uses; from anyone else a PROXY line is
+// an unknown command. No from: off.
+type ProxyConfig struct {
+	From []Prefix `yaml:"from"`
 }
 
 // AuthConfig configures the submission listeners (the MSA): SMTP AUTH
@@ -515,6 +524,15 @@ func (c *Config) msaConfig(dir *lookup.Directory, log *slog.Logger) *gateway.MSA
 	}
 }
 
+// proxyFrom is proxy_protocol.from as the gateway takes it.
+func (c *Config) proxyFrom() []netip.Prefix {
+	var from []netip.Prefix
+	for _, p := range c.ProxyProtocol.From {
+		from = append(from, p.Prefix)
+	}
+	return from
+}
+
 // gatewayConfig turns the file's settings into what the gateway takes.
 func (c *Config) gatewayConfig() gateway.Config {
 	var trusted []netip.Prefix
@@ -536,6 +554,7 @@ func (c *Config) gatewayConfig() gateway.Config {
 		LocalDomains:     mailaddr.NewDomainSet(c.LocalDomains),
 		PostmasterDomain: c.postmasterDomain(),
 		TrustedNetworks:  trusted,
+		ProxyFrom:        c.proxyFrom(),
 		Router: &relay.Router{
 			Hostname: c.Hostname,
 			Routes:   c.relayRoutes(),
