@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -53,7 +54,7 @@ var foMarkerRE = regexp.MustCompile(`(?m)^Message-ID: <fo-(\d+)@example\.org>\r$
 
 // TestFailover: 1,000 messages, 10 senders alternating between two gateways
 // that share a redis-server and a next hop; gateway A gets SIGKILL after 300
-// accepted messages. Every message reaches the next hop; each duplicate is a
+// accepted messages, while the next hop holds a message A relays. Every message reaches the next hop; each duplicate is a
 // message one of whose attempts lost its final reply, and there are no more
 // duplicates than lost replies; no message got a 5xx.
 func TestFailover(t *testing.T) {
@@ -64,15 +65,16 @@ func TestFailover(t *testing.T) {
 	// A greylisting delay of 1 ms (the smallest the config takes): each
 	// sender's first attempt is deferred and its retry, at the other
 	// gateway, passes because both gateways share the triplet in Redis.
-	cfg := func() string {
+	cfg := func(hostname string) string {
 		return site{
-			routes: []string{routeTo([]string{"campus.test", ".campus.test"}, "smtp://"+hop.Addr)},
-			checks: "greylist: {exempt: [], delay: 1ms, retry_window: 1h, auto_whitelist: 0}\n" + greylistOnly,
-			extra:  glRedisStore(rs.Addr()),
+			hostname: hostname,
+			routes:   []string{routeTo([]string{"campus.test", ".campus.test"}, "smtp://"+hop.Addr)},
+			checks:   "greylist: {exempt: [], delay: 1ms, retry_window: 1h, auto_whitelist: 0}\n" + greylistOnly,
+			extra:    glRedisStore(rs.Addr()),
 		}.yaml(t)
 	}
-	gwA := harness.Start(t, cfg())
-	gwB := harness.Start(t, cfg())
+	gwA := harness.Start(t, cfg("mx-a.campus.test"))
+	gwB := harness.Start(t, cfg("mx-b.campus.test"))
 	gws := [2]string{gwA.SMTP, gwB.SMTP}
 	started := time.Now()
 
@@ -83,7 +85,6 @@ func TestFailover(t *testing.T) {
 		killedAt   = make(chan int64, 1) // accepted count when A was dead
 		greylisted atomic.Int64
 	)
-	// The kill is triggered by the count of accepted messages.
 	killDone := make(chan struct{})
 	go func() {
 		defer close(killDone)
@@ -91,6 +92,17 @@ func TestFailover(t *testing.T) {
 		gwA.Kill()
 		killedAt <- accepted.Load()
 	}()
+	// The count of accepted messages arms the kill; the first message
+	// gateway A relays after that fires it, while the next hop holds the
+	// message and has not answered yet: A dies with that message's 250,
+	// the worst instant for a sender, which must then retry at B.
+	hop.OnData = func(m harness.Message) error {
+		if accepted.Load() >= foKillAfter && bytes.Contains(m.Data, []byte("\tby mx-a.campus.test (sekisho)")) {
+			killOnce.Do(func() { close(killNow) })
+			<-killDone
+		}
+		return nil
+	}
 
 	records := make([]foRecord, foMessages)
 	jobs := make(chan int)
@@ -112,9 +124,7 @@ func TestFailover(t *testing.T) {
 					switch out {
 					case foDelivered:
 						rec.delivered = true
-						if accepted.Add(1) == foKillAfter {
-							killOnce.Do(func() { close(killNow) })
-						}
+						accepted.Add(1)
 					case foLostReply:
 						rec.lostReplies++
 					case foTempfail:
@@ -174,6 +184,7 @@ func TestFailover(t *testing.T) {
 		case n > 1:
 			dupMessages++
 			duplicates += n - 1
+			t.Logf("message %d reached the next hop %d times:\n  %s", i, n, history)
 			if n-1 > rec.lostReplies {
 				t.Errorf("message %d reached the next hop %d times, but only %d of its attempts lost their final reply:\n  %s",
 					i, n, rec.lostReplies, history)
@@ -188,6 +199,9 @@ func TestFailover(t *testing.T) {
 
 	if acceptedAtKill >= foMessages {
 		t.Errorf("gateway A was killed only after all %d messages were accepted: the failover was not exercised", foMessages)
+	}
+	if lostReplies == 0 || dupMessages == 0 {
+		t.Errorf("the kill lost no final reply (%d) or made no duplicate (%d): it was meant to land on a message the next hop held", lostReplies, dupMessages)
 	}
 	if duplicates > lostReplies {
 		t.Errorf("%d duplicates but only %d lost final replies", duplicates, lostReplies)
