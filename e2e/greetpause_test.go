@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"sekisho/internal/harness"
+	"sekisho/internal/testredis"
 )
 
 // TestGreetPause: a client that talks before the banner is refused with
@@ -24,8 +25,10 @@ func TestGreetPause(t *testing.T) {
 	}
 	gw.WaitLog("check=greet_pause outcome=rejected", 5*time.Second)
 
+	// Another client: the impatient one's address is remembered as
+	// having talked first (TestGreetPauseRemembered).
 	start := time.Now()
-	patient := harness.DialFrom(t, outside, gw.SMTP)
+	patient := harness.DialFrom(t, "127.0.0.3", gw.SMTP)
 	if waited := time.Since(start); waited < time.Second {
 		t.Errorf("banner came after %v, before the 1s pause", waited)
 	}
@@ -94,4 +97,79 @@ func TestGreetPauseInParallel(t *testing.T) {
 		t.Errorf("the last of %d clients got its banner after %v: pauses are not parallel", clients, slowest)
 	}
 	t.Logf("%d clients, slowest banner after %v (pause 2s)", clients, slowest)
+}
+
+// TestGreetPauseRemembered: two gateways share one redis-server. A client
+// that waited out the pause at one gets the banner at once from the other;
+// one that talked first at one gets 554 5.5.1 at once from the other,
+// without a word; with the store down, every client is paused again
+// (fail-safe: delay, never reject).
+func TestGreetPauseRemembered(t *testing.T) {
+	rs := testredis.Start(t)
+	const pause = 2 * time.Second
+	start := func() *harness.Gateway {
+		gw, _ := campus(t, func(s *site) {
+			s.greet = "2s"
+			s.extra += glRedisStore(rs.Addr())
+		})
+		return gw
+	}
+	gw1, gw2 := start(), start()
+
+	t0 := time.Now()
+	c := harness.DialFrom(t, "127.0.0.5", gw1.SMTP)
+	if waited := time.Since(t0); waited < pause {
+		t.Fatalf("first connection: banner after %v, before the pause", waited)
+	}
+	c.Expect("QUIT", "221")
+	gw1.WaitLog("msg=connected", 5*time.Second)
+
+	// The memory is written in the background: the other gateway may still
+	// pause the first connection that races it, never a later one.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		t0 = time.Now()
+		c2 := harness.DialFrom(t, "127.0.0.5", gw2.SMTP)
+		waited := time.Since(t0)
+		c2.Expect("QUIT", "221")
+		if waited < pause/2 {
+			break // remembered at the other gateway
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the other gateway still pauses a client that waited (%v)", waited)
+		}
+	}
+
+	early := harness.DialNoBanner(t, "127.0.0.6", gw1.SMTP)
+	early.Send("EHLO impatient.example")
+	if r := early.Read(); !strings.HasPrefix(r.String(), "554 5.5.1") {
+		t.Fatalf("client talking first: %v", r)
+	}
+	// The refusal is remembered before the connection is closed.
+	if !early.Closed(5 * time.Second) {
+		t.Fatal("pregreet client not disconnected")
+	}
+	for {
+		t0 = time.Now()
+		again := harness.DialNoBanner(t, "127.0.0.6", gw2.SMTP)
+		r := again.ReadTimeout(pause + 3*time.Second)
+		again.Close()
+		if strings.HasPrefix(r.String(), "554 5.5.1") && time.Since(t0) < pause/2 {
+			break // refused at once, without having said anything
+		}
+		t.Logf("pregreet client at the other gateway: %q after %v", r.String(), time.Since(t0))
+		if time.Now().After(deadline) {
+			t.Fatalf("the other gateway does not remember the pregreet client: %v after %v", r, time.Since(t0))
+		}
+	}
+	gw2.WaitLog("(remembered)", 5*time.Second)
+
+	// Store down: the remembered client is paused again, not refused.
+	rs.Stop()
+	t0 = time.Now()
+	c3 := harness.DialFrom(t, "127.0.0.5", gw1.SMTP)
+	if waited := time.Since(t0); waited < pause {
+		t.Errorf("with the store down a client got the banner after %v, before the pause", waited)
+	}
+	c3.Expect("QUIT", "221")
 }

@@ -92,6 +92,11 @@ type Config struct {
 	// networks and GreetPauseExempt skip it.
 	GreetPause       time.Duration
 	GreetPauseExempt []netip.Prefix
+	// GreetMemory remembers the pause's outcome per client for
+	// GreetPassTTL and GreetFailTTL (greetmemory.go); nil pauses every
+	// connection.
+	GreetMemory                GreetMemory
+	GreetPassTTL, GreetFailTTL time.Duration
 }
 
 // Signer makes DKIM signatures (relay.Signer).
@@ -320,13 +325,24 @@ func (s *Server) admitSMTP(tc *trackedConn) {
 	s.chain.StartConnect(s.ctx, tc.connState)
 	if s.cfg.GreetPause > 0 && !tc.connState.Trusted && !inPrefixes(s.cfg.GreetPauseExempt, tc.ip) {
 		tc.pause = s.cfg.GreetPause
-		tc.onPause = func(pregreet bool) {
+		tc.recalled = s.recall(tc.ip)
+		tc.onPause = func(pregreet, remembered bool) {
+			switch {
+			case !pregreet && !remembered:
+				s.remember(tc.ip, greetPassed)
+			case pregreet && !remembered:
+				s.remember(tc.ip, greetPregreet)
+			}
 			if pregreet {
 				if s.cfg.Recorder != nil {
 					s.cfg.Recorder.Record(report.Event{Time: time.Now(), Cause: report.Pregreet, Listener: "smtp", Client: tc.ip})
 				}
+				reason := "client talked before the greeting"
+				if remembered {
+					reason = "client talked before the greeting earlier (remembered)"
+				}
 				s.log.Info("connect", "session", id, "client", tc.ip.String(), "check", "greet_pause",
-					"outcome", "rejected", "reply", policy.Pregreet.String(), "reason", "client talked before the greeting")
+					"outcome", "rejected", "reply", policy.Pregreet.String(), "reason", reason)
 				s.metrics.decision("connect", "rejected")
 			}
 		}

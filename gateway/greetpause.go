@@ -26,15 +26,21 @@ func (c *trackedConn) greetPause(delay time.Duration) error {
 	var ne net.Error
 	switch {
 	case n > 0:
-		c.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		c.Conn.Write([]byte(policy.Pregreet.String() + "\r\n"))
-		lingerClose(c.Conn)
-		return errPregreet
+		return errPregreet // refused by the caller, once it is noted
 	case errors.As(err, &ne) && ne.Timeout():
 		return nil
 	default:
 		return err // the client left during the pause
 	}
+}
+
+// refusePregreet tells a client that talked first (now, or remembered from
+// an earlier connection) 554 5.5.1 and ends the connection.
+func (c *trackedConn) refusePregreet() error {
+	c.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	c.Conn.Write([]byte(policy.Pregreet.String() + "\r\n"))
+	lingerClose(c.Conn)
+	return errPregreet
 }
 
 // lingerClose half-closes a connection and reads what the client still sends

@@ -141,19 +141,42 @@ type trackedConn struct {
 	pause time.Duration // greet pause still to hold before the banner
 
 	// Set at accept, before the session starts.
-	onPause   func(pregreet bool)  // reports the greet pause's outcome
-	connState *filters.Transaction // what the connect stage prepared
+	onPause   func(pregreet, remembered bool) // reports the greet pause's outcome
+	recalled  <-chan string                   // what the greet memory knows of the client
+	connState *filters.Transaction            // what the connect stage prepared
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
 	if d := c.pause; d > 0 {
-		// The first write is the banner: hold it.
+		// The first write is the banner: hold it, unless the client is
+		// remembered from an earlier connection (at this gateway or
+		// another on the same store).
 		c.pause = 0
-		c.t.pauseStarted(1)
-		err := c.greetPause(d)
-		c.t.pauseStarted(-1)
-		if c.onPause != nil {
-			c.onPause(errors.Is(err, errPregreet))
+		verdict := ""
+		if c.recalled != nil {
+			select {
+			case verdict = <-c.recalled:
+			case <-time.After(greetMemoryTimeout):
+			}
+		}
+		var err error
+		switch verdict {
+		case greetPassed:
+		case greetPregreet:
+			err = errPregreet
+		default:
+			c.t.pauseStarted(1)
+			err = c.greetPause(d)
+			c.t.pauseStarted(-1)
+		}
+		pregreet := errors.Is(err, errPregreet)
+		if c.onPause != nil && verdict != greetPassed {
+			// Noted (logged, counted, remembered) before the client hears
+			// the refusal: its next connection, anywhere, finds it.
+			c.onPause(pregreet, verdict == greetPregreet)
+		}
+		if pregreet {
+			c.refusePregreet()
 		}
 		if err != nil {
 			c.Close()

@@ -132,6 +132,12 @@ type GreetPauseConfig struct {
 	Off    bool          `yaml:"off"`
 	Delay  time.Duration `yaml:"delay"`
 	Exempt []Prefix      `yaml:"exempt"` // besides trusted_networks
+	// PassTTL: a client that waited out the pause gets the banner at once
+	// for this long (per IPv4 address or IPv6 /64, in the state store,
+	// shared by gateways); FailTTL: one that talked first gets 554 at once.
+	// 0 turns that memory off.
+	PassTTL time.Duration `yaml:"pass_ttl"`
+	FailTTL time.Duration `yaml:"fail_ttl"`
 }
 
 // LimitsConfig bounds what a client can take.
@@ -228,7 +234,7 @@ func Defaults() Config {
 		Checks: ChecksConfig{
 			// Loopback skips the pause so that a first try with swaks on the
 			// machine itself is not held for 5 seconds.
-			GreetPause: GreetPauseConfig{Delay: 5 * time.Second, Exempt: []Prefix{
+			GreetPause: GreetPauseConfig{Delay: 5 * time.Second, PassTTL: 24 * time.Hour, FailTTL: time.Hour, Exempt: []Prefix{
 				{netip.MustParsePrefix("127.0.0.0/8")}, {netip.MustParsePrefix("::1/128")}}},
 			Domain: DomainConfig{NXDomain: "tempfail"},
 			Greylist: GreylistConfig{Delay: 5 * time.Minute, RetryWindow: 48 * time.Hour,
@@ -470,6 +476,9 @@ func (c *Config) validate() error {
 	if l.MaxMessageBytes <= 0 || l.MaxRecipients <= 0 || l.CommandTimeout <= 0 || l.DataTimeout <= 0 {
 		return invalid("max_message_bytes, max_recipients, command_timeout and data_timeout must be positive", "limits")
 	}
+	if c.Checks.GreetPause.PassTTL < 0 || c.Checks.GreetPause.FailTTL < 0 {
+		return invalid("pass_ttl and fail_ttl must not be negative (0: not remembered)", "checks", "greet_pause")
+	}
 	if c.Checks.GreetPause.Delay < 0 || c.Checks.GreetPause.Delay > time.Minute {
 		return invalid("delay must be between 0s and 1m (RFC 5321 4.5.3.2.1: clients wait 5 minutes for the banner, but many give up sooner)", "checks", "greet_pause", "delay")
 	}
@@ -550,6 +559,8 @@ func (c *Config) gatewayConfig() gateway.Config {
 	return gateway.Config{
 		GreetPause:       pause,
 		GreetPauseExempt: exempt,
+		GreetPassTTL:     c.Checks.GreetPause.PassTTL,
+		GreetFailTTL:     c.Checks.GreetPause.FailTTL,
 		Hostname:         c.Hostname,
 		LocalDomains:     mailaddr.NewDomainSet(c.LocalDomains),
 		PostmasterDomain: c.postmasterDomain(),

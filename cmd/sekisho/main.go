@@ -202,6 +202,9 @@ func runServe(args []string, stderr io.Writer) int {
 		return 1
 	}
 	counter := cfg.newCounter(store, log)
+	if gcfg.GreetPause > 0 {
+		gcfg.GreetMemory = store // remembered clients skip the pause (docs/config.md)
+	}
 	gcfg.ObserveNextHop = d.observe
 	gcfg.Recorder = obs.recorder(gcfg.Router, counter)
 	srv, err := gateway.New(gcfg)
