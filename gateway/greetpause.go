@@ -48,8 +48,8 @@ func (c *trackedConn) refusePregreet() error {
 // input makes the kernel send RST, which can destroy the reply we just wrote
 // before the client reads it.
 func lingerClose(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.CloseWrite()
+	if hc, ok := c.(interface{ CloseWrite() error }); ok {
+		hc.CloseWrite() // a TCP connection, or one behind a PROXY header
 	}
 	c.SetReadDeadline(time.Now().Add(time.Second))
 	io.Copy(io.Discard, io.LimitReader(c, 64<<10))
