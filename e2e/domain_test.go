@@ -147,8 +147,10 @@ func TestDomainNXDomainReject(t *testing.T) {
 // or reject. Answers that are certain in themselves still count.
 func TestDomainCanaryFails(t *testing.T) {
 	s := mailDNS(t)
-	gw, _ := domainGateway(t, s, "{nxdomain: reject}")
+	// The canary fails from the start: the gateway's health prober asks it
+	// at once, and a healthy answer is trusted for 10 s (lookup/dns_canary.go).
 	s.SetBehavior("campus.test.", testdns.AnyType, testdns.Servfail)
+	gw, _ := domainGateway(t, s, "{nxdomain: reject}")
 	c := harness.DialFrom(t, outside, gw.SMTP)
 	c.Expect("EHLO client.mx.net", "250")
 	c.Expect("MAIL FROM:<bob@nx.net>", "451 4.4.3")
