@@ -416,6 +416,7 @@ func TestProbeMailParameters(t *testing.T) {
 		{"RET=HDRS ret=FULL", "501 5.5.4"},
 		{"ENVID=a=b", "501 5.5.4"},
 		{"ENVID=a+2", "501 5.5.4"},
+		{"ENVID=a+0D+0AMAIL", "501 5.5.4"}, // a CRLF hidden in xtext
 		{"SIZE=10 AUTH=<>", "555 5.5.4"},
 		{"XFOO", "555 5.5.4"},
 	} {
@@ -428,6 +429,7 @@ func TestProbeMailParameters(t *testing.T) {
 		{"NOTIFY=NEVER,SUCCESS", "501 5.5.4"},
 		{"NOTIFY=FAILURE NOTIFY=DELAY", "501 5.5.4"},
 		{"ORCPT=rfc822", "501 5.5.4"},
+		{"ORCPT=rfc822;a+0D+0Ab@x", "501 5.5.4"},
 		{"XFOO", "555 5.5.4"},
 	} {
 		if r := c.Cmd("RCPT TO:<alice@campus.test> " + tc.params); !strings.HasPrefix(r.String(), tc.want) {

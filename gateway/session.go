@@ -127,7 +127,7 @@ func (c *conn) mailParams(s string) (MailParams, *policy.Reply) {
 			}
 		case key == "ENVID" && hasValue: // RFC 3461 §4.4
 			v, ok := decodeXtext(value)
-			if !ok || v == "" || len(value) > 100 {
+			if !ok || v == "" || len(value) > 100 || !printableASCII(v) {
 				return policy.BadArguments.Withf("malformed ENVID")
 			}
 			p.EnvID = v
@@ -182,7 +182,9 @@ func (c *conn) rcptParams(s string) (RcptParams, *policy.Reply) {
 		case key == "ORCPT" && hasValue:
 			typ, addr, ok := strings.Cut(value, ";")
 			v, okx := decodeXtext(addr)
-			if !ok || !okx || typ == "" || v == "" || len(value) > 500 || !printableASCII(typ) {
+			// The decoded address goes to the next hop (re-encoded by the
+			// client library): no control character may hide in it.
+			if !ok || !okx || typ == "" || v == "" || len(value) > 500 || !printableASCII(typ) || hasControl(v) {
 				return policy.BadArguments.Withf("malformed ORCPT")
 			}
 			p.ORcptType, p.ORcpt = strings.ToLower(typ), v
