@@ -42,17 +42,28 @@ type CounterOptions struct {
 
 // Defaults of CounterOptions.
 const (
+	// FoldInterval is how often recorded events are folded from the
+	// queue into the buffer.
+	FoldInterval = 100 * time.Millisecond
+	// queueSize bounds the queue between two folds: 10,000 decisions a
+	// second fit with room to spare; beyond that Record folds itself.
+	queueSize = 4096
+
 	DefaultFlushInterval = 5 * time.Second
 	DefaultMaxPending    = 100_000
 	DefaultKeep          = 400 * day
 )
 
 // Counter is the Recorder that counts into the store (greylist.Counts).
-// Record adds to an in-memory buffer under a mutex — a few map operations,
-// no I/O — and a goroutine writes the buffer every FlushInterval as one
-// batch (one bbolt transaction, one Redis pipeline). While the store cannot
-// be written the counts stay in the buffer and go with the next flush that
-// succeeds.
+// Record only appends the event to a fixed-size queue under a mutex: no map
+// work, no allocation, no I/O on the RCPT path. A goroutine folds the queue
+// into the buffer (the maps of attempts, triplets and domains) every
+// FoldInterval, off the path of the session, and writes the buffer every
+// FlushInterval as one batch (one bbolt transaction, one Redis pipeline).
+// While the store cannot be written the counts stay in the buffer and go
+// with the next flush that succeeds. A queue that is full (the folder is
+// behind) is not waited for either: the event is then folded by Record
+// itself.
 //
 // The buffer is bounded by MaxPending entries (triplets, refused domains,
 // senders of refused domains). A full buffer never blocks Record: the
@@ -68,6 +79,12 @@ type Counter struct {
 	keep   time.Duration
 	v4, v6 int
 	tmo    time.Duration
+
+	qmu   sync.Mutex
+	queue []Event // recorded, not yet folded; never grows past queueSize
+
+	foldMu sync.Mutex // one fold at a time; guards spare
+	spare  []Event    // the other half of the double buffer
 
 	mu      sync.Mutex
 	p       pending
@@ -163,7 +180,9 @@ func NewCounter(store greylist.Counts, o CounterOptions) *Counter {
 		store: store, now: o.Now, log: o.Logger, max: o.MaxPending, keep: o.Keep,
 		v4: o.IPv4Prefix, v6: o.IPv6Prefix, tmo: o.StoreTimeout,
 		p: newPending(), stop: make(chan struct{}),
+		queue: make([]Event, 0, queueSize), spare: make([]Event, 0, queueSize),
 	}
+	c.every(FoldInterval, func(context.Context) { c.fold() })
 	if o.FlushInterval > 0 {
 		c.every(o.FlushInterval, func(ctx context.Context) { c.Flush(ctx) })
 	}
@@ -206,20 +225,48 @@ func (c *Counter) network(a netip.Addr) netip.Prefix {
 	return p
 }
 
-// Record implements Recorder: it never blocks on the store.
+// Record implements Recorder: it never blocks on the store, and on the
+// RCPT path costs one append to the queue.
 func (c *Counter) Record(e Event) {
-	t := e.Time
-	if t.IsZero() {
-		t = c.now()
+	if e.Time.IsZero() {
+		e.Time = c.now()
 	}
-	ck := countKey{day: dayNumber(t), cause: e.Cause, listener: e.Listener}
-	tk := tripletKey{countKey: ck, network: c.network(e.Client), sender: e.Sender, recipient: e.Recipient}
-	var dk domainKey
-	if e.Domain != "" {
-		dk = domainKey{monday: mondayNumber(ck.day), cause: e.Cause, domain: e.Domain}
+	c.qmu.Lock()
+	if len(c.queue) < cap(c.queue) {
+		c.queue = append(c.queue, e)
+		c.qmu.Unlock()
+		return
 	}
-	var dropped uint64
+	c.qmu.Unlock()
 	c.mu.Lock()
+	c.add(&e)
+	c.mu.Unlock()
+}
+
+// fold moves the queued events into the buffer.
+func (c *Counter) fold() {
+	c.foldMu.Lock()
+	defer c.foldMu.Unlock()
+	c.qmu.Lock()
+	q := c.queue
+	c.queue = c.spare
+	c.qmu.Unlock()
+	if len(q) > 0 {
+		c.mu.Lock()
+		for i := range q {
+			c.add(&q[i])
+		}
+		c.mu.Unlock()
+	}
+	clear(q) // let go of the strings
+	c.spare = q[:0]
+}
+
+// add counts one event into the buffer; c.mu is held.
+func (c *Counter) add(e *Event) {
+	ck := countKey{day: dayNumber(e.Time), cause: e.Cause, listener: e.Listener}
+	tk := tripletKey{countKey: ck, network: c.network(e.Client), sender: e.Sender, recipient: e.Recipient}
+	var dropped uint64
 	p := &c.p
 	p.attempts[ck]++
 	full := p.size() >= c.max
@@ -231,6 +278,7 @@ func (c *Counter) Record(e Event) {
 		}
 	}
 	if e.Domain != "" {
+		dk := domainKey{monday: mondayNumber(ck.day), cause: e.Cause, domain: e.Domain}
 		if _, ok := p.domains[dk]; ok || !full {
 			p.domains[dk]++
 			sk := senderKey{domainKey: dk, sender: e.Sender}
@@ -245,7 +293,6 @@ func (c *Counter) Record(e Event) {
 			dropped++
 		}
 	}
-	c.mu.Unlock()
 	if dropped > 0 {
 		c.dropped.Add(dropped)
 	}
@@ -254,11 +301,15 @@ func (c *Counter) Record(e Event) {
 // Dropped is how many triplets, refused domains and senders were left out
 // because the buffer was full (a metric: distinct counts undercount by up
 // to that much).
-func (c *Counter) Dropped() uint64 { return c.dropped.Load() }
+func (c *Counter) Dropped() uint64 {
+	c.fold()
+	return c.dropped.Load()
+}
 
 // Pending is the number of buffered entries not yet written (bounded by
 // MaxPending; attempt counters are not counted).
 func (c *Counter) Pending() int {
+	c.fold()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.p.size()
@@ -269,6 +320,7 @@ func (c *Counter) Pending() int {
 func (c *Counter) Flush(ctx context.Context) error {
 	c.flushMu.Lock()
 	defer c.flushMu.Unlock()
+	c.fold()
 	c.mu.Lock()
 	p := c.p
 	if p.empty() {
