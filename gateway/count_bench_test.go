@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,4 +109,50 @@ func benchSession(b *testing.B, addr string) func(i int) {
 			b.Fatalf("RCPT: %q", l)
 		}
 	}
+}
+
+// BenchmarkRCPTCountingBusy is BenchmarkRCPTCounting with every core busy:
+// 8 sessions send RCPTs at once to one gateway, then to the other, in
+// alternating rounds, so that the background fold of the counter competes
+// with the sessions for the CPU. "x-uncounted" is the ratio of the time the
+// counted gateway took for the same number of recipients.
+func BenchmarkRCPTCountingBusy(b *testing.B) {
+	const sessions = 8
+	store, err := greylist.OpenBolt(filepath.Join(b.TempDir(), "state.db"), greylist.BoltOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	counter := report.NewCounter(store, report.CounterOptions{})
+	defer counter.Close(context.Background())
+
+	plain, counted := benchGateway(b, nil), benchGateway(b, counter)
+	var cps, ccs [sessions]func(int)
+	for s := range sessions {
+		cps[s], ccs[s] = benchSession(b, plain), benchSession(b, counted)
+	}
+	round := func(fs *[sessions]func(int), from, n int) time.Duration {
+		var wg sync.WaitGroup
+		t0 := time.Now()
+		for s := range sessions {
+			wg.Go(func() {
+				for i := from; i < from+n; i++ {
+					fs[s](i*sessions + s)
+				}
+			})
+		}
+		wg.Wait()
+		return time.Since(t0)
+	}
+	round(&cps, 0, 50) // warm up both
+	round(&ccs, 0, 50)
+	const perRound = 250
+	b.ResetTimer()
+	var without, with time.Duration
+	for i := 0; i < b.N; i += perRound * sessions {
+		without += round(&cps, 50+i, perRound)
+		with += round(&ccs, 50+i, perRound)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(with)/float64(without), "x-uncounted")
 }
