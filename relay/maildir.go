@@ -45,6 +45,16 @@ func (m *maildirTx) TLS() *tls.ConnectionState { return nil }
 func (m *maildirTx) Rcpt(context.Context, mailaddr.Address, RcptDSN) error { return nil }
 
 func (m *maildirTx) Data(ctx context.Context, msg io.Reader) error {
+	return m.data(ctx, msg, nil)
+}
+
+// restart: a Maildir keeps no recipients, nothing to begin again.
+func (m *maildirTx) restart(context.Context, []mirrorRcpt) error { return nil }
+
+// data is Data; beforeDot, if set, is called once the message is in tmp/
+// and fsynced, before it is moved into new/ (the Maildir's final dot): an
+// error from it removes the file.
+func (m *maildirTx) data(ctx context.Context, msg io.Reader, beforeDot func() error) error {
 	name := maildirName()
 	tmp := filepath.Join(m.dir, "tmp", name)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -57,6 +67,11 @@ func (m *maildirTx) Data(ctx context.Context, msg io.Reader) error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && beforeDot != nil {
+		if berr := beforeDot(); berr != nil {
+			err = fmt.Errorf("%w: abandoned before delivery: %v", policy.NextHopLost, berr)
+		}
 	}
 	if err == nil && (m.aborted.Load() || ctx.Err() != nil) {
 		// Abandoned before the 250 could be given: the client retries, so

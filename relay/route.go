@@ -2,15 +2,57 @@ package relay
 
 import (
 	"crypto/x509"
+	"fmt"
+	"strconv"
 
 	"sekisho/internal/mailaddr"
 )
 
-// Route sends the recipients of some domains to a list of next hops, tried in
-// order (failover).
+// RouteMode is how a route uses its next hops.
+type RouteMode int
+
+// The route modes.
+const (
+	// ModeFailover: the next hops are tried in order and the first that
+	// works takes the transaction (the default).
+	ModeFailover RouteMode = iota
+	// ModeAll: every next hop takes the transaction (mirror.go): the
+	// recipient is accepted only if all accept it, and the message only
+	// if all answer 250 to it. For mailbox servers that keep copies of
+	// each other's mail.
+	ModeAll
+)
+
+// String returns "failover" or "all".
+func (m RouteMode) String() string {
+	switch m {
+	case ModeFailover:
+		return "failover"
+	case ModeAll:
+		return "all"
+	}
+	return "RouteMode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// ParseRouteMode parses "failover" or "all" (the configuration's
+// routes[].mode).
+func ParseRouteMode(s string) (RouteMode, error) {
+	switch s {
+	case "failover":
+		return ModeFailover, nil
+	case "all":
+		return ModeAll, nil
+	}
+	return ModeFailover, fmt.Errorf("mode %q: want failover (next hops tried in order) or all (every next hop gets the mail)", s)
+}
+
+// Route sends the recipients of some domains to a list of next hops: tried
+// in order (ModeFailover), or all of them at once (ModeAll).
 type Route struct {
 	Domains  mailaddr.DomainSet
 	NextHops []NextHop
+	// Mode says how the next hops are used; the zero value is failover.
+	Mode RouteMode
 	// TLS is the route's TLS policy towards its next hops; TLSDefault is
 	// may for "mx" next hops and none for the others.
 	TLS TLSMode

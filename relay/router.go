@@ -285,7 +285,8 @@ func (e *capabilityError) Error() string { return e.why }
 // domain (Hops) and opens a transaction with the first that works —
 // connect, greeting, EHLO (LHLO for LMTP), MAIL. A next hop that fails at
 // any of these steps, whatever its reply, is skipped. All of it runs within
-// Timeouts.CallAhead and stops at once when ctx ends.
+// Timeouts.CallAhead and stops at once when ctx ends. A route in ModeAll
+// opens every next hop at once instead, and none may fail (beginAll).
 //
 // When no next hop works the error wraps policy.NextHopUnreachable (451
 // 4.4.1) and its text names every next hop and why it failed, for the log.
@@ -310,6 +311,9 @@ func (r *Router) Begin(ctx context.Context, route int, domain string, env Envelo
 		tlsRequired bool // a next hop failed the TLS its route requires
 		last        error
 	)
+	if r.Routes[route].Mode == ModeAll {
+		return r.beginAll(ctx, cctx, hops, env, t)
+	}
 	for i, h := range hops {
 		if cctx.Err() != nil {
 			cause := context.Cause(cctx)
@@ -319,26 +323,13 @@ func (r *Router) Begin(ctx context.Context, route int, domain string, env Envelo
 			unreachable, last = true, cause
 			break
 		}
-		tx, err := r.open(cctx, h, env, t)
-		var he *handshakeError
-		if errors.As(err, &he) && cctx.Err() == nil {
-			// tls: may, and the handshake failed: once more in clear, as
-			// Postfix does, so that a broken TLS stack does not stop mail.
-			r.count(func(c *TLSCounters) *atomic.Uint64 { return &c.ClearAfterHandshakeFailure })
-			r.log().Warn("next hop TLS", "next_hop", h.String(), "tls", "clear", "why", "TLS handshake failed, retrying in clear", "mode", h.TLS.String(), "err", he.err.Error())
-			tried = append(tried, h.String()+": "+err.Error()+" (retried in clear)")
-			clear := h
-			clear.TLS = TLSNone
-			tx, err = r.open(cctx, clear, env, t)
-		}
+		tx, notes, err := r.openHop(cctx, h, env, t)
+		tried = append(tried, notes...)
 		if err == nil {
 			return tx, nil
 		}
-		tried = append(tried, h.String()+": "+err.Error())
 		var te *tlsError
 		if errors.As(err, &te) {
-			r.count(func(c *TLSCounters) *atomic.Uint64 { return &c.Refused })
-			r.log().Warn("next hop TLS", "next_hop", h.String(), "tls", "refused", "mode", h.TLS.String(), "err", te.why)
 			tlsRequired = true
 		}
 		var ce *capabilityError
@@ -364,6 +355,35 @@ func (r *Router) Begin(ctx context.Context, route int, domain string, env Envelo
 	// error's text) names every next hop tried and why it failed.
 	reply := policy.NextHopUnreachable.Withf("no next hop answered (%s), try another MX or later", shortErr(last))
 	return nil, fmt.Errorf("%w; tried %s", reply, list)
+}
+
+// openHop opens a transaction with one next hop; under tls: may a failed
+// TLS handshake is retried once in clear. notes say, for the log, what each
+// try gave ("smtp://…: EHLO: 554 …").
+func (r *Router) openHop(ctx context.Context, h NextHop, env Envelope, t Timeouts) (Transaction, []string, error) {
+	var notes []string
+	tx, err := r.open(ctx, h, env, t)
+	var he *handshakeError
+	if errors.As(err, &he) && ctx.Err() == nil {
+		// tls: may, and the handshake failed: once more in clear, as
+		// Postfix does, so that a broken TLS stack does not stop mail.
+		r.count(func(c *TLSCounters) *atomic.Uint64 { return &c.ClearAfterHandshakeFailure })
+		r.log().Warn("next hop TLS", "next_hop", h.String(), "tls", "clear", "why", "TLS handshake failed, retrying in clear", "mode", h.TLS.String(), "err", he.err.Error())
+		notes = append(notes, h.String()+": "+err.Error()+" (retried in clear)")
+		clear := h
+		clear.TLS = TLSNone
+		tx, err = r.open(ctx, clear, env, t)
+	}
+	if err == nil {
+		return tx, notes, nil
+	}
+	notes = append(notes, h.String()+": "+err.Error())
+	var te *tlsError
+	if errors.As(err, &te) {
+		r.count(func(c *TLSCounters) *atomic.Uint64 { return &c.Refused })
+		r.log().Warn("next hop TLS", "next_hop", h.String(), "tls", "refused", "mode", h.TLS.String(), "err", te.why)
+	}
+	return nil, notes, err
 }
 
 // open opens a transaction with one next hop.

@@ -73,6 +73,9 @@ type smtpTx struct {
 
 	tls *tls.ConnectionState // after STARTTLS; nil in clear
 
+	from     string            // MAIL FROM as sent, for restart
+	mailOpts *smtp.MailOptions // MAIL parameters as sent, for restart
+
 	rcpts  []string // as sent, the keys of an LMTP per-recipient reply
 	broken error    // the connection failed; every later call returns this
 	done   atomic.Bool
@@ -148,7 +151,8 @@ func (r *Router) dialSMTP(ctx context.Context, h NextHop, env Envelope, t Timeou
 		opts.UTF8, u.utf8 = true, true
 	}
 	// go-smtp adds BODY=8BITMIME exactly when the next hop offers 8BITMIME.
-	if err := u.client.Mail(env.From.String(), opts); err != nil {
+	u.from, u.mailOpts = env.From.String(), opts
+	if err := u.client.Mail(u.from, opts); err != nil {
 		return nil, stepErr(ctx, "MAIL", err)
 	}
 	return u, nil
@@ -260,10 +264,46 @@ func (u *smtpTx) rcptOptions(dsn RcptDSN) *smtp.RcptOptions {
 	return o
 }
 
+// restart begins the transaction again on the same connection, for a
+// mirror whose other next hops refused a recipient this one accepted: RSET,
+// MAIL as before, and RCPT of each recipient given (RFC 5321 §4.1.1.5).
+// go-smtp sends EHLO again after RSET, which RFC 5321 §4.1.4 allows.
+func (u *smtpTx) restart(ctx context.Context, rcpts []mirrorRcpt) error {
+	if u.broken != nil {
+		return u.broken
+	}
+	stop := u.abortOnCancel(ctx)
+	err := u.client.Reset()
+	if err == nil {
+		err = u.client.Mail(u.from, u.mailOpts)
+	}
+	if !stop() && err == nil {
+		err = net.ErrClosed
+	}
+	if err != nil {
+		return u.fail(ctx, "RSET and MAIL", err)
+	}
+	u.rcpts = nil
+	for _, r := range rcpts {
+		if err := u.Rcpt(ctx, r.to, r.dsn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Data sends the message. It returns nil only once the next hop said 250 to
 // the final dot; on any failure before it, the connection is dropped without
 // the dot, so the next hop discards the partial message.
 func (u *smtpTx) Data(ctx context.Context, msg io.Reader) error {
+	return u.data(ctx, msg, nil)
+}
+
+// data is Data; beforeDot, if set, is called once the whole message went
+// out and before the final dot: an error from it abandons the transaction
+// without the dot (a mirror holds every next hop there until all have the
+// whole message).
+func (u *smtpTx) data(ctx context.Context, msg io.Reader, beforeDot func() error) error {
 	if u.broken != nil {
 		return u.broken
 	}
@@ -282,6 +322,13 @@ func (u *smtpTx) Data(ctx context.Context, msg io.Reader) error {
 			u.broken = fmt.Errorf("%w (next hop %s: transaction aborted)", policy.NextHopLost, u.hop)
 		}
 		return err
+	}
+	if beforeDot != nil {
+		if err := beforeDot(); err != nil {
+			u.Abort()
+			u.broken = fmt.Errorf("%w (next hop %s: abandoned before the final dot: %v)", policy.NextHopLost, u.hop, err)
+			return u.broken
+		}
 	}
 	if u.lmtp {
 		// One recipient per transaction (see Rcpt): its status is the
