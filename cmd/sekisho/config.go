@@ -91,6 +91,59 @@ type RouteConfig struct {
 	// verify; default may for mx, none otherwise.
 	TLS       RouteTLS `yaml:"tls"`
 	TLSCAFile CAFile   `yaml:"tls_ca_file"` // PEM CAs for verify (a private CA)
+	// Mode is failover (the default: next hops tried in order) or all
+	// (every next hop gets the mail: mirrored mailbox servers; see
+	// docs/outbound.md, "Mirror routes").
+	Mode RouteMode `yaml:"mode"`
+}
+
+// RouteMode is routes[].mode: failover or all; absent is failover.
+type RouteMode struct{ relay.RouteMode }
+
+// UnmarshalYAML parses the mode; an unknown one is an error naming the line.
+func (m *RouteMode) UnmarshalYAML(n *yaml.Node) error {
+	mode, err := relay.ParseRouteMode(strings.TrimSpace(n.Value))
+	if err != nil {
+		return lineErr(n, "%v", err)
+	}
+	m.RouteMode = mode
+	return nil
+}
+
+// MarshalYAML prints the mode.
+func (m RouteMode) MarshalYAML() (any, error) { return m.String(), nil }
+
+// validate checks route i (from 0) beyond what the YAML types could.
+// A route in mode all needs two next hops or more, each once (the same
+// one twice would get every message twice), and no mx: a domain's MX
+// hosts are alternatives to each other, not mirrors.
+func (r RouteConfig) validate(i int) error {
+	n := strconv.Itoa(i + 1)
+	path := []string{"routes", strconv.Itoa(i)}
+	if len(r.Domains) == 0 {
+		return invalid("route "+n+" has no domains", path...)
+	}
+	if len(r.NextHops) == 0 {
+		return invalid("route "+n+" has no next_hops", path...)
+	}
+	if r.Mode.RouteMode != relay.ModeAll {
+		return nil
+	}
+	mode := []string{"routes", strconv.Itoa(i), "mode"}
+	if len(r.NextHops) < 2 {
+		return invalid("route "+n+" has mode all and one next hop: mode all sends every message to each next hop, it needs two or more", mode...)
+	}
+	seen := map[string]bool{}
+	for _, h := range r.NextHops {
+		if h.Kind == relay.HopMX {
+			return invalid("route "+n+" has mode all and an mx next hop: a domain's MX hosts are alternatives, not mirrors (use failover)", mode...)
+		}
+		if seen[h.String()] {
+			return invalid("route "+n+" has mode all and next hop "+h.String()+" twice: it would get every message twice", mode...)
+		}
+		seen[h.String()] = true
+	}
+	return nil
 }
 
 // DNSConfig configures the resolver.
@@ -372,7 +425,8 @@ func (a AuthConfig) validate() error {
 func invalid(msg string, path ...string) error { return &validationError{path: path, msg: msg} }
 
 // lineOf finds the line of a key path in the document, or of the deepest
-// key of it that exists (1 if none does).
+// key of it that exists (1 if none does). A number in the path is the
+// index of a list item ("routes", "1", "mode").
 func lineOf(root *yaml.Node, path []string) int {
 	n := root
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
@@ -380,6 +434,14 @@ func lineOf(root *yaml.Node, path []string) int {
 	}
 	line := 1
 	for _, key := range path {
+		if i, err := strconv.Atoi(key); err == nil && n != nil && n.Kind == yaml.SequenceNode {
+			if i < 0 || i >= len(n.Content) {
+				break
+			}
+			n = n.Content[i]
+			line = n.Line
+			continue
+		}
 		if n == nil || n.Kind != yaml.MappingNode {
 			break
 		}
@@ -436,11 +498,8 @@ func (c *Config) validate() error {
 	}
 	routes := c.relayRoutes()
 	for i, r := range c.Routes {
-		if len(r.Domains) == 0 {
-			return invalid("route "+strconv.Itoa(i+1)+" has no domains", "routes")
-		}
-		if len(r.NextHops) == 0 {
-			return invalid("route "+strconv.Itoa(i+1)+" has no next_hops", "routes")
+		if err := r.validate(i); err != nil {
+			return err
 		}
 	}
 	for _, d := range c.LocalDomains {
@@ -502,7 +561,7 @@ func (c *Config) relayRoutes() relay.Routes {
 			hops = append(hops, h.NextHop)
 		}
 		rs = append(rs, relay.Route{Domains: mailaddr.NewDomainSet(r.Domains), NextHops: hops,
-			TLS: r.TLS.TLSMode, TLSRoots: r.TLSCAFile.Pool()})
+			TLS: r.TLS.TLSMode, TLSRoots: r.TLSCAFile.Pool(), Mode: r.Mode.RouteMode})
 	}
 	return rs
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"sekisho/relay"
 )
 
 func TestDefaultsAreValid(t *testing.T) {
@@ -102,5 +104,40 @@ func TestListenReplacedWhole(t *testing.T) {
 	cfg, err = ParseConfig("f.yaml", []byte("hostname: mx\n"))
 	if err != nil || cfg.Listen.SMTP != "127.0.0.1:2525" {
 		t.Fatalf("no listen block: %+v, %v", cfg.Listen, err)
+	}
+}
+
+// TestRouteMode: routes[].mode is failover by default, all when asked, and
+// every mistake with it names the line of the route's mode (or of the
+// route).
+func TestRouteMode(t *testing.T) {
+	cfg, err := ParseConfig("f.yaml", []byte(`
+hostname: mx1.campus.test
+routes:
+  - {domains: [campus.test], mode: all, next_hops: ["smtp://10.0.1.5:25", "lmtp://10.0.1.6:24", "maildir:/srv/copy"]}
+  - {domains: [other.test], mode: failover, next_hops: ["smtp://10.0.1.5:25"]}
+  - {domains: ["*"], next_hops: [mx]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := cfg.relayRoutes()
+	if rs[0].Mode != relay.ModeAll || rs[1].Mode != relay.ModeFailover || rs[2].Mode != relay.ModeFailover {
+		t.Errorf("modes %v %v %v, want all failover failover", rs[0].Mode, rs[1].Mode, rs[2].Mode)
+	}
+
+	head := "hostname: mx\nroutes:\n  - domains: [localhost]\n    next_hops: [\"smtp://10.0.1.5:25\", \"smtp://10.0.1.6:25\"]\n"
+	cases := []struct{ yaml, want string }{
+		{head + "  - domains: [a.test]\n    mode: mirror\n    next_hops: [\"smtp://10.0.1.5:25\"]\n", "f.yaml:6: mode \"mirror\": want failover"},
+		{head + "  - domains: [a.test]\n    next_hops: [\"smtp://10.0.1.5:25\"]\n    mode: all\n", "f.yaml:7: route 2 has mode all and one next hop"},
+		{head + "  - domains: [a.test]\n    mode: all\n    next_hops: [mx, \"smtp://10.0.1.5:25\"]\n", "f.yaml:6: route 2 has mode all and an mx next hop"},
+		{head + "  - domains: [a.test]\n    mode: all\n    next_hops: [\"smtp://10.0.1.5:25\", \"smtp://10.0.1.5:25\"]\n", "f.yaml:6: route 2 has mode all and next hop smtp://10.0.1.5:25 twice"},
+		{head + "  - domains: []\n    next_hops: [\"smtp://10.0.1.5:25\"]\n", "f.yaml:5: route 2 has no domains"},
+	}
+	for _, c := range cases {
+		_, err := ParseConfig("f.yaml", []byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("config %q: error %v, want it to contain %q", c.yaml, err, c.want)
+		}
 	}
 }
