@@ -28,10 +28,17 @@ var (
 )
 
 // Binary builds cmd/sekisho once per test process (with the race detector
-// when the tests run with it) and returns its path.
+// when the tests run with it) and returns its path. With SEKISHO_BINARY set
+// in the environment it builds nothing and returns that path instead (the
+// benchmark, bench/, runs the binary `make build` made, or a profiling
+// build of it).
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		if p := os.Getenv("SEKISHO_BINARY"); p != "" {
+			buildPath, buildErr = filepath.Abs(p)
+			return
+		}
 		root, err := moduleRoot()
 		if err != nil {
 			buildErr = err
@@ -191,6 +198,9 @@ func (g *Gateway) WaitLog(substr string, timeout time.Duration) string {
 		}
 	}
 }
+
+// PID is the process's id (for its CPU time and memory in /proc).
+func (g *Gateway) PID() int { return g.cmd.Process.Pid }
 
 // Signal sends a signal to the process.
 func (g *Gateway) Signal(sig syscall.Signal) {

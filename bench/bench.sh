@@ -1,0 +1,59 @@
+#!/bin/sh
+# bench/bench.sh — `make bench`: sekisho's speed measured the way users would
+# see it (docs/performance.md). Installs what it needs (postfix for
+# smtp-source and smtp-sink, not configured; slapd through `make
+# test-deps`), raises the file descriptor limit for the 10,000 held
+# clients, builds the binary and runs bench/bench_test.go (build tag bench).
+#
+#   bench/bench.sh            the tables, on stdout and in bin/bench-results.md
+#   bench/bench.sh -profile   the same with a profiling build; CPU,
+#                             allocation and heap profiles in bin/bench-profiles/
+#
+# Settings: BENCH_MESSAGES (per run, 5000), BENCH_SESSIONS (20),
+# BENCH_SIZE (5120), BENCH_RUNS (3), BENCH_PAUSED (10000); SEKISHO_BINARY
+# measures a binary built elsewhere (e.g. another commit) instead of
+# building one (with -profile it must be a -tags benchprofile build).
+set -eu
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+PATH="$PATH:/usr/sbin:/sbin"
+
+profile=""
+case "${1:-}" in
+-profile) profile=yes ;;
+"") ;;
+*) echo "usage: bench/bench.sh [-profile]" >&2; exit 2 ;;
+esac
+
+bench/install-postfix.sh
+make -s test-deps
+
+# 10,000 held clients: as many sockets in sekisho and in the client.
+want=$(( ${BENCH_PAUSED:-10000} * 2 + 1000 ))
+if [ "$(ulimit -n)" -lt "$want" ]; then
+	ulimit -n "$want" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+fi
+if [ "$(ulimit -n)" -lt $(( ${BENCH_PAUSED:-10000} + 500 )) ]; then
+	echo "bench: the file descriptor limit is $(ulimit -n), too low for ${BENCH_PAUSED:-10000} held clients (run as root, or raise the hard limit)" >&2
+	exit 1
+fi
+
+mkdir -p bin
+if [ -n "${SEKISHO_BINARY:-}" ]; then
+	bin=$SEKISHO_BINARY # measure a binary built elsewhere (another commit)
+	[ -z "$profile" ] || export BENCH_PROFILE="$PWD/bin/bench-profiles"
+elif [ -n "$profile" ]; then
+	bin=bin/sekisho-benchprofile
+	$GO build -tags benchprofile -o "$bin" ./cmd/sekisho
+	rm -rf bin/bench-profiles && mkdir -p bin/bench-profiles
+	export BENCH_PROFILE="$PWD/bin/bench-profiles"
+else
+	bin=bin/sekisho
+	make -s build
+fi
+case $bin in /*) ;; *) bin="$PWD/$bin" ;; esac
+export SEKISHO_BINARY="$bin" BENCH_OUT="$PWD/bin/bench-results.md"
+CI=true $GO test -v -tags bench -count=1 -timeout 30m -run '^TestBench$' ./bench/
+if [ -n "$profile" ]; then
+	echo "profiles in bin/bench-profiles/ (go tool pprof -top $bin bin/bench-profiles/cpu.pb.gz)"
+fi
