@@ -37,6 +37,9 @@ type Server struct {
 	dir     string
 	addr    string
 	cluster bool
+	// replicaOf, if set, is the master this server replicates
+	// (--replicaof).
+	replicaOf string
 	// sentinel, if set, makes this server a Sentinel monitoring the
 	// master named sentinel.name at sentinel.master.
 	sentinel *sentinelConf
@@ -67,6 +70,44 @@ func StartCluster(t testing.TB) *Server {
 
 type sentinelConf struct {
 	name, master string
+	opts         SentinelOptions
+}
+
+// SentinelOptions tunes the Sentinels of StartSentinels. Zero values are
+// Redis' own defaults (quorum 1 here), which make a failover take more than
+// half a minute; a failover test sets small ones.
+type SentinelOptions struct {
+	// Quorum is how many Sentinels must agree that the master is down
+	// before a failover starts (sentinel monitor ... <quorum>); default 1.
+	Quorum int
+	// DownAfter is sentinel down-after-milliseconds: how long the master
+	// may not answer before a Sentinel holds it down; default Redis' 30 s.
+	DownAfter time.Duration
+	// FailoverTimeout is sentinel failover-timeout; a failover attempt
+	// that failed (a split vote) is tried again after twice this; default
+	// Redis' 3 minutes.
+	FailoverTimeout time.Duration
+	// Replicas is how many replicas of the master every Sentinel must
+	// know before StartSentinels returns (a Sentinel can only promote a
+	// replica it knows).
+	Replicas int
+}
+
+// conf is the Sentinel's configuration file for this master.
+func (c *sentinelConf) conf() string {
+	host, port, _ := net.SplitHostPort(c.master)
+	q := c.opts.Quorum
+	if q <= 0 {
+		q = 1
+	}
+	body := fmt.Sprintf("sentinel monitor %s %s %s %d\n", c.name, host, port, q)
+	if c.opts.DownAfter > 0 {
+		body += fmt.Sprintf("sentinel down-after-milliseconds %s %d\n", c.name, c.opts.DownAfter.Milliseconds())
+	}
+	if c.opts.FailoverTimeout > 0 {
+		body += fmt.Sprintf("sentinel failover-timeout %s %d\n", c.name, c.opts.FailoverTimeout.Milliseconds())
+	}
+	return body
 }
 
 // StartSentinel starts a Redis Sentinel (redis-server --sentinel) that
@@ -76,12 +117,17 @@ type sentinelConf struct {
 // it. Stop, Kill and Restart work as for any server.
 func StartSentinel(t testing.TB, master *Server, masterName string) *Server {
 	t.Helper()
+	return startSentinel(t, master, masterName, SentinelOptions{})
+}
+
+func startSentinel(t testing.TB, master *Server, masterName string, o SentinelOptions) *Server {
+	t.Helper()
 	s := &Server{
 		t:        t,
 		bin:      testenv.Command(t, "redis-server", "redis-server"),
 		dir:      t.TempDir(),
 		addr:     testenv.FreePort(t),
-		sentinel: &sentinelConf{name: masterName, master: master.Addr()},
+		sentinel: &sentinelConf{name: masterName, master: master.Addr(), opts: o},
 	}
 	t.Cleanup(s.Kill)
 	s.launch()
@@ -93,6 +139,129 @@ func StartSentinel(t testing.TB, master *Server, masterName string) *Server {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("testredis: sentinel on %s does not know %s: %q, %v", s.addr, masterName, reply, err)
+		}
+		time.Sleep(20 * time.Millisecond) // no other signal than asking
+	}
+}
+
+// StartSentinels starts n Sentinels monitoring master under masterName with
+// the options o, and waits until every one of them knows the other n-1
+// (Sentinels find each other through the master's __sentinel__:hello
+// channel, every 2 s) and o.Replicas replicas: only then can they elect a
+// leader and fail over. Start the replicas first (StartReplica).
+func StartSentinels(t testing.TB, master *Server, masterName string, n int, o SentinelOptions) []*Server {
+	t.Helper()
+	var ss []*Server
+	for i := 0; i < n; i++ {
+		ss = append(ss, startSentinel(t, master, masterName, o))
+	}
+	deadline := time.Now().Add(30 * time.Second) // discovery takes a few hello periods
+	for _, s := range ss {
+		for {
+			info, err := s.Do("SENTINEL", "MASTER", masterName)
+			others, replicas := fieldOf(info, "num-other-sentinels"), fieldOf(info, "num-slaves")
+			if err == nil && others == strconv.Itoa(n-1) && replicas == strconv.Itoa(o.Replicas) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("testredis: sentinel on %s knows %q other sentinels and %q replicas, want %d and %d (%v)",
+					s.addr, others, replicas, n-1, o.Replicas, err)
+			}
+			time.Sleep(50 * time.Millisecond) // no other signal than asking
+		}
+	}
+	return ss
+}
+
+// fieldOf finds name in a flat array reply as Do returns it (one element
+// per line: "*n", then "$len" and the value for each bulk string) and
+// returns the value after it.
+func fieldOf(reply, name string) string {
+	lines := strings.Split(reply, "\n")
+	for i := 2; i+2 < len(lines); i += 4 { // "$len", name, "$len", value
+		if lines[i] == name {
+			return lines[i+2]
+		}
+	}
+	return ""
+}
+
+// MasterAddrByName asks a Sentinel for the address of the master it knows
+// as name (SENTINEL GET-MASTER-ADDR-BY-NAME), as "host:port".
+func (s *Server) MasterAddrByName(name string) (string, error) {
+	reply, err := s.Do("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
+	if err != nil {
+		return "", err
+	}
+	l := strings.Split(reply, "\n")
+	if len(l) != 5 || l[0] != "*2" {
+		return "", fmt.Errorf("testredis: GET-MASTER-ADDR-BY-NAME %s: %q", name, reply)
+	}
+	return net.JoinHostPort(l[2], l[4]), nil
+}
+
+// StartReplica starts a redis-server that replicates master (--replicaof)
+// and waits until its link to the master is up and the first
+// synchronisation is done. Restart keeps it a replica of the same master.
+func StartReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	s := &Server{
+		t:         t,
+		bin:       testenv.Command(t, "redis-server", "redis-server"),
+		dir:       t.TempDir(),
+		addr:      testenv.FreePort(t),
+		replicaOf: master.Addr(),
+	}
+	t.Cleanup(s.Kill)
+	s.launch()
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		info, err := s.Do("INFO", "replication")
+		if err == nil && strings.Contains(info, "master_link_status:up") {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testredis: replica on %s has no link to %s: %q, %v", s.addr, master.Addr(), info, err)
+		}
+		time.Sleep(20 * time.Millisecond) // no other signal than asking
+	}
+}
+
+// Info returns one field of INFO (for example "role" or
+// "master_repl_offset"), "" if the server does not report it.
+func (s *Server) Info(field string) (string, error) {
+	info, err := s.Do("INFO")
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
+			return v, nil
+		}
+	}
+	return "", nil
+}
+
+// WaitReplicated waits until replica has everything master had written
+// when it was called: the replica's slave_repl_offset reaches the master's
+// master_repl_offset. Replication is asynchronous, so this is how a test
+// knows that data written before a failover is on the replica.
+func WaitReplicated(t testing.TB, master, replica *Server, timeout time.Duration) {
+	t.Helper()
+	v, err := master.Info("master_repl_offset")
+	want, perr := strconv.ParseInt(v, 10, 64)
+	if err != nil || perr != nil {
+		t.Fatalf("testredis: master_repl_offset of %s: %q, %v", master.addr, v, err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		v, err := replica.Info("slave_repl_offset")
+		got, _ := strconv.ParseInt(v, 10, 64)
+		if err == nil && got >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testredis: replica %s at offset %q, master %s at %d after %v (%v)", replica.addr, v, master.addr, want, timeout, err)
 		}
 		time.Sleep(20 * time.Millisecond) // no other signal than asking
 	}
@@ -235,15 +404,20 @@ func (s *Server) launch() {
 		"--daemonize", "no",
 		"--logfile", "",
 		"--protected-mode", "no",
+		// A replica that attaches is served at once, not after the
+		// default 5 s that diskless sync waits for more replicas.
+		"--repl-diskless-sync-delay", "0",
+	}
+	if s.replicaOf != "" {
+		host, port, _ := net.SplitHostPort(s.replicaOf)
+		args = append(args, "--replicaof", host, port)
 	}
 	if s.sentinel != nil {
 		// Sentinel needs a writable config file of its own (it rewrites it),
 		// and takes no persistence options.
-		host, mport, _ := net.SplitHostPort(s.sentinel.master)
 		conf := filepath.Join(s.dir, "sentinel.conf")
 		if _, err := os.Stat(conf); err != nil {
-			body := fmt.Sprintf("sentinel monitor %s %s %s 1\n", s.sentinel.name, host, mport)
-			if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+			if err := os.WriteFile(conf, []byte(s.sentinel.conf()), 0o644); err != nil {
 				s.t.Fatal(err)
 			}
 		}

@@ -94,3 +94,42 @@ func TestSentinel(t *testing.T) {
 		t.Fatalf("GET-MASTER-ADDR-BY-NAME: %q, %v; want %q", reply, err, want)
 	}
 }
+
+// TestSentinelsFailOver: a master, its replica and three Sentinels with
+// quorum 2; the master is killed and the Sentinels promote the replica,
+// which has the data written before the kill.
+func TestSentinelsFailOver(t *testing.T) {
+	master := Start(t)
+	replica := StartReplica(t, master)
+	if role, err := replica.Info("role"); err != nil || role != "slave" {
+		t.Fatalf("replica's role: %q, %v", role, err)
+	}
+	sentinels := StartSentinels(t, master, "mymaster", 3, SentinelOptions{
+		Quorum: 2, DownAfter: time.Second, FailoverTimeout: 3 * time.Second, Replicas: 1})
+	if reply, err := master.Do("SET", "k", "before the kill"); err != nil || reply != "+OK" {
+		t.Fatalf("SET: %q, %v", reply, err)
+	}
+	WaitReplicated(t, master, replica, 5*time.Second)
+
+	master.Kill()
+	killed := time.Now()
+	for _, s := range sentinels {
+		for {
+			addr, err := s.MasterAddrByName("mymaster")
+			if err == nil && addr == replica.Addr() {
+				break
+			}
+			if time.Since(killed) > 30*time.Second {
+				t.Fatalf("sentinel %s still says %q, %v", s.Addr(), addr, err)
+			}
+			time.Sleep(50 * time.Millisecond) // no other signal than asking
+		}
+	}
+	t.Logf("all three sentinels name the replica %v after the kill", time.Since(killed).Round(time.Millisecond))
+	if role, err := replica.Info("role"); err != nil || role != "master" {
+		t.Fatalf("promoted replica's role: %q, %v", role, err)
+	}
+	if reply, err := replica.Do("GET", "k"); err != nil || reply != "$15\nbefore the kill" {
+		t.Fatalf("GET on the new master: %q, %v", reply, err)
+	}
+}
