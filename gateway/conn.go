@@ -30,6 +30,7 @@ import (
 // policy. go-smtp remains the client towards next hops (relay/).
 type conn struct {
 	srv      *Server
+	gen      *generation  // the configuration taken at accept, kept to the end
 	tc       *trackedConn // the accepted connection: limits, greet pause, shutdown
 	listener string       // "smtp"
 	id       string
@@ -75,15 +76,15 @@ var errQuit = errors.New("session ends")
 func (c *conn) serve() {
 	defer c.close()
 	c.log.Debug("connected")
-	greeting := policy.Greeting(c.srv.cfg.Hostname)
+	greeting := policy.Greeting(c.gen.cfg.Hostname)
 	if c.lmtp {
-		greeting = policy.LMTPGreeting(c.srv.cfg.Hostname)
+		greeting = policy.LMTPGreeting(c.gen.cfg.Hostname)
 	}
 	if err := c.reply(greeting); err != nil {
 		return
 	}
 	for {
-		line, err := c.readLine(c.srv.cfg.Limits.CommandTimeout)
+		line, err := c.readLine(c.gen.cfg.Limits.CommandTimeout)
 		if err != nil {
 			c.readFailed(err, "command")
 			return
@@ -170,7 +171,7 @@ func (c *conn) reply(r *policy.Reply) error {
 	case r.CountsAsError():
 		c.errors++
 	}
-	limit := c.srv.cfg.Limits.MaxErrors
+	limit := c.gen.cfg.Limits.MaxErrors
 	tooMany := limit > 0 && c.errors >= limit && r.Code != 421 && r.Code != 221
 	c.wmu.Lock()
 	err := c.writeLocked(r)
@@ -199,7 +200,7 @@ func (c *conn) writeLocked(r *policy.Reply) error {
 	if c.closed {
 		return net.ErrClosed
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.Limits.CommandTimeout))
+	c.nc.SetWriteDeadline(time.Now().Add(c.gen.cfg.Limits.CommandTimeout))
 	c.bw.WriteString(r.Wire())
 	if c.br.Buffered() > 0 && r.Code != 421 && r.Code != 221 && r.Code != 354 && r.Code != 220 {
 		return nil
@@ -253,7 +254,7 @@ func (c *conn) readLine(timeout time.Duration) (string, error) {
 		return "", err
 	}
 	c.nc.SetReadDeadline(time.Now().Add(timeout))
-	max := c.srv.cfg.Limits.MaxLineLength
+	max := c.gen.cfg.Limits.MaxLineLength
 	var line []byte
 	for {
 		frag, err := c.br.ReadSlice('\n')

@@ -66,7 +66,7 @@ func causeOf(check string, r *policy.Reply, given string) string {
 // count reports one decision to the recorder (none in explain, which
 // decides nothing).
 func (e *engine) count(check string, r *policy.Reply, given string, rcpt mailaddr.Address) {
-	rec := e.srv.cfg.Recorder
+	rec := e.gen.cfg.Recorder
 	if rec == nil || e.dryRun || (e.gone != nil && e.gone()) {
 		// explain decides nothing; a client that hung up under its
 		// lookups or call-ahead made no decision to count either (and

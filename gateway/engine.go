@@ -29,6 +29,7 @@ import (
 // decision to the observer (the session logs it; explain lists it).
 type engine struct {
 	srv *Server
+	gen *generation // the configuration the session started with
 	obs observer
 
 	// What the connection established; copied into each transaction.
@@ -111,8 +112,8 @@ type observer interface {
 	decided(stage, check string, r *policy.Reply, reason string, kv ...any)
 }
 
-func newEngine(srv *Server, obs observer, base filters.Transaction) *engine {
-	e := &engine{srv: srv, obs: obs, base: base, proto: "ESMTP"}
+func newEngine(srv *Server, gen *generation, obs observer, base filters.Transaction) *engine {
+	e := &engine{srv: srv, gen: gen, obs: obs, base: base, proto: "ESMTP"}
 	e.reset()
 	return e
 }
@@ -183,21 +184,21 @@ func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address, rp RcptParams) *
 	if to.IsPostmaster() {
 		// RFC 5321 §4.5.1: <postmaster> without a domain must be accepted;
 		// it is the postmaster of our first local domain.
-		to.Domain = e.srv.cfg.PostmasterDomain
+		to.Domain = e.gen.cfg.PostmasterDomain
 		if to.Domain == "" {
 			return e.refuse("relay", policy.NoRoute, "no local domain for <postmaster>", to)
 		}
 	}
-	local := e.srv.cfg.LocalDomains.Contains(to.Domain)
+	local := e.gen.cfg.LocalDomains.Contains(to.Domain)
 	if r, reason := e.srv.relayControl(to, local, e.base.Trusted || e.base.Authenticated != ""); r != nil {
 		return e.refuse("relay", r, reason, to)
 	}
-	route := e.srv.router.Lookup(to.Domain)
+	route := e.gen.router.Lookup(to.Domain)
 	if route < 0 {
 		e.srv.log.Error("no route matches a recipient domain: fix the routes of the configuration", "domain", to.Domain)
 		return e.refuse("route", policy.NoRoute, "no route", to)
 	}
-	key := e.srv.router.Key(route, to.Domain)
+	key := e.gen.router.Key(route, to.Domain)
 	if e.lmtp {
 		return e.lmtpRcptChecked(ctx, route, key, to, rp, local)
 	}
@@ -227,16 +228,16 @@ func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address, rp RcptParams) *
 		// A phished account's campaign meets these limits first. The
 		// message counts at its first accepted recipient.
 		if len(e.rcpts) == 0 {
-			if r := e.srv.cfg.MSA.Auth.AllowMessage(*e.user); r != nil {
+			if r := e.gen.cfg.MSA.Auth.AllowMessage(*e.user); r != nil {
 				return e.refuse("submission", r, "hourly message limit of "+e.user.Name, to)
 			}
 		}
-		if r := e.srv.cfg.MSA.Auth.AllowRecipient(*e.user); r != nil {
+		if r := e.gen.cfg.MSA.Auth.AllowRecipient(*e.user); r != nil {
 			return e.refuse("submission", r, "hourly recipient limit of "+e.user.Name, to)
 		}
 	}
 	if e.up == nil {
-		up, err := e.srv.begin(ctx, route, asciiDomain(to.Domain), e.envelope())
+		up, err := e.gen.begin(ctx, route, asciiDomain(to.Domain), e.envelope())
 		if err != nil {
 			return e.refuse("call_ahead", policy.FromError(err), "call-ahead: "+err.Error(), to)
 		}
@@ -354,12 +355,12 @@ func (e *engine) prepare(ctx context.Context, msg io.Reader, head *bytes.Buffer)
 	if n := countReceived(hdr); n > maxReceived {
 		return dataOutcome{reply: policy.MailLoop, check: "loop", reason: fmt.Sprintf("received headers: %d", n)}, br
 	}
-	hdr = stripOwnFields(hdr, e.srv.cfg.Hostname)
+	hdr = stripOwnFields(hdr, e.gen.cfg.Hostname)
 	if e.user != nil {
 		// Message completion (RFC 6409 §8.3, §8.4) before the header
 		// check, which requires a Date.
-		hdr = completeHeader(hdr, e.srv.cfg.Hostname, time.Now())
-		if e.srv.cfg.MSA.FromCheck {
+		hdr = completeHeader(hdr, e.gen.cfg.Hostname, time.Now())
+		if e.gen.cfg.MSA.FromCheck {
 			if r, reason := e.fromOwned(hdr); r != nil {
 				return dataOutcome{reply: r, check: "submission", reason: reason}, br
 			}
@@ -390,11 +391,11 @@ func (e *engine) signs(head []byte) bool {
 }
 
 func (e *engine) dkimDomain(head []byte) string {
-	if e.srv.cfg.DKIM == nil || !e.outbound() {
+	if e.gen.cfg.DKIM == nil || !e.outbound() {
 		return ""
 	}
 	domain, err := relay.FromDomain(head)
-	if err != nil || !e.srv.cfg.DKIM.KeyFor(domain) {
+	if err != nil || !e.gen.cfg.DKIM.KeyFor(domain) {
 		return ""
 	}
 	return domain
@@ -408,7 +409,7 @@ func (e *engine) sign(msg []byte) (string, error) {
 	if domain == "" {
 		return "", nil
 	}
-	f, err := e.srv.cfg.DKIM.Sign(bytes.NewReader(msg), domain)
+	f, err := e.gen.cfg.DKIM.Sign(bytes.NewReader(msg), domain)
 	if err != nil {
 		return "", fmt.Errorf("%w: dkim signing for %s: %v", policy.SigningFailed, domain, err)
 	}
@@ -425,7 +426,7 @@ func (e *engine) submitter(from mailaddr.Address) (*policy.Reply, string) {
 	if u == nil {
 		return nil, ""
 	}
-	msa := e.srv.cfg.MSA
+	msa := e.gen.cfg.MSA
 	switch {
 	case from.IsNull():
 		return policy.NullSenderOnSubmission, "null sender from an authenticated user"
@@ -490,16 +491,16 @@ func hasField(hdr []byte, name string) bool {
 // configuration asks for it (auth.received: full): the user's home network
 // is nobody's business downstream.
 func (e *engine) received(now time.Time) string {
-	if e.user != nil && !e.srv.cfg.MSA.ReceivedFull {
+	if e.user != nil && !e.gen.cfg.MSA.ReceivedFull {
 		var b strings.Builder
-		fmt.Fprintf(&b, "Received: by %s (sekisho) with %s id %s", e.srv.cfg.Hostname, e.proto, e.base.SessionID)
+		fmt.Fprintf(&b, "Received: by %s (sekisho) with %s id %s", e.gen.cfg.Hostname, e.proto, e.base.SessionID)
 		if e.tlsInfo != "" {
 			fmt.Fprintf(&b, "\r\n\t(%s)", e.tlsInfo)
 		}
 		fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
 		return b.String()
 	}
-	r := receivedHeader(e.base.Helo, e.base.Client, e.srv.cfg.Hostname, e.proto, e.base.SessionID, e.rcpts, now)
+	r := receivedHeader(e.base.Helo, e.base.Client, e.gen.cfg.Hostname, e.proto, e.base.SessionID, e.rcpts, now)
 	if e.tlsInfo != "" {
 		r = strings.Replace(r, ")\r\n\tby ", ")\r\n\t("+e.tlsInfo+")\r\n\tby ", 1)
 	}
@@ -543,10 +544,10 @@ func addressLiteral(ip netip.Addr) string {
 }
 
 // begin is the call-ahead, timed for the metrics.
-func (s *Server) begin(ctx context.Context, route int, domain string, env relay.Envelope) (relay.Transaction, error) {
+func (g *generation) begin(ctx context.Context, route int, domain string, env relay.Envelope) (relay.Transaction, error) {
 	start := time.Now()
-	up, err := s.router.Begin(ctx, route, domain, env)
-	if obs := s.cfg.ObserveNextHop; obs != nil {
+	up, err := g.router.Begin(ctx, route, domain, env)
+	if obs := g.cfg.ObserveNextHop; obs != nil {
 		outcome := "ok"
 		if err != nil {
 			outcome = "deferred"

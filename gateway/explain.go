@@ -55,12 +55,14 @@ type Explanation struct {
 // checks are those of the server's chain: main builds it with the greylist
 // check in dry-run mode (no entry is made).
 func (s *Server) Explain(ctx context.Context, in ExplainInput) Explanation {
-	o := &explainObserver{srv: s, ctx: ctx}
+	g := s.acquire()
+	defer g.release()
+	o := &explainObserver{srv: s, gen: g, ctx: ctx}
 	if in.Helo == "" {
 		// No -helo: the client's address literal, which the checks take.
 		in.Helo = addressLiteral(in.Client)
 	}
-	trusted := s.isTrusted(in.Client)
+	trusted := g.isTrusted(in.Client)
 	base := filters.Transaction{
 		SessionID: "explain", Client: in.Client, Helo: in.Helo, Trusted: trusted,
 		Authenticated: in.Authenticated, Listener: "smtp", Conn: map[string]any{},
@@ -69,16 +71,16 @@ func (s *Server) Explain(ctx context.Context, in ExplainInput) Explanation {
 	// connect
 	pause, reason := "skipped", "trusted or exempt network"
 	switch {
-	case s.cfg.GreetPause == 0:
+	case g.cfg.GreetPause == 0:
 		reason = "off"
-	case !trusted && !inPrefixes(s.cfg.GreetPauseExempt, in.Client):
-		pause, reason = "pass", "the banner would be held "+s.cfg.GreetPause.String()+"; explain assumes a client that waits"
+	case !trusted && !inPrefixes(g.cfg.GreetPauseExempt, in.Client):
+		pause, reason = "pass", "the banner would be held "+g.cfg.GreetPause.String()+"; explain assumes a client that waits"
 	}
 	o.add(ExplainStep{Stage: "connect", Check: "greet_pause", Outcome: pause, Reason: reason})
 	_, cctx := o.add(ExplainStep{Stage: "connect", Check: "lookups", Outcome: "pass", Reason: "started while the banner is held (DNSBL); answers are listed as they arrive"})
-	s.chain.StartConnect(cctx, &base)
+	g.chain.StartConnect(cctx, &base)
 
-	e := newEngine(s, o, base)
+	e := newEngine(s, g, o, base)
 	e.dryRun = true
 	defer e.reset() // abandons the call-ahead: nothing is sent
 
@@ -117,6 +119,7 @@ func (s *Server) Explain(ctx context.Context, in ExplainInput) Explanation {
 // them; once Explain returns, lookups still in flight are dropped.
 type explainObserver struct {
 	srv *Server
+	gen *generation
 	ctx context.Context
 
 	mu      sync.Mutex
@@ -162,7 +165,7 @@ func (o *explainObserver) finish() Explanation {
 func (o *explainObserver) run(ctx context.Context, label string, st filters.Stage, tx *filters.Transaction) (filters.Verdict, []filters.Result) {
 	var results []filters.Result
 	current := -1
-	v := o.srv.chain.RunObserved(ctx, st, tx,
+	v := o.gen.chain.RunObserved(ctx, st, tx,
 		func(check string) context.Context {
 			i, cctx := o.add(ExplainStep{Stage: label, Check: check})
 			current = i
@@ -212,7 +215,7 @@ func (o *explainObserver) decided(stage, check string, r *policy.Reply, reason s
 
 func (o *explainObserver) isCheck(name string) bool {
 	for _, st := range []filters.Stage{filters.StageMail, filters.StageRcpt, filters.StageData} {
-		for _, c := range o.srv.chain.Checks(st) {
+		for _, c := range o.gen.chain.Checks(st) {
 			if c.Name() == name {
 				return true
 			}

@@ -25,6 +25,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"sekisho/auth"
@@ -97,6 +98,12 @@ type Config struct {
 	// connection.
 	GreetMemory                GreetMemory
 	GreetPassTTL, GreetFailTTL time.Duration
+
+	// Retire, when set, is called once this configuration has been
+	// replaced (Reload) and the last session that started on it has ended:
+	// the moment to close what it alone used (an LDAP directory's
+	// connections). It runs in a goroutine of its own.
+	Retire func()
 }
 
 // Signer makes DKIM signatures (relay.Signer).
@@ -121,53 +128,41 @@ type MSAConfig struct {
 	ReceivedFull bool
 }
 
-// Server runs the SMTP listeners.
+// Server runs the SMTP listeners. Its configuration is a generation
+// (reload.go) that Reload replaces while it runs: each connection takes the
+// generation in force when it is accepted and keeps it to its end.
 type Server struct {
-	cfg     Config
-	chain   *filters.Chain
-	router  *relay.Router
-	log     *slog.Logger
-	tracker *connTracker
-	metrics *metrics
+	gen      atomic.Pointer[generation] // what new connections take
+	reloadMu sync.Mutex                 // one Reload at a time
+	log      *slog.Logger
+	tracker  *connTracker
+	metrics  *metrics
 
 	ctx    context.Context // ends when the server is forced to stop
 	cancel context.CancelFunc
 
 	mu        sync.Mutex
 	listeners []net.Listener
+	serving   map[string]bool // the listener roles served (Reload checks them)
 	stopping  bool
 }
 
 // New checks the configuration and builds a server.
 func New(cfg Config) (*Server, error) {
-	if cfg.Hostname == "" {
-		return nil, errors.New("gateway: hostname is required")
-	}
-	if cfg.Router == nil {
-		return nil, errors.New("gateway: a router is required")
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if cfg.Chain == nil {
-		cfg.Chain = filters.NewChain()
-	}
-	if cfg.Limits.MaxLineLength <= 0 {
-		cfg.Limits.MaxLineLength = 2000
-	}
-	if cfg.Limits.CommandTimeout <= 0 {
-		cfg.Limits.CommandTimeout = 5 * time.Minute
-	}
-	if cfg.Limits.DataTimeout <= 0 {
-		cfg.Limits.DataTimeout = 10 * time.Minute
+	g, err := newGeneration(cfg)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
-		cfg: cfg, chain: cfg.Chain, router: cfg.Router, log: cfg.Logger,
+	s := &Server{
+		log:     g.cfg.Logger,
 		tracker: newConnTracker(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP),
 		metrics: newMetrics(),
+		serving: map[string]bool{},
 		ctx:     ctx, cancel: cancel,
-	}, nil
+	}
+	s.gen.Store(g)
+	return s, nil
 }
 
 // ServeSMTP serves the smtp listener (port 25 role) on l until Shutdown.
@@ -194,19 +189,29 @@ const (
 )
 
 func (s *Server) serve(l net.Listener, listener string) error {
-	if (listener == listenerSubmission || listener == listenerSubmissions) && (s.cfg.MSA == nil || s.cfg.TLS == nil) {
+	// The check and the registration are one step under reloadMu, so that
+	// a Reload cannot take tls or auth away in between.
+	s.reloadMu.Lock()
+	cfg := &s.gen.Load().cfg
+	if (listener == listenerSubmission || listener == listenerSubmissions) && (cfg.MSA == nil || cfg.TLS == nil) {
+		s.reloadMu.Unlock()
 		l.Close()
 		return errors.New("gateway: the " + listener + " listener needs tls and auth")
 	}
-	l = newProxyListener(l, s.cfg.ProxyFrom, s.log) // PROXY protocol from the balancers (proxy.go)
+	// PROXY protocol from the balancers (proxy.go); proxy_protocol.from is
+	// read once per listener: changing it needs a restart.
+	l = newProxyListener(l, cfg.ProxyFrom, s.log)
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
+		s.reloadMu.Unlock()
 		l.Close()
 		return nil
 	}
 	s.listeners = append(s.listeners, l)
+	s.serving[listener] = true
 	s.mu.Unlock()
+	s.reloadMu.Unlock()
 	admit := s.admitSMTP
 	if listener != listenerSMTP {
 		// No greet pause, no DNSBL: submission users log in, and the
@@ -243,15 +248,18 @@ func isTemporaryAccept(err error) bool {
 	return errors.As(err, &se)
 }
 
-// serveConn runs one session.
+// serveConn runs one session, on the generation its connection took when
+// it was accepted (admitSMTP, admitPlain).
 func (s *Server) serveConn(tc *trackedConn, listener string) {
-	base := filters.Transaction{SessionID: newSessionID(), Client: tc.ip, Trusted: s.isTrusted(tc.ip), Listener: listener, Conn: map[string]any{}}
+	gen := tc.gen
+	defer gen.release()
+	base := filters.Transaction{SessionID: newSessionID(), Client: tc.ip, Trusted: gen.isTrusted(tc.ip), Listener: listener, Conn: map[string]any{}}
 	if tc.connState != nil {
 		base = *tc.connState
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	c := &conn{
-		srv: s, tc: tc, listener: listener, id: base.SessionID, client: base.Client, trusted: base.Trusted,
+		srv: s, gen: gen, tc: tc, listener: listener, id: base.SessionID, client: base.Client, trusted: base.Trusted,
 		nc: tc, in: &stashReader{r: tc}, bw: bufio.NewWriterSize(tc, 4<<10),
 		ctx: ctx, cancel: cancel,
 	}
@@ -259,7 +267,7 @@ func (s *Server) serveConn(tc *trackedConn, listener string) {
 	c.msa = listener == listenerSubmission || listener == listenerSubmissions
 	c.lmtp = listener == listenerLMTP
 	c.log = c.baseLog()
-	c.tx = newEngine(s, sessionObserver{c}, base)
+	c.tx = newEngine(s, gen, sessionObserver{c}, base)
 	c.tx.lmtp = c.lmtp
 	c.tx.gone = func() bool { return c.ctx.Err() != nil }
 	tc.setSay(c.say421)
@@ -317,25 +325,27 @@ func (s *Server) Metrics(w io.Writer) { s.metrics.WriteTo(w) }
 // connect-stage state, the checks that start at connect (DNSBL lookups), and
 // the greet pause. It runs in the accept loop and does not block.
 func (s *Server) admitSMTP(tc *trackedConn) {
+	g := s.acquire()
+	tc.gen = g
 	id := newSessionID()
 	tc.connState = &filters.Transaction{
-		SessionID: id, Client: tc.ip, Trusted: s.isTrusted(tc.ip), Listener: "smtp",
+		SessionID: id, Client: tc.ip, Trusted: g.isTrusted(tc.ip), Listener: "smtp",
 		Conn: map[string]any{},
 	}
-	s.chain.StartConnect(s.ctx, tc.connState)
-	if s.cfg.GreetPause > 0 && !tc.connState.Trusted && !inPrefixes(s.cfg.GreetPauseExempt, tc.ip) {
-		tc.pause = s.cfg.GreetPause
-		tc.recalled = s.recall(tc.ip)
+	g.chain.StartConnect(s.ctx, tc.connState)
+	if g.cfg.GreetPause > 0 && !tc.connState.Trusted && !inPrefixes(g.cfg.GreetPauseExempt, tc.ip) {
+		tc.pause = g.cfg.GreetPause
+		tc.recalled = s.recall(g, tc.ip)
 		tc.onPause = func(pregreet, remembered bool) {
 			switch {
 			case !pregreet && !remembered:
-				s.remember(tc.ip, greetPassed)
+				s.remember(g, tc.ip, greetPassed)
 			case pregreet && !remembered:
-				s.remember(tc.ip, greetPregreet)
+				s.remember(g, tc.ip, greetPregreet)
 			}
 			if pregreet {
-				if s.cfg.Recorder != nil {
-					s.cfg.Recorder.Record(report.Event{Time: time.Now(), Cause: report.Pregreet, Listener: "smtp", Client: tc.ip})
+				if g.cfg.Recorder != nil {
+					g.cfg.Recorder.Record(report.Event{Time: time.Now(), Cause: report.Pregreet, Listener: "smtp", Client: tc.ip})
 				}
 				reason := "client talked before the greeting"
 				if remembered {
@@ -355,13 +365,13 @@ func (s *Server) admitSMTP(tc *trackedConn) {
 // LMTP clients are the campus's own servers. A submission client is never
 // trusted by its address: it logs in.
 func (s *Server) admitPlain(tc *trackedConn, listener string) {
+	g := s.acquire()
+	tc.gen = g
 	tc.connState = &filters.Transaction{
-		SessionID: newSessionID(), Client: tc.ip, Trusted: listener == listenerLMTP && s.isTrusted(tc.ip),
+		SessionID: newSessionID(), Client: tc.ip, Trusted: listener == listenerLMTP && g.isTrusted(tc.ip),
 		Listener: listener, Conn: map[string]any{},
 	}
 }
-
-func (s *Server) isTrusted(ip netip.Addr) bool { return inPrefixes(s.cfg.TrustedNetworks, ip) }
 
 func inPrefixes(ps []netip.Prefix, ip netip.Addr) bool {
 	for _, p := range ps {

@@ -41,9 +41,9 @@ func greetKey(ip netip.Addr) string {
 // recall starts looking the client up, without blocking the accept loop;
 // the connection's first write (the banner) waits for the answer at most
 // greetMemoryTimeout.
-func (s *Server) recall(ip netip.Addr) <-chan string {
+func (s *Server) recall(g *generation, ip netip.Addr) <-chan string {
 	out := make(chan string, 1)
-	mem := s.cfg.GreetMemory
+	mem := g.cfg.GreetMemory
 	if mem == nil {
 		out <- ""
 		return out
@@ -65,14 +65,14 @@ func (s *Server) recall(ip netip.Addr) <-chan string {
 // background (the banner must not wait for the store), a pregreet before
 // the refused connection is closed (so that its next connection, at any
 // gateway, finds it).
-func (s *Server) remember(ip netip.Addr, verdict string) {
-	mem := s.cfg.GreetMemory
+func (s *Server) remember(g *generation, ip netip.Addr, verdict string) {
+	mem := g.cfg.GreetMemory
 	if mem == nil {
 		return
 	}
-	ttl := s.cfg.GreetPassTTL
+	ttl := g.cfg.GreetPassTTL
 	if verdict == greetPregreet {
-		ttl = s.cfg.GreetFailTTL
+		ttl = g.cfg.GreetFailTTL
 	}
 	if ttl <= 0 {
 		return

@@ -14,8 +14,10 @@ import (
 // connTracker counts connections in total and per client IP, refuses the
 // excess with 421, and knows which sessions are inside a transaction so that
 // a shutdown can let those finish while the idle ones are told 421 at once.
+// It lives as long as the server: a reload changes its limits (setLimits),
+// never its counts.
 type connTracker struct {
-	maxTotal, maxPerIP int
+	maxTotal, maxPerIP int // under mu
 
 	mu       sync.Mutex
 	total    int
@@ -28,6 +30,15 @@ type connTracker struct {
 
 func newConnTracker(maxTotal, maxPerIP int) *connTracker {
 	return &connTracker{maxTotal: maxTotal, maxPerIP: maxPerIP, perIP: map[netip.Addr]int{}, conns: map[*trackedConn]struct{}{}}
+}
+
+// setLimits changes the limits for the connections still to come. The
+// connections counted stay counted: above a lowered limit, new ones are
+// refused until enough have ended; none is closed for it.
+func (t *connTracker) setLimits(maxTotal, maxPerIP int) {
+	t.mu.Lock()
+	t.maxTotal, t.maxPerIP = maxTotal, maxPerIP
+	t.mu.Unlock()
 }
 
 // admit registers a connection, or returns the reply for the excess.
@@ -144,6 +155,7 @@ type trackedConn struct {
 	onPause   func(pregreet, remembered bool) // reports the greet pause's outcome
 	recalled  <-chan string                   // what the greet memory knows of the client
 	connState *filters.Transaction            // what the connect stage prepared
+	gen       *generation                     // the configuration taken at accept; the session releases it
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {

@@ -38,7 +38,7 @@ func (e *engine) lmtpRcpt(route int, key string, to mailaddr.Address, rp RcptPar
 	if e.dests == nil {
 		e.dests = map[string]*destination{}
 	}
-	if e.srv.router.IsLMTP(route) {
+	if e.gen.router.IsLMTP(route) {
 		// An LMTP next hop gets one recipient per transaction: its
 		// per-recipient answer then is the answer for that recipient.
 		key += "/" + to.String()
@@ -138,7 +138,7 @@ func (e *engine) dataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
 func (e *engine) deliver(ctx context.Context, d *destination, body []byte, out []*policy.Reply) {
 	env := e.envelope()
 	env.Size = int64(len(body))
-	up, err := e.srv.begin(ctx, d.route, d.domain, env)
+	up, err := e.gen.begin(ctx, d.route, d.domain, env)
 	if err != nil {
 		r := policy.FromError(err)
 		e.srv.log.Info("lmtp", "session", e.base.SessionID, "destination", d.domain, "reply", r.String(), "reason", "call-ahead: "+err.Error())

@@ -40,11 +40,11 @@ func (c *conn) Helo(arg string, ehlo bool) *policy.Reply {
 	c.tx.base.Helo = arg
 	c.tx.reset()
 	if !ehlo {
-		return policy.HeloOK(c.srv.cfg.Hostname)
+		return policy.HeloOK(c.gen.cfg.Hostname)
 	}
 	ext := []string{
 		"PIPELINING", // RFC 2920
-		"SIZE " + strconv.FormatInt(c.srv.cfg.Limits.MaxMessageBytes, 10), // RFC 1870
+		"SIZE " + strconv.FormatInt(c.gen.cfg.Limits.MaxMessageBytes, 10), // RFC 1870
 		"8BITMIME",            // RFC 6152
 		"SMTPUTF8",            // RFC 6531
 		"ENHANCEDSTATUSCODES", // RFC 2034
@@ -53,7 +53,7 @@ func (c *conn) Helo(arg string, ehlo bool) *policy.Reply {
 		ext = append(ext, "CHUNKING") // RFC 3030 (LMTP: DATA only)
 	}
 	ext = append(ext, "DSN") // RFC 3461: passed on to next hops that offer it
-	if c.srv.cfg.TLS != nil && c.tls == nil {
+	if c.gen.cfg.TLS != nil && c.tls == nil {
 		ext = append(ext, "STARTTLS") // RFC 3207
 	}
 	if c.msa && c.tls != nil && c.user == nil {
@@ -61,7 +61,7 @@ func (c *conn) Helo(arg string, ehlo bool) *policy.Reply {
 		// crosses the network in clear.
 		ext = append(ext, "AUTH "+strings.Join(auth.Mechanisms, " ")) // RFC 4954
 	}
-	return policy.EhloOK(c.srv.cfg.Hostname, ext)
+	return policy.EhloOK(c.gen.cfg.Hostname, ext)
 }
 
 // Mail handles MAIL FROM (RFC 5321 §4.1.1.2).
@@ -91,7 +91,7 @@ func (c *conn) Mail(arg string) *policy.Reply {
 	if !from.IsASCII() && !p.UTF8 {
 		return policy.NonASCIIAddress
 	}
-	if max := c.srv.cfg.Limits.MaxMessageBytes; max > 0 && p.Size > max {
+	if max := c.gen.cfg.Limits.MaxMessageBytes; max > 0 && p.Size > max {
 		return policy.MessageTooBig
 	}
 	return c.tx.Mail(c.ctx, from, p)
@@ -146,7 +146,7 @@ func (c *conn) Rcpt(arg string) *policy.Reply {
 		return policy.BadSequence.Withf("RCPT not allowed during a BDAT transfer")
 	case !c.tx.active:
 		return policy.BadSequence.Withf("send MAIL first")
-	case c.srv.cfg.Limits.MaxRecipients > 0 && len(c.tx.rcpts) >= c.srv.cfg.Limits.MaxRecipients:
+	case c.gen.cfg.Limits.MaxRecipients > 0 && len(c.tx.rcpts) >= c.gen.cfg.Limits.MaxRecipients:
 		return policy.TooManyRecipients
 	}
 	rest, ok := cutPrefixFold(arg, "TO:")
@@ -283,10 +283,10 @@ func (c *conn) Data(arg string) *policy.Reply {
 	if err := c.reply(policy.StartData); err != nil {
 		return nil
 	}
-	lim := c.srv.cfg.Limits
+	lim := c.gen.cfg.Limits
 	c.nc.SetReadDeadline(time.Now().Add(lim.DataTimeout))
 	dr := &dotReader{br: c.br, atLineStart: true, prevCRLF: true}
-	ctx, cancel := context.WithTimeout(c.ctx, lim.DataTimeout+c.srv.router.Timeouts.Data)
+	ctx, cancel := context.WithTimeout(c.ctx, lim.DataTimeout+c.gen.router.Timeouts.Data)
 	defer cancel()
 	if c.lmtp {
 		return c.dataLMTP(ctx, dr)
@@ -336,7 +336,7 @@ func (c *conn) Bdat(arg string) *policy.Reply {
 		return policy.ConnectionError.Withf("malformed BDAT size, closing connection")
 	}
 	last := len(f) == 2
-	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.Limits.DataTimeout))
+	c.nc.SetReadDeadline(time.Now().Add(c.gen.cfg.Limits.DataTimeout))
 	chunk := &clientReader{r: io.LimitReader(c.br, size)}
 	discard := func(r *policy.Reply) *policy.Reply {
 		if _, err := io.Copy(io.Discard, chunk); err != nil {
@@ -357,7 +357,7 @@ func (c *conn) Bdat(arg string) *policy.Reply {
 	}
 	t := c.bdat
 	t.received += size
-	if max := c.srv.cfg.Limits.MaxMessageBytes; max > 0 && t.received > max {
+	if max := c.gen.cfg.Limits.MaxMessageBytes; max > 0 && t.received > max {
 		c.abandonBDAT()
 		return discard(policy.MessageTooBig)
 	}
@@ -399,7 +399,7 @@ type bdatTransfer struct {
 
 func (c *conn) startBDAT() {
 	pr, pw := io.Pipe()
-	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.Limits.DataTimeout+c.srv.router.Timeouts.Data)
+	ctx, cancel := context.WithTimeout(c.ctx, c.gen.cfg.Limits.DataTimeout+c.gen.router.Timeouts.Data)
 	t := &bdatTransfer{pw: pw, done: make(chan *policy.Reply, 1), cancel: cancel}
 	c.bdat = t
 	content := c.contentReader(pr)
@@ -434,7 +434,7 @@ var (
 // contentReader wraps the message bytes of DATA or BDAT in the checks of
 // message content (strictReader, data.go).
 func (c *conn) contentReader(r io.Reader) io.Reader {
-	return &strictReader{r: r, maxBytes: c.srv.cfg.Limits.MaxMessageBytes, maxLine: c.srv.cfg.Limits.MaxLineLength}
+	return &strictReader{r: r, maxBytes: c.gen.cfg.Limits.MaxMessageBytes, maxLine: c.gen.cfg.Limits.MaxLineLength}
 }
 
 // clientFailed ends a session whose client failed while sending data: a
@@ -473,7 +473,7 @@ func (c *conn) Quit() *policy.Reply {
 // after the command is kept (a plaintext command injection stays outside).
 func (c *conn) StartTLS(arg string) *policy.Reply {
 	switch {
-	case c.srv.cfg.TLS == nil:
+	case c.gen.cfg.TLS == nil:
 		return policy.TLSNotAvailable
 	case c.tls != nil:
 		return policy.TLSAlreadyActive
@@ -499,8 +499,8 @@ func (c *conn) StartTLS(arg string) *policy.Reply {
 // Nothing the client sent in clear before is kept: a plaintext command
 // injection (CVE-2011-0411) stays outside.
 func (c *conn) startTLS() bool {
-	tc := tls.Server(c.tc, c.srv.cfg.TLS)
-	tc.SetDeadline(time.Now().Add(c.srv.cfg.Limits.CommandTimeout))
+	tc := tls.Server(c.tc, c.gen.cfg.TLS)
+	tc.SetDeadline(time.Now().Add(c.gen.cfg.Limits.CommandTimeout))
 	if err := tc.Handshake(); err != nil {
 		c.log.Info("starttls", "outcome", "failed", "err", err)
 		return false
@@ -555,7 +555,7 @@ func (c *conn) Auth(arg string) *policy.Reply {
 	for {
 		challenge, done, err := mech.Next(resp)
 		if err != nil {
-			return c.srv.cfg.MSA.Auth.ExchangeFailed(c.client, mech, err)
+			return c.gen.cfg.MSA.Auth.ExchangeFailed(c.client, mech, err)
 		}
 		if done {
 			break
@@ -563,7 +563,7 @@ func (c *conn) Auth(arg string) *policy.Reply {
 		if err := c.reply(policy.AuthChallenge(base64.StdEncoding.EncodeToString(challenge))); err != nil {
 			return nil
 		}
-		line, err := c.readLine(c.srv.cfg.Limits.CommandTimeout)
+		line, err := c.readLine(c.gen.cfg.Limits.CommandTimeout)
 		if err != nil {
 			c.readFailed(err, "auth")
 			c.close()
@@ -583,7 +583,7 @@ func (c *conn) Auth(arg string) *policy.Reply {
 	}
 	user, password := mech.Credentials()
 	defer c.watchHangup()()
-	u, r := c.srv.cfg.MSA.Auth.Login(c.ctx, c.client, user, password)
+	u, r := c.gen.cfg.MSA.Auth.Login(c.ctx, c.client, user, password)
 	if r != nil {
 		cause := report.AuthFailure
 		if r == policy.AuthTempFailed {
@@ -616,7 +616,7 @@ func decodeSASL(s string) ([]byte, *policy.Reply) {
 type sessionObserver struct{ c *conn }
 
 func (o sessionObserver) run(ctx context.Context, _ string, st filters.Stage, tx *filters.Transaction) (filters.Verdict, []filters.Result) {
-	return o.c.srv.chain.Run(ctx, st, tx)
+	return o.c.gen.chain.Run(ctx, st, tx)
 }
 
 func (o sessionObserver) decided(stage, check string, r *policy.Reply, reason string, kv ...any) {
