@@ -38,42 +38,34 @@ const healthKey = "sekisho:health-probe"
 type health struct {
 	interval time.Duration
 	required []string
-	resolver *lookup.Resolver  // nil: no DNS canary probe
-	dir      *lookup.Directory // nil: no LDAP configured
-	ldapAddr string            // the address the LDAP probe asks for
-	store    greylist.KV       // nil: no store opened
-	router   *relay.Router
-	routes   []string // a name per route: its first domain
+	store    greylist.KV // nil: no store opened
 	draining func() bool
 	stopping atomic.Bool // set at SIGTERM, before the drain begins
 
-	mu   sync.Mutex
-	deps map[string]depState // dns_canary, ldap_canary, store
-	hops map[int]depState    // by route index
+	mu sync.Mutex
+	// What a configuration reload changes (follow, reload.go).
+	resolver *lookup.Resolver  // nil: no DNS canary probe
+	dir      *lookup.Directory // nil: no LDAP configured
+	ldapAddr string            // the address the LDAP probe asks for
+	router   *relay.Router
+	routes   []string            // a name per route: its first domain
+	deps     map[string]depState // dns_canary, ldap_canary, store
+	hops     map[int]depState    // by route index
 }
 
 func newHealth(cfg *Config, d *deps, router *relay.Router, draining func() bool) *health {
 	h := &health{
 		interval: cfg.Health.Interval, required: cfg.Health.Required,
-		resolver: d.resolver, store: d.store, router: router, draining: draining,
-		deps: map[string]depState{}, hops: map[int]depState{},
+		store: d.store, draining: draining, deps: map[string]depState{},
 	}
-	if d.directory != nil {
-		h.dir = d.directory
-		// An address that does not exist, at the canary's domain: the
-		// search then needs the canary, and nothing is cached (only found
-		// entries are).
-		dom := cfg.LDAP.Canary[strings.LastIndexByte(cfg.LDAP.Canary, '@')+1:]
-		h.ldapAddr = "sekisho-health-probe@" + dom
-	}
-	for _, r := range cfg.Routes {
-		h.routes = append(h.routes, r.Domains[0])
-	}
+	h.follow(cfg, d, router) // the lookups and routes (reload.go)
 	return h
 }
 
 // configured lists the dependencies this gateway has, in order.
 func (h *health) configured() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	var ds []string
 	if h.resolver != nil {
 		ds = append(ds, depDNSCanary)
@@ -106,21 +98,24 @@ func (h *health) run(ctx context.Context) {
 func (h *health) probe(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, min(h.interval, 10*time.Second))
 	defer cancel()
+	h.mu.Lock()
+	resolver, dir, ldapAddr := h.resolver, h.dir, h.ldapAddr
+	h.mu.Unlock()
 	var wg sync.WaitGroup
 	set := func(dep string, up bool, reason string) {
 		h.mu.Lock()
 		h.deps[dep] = depState{up: up, reason: reason, checked: time.Now()}
 		h.mu.Unlock()
 	}
-	if h.resolver != nil {
+	if resolver != nil {
 		wg.Go(func() {
-			r := h.resolver.Health(ctx)
+			r := resolver.Health(ctx)
 			set(depDNSCanary, r.Healthy, r.Reason)
 		})
 	}
-	if h.dir != nil {
+	if dir != nil {
 		wg.Go(func() {
-			r := h.dir.Account(ctx, h.ldapAddr)
+			r := dir.Account(ctx, ldapAddr)
 			set(depLDAPCanary, r.Outcome != lookup.AccountCouldNotTell, r.Reason)
 		})
 	}
@@ -153,6 +148,8 @@ func (h *health) Record(e report.Event) {
 	if at < 0 {
 		return
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	route := h.router.Lookup(mailaddr.Fold(e.Recipient[at+1:]))
 	if route < 0 {
 		return
@@ -161,9 +158,7 @@ func (h *health) Record(e report.Event) {
 	if !up {
 		reason = "last call-ahead failed"
 	}
-	h.mu.Lock()
 	h.hops[route] = depState{up: up, reason: reason, checked: e.Time}
-	h.mu.Unlock()
 }
 
 // state returns a dependency's state; ok is false before its first probe.

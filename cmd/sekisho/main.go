@@ -35,8 +35,6 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
-
-	"sekisho/gateway"
 )
 
 // version is stamped by the Makefile (-ldflags "-X main.version=...").
@@ -157,62 +155,11 @@ func runServe(args []string, stderr io.Writer) int {
 	}
 	defer d.close()
 	obs := newObservability(&cfg, d, log)
-	chain, err := buildChain(&cfg, d)
-	if err != nil {
-		log.Error("cannot start", "err", err)
-		return 1
-	}
-	gcfg := cfg.gatewayConfig()
-	gcfg.Logger = log
-	gcfg.Chain = chain
-	gcfg.Router.MailHosts = d.resolver
-	if err := d.wireRelayTLS(&cfg, gcfg.Router); err != nil {
-		log.Error("cannot start", "err", err)
-		return 1
-	}
-	if cfg.TLS.Cert != "" {
-		cert, err := loadCertificate(cfg.TLS.Cert, cfg.TLS.Key, log)
-		if err != nil {
-			log.Error("cannot start", "err", err)
-			return 1
-		}
-		d.reloaders = append(d.reloaders, cert.reload)
-		gcfg.TLS = cert.config()
-	}
-	if cfg.Listen.Submission != "" || cfg.Listen.Submissions != "" {
-		gcfg.MSA = cfg.msaConfig(d.directory, log)
-	}
-	signer, err := cfg.dkimSigner()
-	if err != nil {
-		log.Error("cannot start", "err", err)
-		return 1
-	}
-	if signer != nil {
-		gcfg.DKIM = signer
-	}
 	ctx, stopReloads := context.WithCancel(context.Background())
 	defer stopReloads()
-	watchReloads(ctx, d, log)
-
-	// Every decision is counted for the weekly reports, in the one state
-	// store (docs/report.md).
-	store, err := d.stateStore(&cfg)
+	// The checks, routes and the rest, built again on SIGHUP (reload.go).
+	srv, counter, err := startGateway(ctx, &cfg, d, obs, configFlag(args))
 	if err != nil {
-		log.Error("cannot start", "err", err)
-		return 1
-	}
-	counter := cfg.newCounter(store, log)
-	if gcfg.GreetPause > 0 {
-		gcfg.GreetMemory = store // remembered clients skip the pause (docs/config.md)
-	}
-	gcfg.ObserveNextHop = d.observe
-	gcfg.Recorder = obs.recorder(gcfg.Router, counter)
-	srv, err := gateway.New(gcfg)
-	if err != nil {
-		log.Error("cannot start", "err", err)
-		return 1
-	}
-	if err := obs.start(ctx, srv, chain); err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
 	}

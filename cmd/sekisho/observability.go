@@ -6,7 +6,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"sekisho/filters"
 	"sekisho/gateway"
 	"sekisho/internal/mailaddr"
 	"sekisho/relay"
@@ -54,8 +53,9 @@ func (o *observability) recorder(router *relay.Router, rec report.Recorder) repo
 }
 
 // start builds the registry and starts the prober and the alarm's clock
-// until ctx ends.
-func (o *observability) start(ctx context.Context, srv *gateway.Server, chain *filters.Chain) error {
+// until ctx ends. checks publishes the counters of the checks in force
+// (liveChecks, which follows configuration reloads).
+func (o *observability) start(ctx context.Context, srv *gateway.Server, checks prometheus.Collector) error {
 	o.health.draining = srv.Draining
 	var drops prometheus.Collector
 	if c, ok := o.recorded.(interface{ Dropped() uint64 }); ok {
@@ -64,7 +64,7 @@ func (o *observability) start(ctx context.Context, srv *gateway.Server, chain *f
 			Help: "Report counter entries (triplets, refused domains, senders) left out because its buffer was full; attempts are always counted.",
 		}, func() float64 { return float64(c.Dropped()) })
 	}
-	reg, err := newRegistry(srv.Collector(), o.lookups, newChecksCollector(chain), relayTLSCollector{o.d.tlsCounters},
+	reg, err := newRegistry(srv.Collector(), o.lookups, checks, relayTLSCollector{o.d.tlsCounters},
 		healthCollector{o.health}, alarmCollector{o.alarm}, drops)
 	if err != nil {
 		return err

@@ -24,8 +24,10 @@ type deps struct {
 	badDomains *policy.BadDomains
 	directory  *lookup.Directory // nil without ldap.urls
 	closers    []func()
-	// reloaders run on SIGHUP (besides the bad-domain list); each logs
-	// its own outcome and keeps the old state on error.
+	// reloaders re-read the files of the checks (the greylist
+	// whitelist); each logs its own outcome and keeps the old state on
+	// error. `sekisho serve` does not need them: SIGHUP builds new checks
+	// from the re-read configuration (reload.go).
 	reloaders []func() error
 	// dryRun is set by `sekisho explain`: checks must not change state
 	// (the greylist check only peeks).
@@ -44,11 +46,9 @@ type deps struct {
 // LDAP directory.
 func newDeps(cfg *Config, log *slog.Logger) (*deps, error) {
 	d := &deps{log: log}
-	r, err := lookup.NewResolver(lookup.DNSConfig{
-		Resolvers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout, Attempts: cfg.DNS.Attempts, Canary: cfg.DNS.Canary,
-	})
+	r, err := newResolver(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("dns: %w", err)
+		return nil, err
 	}
 	d.resolver = r
 
@@ -62,22 +62,42 @@ func newDeps(cfg *Config, log *slog.Logger) (*deps, error) {
 	}
 
 	if len(cfg.LDAP.URLs) > 0 {
-		password, err := readSecret(cfg.LDAP.BindPasswordFile)
+		dir, err := newDirectory(cfg)
 		if err != nil {
-			return nil, fmt.Errorf("ldap.bind_password_file: %w", err)
-		}
-		dir, err := lookup.NewDirectory(lookup.LDAPConfig{
-			URLs: cfg.LDAP.URLs, BaseDN: cfg.LDAP.BaseDN, BindDN: cfg.LDAP.BindDN, BindPassword: password,
-			AccountFilter: cfg.LDAP.AccountFilter, Canary: cfg.LDAP.Canary, Timeout: cfg.LDAP.Timeout,
-			AuthFilter: cfg.LDAP.AuthFilter, AddressAttributes: cfg.LDAP.AddressAttributes,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("ldap: %w", err)
+			return nil, err
 		}
 		d.directory = dir
 		d.closers = append(d.closers, func() { dir.Close() })
 	}
 	return d, nil
+}
+
+// newResolver builds the DNS resolver of dns:.
+func newResolver(cfg *Config) (*lookup.Resolver, error) {
+	r, err := lookup.NewResolver(lookup.DNSConfig{
+		Resolvers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout, Attempts: cfg.DNS.Attempts, Canary: cfg.DNS.Canary,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dns: %w", err)
+	}
+	return r, nil
+}
+
+// newDirectory builds the LDAP directory of ldap: (ldap.urls set).
+func newDirectory(cfg *Config) (*lookup.Directory, error) {
+	password, err := readSecret(cfg.LDAP.BindPasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("ldap.bind_password_file: %w", err)
+	}
+	dir, err := lookup.NewDirectory(lookup.LDAPConfig{
+		URLs: cfg.LDAP.URLs, BaseDN: cfg.LDAP.BaseDN, BindDN: cfg.LDAP.BindDN, BindPassword: password,
+		AccountFilter: cfg.LDAP.AccountFilter, Canary: cfg.LDAP.Canary, Timeout: cfg.LDAP.Timeout,
+		AuthFilter: cfg.LDAP.AuthFilter, AddressAttributes: cfg.LDAP.AddressAttributes,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ldap: %w", err)
+	}
+	return dir, nil
 }
 
 func (d *deps) close() {
@@ -127,17 +147,12 @@ func headerChecks(cfg *Config, d *deps) ([]filters.Check, error) {
 }
 
 // watchReloads reloads what admins edit while sekisho runs: the bad-domain
-// list on change of its file (the directory is watched, with a debounce) and
-// everything reloadable on SIGHUP. A file that does not parse is refused with
+// list on change of its file (the directory is watched, with a debounce; see
+// reloader.watchBadDomains) and the whole configuration on SIGHUP
+// (reloader.reload, reload.go). A file that does not parse is refused with
 // file:line in the log and the old version stays in force.
-func watchReloads(ctx context.Context, d *deps, log *slog.Logger) {
-	if d.badDomains.List() != nil {
-		// Watch returns once the watch is in place, so an edit made as soon
-		// as the gateway listens is not missed.
-		if err := d.badDomains.Watch(ctx); err != nil {
-			log.Error("cannot watch the bad-domain list; SIGHUP still reloads it", "err", err)
-		}
-	}
+func watchReloads(ctx context.Context, r *reloader) {
+	r.watchBadDomains(ctx, r.current().d.badDomains)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
@@ -145,15 +160,10 @@ func watchReloads(ctx context.Context, d *deps, log *slog.Logger) {
 		for {
 			select {
 			case <-ctx.Done():
+				r.stopWatch()
 				return
 			case <-hup:
-				log.Info("SIGHUP: reloading")
-				if d.badDomains.List() != nil {
-					d.badDomains.Reload() // logs its own outcome
-				}
-				for _, reload := range d.reloaders {
-					reload()
-				}
+				r.reload(ctx)
 			}
 		}
 	}()

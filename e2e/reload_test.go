@@ -1,0 +1,196 @@
+package e2e
+
+import (
+	"fmt"
+	"net/smtp"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"sekisho/internal/harness"
+	"sekisho/internal/testenv"
+)
+
+// reloadConfig is a whole configuration whose line numbers the tests know:
+// limits.max_recipients is on line 10.
+func reloadConfig(smtpAddr, hop string, maxRecipients string) string {
+	return fmt.Sprintf(`hostname: mx.campus.test
+listen:
+  smtp: %q
+local_domains: [campus.test]
+trusted_networks: [127.0.0.1/32]
+routes:
+  - {domains: [campus.test], next_hops: ["smtp://%s"]}
+limits:
+  shutdown_grace: 20s
+  max_recipients: %s
+checks:
+  greet_pause: {delay: 0s, exempt: []}
+  dnsbl: {off: true}
+  domain: {off: true}
+  account: {off: true}
+  greylist: {off: true}
+  spf: {off: true}
+`, smtpAddr, hop, maxRecipients)
+}
+
+// rewriteConfig replaces the configuration file as an editor does.
+func rewriteConfig(t *testing.T, path, content string) {
+	t.Helper()
+	writeList(t, path, content)
+}
+
+// reloadAndWait sends SIGHUP and waits for the n-th log line with substr
+// (the earlier ones are from earlier reloads).
+func reloadAndWait(t *testing.T, gw *harness.Gateway, substr string, n int) string {
+	t.Helper()
+	gw.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var lines []string
+		for _, l := range strings.Split(gw.Log(), "\n") {
+			if strings.Contains(l, substr) {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) >= n {
+			return lines[n-1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SIGHUP: no %d-th log line with %q", n, substr)
+		}
+		time.Sleep(20 * time.Millisecond) // polls the log for the condition
+	}
+}
+
+// sendMail sends one message with net/smtp to the gateway, as a campus
+// server (127.0.0.1, trusted) would.
+func sendMail(gw *harness.Gateway, subject string, rcpts ...string) error {
+	return smtp.SendMail(gw.SMTP, nil, "bob@example.org", rcpts, []byte(hdr(subject)+"body\r\n"))
+}
+
+// delivered reports the recipients of the message with subject at hop (nil
+// if it has none).
+func delivered(hop *harness.NextHop, subject string) []string {
+	for _, m := range hop.Messages() {
+		if strings.Contains(string(m.Data), "Subject: "+subject+"\r\n") {
+			return m.To
+		}
+	}
+	return nil
+}
+
+// TestReloadWholeConfiguration: SIGHUP puts a re-read configuration in
+// force — a route to another next hop and a lower max_recipients — for new
+// connections, while a session that sent MAIL and RCPT before the reload
+// finishes its transaction on the old route and limit. A broken file is
+// refused with file:line in an ERROR line and mail keeps flowing on the
+// configuration in force.
+func TestReloadWholeConfiguration(t *testing.T) {
+	hopA := harness.StartNextHop(t, false)
+	hopB := harness.StartNextHop(t, false)
+	addr := testenv.FreePort(t)
+	gw := harness.Start(t, reloadConfig(addr, hopA.Addr, "2"))
+	path := filepath.Join(gw.Dir, "sekisho.yaml")
+
+	// A session open across the reload: MAIL and RCPT before it.
+	old := harness.Dial(t, gw.SMTP)
+	old.Expect("EHLO old.campus.test", "250")
+	old.Expect("MAIL FROM:<bob@example.org>", "250")
+	old.Expect("RCPT TO:<alice@campus.test>", "250")
+
+	rewriteConfig(t, path, reloadConfig(addr, hopB.Addr, "1"))
+	line := reloadAndWait(t, gw, "configuration reloaded", 1)
+	for _, want := range []string{"level=INFO", "routes", "limits"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("reload log line lacks %q:\n%s", want, line)
+		}
+	}
+
+	// The old session: a second recipient (max_recipients was 2), and
+	// the message to the old route's next hop.
+	old.Expect("RCPT TO:<carol@campus.test>", "250")
+	old.Expect("DATA", "354")
+	old.SendRaw(hdr("across the reload") + "body\r\n.\r\n")
+	if r := old.Read(); r.Code != 250 {
+		t.Fatalf("the session open across the reload: end of data got %v", r)
+	}
+	old.Expect("QUIT", "221")
+	if got := delivered(hopA, "across the reload"); len(got) != 2 {
+		t.Errorf("the session open across the reload was not delivered to the old next hop with its 2 recipients: %v (new hop: %v)",
+			got, delivered(hopB, "across the reload"))
+	}
+
+	// A new session: the new limit, exactly, and the new route.
+	c := harness.Dial(t, gw.SMTP)
+	c.Expect("EHLO new.campus.test", "250")
+	c.Expect("MAIL FROM:<bob@example.org>", "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "250")
+	c.Expect("RCPT TO:<carol@campus.test>", "452 4.5.3 too many recipients")
+	c.Expect("QUIT", "221")
+	if err := sendMail(gw, "after the reload", "alice@campus.test"); err != nil {
+		t.Fatalf("net/smtp after the reload: %v", err)
+	}
+	if delivered(hopB, "after the reload") == nil {
+		t.Errorf("a new connection after the reload did not go to the new route's next hop (old hop has it: %v)",
+			delivered(hopA, "after the reload") != nil)
+	}
+
+	// A broken file: refused with file:line, the configuration in force
+	// stays (route to B, max_recipients 1).
+	rewriteConfig(t, path, reloadConfig(addr, hopA.Addr, "many"))
+	line = reloadAndWait(t, gw, "configuration reload refused", 1)
+	for _, want := range []string{"level=ERROR", path + ":10:"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("refusal log line lacks %q:\n%s", want, line)
+		}
+	}
+	if err := sendMail(gw, "after the broken file", "alice@campus.test"); err != nil {
+		t.Fatalf("net/smtp after the broken file: %v", err)
+	}
+	if delivered(hopB, "after the broken file") == nil {
+		t.Errorf("after a refused reload, mail did not go on to the next hop in force")
+	}
+	if err := sendMail(gw, "two recipients", "alice@campus.test", "carol@campus.test"); err == nil || !strings.Contains(err.Error(), "452") {
+		t.Errorf("after a refused reload, max_recipients 1 is not in force: %v", err)
+	}
+
+	// An invalid value (not a YAML error): refused with its line too.
+	rewriteConfig(t, path, reloadConfig(addr, hopA.Addr, "0"))
+	line = reloadAndWait(t, gw, "configuration reload refused", 2)
+	if !strings.Contains(line, path+":8:") || !strings.Contains(line, "max_recipients") {
+		t.Errorf("refusal of an invalid value does not name file:line and the key:\n%s", line)
+	}
+}
+
+// TestReloadNeedsRestart: a changed listen.smtp cannot be applied by a
+// reload: a WARN line names it, the gateway goes on listening where it
+// did, and the rest of the file (here a new route) is applied.
+func TestReloadNeedsRestart(t *testing.T) {
+	hopA := harness.StartNextHop(t, false)
+	hopB := harness.StartNextHop(t, false)
+	addr := testenv.FreePort(t)
+	gw := harness.Start(t, reloadConfig(addr, hopA.Addr, "5"))
+	path := filepath.Join(gw.Dir, "sekisho.yaml")
+
+	other := testenv.FreePort(t)
+	if err := os.WriteFile(path, []byte(reloadConfig(other, hopB.Addr, "5")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	line := reloadAndWait(t, gw, "needs a restart", 1)
+	for _, want := range []string{"level=WARN", "listen.smtp"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("needs-restart log line lacks %q:\n%s", want, line)
+		}
+	}
+	gw.WaitLog("configuration reloaded", 5*time.Second)
+	if err := sendMail(gw, "old address", "alice@campus.test"); err != nil {
+		t.Fatalf("the listener in force stopped after the reload: %v", err)
+	}
+	if delivered(hopB, "old address") == nil {
+		t.Errorf("the rest of the file was not applied: the new route's next hop did not get the message")
+	}
+}
