@@ -3,12 +3,14 @@ package relay
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -284,5 +286,55 @@ func TestParseRouteMode(t *testing.T) {
 	}
 	if _, err := ParseRouteMode("mirror"); err == nil {
 		t.Error("mode mirror accepted")
+	}
+}
+
+// fakeMirrorHop is a next hop of a mirror that reads the whole message and
+// then either fails (once fail is closed) or goes to its final dot and
+// delivers once the mirror lets it.
+type fakeMirrorHop struct {
+	whole     chan struct{} // closed when it has the whole message
+	fail      chan struct{} // nil: never fails
+	delivered atomic.Bool
+}
+
+func (f *fakeMirrorHop) data(_ context.Context, msg io.Reader, beforeDot func() error) error {
+	io.Copy(io.Discard, msg)
+	if f.fail != nil {
+		<-f.fail
+		return fmt.Errorf("%w (fake next hop lost before its dot)", policy.NextHopLost)
+	}
+	close(f.whole)
+	if err := beforeDot(); err != nil {
+		return fmt.Errorf("%w (abandoned: %v)", policy.NextHopLost, err)
+	}
+	f.delivered.Store(true)
+	return nil
+}
+func (f *fakeMirrorHop) restart(context.Context, []mirrorRcpt) error { return nil }
+func (f *fakeMirrorHop) Rcpt(context.Context, mailaddr.Address, RcptDSN) error {
+	return nil
+}
+func (f *fakeMirrorHop) Data(ctx context.Context, msg io.Reader) error {
+	return f.data(ctx, msg, func() error { return nil })
+}
+func (f *fakeMirrorHop) Abort()                    {}
+func (f *fakeMirrorHop) Close()                    {}
+func (f *fakeMirrorHop) Hop() string               { return "fake" }
+func (f *fakeMirrorHop) LMTP() bool                { return false }
+func (f *fakeMirrorHop) TLS() *tls.ConnectionState { return nil }
+
+// Every next hop of a mirror waits before its final dot until all have the
+// whole message: here the first has it all and the second fails only after
+// that (a connection lost in its last write, say). The first is abandoned,
+// not delivered: a failure in transit costs no copy.
+func TestMirrorBarrierBeforeDots(t *testing.T) {
+	a := &fakeMirrorHop{whole: make(chan struct{})}
+	b := &fakeMirrorHop{whole: make(chan struct{}), fail: a.whole}
+	m := &mirrorTx{r: newRouter(), hops: []mirrorHop{a, b}, t: testTimeouts.withDefaults()}
+	err := m.Data(context.Background(), strings.NewReader(testMessage))
+	wantReply(t, err, 451, [3]int{4, 4, 2})
+	if a.delivered.Load() {
+		t.Error("the next hop that had the whole message delivered it though the other failed before its dot")
 	}
 }
