@@ -164,44 +164,25 @@ func runServe(args []string, stderr io.Writer) int {
 		return 1
 	}
 
-	var listeners []net.Listener
-	listen := func(addr string) (net.Listener, bool) {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			log.Error("cannot listen", "addr", addr, "err", err)
-			for _, l := range listeners {
-				l.Close()
-			}
-			return nil, false
-		}
-		listeners = append(listeners, l)
-		return l, true
-	}
+	// Signals are caught before any socket is announced: a SIGUSR2 sent as
+	// soon as this process says it serves must not kill it.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR2)
 
-	// Bind every listener before announcing any: once the log says
-	// "listening", every configured socket accepts connections.
-	var smtpL, lmtpL, subL, subsL, httpL net.Listener
-	for _, l := range []struct {
-		addr string
-		to   *net.Listener
-	}{{cfg.Listen.SMTP, &smtpL}, {cfg.Listen.LMTP, &lmtpL}, {cfg.Listen.Submission, &subL}, {cfg.Listen.Submissions, &subsL}} {
-		if l.addr != "" {
-			if *l.to, ok = listen(l.addr); !ok {
-				return 1
-			}
-		}
-	}
-	if cfg.Listen.HTTP != "" {
-		if httpL, ok = listen(cfg.Listen.HTTP); !ok {
-			return 1
-		}
+	// Every listener is there (inherited or bound, listeners.go) before any
+	// is announced: once the log says "listening", every configured socket
+	// accepts connections.
+	lset, err := acquireListeners(cfg.Listen)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
 	}
 	errc := make(chan error, 8)
 	var httpSrv *http.Server
-	if httpL != nil {
+	if httpL := lset.get("http"); httpL != nil {
 		httpSrv = newHTTPServer(httpHandler(obs), httpLimits)
 		httpSrv.Handler = withReportPages(httpSrv.Handler, reportLoader(&cfg, d))
-		log.Info("listening", "listener", "http", "addr", httpL.Addr().String())
+		log.Info("listening", "listener", "http", "addr", httpL.Addr().String(), "socket", lset.origin("http"))
 		go func() {
 			if err := httpSrv.Serve(httpL); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -210,24 +191,63 @@ func runServe(args []string, stderr io.Writer) int {
 	}
 	for _, l := range []struct {
 		name  string
-		l     net.Listener
 		serve func(net.Listener) error
-	}{{"smtp", smtpL, srv.ServeSMTP}, {"lmtp", lmtpL, srv.ServeLMTP}, {"submission", subL, srv.ServeSubmission}, {"submissions", subsL, srv.ServeSubmissions}} {
-		if l.l != nil {
-			log.Info("listening", "listener", l.name, "addr", l.l.Addr().String(), "version", version)
-			go func() { errc <- l.serve(l.l) }()
+	}{{"smtp", srv.ServeSMTP}, {"lmtp", srv.ServeLMTP}, {"submission", srv.ServeSubmission}, {"submissions", srv.ServeSubmissions}} {
+		if ln := lset.get(l.name); ln != nil {
+			log.Info("listening", "listener", l.name, "addr", ln.Addr().String(), "socket", lset.origin(l.name), "version", version, "pid", os.Getpid())
+			go func() { errc <- l.serve(ln) }()
 		}
 	}
+	notifyReady(log) // the process that started this one for an upgrade may drain now
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case sig := <-sigs:
-		obs.shuttingDown() // /readyz is 503 from now on
-		log.Info("shutting down: no new connections, transactions in flight may finish", "signal", sig.String(), "grace", cfg.Limits.ShutdownGrace)
-	case err := <-errc:
-		log.Error("listener failed", "err", err)
-		return 1
+	// SIGUSR2 starts an upgrade (listeners.go); this process serves until
+	// the new one does, then drains as on SIGTERM.
+	upgradeCtx, abandonUpgrade := context.WithCancelCause(context.Background())
+	defer abandonUpgrade(nil)
+	upgraded := make(chan error, 1)
+	upgrading, handedOver := false, false
+	for stop := false; !stop; {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGUSR2 {
+				if upgrading {
+					log.Warn("upgrade: one is already under way; SIGUSR2 ignored")
+					continue
+				}
+				if err := upgradeRefusal(&cfg); err != nil {
+					log.Error("upgrade refused: this process goes on serving", "err", err)
+					continue
+				}
+				upgrading = true
+				go func() {
+					_, err := startUpgrade(upgradeCtx, lset, log)
+					upgraded <- err
+				}()
+				continue
+			}
+			abandonUpgrade(fmt.Errorf("%v received", sig))
+			obs.shuttingDown() // /readyz is 503 from now on
+			log.Info("shutting down: no new connections, transactions in flight may finish", "signal", sig.String(), "grace", cfg.Limits.ShutdownGrace)
+			stop = true
+		case err := <-upgraded:
+			upgrading = false
+			if err != nil {
+				log.Error("upgrade failed: this process goes on serving", "err", err)
+				continue
+			}
+			obs.shuttingDown()
+			log.Info("upgrade: shutting down: the new process accepts on the same sockets, transactions in flight here may finish", "grace", cfg.Limits.ShutdownGrace)
+			handedOver, stop = true, true
+		case err := <-errc:
+			log.Error("listener failed", "err", err)
+			return 1
+		}
+	}
+	if handedOver && httpSrv != nil {
+		// The new process answers /readyz on the same socket: stop taking
+		// http connections here at once (and close idle ones) so that a
+		// load balancer's next check reaches it, not this draining process.
+		go httpSrv.Shutdown(context.Background())
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Limits.ShutdownGrace)
 	defer cancel()
