@@ -17,6 +17,11 @@
 //     for our client (policy.FromNextHop). Transaction.Data returns nil only
 //     once the next hop said 250 to the final dot.
 //
+// A route in mode all (mirror.go) uses every next hop at once instead of
+// failing over: each must accept the recipient and say 250 to the data,
+// and the client hears one reply for all of them (mirrorVerdict: any
+// temporary failure makes it a 4xx).
+//
 // Every outcome a client should hear is a *policy.Reply (or wraps one with
 // %w); anything else becomes a generic 4xx in policy.FromError.
 //
