@@ -419,7 +419,12 @@ func (m *mirrorTx) fanOut(msg io.Reader, writers []*io.PipeWriter) error {
 		alive[i] = true
 	}
 	for {
-		n, rerr := msg.Read(buf)
+		// Whole chunks (the gateway's reader gives a line per Read): one
+		// hand-over per next hop per 32 KiB, not per line.
+		n, rerr := io.ReadFull(msg, buf)
+		if rerr == io.ErrUnexpectedEOF {
+			rerr = io.EOF
+		}
 		if n > 0 {
 			for i, w := range writers {
 				if alive[i] {
