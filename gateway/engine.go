@@ -347,7 +347,9 @@ func (e *engine) data(ctx context.Context, msg io.Reader) dataOutcome {
 // ask of the receiver that writes them), our Received field, and the header
 // section. rest is the remainder of the message.
 func (e *engine) prepare(ctx context.Context, msg io.Reader, head *bytes.Buffer) (dataOutcome, io.Reader) {
-	br := bufio.NewReaderSize(msg, 64<<10)
+	// bufio's default 4 KiB: readHeader takes longer lines in pieces, and
+	// the relay's reads of the rest, larger than the buffer, bypass it.
+	br := bufio.NewReader(msg)
 	hdr, err := readHeader(br)
 	if err != nil {
 		return dataOutcome{reply: policy.FromError(err), reason: "reading header: " + err.Error(), clientFailed: clientSide(ctx, err)}, br

@@ -263,7 +263,10 @@ func (s *Server) serveConn(tc *trackedConn, listener string) {
 		nc: tc, in: &stashReader{r: tc}, bw: bufio.NewWriterSize(tc, 4<<10),
 		ctx: ctx, cancel: cancel,
 	}
-	c.br = bufio.NewReaderSize(c.in, 64<<10)
+	// 4 KiB like the writer: every reader of c.br takes lines longer than
+	// the buffer in pieces, and the buffer is allocated before the greet
+	// pause, so it is what each held client costs (docs/performance.md).
+	c.br = bufio.NewReaderSize(c.in, 4<<10)
 	c.msa = listener == listenerSubmission || listener == listenerSubmissions
 	c.lmtp = listener == listenerLMTP
 	c.log = c.baseLog()

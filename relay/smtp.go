@@ -358,7 +358,10 @@ func (u *smtpTx) data(ctx context.Context, msg io.Reader, beforeDot func() error
 // annotated by the caller), policy.EightBitNotSupported, or a lost
 // connection.
 func (u *smtpTx) copyData(ctx context.Context, w io.Writer, msg io.Reader) error {
-	buf := make([]byte, 32*1024)
+	// The message comes a line per Read (the gateway's dot reader) and
+	// leaves through go-smtp's 4 KiB writer: a larger buffer only costs
+	// allocation per message.
+	buf := make([]byte, 8*1024)
 	for {
 		n, rerr := msg.Read(buf)
 		if n > 0 {
