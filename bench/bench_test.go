@@ -110,10 +110,11 @@ func TestBench(t *testing.T) {
 	src.run(t, gw.SMTP, warm, sink)
 	src.run(t, sink.addr, warm, sink)
 
+	ps := participants{gateway: gw.PID(), slapd: childPID(t, "slapd"), sink: sink.pid}
 	var direct, via []runResult
 	for i := 0; i < st.runs; i++ {
-		direct = append(direct, measure(t, src, sink.addr, st.messages, sink, sink.pid))
-		via = append(via, measure(t, src, gw.SMTP, st.messages, sink, gw.PID()))
+		direct = append(direct, measure(t, src, sink.addr, st.messages, sink, sink.pid, ps))
+		via = append(via, measure(t, src, gw.SMTP, st.messages, sink, gw.PID(), ps))
 	}
 	writeThroughput(&report, st, direct, via)
 
@@ -330,18 +331,18 @@ type smtpSource struct {
 	sessions, size int
 }
 
-func (s smtpSource) run(t *testing.T, addr string, messages int, sk *sink) time.Duration {
+func (s smtpSource) run(t *testing.T, addr string, messages int, sk *sink) (took, cpu time.Duration) {
 	before := sk.delivered.Load()
 	cmd := exec.Command(s.bin, "-s", strconv.Itoa(s.sessions), "-m", strconv.Itoa(messages),
 		"-l", strconv.Itoa(s.size), "-M", heloName, "-f", sender, "-t", recipient, addr)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
-	took := time.Since(start)
+	took = time.Since(start)
 	if err != nil {
 		t.Fatalf("smtp-source to %s: %v\n%s", addr, err, out)
 	}
 	sk.waitDelivered(t, before+int64(messages), 30*time.Second)
-	return took
+	return took, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 }
 
 // runResult is one measured run.
@@ -351,29 +352,94 @@ type runResult struct {
 	delivered time.Duration // until smtp-sink had counted every message
 	cpu       time.Duration // utime+stime of the measured process
 	peakRSS   int64         // VmHWM in bytes, reset before the run
+	// CPU time of every process of the run, and of the whole machine
+	// (other users' too: the machine is shared) in CPU-seconds.
+	cpuOf   map[string]time.Duration
+	machine time.Duration
 }
 
 func (r runResult) acceptedRate() float64  { return float64(r.messages) / r.accepted.Seconds() }
 func (r runResult) deliveredRate() float64 { return float64(r.messages) / r.delivered.Seconds() }
 func (r runResult) cpuPer1000() float64    { return r.cpu.Seconds() * 1000 / float64(r.messages) }
 
+// participants are the processes whose CPU time a run accounts for.
+type participants struct {
+	gateway, slapd, sink int
+}
+
 // measure runs smtp-source once against addr and measures pid: sekisho
 // for a run through it, smtp-sink for the direct run.
-func measure(t *testing.T, src smtpSource, addr string, messages int, sk *sink, pid int) runResult {
+func measure(t *testing.T, src smtpSource, addr string, messages int, sk *sink, pid int, ps participants) runResult {
+	pids := map[string]int{"sekisho": ps.gateway, "slapd": ps.slapd, "smtp-sink": ps.sink, "bench (test DNS)": os.Getpid()}
+	cpu0 := map[string]time.Duration{}
+	for name, p := range pids {
+		cpu0[name] = cpuTime(t, p)
+	}
+	busy0 := machineBusy(t)
 	resetPeakRSS(t, pid)
-	cpu0 := cpuTime(t, pid)
 	before := sk.delivered.Load()
 	start := time.Now()
-	accepted := src.run(t, addr, messages, sk)
+	accepted, sourceCPU := src.run(t, addr, messages, sk)
 	sk.waitDelivered(t, before+int64(messages), 30*time.Second)
 	delivered := time.Since(start)
-	return runResult{
+	r := runResult{
 		messages:  messages,
 		accepted:  accepted,
 		delivered: delivered,
-		cpu:       cpuTime(t, pid) - cpu0,
 		peakRSS:   procStatus(t, pid, "VmHWM"),
+		cpuOf:     map[string]time.Duration{"smtp-source": sourceCPU},
+		machine:   machineBusy(t) - busy0,
 	}
+	for name, p := range pids {
+		r.cpuOf[name] = cpuTime(t, p) - cpu0[name]
+	}
+	r.cpu = r.cpuOf["sekisho"]
+	if pid == ps.sink {
+		r.cpu = r.cpuOf["smtp-sink"]
+	}
+	return r
+}
+
+// machineBusy is the CPU time all processors spent not idle since boot
+// (/proc/stat: every field but idle and iowait).
+func machineBusy(t *testing.T) time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0]) // "cpu user nice system idle iowait irq softirq steal ..."
+	var ticks int64
+	for i, v := range f[1:min(len(f), 9)] {
+		if i == 3 || i == 4 {
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks
+}
+
+// childPID finds a child of this process by its command name.
+func childPID(t *testing.T, comm string) int {
+	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, d := range dirs {
+		b, err := os.ReadFile(d)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if i < 0 || j < i || s[i+1:j] != comm {
+			continue
+		}
+		f := strings.Fields(s[j+1:])
+		if ppid, _ := strconv.Atoi(f[1]); ppid == os.Getpid() {
+			pid, _ := strconv.Atoi(strings.TrimSpace(s[:i]))
+			return pid
+		}
+	}
+	t.Fatalf("no child process named %s", comm)
+	return 0
 }
 
 func median(xs []float64) float64 {
@@ -409,6 +475,26 @@ func writeThroughput(w io.Writer, st settings, direct, via []runResult) {
 	}
 	row("smtp-source → smtp-sink (loopback limit)", "smtp-sink", direct)
 	row("smtp-source → sekisho, all checks → smtp-sink", "sekisho", via)
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Where the CPU went, in CPU-ms per message (medians); the machine line counts every process, other users' included:")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| process | loopback limit run | sekisho run |")
+	fmt.Fprintln(w, "|---|---|---|")
+	perMsg := func(rs []runResult, name string) float64 {
+		return medianOf(rs, func(r runResult) float64 { return r.cpuOf[name].Seconds() * 1000 / float64(r.messages) })
+	}
+	for _, name := range []string{"sekisho", "slapd", "smtp-source", "smtp-sink", "bench (test DNS)"} {
+		fmt.Fprintf(w, "| %s | %.3f | %.3f |\n", name, perMsg(direct, name), perMsg(via, name))
+	}
+	machine := func(rs []runResult) (float64, float64) {
+		return medianOf(rs, func(r runResult) float64 { return r.machine.Seconds() * 1000 / float64(r.messages) }),
+			medianOf(rs, func(r runResult) float64 {
+				return 100 * r.machine.Seconds() / (r.delivered.Seconds() * float64(runtime.NumCPU()))
+			})
+	}
+	dm, db := machine(direct)
+	vm, vb := machine(via)
+	fmt.Fprintf(w, "| machine (busy %%) | %.3f (%.0f%%) | %.3f (%.0f%%) |\n", dm, db, vm, vb)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Each run (msg/s delivered, loopback limit / sekisho / ratio):")
 	fmt.Fprintln(w)
@@ -591,6 +677,9 @@ func fetch(t *testing.T, url, path string) {
 	}
 }
 
+// clockTicks is USER_HZ, the unit of /proc's CPU times on Linux.
+const clockTicks = 100
+
 // cpuTime is utime+stime of pid from /proc/PID/stat.
 func cpuTime(t *testing.T, pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -601,7 +690,6 @@ func cpuTime(t *testing.T, pid int) time.Duration {
 	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
 	utime, _ := strconv.ParseInt(f[11], 10, 64) // field 14
 	stime, _ := strconv.ParseInt(f[12], 10, 64) // field 15
-	const clockTicks = 100                      // USER_HZ on Linux
 	return time.Duration(utime+stime) * time.Second / clockTicks
 }
 
