@@ -364,6 +364,9 @@ func TestGreylistWhitelistReloadOnSIGHUP(t *testing.T) {
 	os.WriteFile(whitelist, []byte("127.0.0.4\n127.0.0.8\n"), 0o644)
 	gw.Signal(syscall.SIGHUP)
 	gw.WaitLog("clients=2", 5*time.Second)
+	// The new whitelist is read as the whole configuration is rebuilt: it
+	// is in force once the reload is (docs/config.md, Reloading).
+	gw.WaitLog("configuration reloaded", 5*time.Second)
 	glWantAccepted(t, gw, "127.0.0.8", "carol@example.org", "alice@campus.test", "whitelisted after SIGHUP")
 
 	os.WriteFile(whitelist, []byte("127.0.0.4\n127.0.0.999\n"), 0o644)
