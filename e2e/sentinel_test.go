@@ -306,12 +306,11 @@ func TestSentinelFailover(t *testing.T) {
 	// Before the kill, through the master: each gateway's stream triplet
 	// is greylisted and passes after the delay; a second triplet is only
 	// greylisted (first seen), to be retried after the failover.
-	var firstSeen time.Time
 	for _, g := range gws {
 		wantGreylisted(g, send(g, "stream-"+g.name+"@example.org", "known@campus.test"), "stream triplet, first attempt")
 		wantGreylisted(g, send(g, "old-"+g.name+"@example.org", "old@campus.test"), "triplet seen before the kill")
 	}
-	firstSeen = time.Now()
+	firstSeen := time.Now()
 	glWaitUntil(glAfterDelay(firstSeen, stDelay))
 	for _, g := range gws {
 		wantDelivered(g, send(g, "stream-"+g.name+"@example.org", "known@campus.test"), "stream triplet after the delay")
@@ -452,11 +451,10 @@ func TestSentinelFailover(t *testing.T) {
 			t.Errorf("gateway %s: the new master's entry of the triplet seen before the kill has passes %q (%v), want 1", g.name, n, err)
 		}
 	}
-	var newSeen time.Time
 	for _, g := range gws {
 		wantGreylisted(g, send(g, "fresh-"+g.name+"@example.org", "fresh@campus.test"), "new triplet after the failover")
 	}
-	newSeen = time.Now()
+	newSeen := time.Now()
 	glWaitUntil(glAfterDelay(newSeen, stDelay))
 	for _, g := range gws {
 		wantDelivered(g, send(g, "fresh-"+g.name+"@example.org", "fresh@campus.test"), "new triplet after the failover, after the delay")
