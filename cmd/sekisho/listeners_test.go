@@ -2,9 +2,23 @@ package main
 
 import (
 	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 )
+
+// dupFD returns a duplicate of f's descriptor, for a function that takes
+// ownership of the descriptor it is given; f is closed when the test ends.
+func dupFD(t *testing.T, f *os.File) int {
+	t.Helper()
+	t.Cleanup(func() { f.Close() })
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
 
 // TestInheritedNames: the socket-activation environment is read as
 // sd_listen_fds(3) defines it, and every way it can be wrong is an error
@@ -66,7 +80,10 @@ func TestInheritedListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := inheritedListener(int(f.Fd()), "smtp")
+	// inheritedListener takes the descriptor it is given and closes it:
+	// give it a duplicate, so that f's finalizer does not close a number
+	// that another test's file has been given meanwhile.
+	l, err := inheritedListener(dupFD(t, f), "smtp")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +108,7 @@ func TestInheritedListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := inheritedListener(int(cf.Fd()), "http"); err == nil || !strings.Contains(err.Error(), "is not listening") {
+	if _, err := inheritedListener(dupFD(t, cf), "http"); err == nil || !strings.Contains(err.Error(), "is not listening") {
 		t.Errorf("a connected socket: %v, want an error saying it is not listening", err)
 	}
 }
