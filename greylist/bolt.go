@@ -174,21 +174,39 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 }
 
 // Check implements Store.
+//
+// Most Checks of a busy correspondent change nothing (a network on the
+// auto-whitelist whose expiry was extended lately, a retry before the
+// delay): a read-only transaction decides them, and only a decision that
+// writes takes a write transaction (which decides again, atomically with
+// its writes), so they cost no disk write and no fdatasync.
 func (s *BoltStore) Check(ctx context.Context, t Triplet, p Policy) (Decision, error) {
-	return s.run(ctx, t, p, true)
+	d, writes, err := s.run(ctx, t, p, false)
+	if err != nil || !writes {
+		return d, err
+	}
+	d, _, err = s.run(ctx, t, p, true)
+	return d, err
 }
 
 // Peek implements Store: a read-only transaction, nothing written.
 func (s *BoltStore) Peek(ctx context.Context, t Triplet, p Policy) (Decision, error) {
-	return s.run(ctx, t, p, false)
+	d, _, err := s.run(ctx, t, p, false)
+	return d, err
 }
 
-func (s *BoltStore) run(ctx context.Context, t Triplet, p Policy, write bool) (Decision, error) {
+// run decides in one transaction, a write transaction that writes the
+// outcome when write is set; writes says whether the outcome has anything
+// to write.
+func (s *BoltStore) run(ctx context.Context, t Triplet, p Policy, write bool) (Decision, bool, error) {
 	if err := ctx.Err(); err != nil {
-		return Decision{}, err
+		return Decision{}, false, err
 	}
 	tkey, nkey := tripletKey(t), []byte(t.Network.String())
+	// Set by fn, which may still run after do returned (a stalled disk):
+	// read only once do says fn finished.
 	var d Decision
+	var writes bool
 	var gone bool // fn found ctx ended and did nothing
 	fn := func(tx *bolt.Tx) error {
 		gone = ctx.Err() != nil
@@ -209,7 +227,7 @@ func (s *BoltStore) run(ctx context.Context, t Triplet, p Policy, write bool) (D
 			return fmt.Errorf("network %s: %w", t.Network, err)
 		}
 		o := decide(e, n, s.now().UnixMilli(), p)
-		d = o.d
+		d, writes = o.d, o.entry != nil || o.netEntry != nil
 		if !write {
 			return nil
 		}
@@ -243,14 +261,14 @@ func (s *BoltStore) run(ctx context.Context, t Triplet, p Policy, write bool) (D
 	}
 	if err != nil {
 		if errors.Is(err, ErrStalled) {
-			return Decision{}, err // bbolt was not asked
+			return Decision{}, false, err // bbolt was not asked
 		}
 		if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 			err = ErrClosed
 		}
-		return Decision{}, fmt.Errorf("greylist: bbolt: %w", err)
+		return Decision{}, false, fmt.Errorf("greylist: bbolt: %w", err)
 	}
-	return d, nil
+	return d, writes, nil
 }
 
 // do runs the bbolt call f for a caller with ctx and returns its error, or

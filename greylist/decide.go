@@ -35,6 +35,16 @@ type outcome struct {
 
 func ms(d time.Duration) int64 { return d.Milliseconds() }
 
+// refreshSlack is how stale an auto-whitelisted network's expiry may be
+// before a pass extends it again: a hundredth of Expire, at most an hour
+// (milliseconds). A busy whitelisted network is thus written at most once
+// an hour instead of at every recipient, and is forgotten between Expire
+// minus the slack and Expire after its last pass. The Lua script in
+// redis.go computes the same.
+func refreshSlack(p Policy) int64 {
+	return min(ms(p.Expire)/100, ms(time.Hour))
+}
+
 // decide applies p at time now to the triplet's entry e and its network's
 // auto-whitelist state n (either nil when absent).
 func decide(e *entry, n *netEntry, now int64, p Policy) outcome {
@@ -42,10 +52,11 @@ func decide(e *entry, n *netEntry, now int64, p Policy) outcome {
 		n = nil
 	}
 	if p.AutoWhitelist > 0 && n != nil && n.Count >= uint32(p.AutoWhitelist) {
-		return outcome{
-			d:        Decision{Pass: true, AutoWhitelisted: true},
-			netEntry: &netEntry{Count: n.Count, Until: now + ms(p.Expire)},
+		o := outcome{d: Decision{Pass: true, AutoWhitelisted: true}}
+		if n.Until < now+ms(p.Expire)-refreshSlack(p) {
+			o.netEntry = &netEntry{Count: n.Count, Until: now + ms(p.Expire)}
 		}
+		return o
 	}
 	if e == nil || e.Until <= now {
 		return outcome{

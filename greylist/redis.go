@@ -146,7 +146,8 @@ local n = redis.call('HMGET', KEYS[2], 'c', 'u')
 local count, nuntil = tonumber(n[1]), tonumber(n[2])
 if count == nil or nuntil == nil or nuntil <= now then count = 0 end
 if awl > 0 and count >= awl then
-  if write then
+  -- refreshSlack (decide.go): the expiry is extended once it is that stale
+  if write and nuntil < now + expire - math.min(math.floor(expire / 100), 3600000) then
     redis.call('HSET', KEYS[2], 'u', int(now + expire))
     redis.call('PEXPIRE', KEYS[2], expire)
   end

@@ -358,3 +358,67 @@ func BenchmarkBoltCheck(b *testing.B) {
 func BenchmarkRedisCheck(b *testing.B) {
 	benchmarkCheck(b, newRedisHarness(b).Store)
 }
+
+// TestStoreAutoWhitelistRefresh: a network on the auto-whitelist has its
+// expiry extended by a pass only once it is an hour stale (refreshSlack),
+// so a busy whitelisted network is not written at every recipient: it is
+// forgotten Expire after the pass that last extended it.
+func TestStoreAutoWhitelistRefresh(t *testing.T) {
+	p := testPolicy
+	p.AutoWhitelist = 1
+	forEachStore(t, func(t *testing.T, h harness) {
+		a := triplet("192.0.2.10", "bob@example.org", "alice@campus.example")
+		mustCheck(t, h, a, p)
+		h.advance(6 * time.Minute)
+		wantPass(t, mustCheck(t, h, a, p), false) // whitelists 192.0.2.0/24 until now + Expire
+
+		// 30 minutes later a pass does not extend it...
+		h.advance(30 * time.Minute)
+		wantPass(t, mustCheck(t, h, triplet("192.0.2.11", "x@example.org", "y@campus.example"), p), true)
+		h.advance(p.Expire - 30*time.Minute + time.Minute)
+		wantDefer(t, h, mustCheck(t, h, triplet("192.0.2.12", "x@example.org", "y@campus.example"), p), true, 5*time.Minute)
+	})
+	forEachStore(t, func(t *testing.T, h harness) {
+		a := triplet("192.0.2.10", "bob@example.org", "alice@campus.example")
+		mustCheck(t, h, a, p)
+		h.advance(6 * time.Minute)
+		wantPass(t, mustCheck(t, h, a, p), false)
+
+		// ...two hours later it does
+		h.advance(2 * time.Hour)
+		wantPass(t, mustCheck(t, h, triplet("192.0.2.11", "x@example.org", "y@campus.example"), p), true)
+		h.advance(p.Expire - 2*time.Hour + time.Minute)
+		wantPass(t, mustCheck(t, h, triplet("192.0.2.12", "x@example.org", "y@campus.example"), p), true)
+	})
+}
+
+// TestBoltCheckWithoutWriteReadsOnly: a Check that changes nothing (an
+// auto-whitelisted network extended lately, a retry before the delay)
+// commits no write transaction: no page written, no fdatasync.
+func TestBoltCheckWithoutWriteReadsOnly(t *testing.T) {
+	h := newBoltHarness(t)
+	db := h.Store.(*BoltStore).db
+	pagesWritten := func() int64 { st := db.Stats(); return st.TxStats.GetWrite() }
+	p := testPolicy
+	p.AutoWhitelist = 1
+	a := triplet("192.0.2.10", "bob@example.org", "alice@campus.example")
+	mustCheck(t, h, a, p)
+	h.advance(time.Minute)
+	writes := pagesWritten()
+	wantDefer(t, h, mustCheck(t, h, a, p), false, 4*time.Minute) // too early: nothing to write
+	if n := pagesWritten() - writes; n != 0 {
+		t.Errorf("a retry before the delay wrote %d pages", n)
+	}
+	h.advance(5 * time.Minute)
+	wantPass(t, mustCheck(t, h, a, p), false) // the pass is written
+	if pagesWritten() == writes {
+		t.Error("the pass wrote nothing")
+	}
+	writes = pagesWritten()
+	for i := range 10 {
+		wantPass(t, mustCheck(t, h, triplet("192.0.2.20", fmt.Sprintf("s%d@example.org", i), "y@campus.example"), p), true)
+	}
+	if n := pagesWritten() - writes; n != 0 {
+		t.Errorf("10 auto-whitelisted passes wrote %d pages", n)
+	}
+}
