@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"sekisho/internal/harness"
+	"sekisho/internal/testenv"
 	"sekisho/internal/testredis"
 )
 
@@ -29,7 +30,10 @@ import (
 // an upgrade are started by sekisho, not by the test, and share one stderr.
 
 // restartLoad is a client loop: senders, each sending one message per
-// connection as fast as it can, from 127.0.0.1 (trusted: no check slows it).
+// connection as fast as it can, from 127.0.0.1 (trusted: no check slows it),
+// and probers that only connect, read the banner and QUIT, as fast as they
+// can: they keep connections in the listening socket's queue, where a
+// hand-over that closes the socket would reset them.
 type restartLoad struct {
 	addr    string
 	stop    chan struct{}
@@ -42,10 +46,25 @@ type restartLoad struct {
 	perm    []string       // 5xx replies
 	temp    atomic.Int64   // 4xx replies (retried, as an MTA would)
 	broken  atomic.Int64   // connections broken after the banner, before the final 250 (retried)
+	probes  atomic.Int64   // banners the probers got
 }
 
-func startLoad(addr string, senders int) *restartLoad {
+func startLoad(addr string, senders, probers int) *restartLoad {
 	ld := &restartLoad{addr: addr, stop: make(chan struct{}), ok: map[int64]bool{}}
+	for range probers {
+		ld.wg.Add(1)
+		go func() {
+			defer ld.wg.Done()
+			for {
+				select {
+				case <-ld.stop:
+					return
+				default:
+				}
+				ld.probe()
+			}
+		}()
+	}
 	for range senders {
 		ld.wg.Add(1)
 		go func() {
@@ -93,27 +112,47 @@ func (ld *restartLoad) finish() {
 	ld.wg.Wait()
 }
 
-// send makes one attempt at message n and reports whether it got its 250.
-func (ld *restartLoad) send(n int64) bool {
+// probe connects, reads the banner and says QUIT.
+func (ld *restartLoad) probe() {
+	c, ok := ld.dial()
+	if ok {
+		ld.probes.Add(1)
+		c.Quit()
+		c.Close()
+	}
+}
+
+// dial connects and reads the banner; a refused connection is counted, and
+// so is a 4xx or 5xx banner.
+func (ld *restartLoad) dial() (*smtp.Client, bool) {
 	conn, err := net.DialTimeout("tcp", ld.addr, 10*time.Second)
 	if err != nil {
 		ld.mu.Lock()
 		ld.refused = append(ld.refused, "dial: "+err.Error())
 		ld.mu.Unlock()
-		return false
+		return nil, false
 	}
-	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(60 * time.Second))
 	c, err := smtp.NewClient(conn, "campus.test") // reads the banner
 	if err != nil {
-		if ld.reply(err) {
-			return false
+		conn.Close()
+		if !ld.reply(err) {
+			ld.mu.Lock()
+			ld.refused = append(ld.refused, "before the banner: "+err.Error())
+			ld.mu.Unlock()
 		}
-		ld.mu.Lock()
-		ld.refused = append(ld.refused, "before the banner: "+err.Error())
-		ld.mu.Unlock()
+		return nil, false
+	}
+	return c, true
+}
+
+// send makes one attempt at message n and reports whether it got its 250.
+func (ld *restartLoad) send(n int64) bool {
+	c, ok := ld.dial()
+	if !ok {
 		return false
 	}
+	defer c.Close()
 	step := func() error {
 		if err := c.Hello("client.example.org"); err != nil {
 			return err
@@ -180,8 +219,8 @@ func (ld *restartLoad) check(t *testing.T, hop *harness.NextHop, handovers []tim
 			lost = append(lost, n)
 		}
 	}
-	t.Logf("messages accepted %d (attempts %d), refused %d, lost %d, 5xx %d, 4xx %d (retried), broken after the banner %d (retried); hand-overs %v",
-		len(ld.ok), ld.next.Load(), len(ld.refused), len(lost), len(ld.perm), ld.temp.Load(), ld.broken.Load(), handovers)
+	t.Logf("messages accepted %d (attempts %d), banners to probers %d, refused %d, lost %d, 5xx %d, 4xx %d (retried), broken after the banner %d (retried); hand-overs %v",
+		len(ld.ok), ld.next.Load(), ld.probes.Load(), len(ld.refused), len(lost), len(ld.perm), ld.temp.Load(), ld.broken.Load(), handovers)
 	if len(ld.refused) > 0 {
 		t.Errorf("%d connections refused, want 0; first: %v", len(ld.refused), ld.refused[:min(5, len(ld.refused))])
 	}
@@ -360,7 +399,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	// The old and the new process run at once: the state store must be one
 	// both can open (the embedded file is locked by one process).
 	rs := testredis.Start(t)
-	cfg := restartSite(t, "127.0.0.1:0", hop, glRedisStore(rs.Addr())) // the upgrade keeps the port the first process got
+	cfg := restartSite(t, testenv.FreePort(t), hop, glRedisStore(rs.Addr()))
 	logs := newProcLog(t)
 
 	cmd := exec.Command(harness.Binary(t), "serve", "-config", cfg)
@@ -378,7 +417,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	if m[3] != strconv.Itoa(current.pid) || m[2] != "bound" {
 		t.Fatalf("first process: listening line %q, want pid %d and a bound socket", m[0], current.pid)
 	}
-	ld := startLoad(addr, 12)
+	ld := startLoad(addr, 12, 8)
 	defer ld.finish()
 	ld.waitAccepted(t, 100, 30*time.Second)
 
@@ -471,7 +510,7 @@ func TestRestartOnInheritedSockets(t *testing.T) {
 	}
 
 	first := start(1)
-	ld := startLoad(addr, 12)
+	ld := startLoad(addr, 12, 8)
 	defer ld.finish()
 	ld.waitAccepted(t, 100, 30*time.Second)
 
