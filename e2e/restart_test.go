@@ -527,3 +527,61 @@ func TestRestartOnInheritedSockets(t *testing.T) {
 	ld.finish()
 	ld.check(t, hop, []time.Duration{gap})
 }
+
+// TestUpgradeFailsKeepsServing: an upgrade whose new process cannot start
+// (the configuration file was broken meanwhile) is abandoned: the log says
+// so at ERROR, the old process goes on serving on its socket. With the
+// embedded state store SIGUSR2 is refused at once, and the process serves on.
+func TestUpgradeFailsKeepsServing(t *testing.T) {
+	rs := testredis.Start(t)
+	for _, tc := range []struct {
+		name, store, want string
+		breakConfig       bool
+	}{
+		{"new process fails", glRedisStore(rs.Addr()), `msg="upgrade failed: this process goes on serving" err="the new process stopped before it served`, true},
+		{"embedded store", "", `msg="upgrade refused: this process goes on serving" err="the embedded state store`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hop := harness.StartNextHop(t, false)
+			cfg := restartSite(t, testenv.FreePort(t), hop, tc.store)
+			logs := newProcLog(t)
+			cmd := exec.Command(harness.Binary(t), "serve", "-config", cfg)
+			cmd.Dir = t.TempDir()
+			cmd.Stdout, cmd.Stderr = logs.w, logs.w
+			cmd.Env = sekishoEnv()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			p := watchProc(cmd.Wait, cmd.Process.Pid)
+			t.Cleanup(func() { stopProc(p) })
+			addr := logs.wait(t, listeningPIDRE, 1, 30*time.Second)[1]
+
+			if tc.breakConfig {
+				if err := os.WriteFile(cfg, []byte("listen: [not a map\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			syscall.Kill(p.pid, syscall.SIGUSR2)
+			logs.wait(t, regexp.MustCompile(regexp.QuoteMeta(tc.want)), 1, 60*time.Second)
+
+			ld := startLoad(addr, 2, 0)
+			defer ld.finish()
+			ld.waitAccepted(t, 10, 30*time.Second)
+			ld.finish()
+			ld.check(t, hop, nil)
+			select {
+			case <-p.done:
+				t.Fatalf("the process exited after the failed upgrade: %v", p.err)
+			default:
+			}
+			if n := len(listeningPIDRE.FindAllString(logs.String(), -1)); n != 1 {
+				t.Errorf("%d processes said they listen, want the first one only", n)
+			}
+			// It still stops at once on SIGTERM: the socket it lent the
+			// new process is as it was (non-blocking; a blocking one held
+			// its accept, and the drain waited for it).
+			syscall.Kill(p.pid, syscall.SIGTERM)
+			p.exitedZero(t, 5*time.Second)
+		})
+	}
+}

@@ -210,24 +210,53 @@ func (s *listenerSet) close() {
 
 // files duplicates the listening sockets for a new process, in
 // listenerNames order, with their names.
+//
+// The duplicates are made here rather than with TCPListener.File: exec
+// hands a file to the new process through its Fd method, and Fd of a
+// File made by TCPListener.File puts the descriptor in blocking mode. The
+// mode belongs to the socket, shared by every duplicate: this process's own
+// accept would then block a thread in the kernel, and closing the listener
+// at the drain would wait for it until a connection came. A File made by
+// os.NewFile from a non-blocking descriptor stays non-blocking.
 func (s *listenerSet) files() ([]*os.File, []string, error) {
 	var files []*os.File
 	var names []string
+	fail := func(err error) ([]*os.File, []string, error) {
+		for _, f := range files {
+			f.Close()
+		}
+		return nil, nil, err
+	}
 	for _, name := range listenerNames {
 		l, ok := s.byName[name].(*net.TCPListener)
 		if !ok {
 			continue
 		}
-		f, err := l.File()
+		rc, err := l.SyscallConn()
 		if err != nil {
-			for _, f := range files {
-				f.Close()
-			}
-			return nil, nil, fmt.Errorf("listener %s: %w", name, err)
+			return fail(fmt.Errorf("listener %s: %w", name, err))
 		}
-		files, names = append(files, f), append(names, name)
+		var dup int
+		var dupErr error
+		if err := rc.Control(func(fd uintptr) { dup, dupErr = dupCloseOnExec(int(fd)) }); err != nil {
+			return fail(fmt.Errorf("listener %s: %w", name, err))
+		}
+		if dupErr != nil {
+			return fail(fmt.Errorf("listener %s: %w", name, dupErr))
+		}
+		files, names = append(files, os.NewFile(uintptr(dup), name)), append(names, name)
 	}
 	return files, names, nil
+}
+
+// dupCloseOnExec duplicates fd, close-on-exec (F_DUPFD_CLOEXEC): exec
+// passes it to the new process explicitly, no other child gets it.
+func dupCloseOnExec(fd int) (int, error) {
+	r, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
+	if errno != 0 {
+		return -1, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", errno)
+	}
+	return int(r), nil
 }
 
 // notifyReady tells the process that started this one for an upgrade that
