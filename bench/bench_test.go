@@ -110,7 +110,7 @@ func TestBench(t *testing.T) {
 	src.run(t, gw.SMTP, warm, sink)
 	src.run(t, sink.addr, warm, sink)
 
-	ps := participants{gateway: gw.PID(), slapd: childPID(t, "slapd"), sink: sink.pid}
+	ps := participants{gateway: gw.PID(), slapd: childPID(t, "slapd"), sink: sink.pid, dns: w.dns}
 	var direct, via []runResult
 	for i := 0; i < st.runs; i++ {
 		direct = append(direct, measure(t, src, sink.addr, st.messages, sink, sink.pid, ps))
@@ -354,17 +354,20 @@ type runResult struct {
 	peakRSS   int64         // VmHWM in bytes, reset before the run
 	// CPU time of every process of the run, and of the whole machine
 	// (other users' too: the machine is shared) in CPU-seconds.
-	cpuOf   map[string]time.Duration
-	machine time.Duration
+	cpuOf      map[string]time.Duration
+	machine    time.Duration
+	dnsQueries int // asked of the test DNS server during the run
 }
 
 func (r runResult) acceptedRate() float64  { return float64(r.messages) / r.accepted.Seconds() }
 func (r runResult) deliveredRate() float64 { return float64(r.messages) / r.delivered.Seconds() }
 func (r runResult) cpuPer1000() float64    { return r.cpu.Seconds() * 1000 / float64(r.messages) }
 
-// participants are the processes whose CPU time a run accounts for.
+// participants are the processes whose CPU time a run accounts for, and
+// the DNS server whose queries it counts.
 type participants struct {
 	gateway, slapd, sink int
+	dns                  *testdns.Server
 }
 
 // measure runs smtp-source once against addr and measures pid: sekisho
@@ -376,6 +379,7 @@ func measure(t *testing.T, src smtpSource, addr string, messages int, sk *sink, 
 		cpu0[name] = cpuTime(t, p)
 	}
 	busy0 := machineBusy(t)
+	queries0 := ps.dns.TotalQueries()
 	resetPeakRSS(t, pid)
 	before := sk.delivered.Load()
 	start := time.Now()
@@ -383,12 +387,13 @@ func measure(t *testing.T, src smtpSource, addr string, messages int, sk *sink, 
 	sk.waitDelivered(t, before+int64(messages), 30*time.Second)
 	delivered := time.Since(start)
 	r := runResult{
-		messages:  messages,
-		accepted:  accepted,
-		delivered: delivered,
-		peakRSS:   procStatus(t, pid, "VmHWM"),
-		cpuOf:     map[string]time.Duration{"smtp-source": sourceCPU},
-		machine:   machineBusy(t) - busy0,
+		messages:   messages,
+		accepted:   accepted,
+		delivered:  delivered,
+		peakRSS:    procStatus(t, pid, "VmHWM"),
+		cpuOf:      map[string]time.Duration{"smtp-source": sourceCPU},
+		machine:    machineBusy(t) - busy0,
+		dnsQueries: ps.dns.TotalQueries() - queries0,
 	}
 	for name, p := range pids {
 		r.cpuOf[name] = cpuTime(t, p) - cpu0[name]
@@ -495,6 +500,8 @@ func writeThroughput(w io.Writer, st settings, direct, via []runResult) {
 	dm, db := machine(direct)
 	vm, vb := machine(via)
 	fmt.Fprintf(w, "| machine (busy %%) | %.3f (%.0f%%) | %.3f (%.0f%%) |\n", dm, db, vm, vb)
+	fmt.Fprintf(w, "\nDNS queries per message through sekisho (its cache in front of the test DNS server): %.3f\n",
+		medianOf(via, func(r runResult) float64 { return float64(r.dnsQueries) / float64(r.messages) }))
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Each run (msg/s delivered, loopback limit / sekisho / ratio):")
 	fmt.Fprintln(w)
