@@ -207,21 +207,24 @@ func TestDeliverToRealServerWithDefaultTimeouts(t *testing.T) {
 
 // A failing reader (the client side broke, or a check refused the data)
 // ends the transfer without the final dot: the next hop discards it. The
-// reader's own error (with its reply) is returned.
+// reader's own error (with its reply) is returned. io.ErrUnexpectedEOF is
+// a failure too, not the end of a short message (copyData fills whole
+// buffers, which io.ReadFull would have confused).
 func TestDataReaderErrorNeverSendsDot(t *testing.T) {
-	h := startHop(t)
-	tx := beginRcpt(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender})
-	readerErr := policy.BareLineEnding
-	msg := io.MultiReader(strings.NewReader(testMessage), errReader{readerErr})
-	err := tx.Data(context.Background(), msg)
-	if !errors.Is(err, readerErr) {
-		t.Fatalf("Data returned %v, want the reader's error", err)
+	for _, readerErr := range []error{policy.BareLineEnding, io.ErrUnexpectedEOF} {
+		h := startHop(t)
+		tx := beginRcpt(t, newRouter(smtpHop(t, h.Addr)), Envelope{From: sender})
+		msg := io.MultiReader(strings.NewReader(testMessage), errReader{readerErr})
+		err := tx.Data(context.Background(), msg)
+		if !errors.Is(err, readerErr) {
+			t.Fatalf("Data returned %v, want the reader's error %v", err, readerErr)
+		}
+		got := transcript(t, h) // Data dropped the connection
+		if !strings.Contains(got, "\r\nDATA\r\n") || strings.Contains(got, "\r\n.\r\n") {
+			t.Errorf("reader error %v: transcript %q: want DATA and no final dot", readerErr, got)
+		}
+		tx.Close()
 	}
-	got := transcript(t, h) // Data dropped the connection
-	if !strings.Contains(got, "\r\nDATA\r\n") || strings.Contains(got, "\r\n.\r\n") {
-		t.Errorf("transcript %q: want DATA and no final dot", got)
-	}
-	tx.Close()
 }
 
 type errReader struct{ err error }
