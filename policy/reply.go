@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -31,10 +32,26 @@ func (r *Reply) Error() string { return r.String() }
 // without an enhanced code (the 3xx intermediate replies, RFC 2034 §2) has
 // none on the wire.
 func (r *Reply) String() string {
-	if r.Enhanced[0] == 0 {
-		return fmt.Sprintf("%d %s", r.Code, r.Text)
+	b := make([]byte, 0, len(r.Text)+16)
+	b = r.appendCodes(b, ' ')
+	return string(append(b, r.Text...))
+}
+
+// appendCodes appends the basic code, sep, and the enhanced code with its
+// space when there is one (strconv rather than fmt: every reply of every
+// session passes here).
+func (r *Reply) appendCodes(b []byte, sep byte) []byte {
+	b = strconv.AppendInt(b, int64(r.Code), 10)
+	b = append(b, sep)
+	if r.Enhanced[0] != 0 {
+		b = strconv.AppendInt(b, int64(r.Enhanced[0]), 10)
+		b = append(b, '.')
+		b = strconv.AppendInt(b, int64(r.Enhanced[1]), 10)
+		b = append(b, '.')
+		b = strconv.AppendInt(b, int64(r.Enhanced[2]), 10)
+		b = append(b, ' ')
 	}
-	return fmt.Sprintf("%d %d.%d.%d %s", r.Code, r.Enhanced[0], r.Enhanced[1], r.Enhanced[2], r.Text)
+	return b
 }
 
 // Wire is the reply as written to the client, CRLF included. A text with
@@ -42,26 +59,42 @@ func (r *Reply) String() string {
 // enhanced code (RFC 2034 §3). Any CR or control character in a text is
 // replaced, so no reply can break the dialogue's framing.
 func (r *Reply) Wire() string {
-	lines := strings.Split(r.Text, "\n")
-	var b strings.Builder
-	for i, l := range lines {
-		sep := "-"
-		if i == len(lines)-1 {
-			sep = " "
+	b := make([]byte, 0, len(r.Text)+24)
+	text := r.Text
+	for {
+		line, rest, more := strings.Cut(text, "\n")
+		sep := byte(' ')
+		if more {
+			sep = '-'
 		}
-		fmt.Fprintf(&b, "%d%s", r.Code, sep)
-		if r.Enhanced[0] != 0 {
-			fmt.Fprintf(&b, "%d.%d.%d ", r.Enhanced[0], r.Enhanced[1], r.Enhanced[2])
+		b = r.appendCodes(b, sep)
+		if printableASCII(line) {
+			b = append(b, line...)
+		} else {
+			b = append(b, strings.Map(func(c rune) rune {
+				if c < 32 || c == 127 {
+					return '?'
+				}
+				return c
+			}, line)...)
 		}
-		b.WriteString(strings.Map(func(c rune) rune {
-			if c < 32 || c == 127 {
-				return '?'
-			}
-			return c
-		}, l))
-		b.WriteString("\r\n")
+		b = append(b, '\r', '\n')
+		if !more {
+			return string(b)
+		}
+		text = rest
 	}
-	return b.String()
+}
+
+// printableASCII reports whether s has only octets 32 to 126, which Wire
+// writes as they are.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 32 || s[i] > 126 {
+			return false
+		}
+	}
+	return true
 }
 
 // Temporary reports whether the reply is a transient failure (4xx).
