@@ -166,7 +166,7 @@ func isDotString(s string) bool {
 	if s == "" || !utf8.ValidString(s) {
 		return false
 	}
-	for _, atom := range strings.Split(s, ".") {
+	for atom := range strings.SplitSeq(s, ".") {
 		if atom == "" {
 			return false
 		}
@@ -226,7 +226,7 @@ func validDomainPart(d string) bool {
 	if d == "" {
 		return false
 	}
-	for _, label := range strings.Split(d, ".") {
+	for label := range strings.SplitSeq(d, ".") {
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
 			return false
 		}

@@ -90,13 +90,14 @@ func checkHostName(d string) error {
 	if len(d) > MaxDomainLength {
 		return fmt.Errorf("name is %d octets long; at most %d are allowed (RFC 1035 section 2.3.4)", len(d), MaxDomainLength)
 	}
-	labels := strings.Split(d, ".")
-	for _, label := range labels {
+	var tld string
+	for label := range strings.SplitSeq(d, ".") {
 		if err := checkLabel(label); err != nil {
 			return err
 		}
+		tld = label
 	}
-	if tld := labels[len(labels)-1]; strings.Trim(tld, "0123456789") == "" {
+	if strings.Trim(tld, "0123456789") == "" {
 		return fmt.Errorf("top-level label %q is all digits: an IP address is not a domain name (write it as an address literal [192.0.2.1])", tld)
 	}
 	return nil
