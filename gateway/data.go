@@ -87,7 +87,12 @@ func (s *strictReader) Read(p []byte) (int, error) {
 // bare line ending) and not the end of it: whatever a smuggler puts after it
 // is read as part of the refused message, never as commands.
 type dotReader struct {
-	br          *bufio.Reader
+	br *bufio.Reader
+	// line holds the current line (or piece), its storage kept from line
+	// to line; pending is what Read has not returned of it. (Appending to
+	// pending itself, resliced by Read down to its end, allocated anew for
+	// every line.)
+	line        []byte
 	pending     []byte
 	atLineStart bool
 	prevCRLF    bool
@@ -121,7 +126,8 @@ func (d *dotReader) next() {
 	if d.atLineStart && len(frag) > 0 && frag[0] == '.' {
 		frag = frag[1:]
 	}
-	d.pending = append(d.pending[:0], frag...)
+	d.line = append(d.line[:0], frag...)
+	d.pending = d.line
 	switch {
 	case err == nil:
 		// A CRLF may straddle two pieces of a line longer than the buffer.
