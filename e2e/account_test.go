@@ -86,6 +86,28 @@ func TestAccountDirectoryDown(t *testing.T) {
 	c.Expect("RCPT TO:<nosuchuser@campus.test>", "550 5.1.1") // back without restarting sekisho
 }
 
+// TestAccountPositiveCache: with ldap.positive_cache_ttl, an account found
+// once is accepted while slapd is stopped; an account not asked before and
+// an unknown one are still deferred (nothing but a found account is
+// remembered), and without the setting the same known account is deferred.
+func TestAccountPositiveCache(t *testing.T) {
+	slapd := testslapd.Start(t)
+	hop := harness.StartNextHop(t, false)
+	cached := ldapSite(t, slapd.URL(), "smtp://"+hop.Addr)
+	cached.extra += "  positive_cache_ttl: 1m\n"
+	gw := harness.Start(t, cached.yaml(t))
+	plain := harness.Start(t, ldapSite(t, slapd.URL(), "smtp://"+hop.Addr).yaml(t))
+	c, p := rcptSession(t, gw), rcptSession(t, plain)
+	c.Expect("RCPT TO:<alice@campus.test>", "250")
+	c.Expect("RCPT TO:<nosuchuser@campus.test>", "550 5.1.1")
+	p.Expect("RCPT TO:<alice@campus.test>", "250")
+	slapd.Stop()
+	c.Expect("RCPT TO:<Alice+news@campus.test>", "250") // the same account, from the cache
+	c.Expect("RCPT TO:<carol@campus.test>", "451 4.4.3")
+	c.Expect("RCPT TO:<nosuchuser@campus.test>", "451 4.4.3")
+	p.Expect("RCPT TO:<alice@campus.test>", "451 4.4.3")
+}
+
 // TestAccountDirectoryFrozen: the TCP path to slapd stops forwarding without
 // closing; the client gets 451 4.4.3 within the LDAP timeout, not a hang.
 func TestAccountDirectoryFrozen(t *testing.T) {

@@ -167,6 +167,10 @@ type LDAPConfig struct {
 	AddressAttributes []string      `yaml:"address_attributes"`
 	Canary            string        `yaml:"canary"`
 	Timeout           time.Duration `yaml:"timeout"`
+	// PositiveCacheTTL is how long an account found in the directory is
+	// remembered (never an absent one, never a failure); 0, the default,
+	// asks the directory at every recipient (docs/checks-account.md).
+	PositiveCacheTTL time.Duration `yaml:"positive_cache_ttl"`
 }
 
 // ChecksConfig configures each check; every check has `off: true`.
@@ -491,6 +495,9 @@ func (c *Config) validate() error {
 		}
 		if c.LDAP.Timeout <= 0 {
 			return invalid("timeout must be positive", "ldap", "timeout")
+		}
+		if c.LDAP.PositiveCacheTTL < 0 {
+			return invalid("positive_cache_ttl must not be negative (0: off)", "ldap", "positive_cache_ttl")
 		}
 	}
 	if len(c.Routes) == 0 {

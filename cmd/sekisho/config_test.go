@@ -35,6 +35,7 @@ func TestConfigErrorsNameFileAndLine(t *testing.T) {
 		{"hostname: mx\nlocal_domains: [campus.test]\n", "f.yaml:2: local domain campus.test matches no route"},
 		{"hostname: [\n", "f.yaml:"},
 		{"hostname: mx\ntls: {cert: /etc/sekisho/cert.pem}\n", "f.yaml:2: cert and key go together"},
+		{"hostname: mx\nldap:\n  urls: [ldap://l]\n  base_dn: dc=x\n  canary: c@x\n  positive_cache_ttl: -1m\n", "f.yaml:6: positive_cache_ttl must not be negative"},
 	}
 	for _, c := range cases {
 		_, err := ParseConfig("f.yaml", []byte(c.yaml))
