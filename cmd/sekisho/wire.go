@@ -93,7 +93,7 @@ func newDirectory(cfg *Config) (*lookup.Directory, error) {
 		URLs: cfg.LDAP.URLs, BaseDN: cfg.LDAP.BaseDN, BindDN: cfg.LDAP.BindDN, BindPassword: password,
 		AccountFilter: cfg.LDAP.AccountFilter, Canary: cfg.LDAP.Canary, Timeout: cfg.LDAP.Timeout,
 		AuthFilter: cfg.LDAP.AuthFilter, AddressAttributes: cfg.LDAP.AddressAttributes,
-			PositiveCacheTTL: cfg.LDAP.PositiveCacheTTL,
+		PositiveCacheTTL: cfg.LDAP.PositiveCacheTTL,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ldap: %w", err)
