@@ -16,7 +16,8 @@
 //
 // Settings (environment): BENCH_MESSAGES (per run, 5000), BENCH_SESSIONS
 // (20), BENCH_SIZE (5120 octets of body), BENCH_RUNS (3), BENCH_PAUSED
-// (10000), BENCH_OUT (a file the tables are also written to), BENCH_PROFILE
+// (10000), BENCH_LDAP_CACHE (ldap.positive_cache_ttl, e.g. 1m; default
+// off), BENCH_OUT (a file the tables are also written to), BENCH_PROFILE
 // (a directory: take CPU, allocation and heap profiles; needs a binary
 // built with -tags benchprofile).
 package bench
@@ -59,6 +60,7 @@ const (
 type settings struct {
 	messages, sessions, size, runs, paused int
 	out, profile                           string
+	ldapCache                              string // ldap.positive_cache_ttl; "" leaves the default (off)
 }
 
 func envInt(t *testing.T, name string, def int) int {
@@ -75,14 +77,27 @@ func envInt(t *testing.T, name string, def int) int {
 
 func loadSettings(t *testing.T) settings {
 	return settings{
-		messages: envInt(t, "BENCH_MESSAGES", 5000),
-		sessions: envInt(t, "BENCH_SESSIONS", 20),
-		size:     envInt(t, "BENCH_SIZE", 5120),
-		runs:     envInt(t, "BENCH_RUNS", 3),
-		paused:   envInt(t, "BENCH_PAUSED", 10000),
-		out:      os.Getenv("BENCH_OUT"),
-		profile:  os.Getenv("BENCH_PROFILE"),
+		messages:  envInt(t, "BENCH_MESSAGES", 5000),
+		sessions:  envInt(t, "BENCH_SESSIONS", 20),
+		size:      envInt(t, "BENCH_SIZE", 5120),
+		runs:      envInt(t, "BENCH_RUNS", 3),
+		paused:    envInt(t, "BENCH_PAUSED", 10000),
+		out:       os.Getenv("BENCH_OUT"),
+		profile:   os.Getenv("BENCH_PROFILE"),
+		ldapCache: envDuration(t, "BENCH_LDAP_CACHE"),
 	}
+}
+
+// envDuration is a Go duration from the environment, or "".
+func envDuration(t *testing.T, name string) string {
+	v := os.Getenv(name)
+	if v == "" {
+		return ""
+	}
+	if _, err := time.ParseDuration(v); err != nil {
+		t.Fatalf("%s=%q: want a duration (1m)", name, v)
+	}
+	return v
 }
 
 // TestBench is the whole benchmark; it fails when a message is refused or
@@ -97,6 +112,10 @@ func TestBench(t *testing.T) {
 	var report strings.Builder
 	fmt.Fprintf(&report, "sekisho %s, %s; %d CPUs; load average before: %s\n\n",
 		binaryVersion(t), time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), loadavg())
+	w.ldapCache = st.ldapCache
+	if st.ldapCache != "" {
+		fmt.Fprintf(&report, "ldap.positive_cache_ttl: %s (BENCH_LDAP_CACHE; the default is off)\n\n", st.ldapCache)
+	}
 
 	// Phase 1: throughput.
 	w.pprofAddr(t, st)
@@ -142,10 +161,11 @@ func TestBench(t *testing.T) {
 // world is what sekisho talks to besides the next hop: slapd, the DNS
 // server, and a directory for its configuration and state store.
 type world struct {
-	slapd    *testslapd.Server
-	dns      *testdns.Server
-	dir      string
-	httpAddr string
+	slapd     *testslapd.Server
+	dns       *testdns.Server
+	dir       string
+	httpAddr  string
+	ldapCache string // ldap.positive_cache_ttl, "" for the default
 }
 
 func newWorld(t *testing.T) *world {
@@ -181,6 +201,10 @@ func (w *world) config(t *testing.T, greetDelay, limits, sinkAddr string) string
 		t.Fatal(err)
 	}
 	w.httpAddr = testenv.FreePort(t)
+	ldapCacheLine := ""
+	if w.ldapCache != "" {
+		ldapCacheLine = "  positive_cache_ttl: " + w.ldapCache + "\n"
+	}
 	cfg := fmt.Sprintf(`hostname: mx.campus.test
 listen:
   smtp: %q
@@ -196,7 +220,7 @@ ldap:
   bind_dn: %q
   bind_password_file: %q
   canary: %q
-store: {path: %q}
+%sstore: {path: %q}
 checks:
   greet_pause: {delay: %s, exempt: [], pass_ttl: 24h}
   dnsbl: {zones: [dnsbl.test]}
@@ -209,7 +233,7 @@ limits:
   %s
 log: {level: info}
 `, testenv.FreePort(t), w.httpAddr, sinkAddr, w.dns.Addr(), w.slapd.URL(), testslapd.PeopleDN,
-		testslapd.ServiceDN, secret, testslapd.Canary, filepath.Join(w.dir, "state.db"), greetDelay, limits)
+		testslapd.ServiceDN, secret, testslapd.Canary, ldapCacheLine, filepath.Join(w.dir, "state.db"), greetDelay, limits)
 	return cfg
 }
 
