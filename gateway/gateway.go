@@ -310,6 +310,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		l.Close()
 	}
 	done := s.tracker.drain()
+	// The router's idle next-hop connections get QUIT once the sessions
+	// are over (relay.Router.Close).
+	defer s.gen.Load().router.Close()
 	select {
 	case <-done:
 		s.cancel()

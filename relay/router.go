@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -74,8 +75,9 @@ type MailHostResolver interface {
 }
 
 // Router is the relay as the gateway sees it: the routing table and how to
-// reach the next hops. It holds no state of its own besides the counters
-// it is given, and is safe for concurrent use.
+// reach the next hops. Its only state of its own is the idle next-hop
+// connections of ConnectionCache (besides the counters it is given); it is
+// safe for concurrent use.
 type Router struct {
 	Routes    Routes
 	MailHosts MailHostResolver // for "mx" next hops; nil: mx routes get a 4xx
@@ -90,6 +92,15 @@ type Router struct {
 	// MTASTS, if set, applies the recipient domains' MTA-STS policies
 	// (RFC 8461) to "mx" next hops; nil: MTA-STS is not used.
 	MTASTS *MTASTS
+	// ConnectionCache keeps SMTP and LMTP connections open between
+	// transactions (conncache.go); the zero value keeps none. Call Close
+	// when the Router is no longer used.
+	ConnectionCache ConnectionCache
+	// CacheCounters, if set, counts what the connection cache did.
+	CacheCounters *CacheCounters
+
+	cacheOnce sync.Once
+	cache     *connCache // the idle connections; see connCache()
 }
 
 // Envelope is what the client declared in MAIL FROM.
@@ -392,6 +403,14 @@ func (r *Router) open(ctx context.Context, h NextHop, env Envelope, t Timeouts) 
 	// not be a nil Transaction.)
 	switch h.Kind {
 	case HopSMTP, HopLMTP:
+		// A cached connection first; a dead one is dropped quietly and a
+		// fresh one dialled within the same ctx (conncache.go).
+		if tx, err := r.reuse(ctx, h, env, t); tx != nil || err != nil {
+			if err != nil {
+				return nil, err
+			}
+			return tx, nil
+		}
 		tx, err := r.dialSMTP(ctx, h, env, t)
 		if err != nil {
 			return nil, err

@@ -79,6 +79,20 @@ type smtpTx struct {
 	rcpts  []string // as sent, the keys of an LMTP per-recipient reply
 	broken error    // the connection failed; every later call returns this
 	done   atomic.Bool
+
+	// The connection cache (conncache.go): cache is the Router's, nil when
+	// reuse is off; born is when the connection was dialled, uses how many
+	// transactions it carried before this one. clean is set once the next
+	// hop said 250 to the data: only then may Close give the connection
+	// back. released (under mu, with Abort) says it was given back: it is
+	// no longer this transaction's to close.
+	cache    *connCache
+	key      hopKey
+	born     time.Time
+	uses     int
+	clean    bool
+	mu       sync.Mutex
+	released bool
 }
 
 // dialSMTP connects to one next hop and sends EHLO and MAIL. Any failure is
@@ -92,7 +106,10 @@ func (r *Router) dialSMTP(ctx context.Context, h NextHop, env Envelope, t Timeou
 		return nil, stepErr(ctx, "connect", err)
 	}
 	conn := &hopConn{Conn: raw, banner: start.Add(t.Connect)}
-	u := &smtpTx{hop: h, conn: conn, t: t, lmtp: h.Kind == HopLMTP}
+	u := &smtpTx{hop: h, conn: conn, t: t, lmtp: h.Kind == HopLMTP, cache: r.connCache(), born: start}
+	if u.cache != nil {
+		u.key = r.hopKey(h)
+	}
 	if u.lmtp {
 		u.client = smtp.NewClientLMTP(conn)
 	} else {
@@ -126,19 +143,30 @@ func (r *Router) dialSMTP(ctx context.Context, h NextHop, env Envelope, t Timeou
 			return nil, err
 		}
 	}
+	if err := u.beginMail(ctx, env); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// beginMail begins a transaction on a connection that has said EHLO (a new
+// one, or a cached one between transactions): the envelope against the
+// next hop's extensions, then MAIL. The caller closes the connection on
+// ctx's end and on error.
+func (u *smtpTx) beginMail(ctx context.Context, env Envelope) error {
 	hasUTF8, _ := u.client.Extension("SMTPUTF8")
 	u.eightBit, _ = u.client.Extension("8BITMIME")
 
 	// RFC 6531 §3.5: a non-ASCII sender cannot be sent to a server without
 	// SMTPUTF8; another next hop may have it.
 	if !env.From.IsASCII() && !hasUTF8 {
-		return nil, &capabilityError{policy.NonASCIISender, "EHLO: no SMTPUTF8 for the non-ASCII sender " + strconv.Quote(env.From.String())}
+		return &capabilityError{policy.NonASCIISender, "EHLO: no SMTPUTF8 for the non-ASCII sender " + strconv.Quote(env.From.String())}
 	}
 	// RFC 1870 §6: a declared size above the next hop's announced limit
 	// would be refused by it; say so certainly instead of trying.
 	if ok, v := u.client.Extension("SIZE"); ok && env.Size > 0 {
 		if limit, err := strconv.ParseInt(v, 10, 64); err == nil && limit > 0 && env.Size > limit {
-			return nil, &capabilityError{policy.NextHopSizeLimit, fmt.Sprintf("EHLO: SIZE %d below the declared size %d", limit, env.Size)}
+			return &capabilityError{policy.NextHopSizeLimit, fmt.Sprintf("EHLO: SIZE %d below the declared size %d", limit, env.Size)}
 		}
 	}
 	opts := &smtp.MailOptions{Size: env.Size}
@@ -153,9 +181,9 @@ func (r *Router) dialSMTP(ctx context.Context, h NextHop, env Envelope, t Timeou
 	// go-smtp adds BODY=8BITMIME exactly when the next hop offers 8BITMIME.
 	u.from, u.mailOpts = env.From.String(), opts
 	if err := u.client.Mail(u.from, opts); err != nil {
-		return nil, stepErr(ctx, "MAIL", err)
+		return stepErr(ctx, "MAIL", err)
 	}
-	return u, nil
+	return nil
 }
 
 // stepErr names the step of the call-ahead that failed. When ctx ended, the
@@ -343,11 +371,15 @@ func (u *smtpTx) data(ctx context.Context, msg io.Reader, beforeDot func() error
 		if err != nil {
 			return u.fail(ctx, "data", err)
 		}
+		// Reusable only if ctx's abort never started: it would close the
+		// connection under the next transaction.
+		u.clean = stop()
 		return nil
 	}
 	if _, err := w.CloseWithResponse(); err != nil {
 		return u.fail(ctx, "data", err)
 	}
+	u.clean = stop()
 	return nil
 }
 
@@ -401,17 +433,35 @@ func has8Bit(p []byte) bool {
 }
 
 // Abort drops the connection without the final dot. Safe at any time, from
-// any goroutine, more than once.
+// any goroutine, more than once; after Close gave the connection back to the
+// cache it does nothing (the connection is no longer this transaction's).
 func (u *smtpTx) Abort() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	u.done.Store(true)
-	u.conn.Close()
+	if !u.released {
+		u.conn.Close()
+	}
 }
 
-// Close sends QUIT (bounded by quitTimeout) and closes the connection.
+// Close ends the transaction. After the next hop's 250 to the data, with the
+// connection cache on, the connection is kept for the next transaction to
+// the same next hop (conncache.go); otherwise QUIT (bounded by quitTimeout)
+// and close.
 func (u *smtpTx) Close() {
+	u.mu.Lock()
 	if u.done.Swap(true) {
+		u.mu.Unlock()
 		return
 	}
+	if u.cache != nil && u.clean && u.broken == nil {
+		u.released = true
+		u.mu.Unlock()
+		u.cache.put(&idleConn{key: u.key, hop: u.hop, conn: u.conn, client: u.client, tls: u.tls,
+			born: u.born, uses: u.uses + 1})
+		return
+	}
+	u.mu.Unlock()
 	if u.broken == nil {
 		u.client.CommandTimeout = min(u.t.Command, quitTimeout)
 		u.client.Quit()

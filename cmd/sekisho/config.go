@@ -220,7 +220,12 @@ type NextHopConfig struct {
 	CallAheadTimeout time.Duration `yaml:"call_ahead_timeout"`
 	CommandTimeout   time.Duration `yaml:"command_timeout"`
 	DataTimeout      time.Duration `yaml:"data_timeout"`
-	MTASTS           MTASTSConfig  `yaml:"mta_sts"` // RFC 8461 for mx routes (config_tls.go)
+	// ConnectionCacheTime is how long an SMTP/LMTP connection to a next
+	// hop is kept idle after a delivered message, for the next one
+	// (relay.ConnectionCache; Postfix's smtp_connection_cache_time_limit);
+	// 0: every message gets its own connection.
+	ConnectionCacheTime time.Duration `yaml:"connection_cache_time"`
+	MTASTS              MTASTSConfig  `yaml:"mta_sts"` // RFC 8461 for mx routes (config_tls.go)
 }
 
 // LogConfig sets the log format and level.
@@ -307,10 +312,11 @@ func Defaults() Config {
 			MaxMessageBytes: 50 << 20, MaxRecipients: 100, MaxLineLength: 2000, MaxErrors: 10,
 			CommandTimeout: 5 * time.Minute, DataTimeout: 10 * time.Minute, ShutdownGrace: 30 * time.Second,
 		},
-		NextHop: NextHopConfig{MXPort: 25, ConnectTimeout: 10 * time.Second, CallAheadTimeout: 30 * time.Second, CommandTimeout: 2 * time.Minute, DataTimeout: 5 * time.Minute},
-		Log:     LogConfig{Format: "text", Level: "info"},
-		Health:  HealthConfig{Interval: 15 * time.Second},
-		Alarm:   AlarmConfig{TempfailRatio: 0.2, Window: 10 * time.Minute, MinEvents: 20},
+		NextHop: NextHopConfig{MXPort: 25, ConnectTimeout: 10 * time.Second, CallAheadTimeout: 30 * time.Second, CommandTimeout: 2 * time.Minute, DataTimeout: 5 * time.Minute,
+			ConnectionCacheTime: 2 * time.Second},
+		Log:    LogConfig{Format: "text", Level: "info"},
+		Health: HealthConfig{Interval: 15 * time.Second},
+		Alarm:  AlarmConfig{TempfailRatio: 0.2, Window: 10 * time.Minute, MinEvents: 20},
 	}
 }
 
@@ -554,6 +560,9 @@ func (c *Config) validate() error {
 	if c.NextHop.CallAheadTimeout <= 0 {
 		return invalid("call_ahead_timeout must be positive", "next_hop", "call_ahead_timeout")
 	}
+	if c.NextHop.ConnectionCacheTime < 0 || c.NextHop.ConnectionCacheTime > time.Minute {
+		return invalid("connection_cache_time must be between 0s (no reuse) and 1m", "next_hop", "connection_cache_time")
+	}
 	if l.MaxLineLength != 0 && l.MaxLineLength < 1000 {
 		return invalid("max_line_length below 1000 refuses lines RFC 5321 allows", "limits", "max_line_length")
 	}
@@ -640,6 +649,7 @@ func (c *Config) gatewayConfig() gateway.Config {
 				Connect: c.NextHop.ConnectTimeout, Command: c.NextHop.CommandTimeout, Data: c.NextHop.DataTimeout,
 				CallAhead: c.NextHop.CallAheadTimeout,
 			},
+			ConnectionCache: relay.ConnectionCache{IdleTime: c.NextHop.ConnectionCacheTime},
 		},
 		Limits: gateway.Limits{
 			MaxConnections: c.Limits.MaxConnections, MaxConnectionsPerIP: c.Limits.MaxConnectionsPerIP,

@@ -69,10 +69,14 @@ func (r *sharedResource) release() {
 }
 
 // retire is the gateway's Retire hook: the generation was replaced and its
-// last session has ended. The resolver needs nothing: it holds no
-// connection between lookups (each query has its own socket), so the
-// garbage collector takes it.
-func (g *generation) retire() { g.dir.release() }
+// last session has ended. The router's idle next-hop connections get QUIT
+// (the new generation's router dials its own). The resolver needs nothing:
+// it holds no connection between lookups (each query has its own socket),
+// so the garbage collector takes it.
+func (g *generation) retire() {
+	g.gcfg.Router.Close()
+	g.dir.release()
+}
 
 // buildGeneration builds the chain of checks and the gateway's
 // configuration from cfg on the lookups of d. prev is the generation in

@@ -41,6 +41,7 @@ type NextHop struct {
 	messages []Message
 	aborted  atomic.Int64
 	conns    atomic.Int64
+	open     []net.Conn // every connection accepted (DropConnections); guarded by mu
 }
 
 // StartNextHop starts a next hop on a free loopback port; lmtp selects LMTP.
@@ -53,6 +54,9 @@ func StartNextHop(t testing.TB, lmtp bool) *NextHop {
 	h := &NextHop{Addr: l.Addr().String()}
 	h.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		h.conns.Add(1)
+		h.mu.Lock()
+		h.open = append(h.open, c.Conn())
+		h.mu.Unlock()
 		return &nextHopSession{h: h}, nil
 	}))
 	h.srv.Domain = "nexthop.test"
@@ -77,6 +81,18 @@ func (h *NextHop) Aborted() int { return int(h.aborted.Load()) }
 
 // Sessions counts the SMTP sessions opened to this next hop.
 func (h *NextHop) Sessions() int { return int(h.conns.Load()) }
+
+// DropConnections closes every connection accepted so far, as a next hop
+// does with an idle client (or when it restarts), while it keeps listening.
+func (h *NextHop) DropConnections() {
+	h.mu.Lock()
+	open := h.open
+	h.open = nil
+	h.mu.Unlock()
+	for _, c := range open {
+		c.Close()
+	}
+}
 
 // Close stops the next hop (the port then refuses connections).
 func (h *NextHop) Close() { h.srv.Close() }
