@@ -419,12 +419,9 @@ func (m *mirrorTx) fanOut(msg io.Reader, writers []*io.PipeWriter) error {
 		alive[i] = true
 	}
 	for {
-		// Whole chunks (the gateway's reader gives a line per Read): one
-		// hand-over per next hop per 32 KiB, not per line.
-		n, rerr := io.ReadFull(msg, buf)
-		if rerr == io.ErrUnexpectedEOF {
-			rerr = io.EOF
-		}
+		// Whole chunks: one hand-over per next hop per 32 KiB, not per
+		// line. Only io.EOF ends the message (fill).
+		n, rerr := fill(msg, buf)
 		if n > 0 {
 			for i, w := range writers {
 				if alive[i] {

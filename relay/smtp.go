@@ -390,21 +390,11 @@ func (u *smtpTx) data(ctx context.Context, msg io.Reader, beforeDot func() error
 // annotated by the caller), policy.EightBitNotSupported, or a lost
 // connection.
 func (u *smtpTx) copyData(ctx context.Context, w io.Writer, msg io.Reader) error {
-	// The message comes a line per Read (the gateway's dot reader): whole
-	// buffers go out, one deadline and one write per 8 KiB rather than per
-	// line (docs/performance.md).
-	// (Not io.ReadFull: it reports a short last buffer as
-	// io.ErrUnexpectedEOF, which a reader may also return for a client that
-	// hung up; only io.EOF ends the message.)
+	// Whole buffers go out: one deadline and one write per 8 KiB rather
+	// than per line.
 	buf := make([]byte, 8*1024)
 	for {
-		n := 0
-		var rerr error
-		for n < len(buf) && rerr == nil {
-			var k int
-			k, rerr = msg.Read(buf[n:])
-			n += k
-		}
+		n, rerr := fill(msg, buf)
 		if n > 0 {
 			if !u.eightBit && has8Bit(buf[:n]) {
 				return fmt.Errorf("%w (next hop %s)", policy.EightBitNotSupported, u.hop)
