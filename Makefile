@@ -66,7 +66,9 @@ test-deps:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags bench,benchprofile ./bench/ ./cmd/sekisho/
 	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) -tags bench,benchprofile ./bench/ ./cmd/sekisho/
 
 # The speed as users would measure it (docs/performance.md): Postfix's
 # smtp-source through sekisho with every check on to smtp-sink, against
