@@ -329,11 +329,7 @@ func (r *reloader) applied(ctx context.Context, prev, g *generation) {
 	if g.cert != nil && g.cert == prev.cert {
 		g.cert.reload() // logs its own outcome; a broken pair keeps the old one
 	}
-	var changed []string
-	for _, c := range []struct {
-		name string
-		a, b any
-	}{
+	changed := differing([]setting{
 		{"hostname", prev.cfg.Hostname, g.cfg.Hostname},
 		{"local_domains", prev.cfg.LocalDomains, g.cfg.LocalDomains},
 		{"trusted_networks", prev.cfg.TrustedNetworks, g.cfg.TrustedNetworks},
@@ -346,11 +342,7 @@ func (r *reloader) applied(ctx context.Context, prev, g *generation) {
 		{"ldap", prev.cfg.LDAP, g.cfg.LDAP},
 		{"auth", prev.cfg.Auth, g.cfg.Auth},
 		{"dkim", prev.cfg.DKIM, g.cfg.DKIM},
-	} {
-		if !reflect.DeepEqual(c.a, c.b) {
-			changed = append(changed, c.name)
-		}
-	}
+	})
 	summary := strings.Join(changed, ", ")
 	if summary == "" {
 		summary = "none"
@@ -366,11 +358,7 @@ func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", ";
 // needsRestart names the settings whose change a reload cannot apply: the
 // sockets, the state store, the logger, and the process-wide observers.
 func needsRestart(old, cur *Config) []string {
-	var out []string
-	for _, s := range []struct {
-		name string
-		a, b any
-	}{
+	return differing([]setting{
 		{"listen.smtp", old.Listen.SMTP, cur.Listen.SMTP},
 		{"listen.lmtp", old.Listen.LMTP, cur.Listen.LMTP},
 		{"listen.submission", old.Listen.Submission, cur.Listen.Submission},
@@ -383,8 +371,20 @@ func needsRestart(old, cur *Config) []string {
 		{"alarm", old.Alarm, cur.Alarm},
 		{"report", old.Report, cur.Report},
 		{"limits.shutdown_grace", old.Limits.ShutdownGrace, cur.Limits.ShutdownGrace},
-	} {
-		if !reflect.DeepEqual(s.a, s.b) {
+	})
+}
+
+// setting is one part of the configuration, as it was and as it is.
+type setting struct {
+	name    string
+	was, is any
+}
+
+// differing names the settings that changed.
+func differing(settings []setting) []string {
+	var out []string
+	for _, s := range settings {
+		if !reflect.DeepEqual(s.was, s.is) {
 			out = append(out, s.name)
 		}
 	}
