@@ -323,14 +323,15 @@ func (p *sekishoProc) exitedZero(t *testing.T, timeout time.Duration) {
 }
 
 // adopt waits for a process this one did not start, once it is a child of
-// this one (its parent exited; this process is a subreaper).
+// this one (its parent exited; this process is a subreaper); it is stopped
+// when the test ends.
 func adopt(t *testing.T, pid int) *sekishoProc {
 	t.Helper()
 	proc, err := os.FindProcess(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return watchProc(func() error {
+	p := watchProc(func() error {
 		st, err := proc.Wait()
 		if err != nil {
 			return err
@@ -340,6 +341,8 @@ func adopt(t *testing.T, pid int) *sekishoProc {
 		}
 		return nil
 	}, pid)
+	t.Cleanup(func() { stopProc(p) })
+	return p
 }
 
 // becomeSubreaper makes the test process the parent of the processes an
@@ -401,16 +404,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	rs := testredis.Start(t)
 	cfg := restartSite(t, testenv.FreePort(t), hop, glRedisStore(rs.Addr()))
 	logs := newProcLog(t)
-
-	cmd := exec.Command(harness.Binary(t), "serve", "-config", cfg)
-	cmd.Dir = t.TempDir()
-	cmd.Stdout, cmd.Stderr = logs.w, logs.w
-	cmd.Env = sekishoEnv()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	current := watchProc(cmd.Wait, cmd.Process.Pid)
-	t.Cleanup(func() { stopProc(current) })
+	current := startServe(t, cfg, logs)
 
 	m := logs.wait(t, listeningPIDRE, 1, 30*time.Second)
 	addr := m[1]
@@ -446,6 +440,22 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	if n := strings.Count(logs.String(), `msg=stopped`); n != 2 {
 		t.Errorf("%d processes logged that they stopped, want the 2 old ones", n)
 	}
+}
+
+// startServe starts `sekisho serve -config cfg`, its output to logs; it is
+// stopped when the test ends.
+func startServe(t *testing.T, cfg string, logs *procLog) *sekishoProc {
+	t.Helper()
+	cmd := exec.Command(harness.Binary(t), "serve", "-config", cfg)
+	cmd.Dir = t.TempDir()
+	cmd.Stdout, cmd.Stderr = logs.w, logs.w
+	cmd.Env = sekishoEnv()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := watchProc(cmd.Wait, cmd.Process.Pid)
+	t.Cleanup(func() { stopProc(p) })
+	return p
 }
 
 // stopProc stops a process at the end of a test: SIGTERM, then SIGKILL.
@@ -545,15 +555,7 @@ func TestUpgradeFailsKeepsServing(t *testing.T) {
 			hop := harness.StartNextHop(t, false)
 			cfg := restartSite(t, testenv.FreePort(t), hop, tc.store)
 			logs := newProcLog(t)
-			cmd := exec.Command(harness.Binary(t), "serve", "-config", cfg)
-			cmd.Dir = t.TempDir()
-			cmd.Stdout, cmd.Stderr = logs.w, logs.w
-			cmd.Env = sekishoEnv()
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			p := watchProc(cmd.Wait, cmd.Process.Pid)
-			t.Cleanup(func() { stopProc(p) })
+			p := startServe(t, cfg, logs)
 			addr := logs.wait(t, listeningPIDRE, 1, 30*time.Second)[1]
 
 			if tc.breakConfig {
