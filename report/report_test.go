@@ -389,6 +389,23 @@ func TestBufferFullDropsAndCountsNeverBlocks(t *testing.T) {
 	}
 }
 
+// TestRecordBeyondTheQueueLosesNothing: Record only queues; many more
+// events than the queue holds between two folds (a burst) are folded by
+// Record itself once the queue is full, and every one is counted.
+func TestRecordBeyondTheQueueLosesNothing(t *testing.T) {
+	c := report.NewCounter(nopStore{}, report.CounterOptions{FlushInterval: -1, SweepInterval: -1})
+	const n = 20_000 // several queues' worth, recorded in far less than a fold interval
+	for i := range n {
+		c.Record(ev("2026-11-03 08:00:00", report.RelayDenied, "smtp", clientA, "bob@example.net", fmt.Sprintf("u%d@elsewhere.example", i)))
+	}
+	if got := c.Pending(); got != n {
+		t.Errorf("pending %d triplets, want %d", got, n)
+	}
+	if got := c.Dropped(); got != 0 {
+		t.Errorf("dropped %d", got)
+	}
+}
+
 func TestRetentionSweepsOldWeeks(t *testing.T) {
 	forEachStore(t, func(t *testing.T, b backend) {
 		clock := testenv.NewClock() // 2026-11-22, in W47
