@@ -11,7 +11,7 @@
 #
 # Settings: BENCH_MESSAGES (per run, 5000), BENCH_SESSIONS (20),
 # BENCH_SIZE (5120), BENCH_RUNS (3), BENCH_PAUSED (10000), BENCH_LDAP_CACHE
-# (ldap.positive_cache_ttl, e.g. 1m; default off); SEKISHO_BINARY
+# (ldap.positive_cache_ttl, e.g. 0s; default the product's, 1m); SEKISHO_BINARY
 # measures a binary built elsewhere (e.g. another commit) instead of
 # building one (with -profile it must be a -tags benchprofile build).
 set -eu

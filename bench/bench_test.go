@@ -16,8 +16,8 @@
 //
 // Settings (environment): BENCH_MESSAGES (per run, 5000), BENCH_SESSIONS
 // (20), BENCH_SIZE (5120 octets of body), BENCH_RUNS (3), BENCH_PAUSED
-// (10000), BENCH_LDAP_CACHE (ldap.positive_cache_ttl, e.g. 1m; default
-// off), BENCH_OUT (a file the tables are also written to), BENCH_PROFILE
+// (10000), BENCH_LDAP_CACHE (ldap.positive_cache_ttl, e.g. 0s; default
+// the product's, 1m), BENCH_OUT (a file the tables are also written to), BENCH_PROFILE
 // (a directory: take CPU, allocation and heap profiles; needs a binary
 // built with -tags benchprofile).
 package bench
@@ -35,6 +35,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,7 +61,7 @@ const (
 type settings struct {
 	messages, sessions, size, runs, paused int
 	out, profile                           string
-	ldapCache                              string // ldap.positive_cache_ttl; "" leaves the default (off)
+	ldapCache                              string // ldap.positive_cache_ttl; "" leaves the default (1m)
 }
 
 func envInt(t *testing.T, name string, def int) int {
@@ -114,7 +115,7 @@ func TestBench(t *testing.T) {
 		binaryVersion(t), time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), loadavg())
 	w.ldapCache = st.ldapCache
 	if st.ldapCache != "" {
-		fmt.Fprintf(&report, "ldap.positive_cache_ttl: %s (BENCH_LDAP_CACHE; the default is off)\n\n", st.ldapCache)
+		fmt.Fprintf(&report, "ldap.positive_cache_ttl: %s (BENCH_LDAP_CACHE; the default is 1m)\n\n", st.ldapCache)
 	}
 
 	// Phase 1: throughput.
@@ -378,9 +379,19 @@ type runResult struct {
 	peakRSS   int64         // VmHWM in bytes, reset before the run
 	// CPU time of every process of the run, and of the whole machine
 	// (other users' too: the machine is shared) in CPU-seconds.
-	cpuOf      map[string]time.Duration
-	machine    time.Duration
+	cpuOf   map[string]time.Duration
+	machine time.Duration
+	// stolen is the CPU time the host gave to other machines while this
+	// one's processors wanted it (/proc/stat steal): on a shared virtual
+	// machine, the share of the run's time it took says how far its
+	// rates can be trusted.
+	stolen     time.Duration
 	dnsQueries int // asked of the test DNS server during the run
+}
+
+// stolenShare is the share of the run's processor time taken by the host.
+func (r runResult) stolenShare() float64 {
+	return r.stolen.Seconds() / (r.delivered.Seconds() * float64(runtime.NumCPU()))
 }
 
 func (r runResult) acceptedRate() float64  { return float64(r.messages) / r.accepted.Seconds() }
@@ -402,7 +413,7 @@ func measure(t *testing.T, src smtpSource, addr string, messages int, sk *sink, 
 	for name, p := range pids {
 		cpu0[name] = cpuTime(t, p)
 	}
-	busy0 := machineBusy(t)
+	busy0, stolen0 := machineBusy(t)
 	queries0 := ps.dns.TotalQueries()
 	resetPeakRSS(t, pid)
 	before := sk.delivered.Load()
@@ -416,9 +427,10 @@ func measure(t *testing.T, src smtpSource, addr string, messages int, sk *sink, 
 		delivered:  delivered,
 		peakRSS:    procStatus(t, pid, "VmHWM"),
 		cpuOf:      map[string]time.Duration{"smtp-source": sourceCPU},
-		machine:    machineBusy(t) - busy0,
 		dnsQueries: ps.dns.TotalQueries() - queries0,
 	}
+	busy, stolen := machineBusy(t)
+	r.machine, r.stolen = busy-busy0, stolen-stolen0
 	for name, p := range pids {
 		r.cpuOf[name] = cpuTime(t, p) - cpu0[name]
 	}
@@ -430,22 +442,26 @@ func measure(t *testing.T, src smtpSource, addr string, messages int, sk *sink, 
 }
 
 // machineBusy is the CPU time all processors spent not idle since boot
-// (/proc/stat: every field but idle and iowait).
-func machineBusy(t *testing.T) time.Duration {
+// (/proc/stat: every field but idle and iowait), and of it the time stolen
+// by the host (steal).
+func machineBusy(t *testing.T) (busy, stolen time.Duration) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0]) // "cpu user nice system idle iowait irq softirq steal ..."
-	var ticks int64
+	var ticks, steal int64
 	for i, v := range f[1:min(len(f), 9)] {
 		if i == 3 || i == 4 {
 			continue
 		}
 		n, _ := strconv.ParseInt(v, 10, 64)
 		ticks += n
+		if i == 7 {
+			steal = n
+		}
 	}
-	return time.Duration(ticks) * time.Second / clockTicks
+	return time.Duration(ticks) * time.Second / clockTicks, time.Duration(steal) * time.Second / clockTicks
 }
 
 // childPID finds a child of this process by its command name.
@@ -527,12 +543,22 @@ func writeThroughput(w io.Writer, st settings, direct, via []runResult) {
 	fmt.Fprintf(w, "\nDNS queries per message through sekisho (its cache in front of the test DNS server): %.3f\n",
 		medianOf(via, func(r runResult) float64 { return float64(r.dnsQueries) / float64(r.messages) }))
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Each run (msg/s delivered, loopback limit / sekisho / ratio):")
+	fmt.Fprintln(w, "Each run (msg/s delivered, loopback limit / sekisho / ratio; the share of the processors' time the host stole, loopback / sekisho run):")
 	fmt.Fprintln(w)
+	ratios := make([]float64, len(direct))
 	for i := range direct {
 		d, v := direct[i].deliveredRate(), via[i].deliveredRate()
-		fmt.Fprintf(w, "- run %d: %.0f / %.0f / %.0f%%\n", i+1, d, v, 100*v/d)
+		ratios[i] = v / d
+		fmt.Fprintf(w, "- run %d: %.0f / %.0f / %.0f%% (stolen %.0f%% / %.0f%%)\n", i+1, d, v, 100*v/d,
+			100*direct[i].stolenShare(), 100*via[i].stolenShare())
 	}
+	sort.Float64s(ratios)
+	fmt.Fprintf(w, "\nMedian of the runs' own ratios: %.0f%%. Time stolen by the host (median): %.0f%% of the loopback runs, %.0f%% of the sekisho runs",
+		100*ratios[len(ratios)/2], 100*medianOf(direct, runResult.stolenShare), 100*medianOf(via, runResult.stolenShare))
+	if medianOf(direct, runResult.stolenShare) > 0.05 || medianOf(via, runResult.stolenShare) > 0.05 {
+		fmt.Fprint(w, ": over 5%, the rates of this run say more about the host than about sekisho")
+	}
+	fmt.Fprintln(w, ".")
 }
 
 // heldInPause opens st.paused connections from 127.0.0.2 that never talk

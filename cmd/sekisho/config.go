@@ -168,8 +168,8 @@ type LDAPConfig struct {
 	Canary            string        `yaml:"canary"`
 	Timeout           time.Duration `yaml:"timeout"`
 	// PositiveCacheTTL is how long an account found in the directory is
-	// remembered (never an absent one, never a failure); 0, the default,
-	// asks the directory at every recipient (docs/checks-account.md).
+	// remembered (never an absent one, never a failure); default a minute,
+	// 0 asks the directory at every recipient (docs/checks-account.md).
 	PositiveCacheTTL time.Duration `yaml:"positive_cache_ttl"`
 }
 
@@ -289,7 +289,8 @@ func Defaults() Config {
 		}},
 		DNS: DNSConfig{Timeout: 2 * time.Second, Attempts: 2},
 		LDAP: LDAPConfig{AccountFilter: "(|(mail=%s)(mailAlternateAddress=%s))", Timeout: 3 * time.Second,
-			AuthFilter: "(|(uid=%s)(mail=%s))", AddressAttributes: []string{"mail", "mailAlternateAddress"}},
+			AuthFilter: "(|(uid=%s)(mail=%s))", AddressAttributes: []string{"mail", "mailAlternateAddress"},
+			PositiveCacheTTL: time.Minute},
 		Auth: AuthConfig{MaxFailures: 5, FailureWindow: 10 * time.Minute, MaxConcurrentBinds: 10,
 			MaxRecipientsPerHour: 500, MaxMessagesPerHour: 100, SenderCheck: "strict", FromCheck: "strict", Received: "anonymous"},
 		Store: StoreConfig{Path: "var/state.db"},
