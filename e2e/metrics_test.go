@@ -177,6 +177,9 @@ func TestMetricsExposition(t *testing.T) {
 	if got := series(mfs, "sekisho_relay_tls_total"); len(got) != 6 || got["outcome=encrypted"] != 0 {
 		t.Errorf("sekisho_relay_tls_total: %v", got)
 	}
+	if got := series(mfs, "sekisho_relay_connection_cache_total"); len(got) != 2 || got["outcome=dead"] != 0 {
+		t.Errorf("sekisho_relay_connection_cache_total: %v", got)
+	}
 
 	// The lookup histograms: DNS could not tell (closed port), LDAP found
 	// alice and not nosuchuser.

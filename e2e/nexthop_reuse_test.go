@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"sekisho/internal/harness"
+	"sekisho/internal/testenv"
 )
 
 // Next-hop connection reuse (relay/conncache.go, next_hop.connection_cache_time)
@@ -60,11 +61,17 @@ func deliveredOnce(t *testing.T, hop *harness.NextHop, n int) {
 func TestNextHopReuseSequential(t *testing.T) {
 	const n = 50
 	t.Run("default", func(t *testing.T) {
-		gw, hop := campus(t, nil)
+		httpAddr := testenv.FreePort(t)
+		gw, hop := campus(t, func(s *site) { s.http = httpAddr })
 		sendSequentially(t, gw, n)
 		deliveredOnce(t, hop, n)
 		if s := hop.Sessions(); s > n/5 {
 			t.Errorf("next hop saw %d connections for %d messages, want at most %d", s, n, n/5)
+		}
+		// Every message either dialled a connection or reused one.
+		want := map[string]float64{"outcome=reused": float64(n - hop.Sessions()), "outcome=dead": 0}
+		if got := series(scrape(t, httpAddr), "sekisho_relay_connection_cache_total"); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("sekisho_relay_connection_cache_total %v, want %v", got, want)
 		}
 		t.Logf("%d messages, %d next-hop connections", n, hop.Sessions())
 		if !strings.Contains(gw.Log(), "next hop connection reused") {

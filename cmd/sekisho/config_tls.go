@@ -149,12 +149,14 @@ func (d *deps) mtaSTS(cfg *Config) (*relay.MTASTS, error) {
 	}, nil
 }
 
-// wireRelayTLS gives the router its logger, TLS counters (on /metrics) and
-// MTA-STS.
+// wireRelayTLS gives the router its logger, TLS and connection cache
+// counters (on /metrics) and MTA-STS.
 func (d *deps) wireRelayTLS(cfg *Config, r *relay.Router) error {
 	r.Logger = d.log
 	r.Counters = &relay.TLSCounters{}
 	d.tlsCounters = r.Counters
+	r.CacheCounters = &relay.CacheCounters{}
+	d.cacheCounters = r.CacheCounters
 	sts, err := d.mtaSTS(cfg)
 	if err != nil {
 		return err

@@ -36,3 +36,22 @@ func (r relayTLSCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(relayTLSDesc, prometheus.CounterValue, float64(kv.n), kv.outcome)
 	}
 }
+
+// relayCacheCollector publishes what the next-hop connection cache did
+// (relay.CacheCounters): how many transactions went on a kept connection,
+// and how many kept connections were found dead and replaced.
+type relayCacheCollector struct{ c *relay.CacheCounters }
+
+var relayCacheDesc = prometheus.NewDesc("sekisho_relay_connection_cache_total",
+	"Next hop connections kept between transactions (next_hop.connection_cache_time): reused, a transaction carried by a kept connection; dead, a kept connection that failed at MAIL and was replaced by a fresh one.",
+	[]string{"outcome"}, nil)
+
+func (r relayCacheCollector) Describe(ch chan<- *prometheus.Desc) { ch <- relayCacheDesc }
+
+func (r relayCacheCollector) Collect(ch chan<- prometheus.Metric) {
+	if r.c == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(relayCacheDesc, prometheus.CounterValue, float64(r.c.Reused.Load()), "reused")
+	ch <- prometheus.MustNewConstMetric(relayCacheDesc, prometheus.CounterValue, float64(r.c.Dead.Load()), "dead")
+}

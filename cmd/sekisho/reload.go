@@ -105,9 +105,11 @@ func buildGeneration(cfg *Config, d *deps, prev *generation, listen ListenConfig
 		return nil, err
 	}
 	if prev != nil {
-		// One set of TLS counters for /metrics, whatever the generation.
+		// One set of relay counters for /metrics, whatever the generation.
 		gcfg.Router.Counters = prev.gcfg.Router.Counters
 		d.tlsCounters = prev.d.tlsCounters
+		gcfg.Router.CacheCounters = prev.gcfg.Router.CacheCounters
+		d.cacheCounters = prev.d.cacheCounters
 	}
 	if cfg.TLS.Cert != "" {
 		if prev != nil && prev.cert != nil && prev.cfg.TLS == cfg.TLS {
@@ -199,7 +201,7 @@ func configFlag(args []string) string {
 // process's.
 func reloadDeps(cfg *Config, prev *generation) (*deps, *sharedResource, error) {
 	pd := prev.d
-	d := &deps{log: pd.log, store: pd.store, tlsCounters: pd.tlsCounters, observe: pd.observe}
+	d := &deps{log: pd.log, store: pd.store, tlsCounters: pd.tlsCounters, cacheCounters: pd.cacheCounters, observe: pd.observe}
 	d.resolver = pd.resolver
 	if !reflect.DeepEqual(cfg.DNS, prev.cfg.DNS) {
 		r, err := newResolver(cfg)

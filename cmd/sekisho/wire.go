@@ -37,6 +37,8 @@ type deps struct {
 	store greylist.Store
 	// tlsCounters count TLS towards next hops, for /metrics.
 	tlsCounters *relay.TLSCounters
+	// cacheCounters count the next-hop connection cache, for /metrics.
+	cacheCounters *relay.CacheCounters
 	// observe, if set before the store is opened, times the store's calls
 	// (sekisho_lookup_duration_seconds{kind="store"}).
 	observe lookup.ObserveFunc
