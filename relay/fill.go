@@ -1,6 +1,17 @@
 package relay
 
-import "io"
+import (
+	"io"
+	"sync"
+)
+
+// copyBuffers are the 8 KiB buffers the copy to a next hop fills: one per
+// message in flight, reused rather than allocated for every message
+// (docs/performance.md).
+var copyBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 8*1024)
+	return &b
+}}
 
 // fill reads from r until buf is full, r says io.EOF, or r fails: the
 // message comes from the gateway a line per Read, and the next hops take it

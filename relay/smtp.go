@@ -392,7 +392,9 @@ func (u *smtpTx) data(ctx context.Context, msg io.Reader, beforeDot func() error
 func (u *smtpTx) copyData(ctx context.Context, w io.Writer, msg io.Reader) error {
 	// Whole buffers go out: one deadline and one write per 8 KiB rather
 	// than per line.
-	buf := make([]byte, 8*1024)
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	buf := *bp
 	for {
 		n, rerr := fill(msg, buf)
 		if n > 0 {
