@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -64,6 +65,10 @@ type conn struct {
 	helo   string // the HELO/EHLO argument; "" before it
 	esmtp  bool
 	errors int // refused commands since the last delivered message
+	// groupable marks the command being answered as one whose reply may
+	// wait for the rest of a pipelined group: MAIL, RCPT, RSET (RFC 2920
+	// §3.2 (4)); any other reply goes out at once (§3.2 (5)).
+	groupable bool
 
 	tx   *engine // the transaction engine; its state is reset per transaction
 	bdat *bdatTransfer
@@ -106,6 +111,7 @@ func (c *conn) serve() {
 func (c *conn) command(line string) *policy.Reply {
 	verb, arg, _ := strings.Cut(line, " ")
 	verb = strings.ToUpper(verb)
+	c.groupable = verb == "MAIL" || verb == "RCPT" || verb == "RSET"
 	if !printableASCII(line) {
 		// A command is ASCII (RFC 5321 §2.3.1); a control character or a
 		// bare CR in one is an attack on whatever logs or relays it. Under
@@ -194,18 +200,27 @@ func (c *conn) reply(r *policy.Reply) error {
 }
 
 // writeLocked writes one reply (multi-line when its text has newlines) and
-// flushes it unless more pipelined commands are waiting (RFC 2920: replies
-// may be held until the server would block reading).
+// flushes it, unless it answers MAIL, RCPT or RSET and the next command of a
+// pipelined group is already here: then it goes out with the group's last
+// reply, in one write (RFC 2920 §3.2 (4)); readLine sends what is held
+// before it would wait for the client (§3.2 (6)).
 func (c *conn) writeLocked(r *policy.Reply) error {
 	if c.closed {
 		return net.ErrClosed
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(c.gen.cfg.Limits.CommandTimeout))
 	c.bw.WriteString(r.Wire())
-	if c.br.Buffered() > 0 && r.Code != 421 && r.Code != 221 && r.Code != 354 && r.Code != 220 {
+	if c.groupable && r.Code != 421 && c.lineBuffered() {
 		return nil
 	}
 	return c.bw.Flush()
+}
+
+// lineBuffered reports whether a whole command line is already read from
+// the client and waiting: reading it will not block.
+func (c *conn) lineBuffered() bool {
+	b, _ := c.br.Peek(c.br.Buffered())
+	return bytes.IndexByte(b, '\n') >= 0
 }
 
 // flush sends the replies held for pipelining.
@@ -250,8 +265,11 @@ func (c *conn) close() {
 // readLine reads one command line within timeout. The line must fit the
 // limit; a line cut off by the timeout is never executed.
 func (c *conn) readLine(timeout time.Duration) (string, error) {
-	if err := c.flush(); err != nil {
-		return "", err
+	if !c.lineBuffered() {
+		// The read may wait for the client: what is held goes first.
+		if err := c.flush(); err != nil {
+			return "", err
+		}
 	}
 	c.nc.SetReadDeadline(time.Now().Add(timeout))
 	max := c.gen.cfg.Limits.MaxLineLength
