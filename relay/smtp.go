@@ -110,13 +110,7 @@ func (r *Router) dialSMTP(ctx context.Context, h NextHop, env Envelope, t Timeou
 	if u.cache != nil {
 		u.key = r.hopKey(h)
 	}
-	if u.lmtp {
-		u.client = smtp.NewClientLMTP(conn)
-	} else {
-		u.client = smtp.NewClient(conn)
-	}
-	u.client.CommandTimeout = t.Command
-	u.client.SubmissionTimeout = t.Data
+	u.client = newHopClient(conn, u.lmtp, t)
 
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer func() {
@@ -459,4 +453,17 @@ func (u *smtpTx) Close() {
 		u.client.Quit()
 	}
 	u.conn.Close()
+}
+
+// newHopClient speaks SMTP or LMTP over conn with the next hop's timeouts.
+func newHopClient(conn net.Conn, lmtp bool, t Timeouts) *smtp.Client {
+	var c *smtp.Client
+	if lmtp {
+		c = smtp.NewClientLMTP(conn)
+	} else {
+		c = smtp.NewClient(conn)
+	}
+	c.CommandTimeout = t.Command
+	c.SubmissionTimeout = t.Data
+	return c
 }

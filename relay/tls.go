@@ -19,8 +19,6 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
-
-	"github.com/emersion/go-smtp"
 )
 
 // TLSMode is a route's policy for TLS towards its next hops.
@@ -269,13 +267,7 @@ func (r *Router) startTLS(ctx context.Context, u *smtpTx, t Timeouts) error {
 	}
 
 	gc := &greetedConn{Conn: tc, greeting: []byte("220 " + h.TLSName + " after STARTTLS\r\n")}
-	if u.lmtp {
-		u.client = smtp.NewClientLMTP(gc)
-	} else {
-		u.client = smtp.NewClient(gc)
-	}
-	u.client.CommandTimeout = t.Command
-	u.client.SubmissionTimeout = t.Data
+	u.client = newHopClient(gc, u.lmtp, t)
 	if err := u.client.Hello(r.ehloName()); err != nil {
 		return stepErr(ctx, "EHLO after STARTTLS", err)
 	}
