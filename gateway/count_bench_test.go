@@ -55,27 +55,39 @@ func BenchmarkRCPTCounting(b *testing.B) {
 }
 
 func benchGateway(b *testing.B, rec report.Recorder) string {
+	return startTestGateway(b, rec, nil)
+}
+
+// startTestGateway serves a gateway with no checks, relaying everything to a
+// Maildir, on a loopback listener (wrapped by wrap, if set); it returns the
+// address.
+func startTestGateway(tb testing.TB, rec report.Recorder, wrap func(net.Listener) net.Listener) string {
+	tb.Helper()
 	srv, err := New(Config{
 		Hostname:     "mx.campus.test",
 		LocalDomains: mailaddr.NewDomainSet([]string{"campus.test"}),
-		Router:       &relay.Router{Hostname: "mx.campus.test", Routes: relay.Routes{{Domains: mailaddr.NewDomainSet([]string{"*"}), NextHops: []relay.NextHop{{Kind: relay.HopMaildir, Path: b.TempDir()}}}}},
+		Router:       &relay.Router{Hostname: "mx.campus.test", Routes: relay.Routes{{Domains: mailaddr.NewDomainSet([]string{"*"}), NextHops: []relay.NextHop{{Kind: relay.HopMaildir, Path: tb.TempDir()}}}}},
 		Recorder:     rec,
 		Limits:       Limits{MaxMessageBytes: 1 << 20, MaxRecipients: 1 << 30, CommandTimeout: time.Minute, DataTimeout: time.Minute},
 	})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if wrap != nil {
+		l = wrap(l)
 	}
 	go srv.ServeSMTP(l)
-	b.Cleanup(func() {
+	tb.Cleanup(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		srv.Shutdown(ctx)
 	})
-	return l.Addr().String()
+	return addr
 }
 
 // benchSession opens a session and returns a function that sends one RCPT

@@ -2,15 +2,11 @@ package gateway
 
 import (
 	"bufio"
-	"context"
 	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"sekisho/internal/mailaddr"
-	"sekisho/relay"
 )
 
 // writeCountingListener counts the writes made on the connections it
@@ -49,27 +45,12 @@ type pipelineClient struct {
 
 func startPipelineGateway(t *testing.T) *pipelineClient {
 	t.Helper()
-	srv, err := New(Config{
-		Hostname:     "mx.campus.test",
-		LocalDomains: mailaddr.NewDomainSet([]string{"campus.test"}),
-		Router:       &relay.Router{Hostname: "mx.campus.test", Routes: relay.Routes{{Domains: mailaddr.NewDomainSet([]string{"*"}), NextHops: []relay.NextHop{{Kind: relay.HopMaildir, Path: t.TempDir()}}}}},
-		Limits:       Limits{MaxMessageBytes: 1 << 20, MaxRecipients: 100, CommandTimeout: time.Minute, DataTimeout: time.Minute},
+	var l *writeCountingListener
+	addr := startTestGateway(t, nil, func(inner net.Listener) net.Listener {
+		l = &writeCountingListener{Listener: inner}
+		return l
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &writeCountingListener{Listener: inner}
-	go srv.ServeSMTP(l)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		srv.Shutdown(ctx)
-	})
-	c, err := net.Dial("tcp", inner.Addr().String())
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
