@@ -29,7 +29,7 @@ type GreylistConfig struct {
 	Exempt []Prefix `yaml:"exempt"`
 	// Whitelist is the path of the whitelist file (clients, names,
 	// recipients never greylisted); "" for none. deploy/greylist-whitelist.txt
-	// is the shipped one. Reloaded on SIGHUP.
+	// is the shipped one. Read again on SIGHUP, with the whole configuration.
 	Whitelist string `yaml:"whitelist"`
 	// IPv4Prefix and IPv6Prefix group client addresses into networks:
 	// a retry from another address of the network counts as the same
@@ -99,7 +99,7 @@ func (c *GreylistConfig) networks() greylist.NetworkPrefix {
 
 // greylistChecks builds the greylisting check on the configured store,
 // which it opens here and closes when main closes its deps. The whitelist
-// is reloaded with the other files on SIGHUP. Under `sekisho explain`
+// is read again when SIGHUP rebuilds the checks (reload.go). Under `sekisho explain`
 // (d.dryRun) the check only peeks at the store and writes nothing.
 func greylistChecks(cfg *Config, d *deps) ([]filters.Check, error) {
 	gc := &cfg.Checks.Greylist
@@ -128,7 +128,6 @@ func greylistChecks(cfg *Config, d *deps) ([]filters.Check, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checks.greylist: %w", err)
 	}
-	d.reloaders = append(d.reloaders, g.Reload)
 	if d.dryRun {
 		return []filters.Check{g.DryRun()}, nil
 	}

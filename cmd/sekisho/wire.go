@@ -24,11 +24,6 @@ type deps struct {
 	badDomains *policy.BadDomains
 	directory  *lookup.Directory // nil without ldap.urls
 	closers    []func()
-	// reloaders re-read the files of the checks (the greylist
-	// whitelist); each logs its own outcome and keeps the old state on
-	// error. `sekisho serve` does not need them: SIGHUP builds new checks
-	// from the re-read configuration (reload.go).
-	reloaders []func() error
 	// dryRun is set by `sekisho explain`: checks must not change state
 	// (the greylist check only peeks).
 	dryRun bool
