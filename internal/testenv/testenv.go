@@ -9,6 +9,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -41,17 +44,65 @@ func Command(t testing.TB, name, debianPackage string) string {
 }
 
 // FreePort returns a loopback address "127.0.0.1:port" whose port was free a
-// moment ago. The race with other processes is accepted: servers started on it
-// fail loudly if it was taken.
+// moment ago, for a server a test starts later. The port is taken below the
+// kernel's ephemeral range (net.ipv4.ip_local_port_range), so that the
+// source port of an outgoing connection (the tests make thousands) never
+// takes it meanwhile, and never twice in one test process. Each process
+// starts at its own offset, so that the test binaries of other packages
+// running at the same time rarely ask for the same port; a server started
+// on a port taken anyway fails loudly.
 func FreePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portMu.Lock()
+	defer portMu.Unlock()
+	lo, hi := freePortRange()
+	if portNext == 0 {
+		portNext = lo + (os.Getpid()*7919)%(hi-lo)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	for range hi - lo {
+		port := portNext
+		if portNext++; portNext >= hi {
+			portNext = lo
+		}
+		if portHanded[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue // in use
+		}
+		l.Close()
+		portHanded[port] = true
+		return l.Addr().String()
+	}
+	t.Fatalf("testenv: no free port in %d-%d", lo, hi-1)
+	return ""
+}
+
+var (
+	portMu     sync.Mutex
+	portNext   int
+	portHanded = map[int]bool{}
+)
+
+// freePortRange is [lo, hi): from 10000 up to the start of the ephemeral
+// range; 20000–30000 when that range cannot be read or starts below 11000
+// (then nothing keeps clear of it).
+func freePortRange() (lo, hi int) {
+	const below = 10000
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 20000, 30000
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 20000, 30000
+	}
+	start, err := strconv.Atoi(f[0])
+	if err != nil || start < below+1000 {
+		return 20000, 30000
+	}
+	return below, start
 }
 
 // WaitTCP waits until addr accepts TCP connections or the timeout passes.
