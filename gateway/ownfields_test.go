@@ -32,6 +32,8 @@ func TestStripOwnFieldsForgedForms(t *testing.T) {
 		"Authentication-Results: smtp.campus.test; none\r\n",
 		"Authentication-Results: smtp.campus.test; spf=pass (comment; with semicolon) smtp.mailfrom=x\r\n",
 		"Authentication-Results: smtp.campus.test; garbage\r\n",
+		"Authentication-Results:\tsmtp.campus.test\t1\t;\tspf=pass\r\n",
+		"Authentication-Results: smtp.campus.test\u00a0; spf=pass\r\n", // UTF-8 no-break space (SMTPUTF8)
 		// Identifiers that cannot be read: a lenient reader could take
 		// them for ours.
 		"Authentication-Results: smtp.campus.test 2; spf=pass\r\n",
