@@ -27,9 +27,14 @@ package filters
 // Each rule's action is configurable: reject, tag or off. A rejection is
 // 550 5.6.0 naming the first broken rule. A tag adds one header field per
 // broken rule, "X-Sekisho-Header-Violation: <rule>" (the rule name only, so a
-// Sieve filter can test it with :is), and the mail goes on. Missing fields
-// are judged only within max_bytes: past the bound a From might still follow,
-// so "no From" is then not certain and not reported.
+// Sieve filter can test it with :is), and the mail goes on.
+//
+// The rules judge the whole header section they are given, whatever its
+// size: max_bytes only says when header-size is broken. The gateway reads at
+// most 1 MiB of header section (more is refused before anything is relayed,
+// docs/flow.md), so what is judged is exactly what is relayed: a second From
+// field cannot hide past a parsing bound (it did when the parser stopped at
+// max_bytes and the gateway relayed the rest).
 //
 // The parser is our own: it splits lines on LF (dropping the CR of CRLF),
 // unfolds continuation lines (RFC 5322 §2.2.3) and never fails; only the
@@ -53,10 +58,10 @@ import (
 // HeaderViolationField is the header field a tagged violation adds.
 const HeaderViolationField = "X-Sekisho-Header-Violation"
 
-// DefaultHeaderMaxBytes bounds the header section: 256 KiB is far above what
-// real mail carries (long Received, DKIM and ARC chains stay well below
-// 64 KiB) and bounds the parser's work. Postfix's header_size_limit is
-// 100 KiB, but Postfix truncates rather than judges.
+// DefaultHeaderMaxBytes is the size above which a header section breaks
+// header-size: 256 KiB is far above what real mail carries (long Received,
+// DKIM and ARC chains stay well below 64 KiB). Postfix's header_size_limit
+// is 100 KiB, but Postfix truncates rather than judges.
 const DefaultHeaderMaxBytes = 256 << 10
 
 // HeaderAction is what a broken header rule leads to.
@@ -127,7 +132,7 @@ func DefaultHeaderActions() map[string]HeaderAction {
 // A rule not named in Rules keeps its default action.
 type HeaderConfig struct {
 	Off      bool                    `yaml:"off"`       // the check lets everything pass
-	MaxBytes int                     `yaml:"max_bytes"` // header-size bound; 0: DefaultHeaderMaxBytes
+	MaxBytes int                     `yaml:"max_bytes"` // header-size threshold; 0: DefaultHeaderMaxBytes
 	Rules    map[string]HeaderAction `yaml:"rules"`     // rule name -> reject / tag / off
 }
 
@@ -242,13 +247,15 @@ func ruleRef(rule string) string {
 var singularFields = []string{"sender", "reply-to", "to", "cc", "bcc", "message-id", "in-reply-to", "references", "subject"}
 
 // CheckHeader returns every rule the header section breaks, at most one
-// problem per rule, in rule order, whatever the configured actions. Only
-// the first maxBytes octets are parsed (0: DefaultHeaderMaxBytes).
+// problem per rule, in rule order, whatever the configured actions. The
+// whole section is parsed; a section of more than maxBytes octets (0:
+// DefaultHeaderMaxBytes) breaks header-size. The caller bounds what it
+// reads (the gateway: 1 MiB).
 func CheckHeader(header []byte, smtputf8 bool, maxBytes int) []HeaderProblem {
 	if maxBytes <= 0 {
 		maxBytes = DefaultHeaderMaxBytes
 	}
-	ph := parseHeader(header, maxBytes, smtputf8)
+	ph := parseHeader(header, smtputf8)
 	found := map[string]string{}
 	add := func(rule, format string, args ...any) {
 		if _, dup := found[rule]; !dup {
@@ -258,8 +265,8 @@ func CheckHeader(header []byte, smtputf8 bool, maxBytes int) []HeaderProblem {
 	for _, p := range ph.problems {
 		add(p.Rule, "%s", p.Detail)
 	}
-	if ph.truncated {
-		add(RuleHeaderSize, "header section exceeds %d octets", maxBytes)
+	if ph.size > maxBytes {
+		add(RuleHeaderSize, "header section of %d octets exceeds %d", ph.size, maxBytes)
 	}
 
 	byName := map[string][]headerField{}
@@ -267,11 +274,10 @@ func CheckHeader(header []byte, smtputf8 bool, maxBytes int) []HeaderProblem {
 		n := strings.ToLower(f.name)
 		byName[n] = append(byName[n], f)
 	}
-	// Missing fields count only when the whole section was read.
 	countRule := func(rule, field string) {
 		n := len(byName[strings.ToLower(field)])
 		switch {
-		case n == 0 && !ph.truncated:
+		case n == 0:
 			add(rule, "no %s field", field)
 		case n > 1:
 			add(rule, "%d %s fields (lines %d and %d)", n, field, byName[strings.ToLower(field)][0].line, byName[strings.ToLower(field)][1].line)
@@ -354,10 +360,21 @@ func parseMailboxes(value string) ([]*mail.Address, error) {
 
 // FromAddresses returns the addresses of the From field of a header
 // section (RFC 5322 §3.6.2), as the header check parses it: the submission
-// service compares them with the user's own (RFC 6409 §8.1). A header
-// without exactly one From field, or one that does not parse, is an error.
+// service compares them with the user's own (RFC 6409 §8.1) and the DKIM
+// signer takes the domain to sign for. The whole section is parsed, however
+// long. A header without exactly one From field, or one that does not
+// parse as a mailbox list, is an error; so is a header with a line that is
+// neither a field nor a continuation of one (field-syntax): where such a
+// line ends the header section, or which field it belongs to, is up to
+// each reader ("From\r\n : b@x" is a From to a reader that unfolds first,
+// the start of the body to Postfix), so no From can be vouched for.
 func FromAddresses(header []byte, smtputf8 bool) ([]string, error) {
-	ph := parseHeader(header, DefaultHeaderMaxBytes, smtputf8)
+	ph := parseHeader(header, smtputf8)
+	for _, p := range ph.problems {
+		if p.Rule == RuleFieldSyntax {
+			return nil, fmt.Errorf("the header is ambiguous: %s", p.Detail)
+		}
+	}
 	var from []headerField
 	for _, f := range ph.fields {
 		if strings.EqualFold(f.name, "from") {
@@ -479,23 +496,20 @@ type headerField struct {
 
 // parsedHeader is the parser's result.
 type parsedHeader struct {
-	fields    []headerField
-	problems  []HeaderProblem // field-syntax, line-length, 8bit; first of each
-	truncated bool            // more than maxBytes before the end of the header
+	fields   []headerField   // the fields the rules look at (ruledField), in order
+	problems []HeaderProblem // field-syntax, line-length, 8bit; first of each
+	size     int             // octets of the header section, its empty line included
 }
 
 // maxLineOctets is RFC 5322 §2.1.1's limit, without the CRLF.
 const maxLineOctets = 998
 
-// parseHeader splits the header section into fields. It reads at most
-// maxBytes octets, stops at the first empty line, and records at most one
-// problem per rule. It accepts anything without panicking.
-func parseHeader(b []byte, maxBytes int, smtputf8 bool) parsedHeader {
+// parseHeader splits the header section into fields. It reads up to the
+// first empty line (or the end of b), and records at most one problem per
+// rule. It accepts anything without panicking.
+func parseHeader(b []byte, smtputf8 bool) parsedHeader {
 	var ph parsedHeader
-	if len(b) > maxBytes {
-		b = b[:maxBytes]
-		ph.truncated = true
-	}
+	all := len(b)
 	seen := map[string]bool{}
 	problem := func(rule, format string, args ...any) {
 		if !seen[rule] {
@@ -503,7 +517,8 @@ func parseHeader(b []byte, maxBytes int, smtputf8 bool) parsedHeader {
 			ph.problems = append(ph.problems, HeaderProblem{Rule: rule, Detail: fmt.Sprintf(format, args...)})
 		}
 	}
-	var cur *headerField
+	var cur *headerField // the current field, if the rules look at it
+	open := false        // a field is open: a continuation line belongs to it
 	var value strings.Builder
 	flush := func() {
 		if cur != nil {
@@ -519,10 +534,6 @@ func parseHeader(b []byte, maxBytes int, smtputf8 bool) parsedHeader {
 			line, b = b[:i], b[i+1:]
 		} else {
 			line, b = b, nil
-			if ph.truncated {
-				// The cut fell inside this line: judge only whole lines.
-				break
-			}
 		}
 		line = bytes.TrimSuffix(line, []byte{'\r'})
 		if len(line) == 0 {
@@ -539,14 +550,17 @@ func parseHeader(b []byte, maxBytes int, smtputf8 bool) parsedHeader {
 			}
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			if cur == nil {
+			if !open {
 				problem(RuleFieldSyntax, "line %d continues no field", lineNo)
 				continue
 			}
-			value.Write(line) // unfolding: the CRLF goes, the white space stays
+			if cur != nil {
+				value.Write(line) // unfolding: the CRLF goes, the white space stays
+			}
 			continue
 		}
 		flush()
+		open = false
 		colon := bytes.IndexByte(line, ':')
 		if colon < 0 {
 			problem(RuleFieldSyntax, "line %d is not a header field (no colon)", lineNo)
@@ -562,11 +576,32 @@ func parseHeader(b []byte, maxBytes int, smtputf8 bool) parsedHeader {
 			problem(RuleFieldSyntax, "field name on line %d has a character that is not printable ASCII", lineNo)
 			continue
 		}
-		cur = &headerField{name: string(name), line: lineNo}
-		value.Write(line[colon+1:])
+		open = true
+		if ruledField(name) {
+			cur = &headerField{name: string(name), line: lineNo}
+			value.Write(line[colon+1:])
+		}
 	}
 	flush()
+	ph.size = all - len(b)
 	return ph
+}
+
+// ruledField reports whether the rules look at a field of this name: From,
+// Date and the singular fields. Only those are kept, so that a header
+// section of many other fields (up to the gateway's 1 MiB) costs no more
+// than the pass over its lines.
+func ruledField(name []byte) bool {
+	n := string(name) // not kept: no copy
+	if strings.EqualFold(n, "from") || strings.EqualFold(n, "date") {
+		return true
+	}
+	for _, f := range singularFields {
+		if strings.EqualFold(n, f) {
+			return true
+		}
+	}
+	return false
 }
 
 func firstHighByte(b []byte) int {

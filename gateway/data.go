@@ -9,6 +9,9 @@ import (
 	"net"
 	"strings"
 
+	"github.com/emersion/go-msgauth/authres"
+
+	"sekisho/internal/mailaddr"
 	"sekisho/policy"
 )
 
@@ -220,44 +223,177 @@ func countReceived(hdr []byte) int {
 
 // stripOwnFields removes from an incoming header section the fields that
 // only sekisho may write, so that a sender cannot forge our verdicts:
-// X-Sekisho-* fields, and Authentication-Results fields that carry our
-// authserv-id (RFC 8601 §5: an MTA removes those from incoming mail). A
-// field's continuation lines go with it. Everything else is left byte for
-// byte.
+// X-Sekisho-* fields; Authentication-Results fields whose authserv-id is
+// ours or cannot be read (RFC 8601 §5: an MTA removes those that claim to
+// come from within its trust boundary; one whose identifier cannot be read
+// may be taken for ours by a lenient reader); Received-SPF fields whose
+// receiver= is ours (RFC 7208 §9.1), which would otherwise pass for our SPF
+// verdict wherever we write none. Each field is judged whole, its
+// continuation lines unfolded, and goes with them. Everything else is left
+// byte for byte.
 func stripOwnFields(hdr []byte, authservID string) []byte {
-	lines := bytes.SplitAfter(hdr, []byte("\n"))
 	out := make([]byte, 0, len(hdr))
-	dropping := false
-	for _, line := range lines {
-		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
-			if !dropping {
-				out = append(out, line...)
-			}
+	var field []byte // the current field: its first line and continuations
+	end := func() {
+		if !isOwnField(field, authservID) {
+			out = append(out, field...)
+		}
+		field = field[:0]
+	}
+	for _, line := range bytes.SplitAfter(hdr, []byte("\n")) {
+		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') && len(field) > 0 {
+			field = append(field, line...)
 			continue
 		}
-		dropping = isOwnField(line, authservID)
-		if !dropping {
-			out = append(out, line...)
-		}
+		end()
+		field = append(field, line...)
 	}
+	end()
 	return out
 }
 
-func isOwnField(line []byte, authservID string) bool {
-	name, value, ok := bytes.Cut(line, []byte(":"))
-	if !ok {
+// isOwnField reports whether a whole header field (first line and
+// continuation lines) is one only sekisho may write.
+func isOwnField(field []byte, authservID string) bool {
+	name, value, ok := bytes.Cut(field, []byte(":"))
+	if !ok || len(name) == 0 || name[0] == ' ' || name[0] == '\t' {
 		return false
 	}
-	n := strings.ToLower(strings.TrimSpace(string(name)))
+	// obs-optional (RFC 5322 §4.5.1): white space before the colon; and a
+	// colon on a continuation line ("Authentication-Results\r\n : ..."),
+	// which a reader that unfolds first takes for the same field.
+	n := strings.ToLower(strings.TrimRight(unfold(string(name)), " \t"))
 	switch {
 	case strings.HasPrefix(n, "x-sekisho-"):
 		return true
 	case n == "authentication-results":
-		id, _, _ := strings.Cut(string(value), ";")
-		// The authserv-id may be followed by a version number (RFC 8601
-		// §2.2): compare the first word.
-		fields := strings.Fields(id)
-		return len(fields) > 0 && strings.EqualFold(fields[0], authservID)
+		id, ok := authServID(string(value))
+		return !ok || sameHost(id, authservID)
+	case n == "received-spf":
+		for _, r := range receivedSPFReceivers(string(value)) {
+			if sameHost(r, authservID) {
+				return true
+			}
+		}
 	}
 	return false
+}
+
+// authServID reads the authserv-id of an Authentication-Results field value
+// (RFC 8601 §2.2: [CFWS] authserv-id [CFWS authres-version] ...). authres
+// (go-msgauth) splits the field and reads the identifier and its version;
+// it knows neither comments nor quoted strings, which RFC 8601 allows around
+// and as the identifier (a value: a token or a quoted-string, RFC 2045), so
+// those are normalised first: the field unfolded, comments replaced by a
+// space, a quoted-string identifier unquoted. ok is false when no
+// identifier can be read (authres refuses a version other than 1, too).
+func authServID(value string) (id string, ok bool) {
+	v := strings.TrimLeft(uncomment(unfold(value)), " \t")
+	if strings.HasPrefix(v, `"`) {
+		q, rest := unquote(v)
+		v = q + " " + rest
+	}
+	// An error in the results after a readable identifier still names it:
+	// only the identifier counts.
+	id, _, _ = authres.Parse(v)
+	return id, id != ""
+}
+
+// receivedSPFReceivers returns the values of the receiver= keys of a
+// Received-SPF field value (RFC 7208 §9.1: result [comment] key-value-list,
+// key-value-pair = key [CFWS] "=" (dot-atom / quoted-string), pairs
+// separated by ";"), comments removed and quoted-string values unquoted.
+// There should be one at most; a reader may take any of them.
+func receivedSPFReceivers(value string) []string {
+	var out []string
+	for _, pair := range strings.Split(uncomment(unfold(value)), ";") {
+		k, v, ok := strings.Cut(pair, "=")
+		// The key is the last word before "=": the first pair follows the
+		// result ("pass receiver=...").
+		words := strings.Fields(k)
+		if !ok || len(words) == 0 || !strings.EqualFold(words[len(words)-1], "receiver") {
+			continue
+		}
+		v = strings.TrimLeft(v, " \t")
+		if strings.HasPrefix(v, `"`) {
+			v, _ = unquote(v)
+		} else if f := strings.Fields(v); len(f) > 0 {
+			v = f[0]
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// sameHost compares two host names as domains: case and one trailing dot
+// do not count, U-labels equal their A-labels (mailaddr.Fold).
+func sameHost(a, b string) bool {
+	return a != "" && mailaddr.Fold(a) == mailaddr.Fold(b)
+}
+
+// unfold removes the CRLFs of folding (RFC 5322 §2.2.3); the white space
+// after them stays.
+func unfold(v string) string {
+	return strings.NewReplacer("\r\n", "", "\n", "", "\r", "").Replace(v)
+}
+
+// uncomment replaces each comment of a field value (RFC 5322 §3.2.2: nested
+// parentheses, quoted-pairs) by one space; quoted strings are kept as they
+// are, parentheses in them included. An unclosed comment runs to the end.
+func uncomment(v string) string {
+	var b strings.Builder
+	depth, quoted := 0, false
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c == '\\' && (quoted || depth > 0):
+			if depth == 0 {
+				b.WriteByte(c)
+				if i+1 < len(v) {
+					b.WriteByte(v[i+1])
+				}
+			}
+			i++
+		case depth > 0:
+			switch c {
+			case '(':
+				depth++
+			case ')':
+				if depth--; depth == 0 {
+					b.WriteByte(' ')
+				}
+			}
+		case quoted:
+			quoted = c != '"'
+			b.WriteByte(c)
+		case c == '"':
+			quoted = true
+			b.WriteByte(c)
+		case c == '(':
+			depth = 1
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// unquote reads the quoted-string at the start of v (RFC 5322 §3.2.4) and
+// returns its content, quoted-pairs resolved, and what follows it.
+func unquote(v string) (content, rest string) {
+	var b strings.Builder
+	for i := 1; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '\\':
+			if i+1 < len(v) {
+				i++
+				b.WriteByte(v[i])
+			}
+		case '"':
+			return b.String(), v[i+1:]
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), ""
 }

@@ -438,18 +438,22 @@ func (e *engine) submitter(from mailaddr.Address) (*policy.Reply, string) {
 	return nil, ""
 }
 
-// fromOwned checks that every address of the From field is the user's own
-// (auth.from_check; RFC 6409 §8.1).
+// fromOwned checks that the From field is one field holding one mailbox,
+// the user's own (auth.from_check; RFC 6409 §8.1). It parses the whole
+// header section as the header check and the DKIM signer do
+// (filters.FromAddresses): what it cannot read as one address is refused,
+// never left to the header check's tag, since a receiver may well read it
+// as another address (a group, an unclosed angle bracket, a second From
+// field far down the header).
 func (e *engine) fromOwned(hdr []byte) (*policy.Reply, string) {
 	addrs, err := filters.FromAddresses(hdr, e.params.UTF8)
-	if err != nil {
-		// The header check names what is wrong with the field.
-		return nil, ""
-	}
-	for _, a := range addrs {
-		if !e.user.Owns(a) {
-			return policy.FromNotOwned, "From " + a + " is not an address of " + e.user.Name
-		}
+	switch {
+	case err != nil:
+		return policy.FromNotOneAddress, "From field of " + e.user.Name + ": " + err.Error()
+	case len(addrs) != 1:
+		return policy.FromNotOneAddress, fmt.Sprintf("From field of %s has %d mailboxes", e.user.Name, len(addrs))
+	case !e.user.Owns(addrs[0]):
+		return policy.FromNotOwned, "From " + addrs[0] + " is not an address of " + e.user.Name
 	}
 	return nil, ""
 }

@@ -335,10 +335,11 @@ func headerKeys(header []byte) []string {
 
 // FromDomain returns the domain of the From field of a header section
 // (RFC 5322 §3.6.2), in ASCII form, as the header check parses it
-// (filters.FromAddresses). A header without exactly one From field, a From
-// that does not parse or holds more than one mailbox is an error: there is
-// no one author domain to sign for (DMARC, RFC 7489 §6.6.1, has the same
-// difficulty).
+// (filters.FromAddresses: the whole section, however long). A header
+// without exactly one From field, a From that does not parse or holds more
+// than one mailbox, or a header with a line that is neither a field nor a
+// continuation is an error: there is no one author domain to sign for
+// (DMARC, RFC 7489 §6.6.1, has the same difficulty).
 func FromDomain(header []byte) (string, error) {
 	addrs, err := filters.FromAddresses(header, true)
 	if err != nil {

@@ -396,6 +396,13 @@ func TestFromDomain(t *testing.T) {
 		{"From: a@x.test\r\nFrom: b@x.test\r\n\r\n", ""},
 		{"From: a@x.test, b@x.test\r\n\r\n", ""},
 		{"From: not an address\r\n\r\n", ""},
+		// Issue 16: a second From far down the header, past the 256 KiB
+		// the header parser once stopped at; one whose name stands on a
+		// line of its own (a From to a reader that unfolds first); a
+		// group of one.
+		{"From: a@x.test\r\n" + strings.Repeat("X-Pad: "+strings.Repeat("p", 90)+"\r\n", 3000) + "From: b@y.test\r\n\r\n", ""},
+		{"From\r\n : b@y.test\r\nFrom: a@x.test\r\n\r\n", ""},
+		{"From: g: a@x.test;\r\n\r\n", ""},
 	}
 	for _, c := range cases {
 		got, err := FromDomain([]byte(c.hdr))
