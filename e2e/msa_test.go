@@ -826,8 +826,9 @@ func TestMSACheckConfigNeedsTLS(t *testing.T) {
 }
 
 // TestMSADeployConfigs: every example config under deploy/ passes
-// check-config, with the files it names (under /etc/sekisho/) replaced by
-// placeholders.
+// check-config, with the files it names (under /etc/sekisho/) made for the
+// test: the shipped bad-domain list, a password, a certificate and its key
+// (check-config opens every file, as serve does).
 func TestMSADeployConfigs(t *testing.T) {
 	files, _ := filepath.Glob("../deploy/*.yaml")
 	if len(files) == 0 {
@@ -841,10 +842,20 @@ func TestMSADeployConfigs(t *testing.T) {
 			t.Fatal(err)
 		}
 		dir := t.TempDir()
+		cert, key := selfSigned(t, t.TempDir(), msaHost)
 		for _, p := range pathRE.FindAllString(string(data), -1) {
 			local := filepath.Join(dir, strings.TrimPrefix(p, "/etc/sekisho/"))
 			os.MkdirAll(filepath.Dir(local), 0o700)
-			os.WriteFile(local, []byte("placeholder\n"), 0o600)
+			content := []byte("secret\n")
+			switch base := filepath.Base(p); {
+			case base == "baddomains.txt":
+				content, _ = os.ReadFile("../baddomains.txt")
+			case strings.HasSuffix(base, ".pem") && strings.Contains(base, "key"):
+				content, _ = os.ReadFile(key)
+			case strings.HasSuffix(base, ".pem"):
+				content, _ = os.ReadFile(cert)
+			}
+			os.WriteFile(local, content, 0o600)
 		}
 		text := strings.ReplaceAll(string(data), "/etc/sekisho/", dir+"/")
 		cfg := filepath.Join(dir, filepath.Base(file))
@@ -890,14 +901,15 @@ func TestMSACertificateReload(t *testing.T) {
 		}
 	}
 
-	// A broken pair: a third certificate with the second pair's key.
+	// A broken pair: a third certificate with the second pair's key. The
+	// loader refuses the reload, naming the files.
 	brokenDir := t.TempDir()
 	brokenCert, _ := selfSigned(t, brokenDir, msaHost)
 	msaReplace(t, brokenCert, f.cert)
 	f.gw.Signal(syscall.SIGHUP)
-	line := f.gw.WaitLog("new certificate refused", 10*time.Second)
-	if !strings.Contains(line, "level=ERROR") {
-		t.Errorf("a refused certificate is not logged as an error: %s", line)
+	line := f.gw.WaitLog("configuration reload refused", 10*time.Second)
+	if !strings.Contains(line, "level=ERROR") || !strings.Contains(line, f.cert) || !strings.Contains(line, "private key does not match") {
+		t.Errorf("a refused certificate is not logged as an error naming the file: %s", line)
 	}
 	for _, implicit := range []bool{true, false} {
 		if got := f.served(t, implicit); !bytes.Equal(got, newDER) {
