@@ -286,11 +286,14 @@ func (r *reloader) current() *generation {
 	return r.cur
 }
 
-// reload reads the configuration file again and puts it in force for new
-// connections. A file that does not parse or validate is refused with one
-// ERROR line naming file:line, and so is one whose lookups or certificate
-// cannot be built; the running configuration then stays in force. What
-// only a restart changes is named in a WARN line; the rest is applied.
+// reload reads the configuration file again through the loader of start
+// and check-config (LoadConfig) and puts it in force for new connections.
+// A file the loader refuses (one that does not parse or validate, an empty
+// or cut-short one, one naming a file that does not load) is refused with
+// one ERROR line naming the file and, where there is one, the line, and so
+// is one whose generation cannot be built; the running configuration then
+// stays in force, its certificate and lists included. What only a restart
+// changes is named in a WARN line; the rest is applied.
 func (r *reloader) reload(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
