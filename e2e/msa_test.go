@@ -813,7 +813,8 @@ func TestMSACheckConfigNeedsTLS(t *testing.T) {
 			t.Errorf("%s: check-config said %q, want file:line %q", tc.name, out, tc.want)
 		}
 	}
-	os.WriteFile(path, []byte(head+"  submission: \"127.0.0.1:2587\"\n  submissions: \"127.0.0.1:2465\"\n"+tlsYAML+ldapYAML), 0o600)
+	campus := "local_domains: [campus.test]\nroutes: [{domains: [campus.test], next_hops: [\"smtp://127.0.0.1:9\"]}]\n"
+	os.WriteFile(path, []byte(head+"  submission: \"127.0.0.1:2587\"\n  submissions: \"127.0.0.1:2465\"\n"+tlsYAML+ldapYAML+campus), 0o600)
 	out, err := exec.Command(harness.Binary(t), "check-config", "-config", path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("a complete MSA config was refused: %v\n%s", err, out)
