@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math/big"
 	"os"
@@ -123,7 +124,7 @@ func probeDomain(d string) string {
 // of the whole file local and routed to the same next hops: no prefix may
 // put in force a configuration that answers a campus address "relay access
 // denied" or "no route". A prefix with nothing but comments is refused as
-// an empty file.
+// an empty file. The same holds for a file cut at any byte.
 func TestDeployPrefixesNeverRefuseTheCampus(t *testing.T) {
 	for _, file := range deployConfigs(t) {
 		t.Run(filepath.Base(file), func(t *testing.T) {
@@ -134,7 +135,6 @@ func TestDeployPrefixesNeverRefuseTheCampus(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the whole file: %v", err)
 			}
-			fullRoutes := full.relayRoutes()
 			lines := strings.SplitAfter(text, "\n")
 			refused, accepted := 0, 0
 			for n := 0; n <= len(lines); n++ {
@@ -152,27 +152,43 @@ func TestDeployPrefixesNeverRefuseTheCampus(t *testing.T) {
 					continue
 				}
 				accepted++
-				gcfg := cfg.gatewayConfig()
-				routes := cfg.relayRoutes()
-				for _, d := range full.LocalDomains {
-					probe := probeDomain(d)
-					if !gcfg.LocalDomains.Contains(probe) {
-						t.Errorf("cut after line %d: accepted, and %s is no longer local (relay access denied):\n%s", n, probe, prefix)
-						continue
-					}
-					i, j := routes.Lookup(probe), fullRoutes.Lookup(probe)
-					if i < 0 {
-						t.Errorf("cut after line %d: accepted, and %s has no route:\n%s", n, probe, prefix)
-					} else if !reflect.DeepEqual(routes[i].NextHops, fullRoutes[j].NextHops) {
-						t.Errorf("cut after line %d: accepted, and %s goes to %v instead of %v", n, probe, routes[i].NextHops, fullRoutes[j].NextHops)
-					}
+				for _, e := range campusLost(&full, &cfg) {
+					t.Errorf("cut after line %d: accepted, and %s; the file was:\n%s", n, e, prefix)
 				}
 			}
 			if refused == 0 || accepted == 0 {
 				t.Errorf("%d prefixes refused, %d accepted: want both", refused, accepted)
 			}
+			for n := 0; n < len(text); n++ {
+				if cfg, err := ParseConfig(path, []byte(text[:n])); err == nil {
+					for _, e := range campusLost(&full, &cfg) {
+						t.Errorf("cut at byte %d (...%q): accepted, and %s", n, text[max(0, n-40):n], e)
+					}
+				}
+			}
 		})
 	}
+}
+
+// campusLost says how cfg treats a local domain of full otherwise: no
+// longer local, without a route, or routed to other next hops.
+func campusLost(full, cfg *Config) []string {
+	var lost []string
+	local := cfg.gatewayConfig().LocalDomains
+	routes, fullRoutes := cfg.relayRoutes(), full.relayRoutes()
+	for _, d := range full.LocalDomains {
+		probe := probeDomain(d)
+		i, j := routes.Lookup(probe), fullRoutes.Lookup(probe)
+		switch {
+		case !local.Contains(probe):
+			lost = append(lost, probe+" is no longer local (relay access denied)")
+		case i < 0:
+			lost = append(lost, probe+" has no route")
+		case !reflect.DeepEqual(routes[i].NextHops, fullRoutes[j].NextHops):
+			lost = append(lost, fmt.Sprintf("%s goes to %v instead of %v", probe, routes[i].NextHops, fullRoutes[j].NextHops))
+		}
+	}
+	return lost
 }
 
 // isComments reports whether a file holds nothing but blanks and comments.
