@@ -342,7 +342,9 @@ func mustHop(s string) NextHop {
 // line.
 func LoadConfig(path string) (Config, error) {
 	if path == "" {
-		return Defaults(), nil
+		cfg := Defaults()
+		_, err := cfg.files() // none: the defaults name no file
+		return cfg, err
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
