@@ -104,8 +104,9 @@ func routeTo(domains []string, hops ...string) string {
 // TestCheckConfigFailsWhereServeWould: check-config opens every file the
 // configuration names, as serve does, so that the unit's ExecStartPre
 // (deploy/sekisho.service) refuses what serve would: for each file made
-// missing or broken, check-config and serve both exit non-zero with the
-// same error, naming the configuration's file:line and the file; a missing
+// missing or broken, and for a configuration emptied or cut short,
+// check-config and serve both exit non-zero with the same error, naming the
+// configuration's file (and line) and the file; a missing
 // bad-domain list says "no such file or directory" (and not that a previous
 // list stays in force). With every file in place, check-config passes and
 // serve starts.
@@ -156,21 +157,28 @@ func TestCheckConfigFailsWhereServeWould(t *testing.T) {
 	cases := []struct {
 		name   string
 		change map[string]string
+		raw    string   // the whole file instead, when set
 		want   []string // in the error, besides the configuration's file:line
 	}{
-		{"bad-domain list missing", map[string]string{"bad_domains": missing}, []string{"bad_domains: open " + missing + ": no such file or directory"}},
-		{"bad-domain list broken", map[string]string{"bad_domains": file("broken.txt", "first.net\nnot a domain\n")}, []string{filepath.Join(dir, "broken.txt") + ":2:"}},
-		{"LDAP secret missing", map[string]string{"secret": missing}, []string{"bind_password_file: open " + missing + ": no such file or directory"}},
-		{"TLS certificate missing", map[string]string{"cert": missing}, []string{"cert " + missing + " and key " + key, "no such file or directory"}},
-		{"TLS key of another certificate", map[string]string{"cert": otherCert}, []string{"cert " + otherCert + " and key " + key, "private key does not match"}},
-		{"DKIM key missing", map[string]string{"dkim": missing}, []string{"key file: open " + missing + ": no such file or directory"}},
-		{"greylist whitelist missing", map[string]string{"whitelist": missing}, []string{"whitelist refused: open " + missing}},
-		{"CA file missing", map[string]string{"ca": missing}, []string{"CA file: open " + missing}},
-		{"Redis password file missing", map[string]string{"store": fmt.Sprintf("store: {redis: {addrs: [\"127.0.0.1:9\"], password_file: %q}}\n", missing)}, []string{"password_file: open " + missing}},
+		{"empty file", nil, "# emptied by : > sekisho.yaml\n", []string{"file is empty"}},
+		{"cut after listen", nil, "hostname: mx.campus.test\nlisten:\n  smtp: \"127.0.0.1:9\"\n", []string{":3: listener smtp needs local_domains"}},
+		{"bad-domain list missing", map[string]string{"bad_domains": missing}, "", []string{"bad_domains: open " + missing + ": no such file or directory"}},
+		{"bad-domain list broken", map[string]string{"bad_domains": file("broken.txt", "first.net\nnot a domain\n")}, "", []string{filepath.Join(dir, "broken.txt") + ":2:"}},
+		{"LDAP secret missing", map[string]string{"secret": missing}, "", []string{"bind_password_file: open " + missing + ": no such file or directory"}},
+		{"TLS certificate missing", map[string]string{"cert": missing}, "", []string{"cert " + missing + " and key " + key, "no such file or directory"}},
+		{"TLS key of another certificate", map[string]string{"cert": otherCert}, "", []string{"cert " + otherCert + " and key " + key, "private key does not match"}},
+		{"DKIM key missing", map[string]string{"dkim": missing}, "", []string{"key file: open " + missing + ": no such file or directory"}},
+		{"greylist whitelist missing", map[string]string{"whitelist": missing}, "", []string{"whitelist refused: open " + missing}},
+		{"CA file missing", map[string]string{"ca": missing}, "", []string{"CA file: open " + missing}},
+		{"Redis password file missing", map[string]string{"store": fmt.Sprintf("store: {redis: {addrs: [\"127.0.0.1:9\"], password_file: %q}}\n", missing)}, "", []string{"password_file: open " + missing}},
 	}
 	path := filepath.Join(dir, "sekisho.yaml")
 	for _, c := range cases {
-		if err := os.WriteFile(path, []byte(config("127.0.0.1:9", c.change)), 0o600); err != nil {
+		text := c.raw
+		if text == "" {
+			text = config("127.0.0.1:9", c.change)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		check, checkErr := exec.Command(bin, "check-config", "-config", path).CombinedOutput()
