@@ -487,7 +487,7 @@ func TestCheckConfigNamesFileAndLine(t *testing.T) {
 		t.Errorf("check-config said %q, want it to contain %q", out, want)
 	}
 	// And a valid file passes, printing the effective settings.
-	os.WriteFile(path, []byte("hostname: mx.campus.test\n"), 0o600)
+	os.WriteFile(path, []byte("hostname: mx.campus.test\nlocal_domains: [campus.test]\nroutes: [{domains: [campus.test], next_hops: [\"smtp://10.0.1.5:25\"]}]\n"), 0o600)
 	out, err = exec.Command(harness.Binary(t), "check-config", "-config", path).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "max_connections: 2000") {
 		t.Errorf("valid config: %v\n%s", err, out)

@@ -815,7 +815,8 @@ func TestMSACheckConfigNeedsTLS(t *testing.T) {
 			t.Errorf("%s: check-config said %q, want file:line %q", tc.name, out, tc.want)
 		}
 	}
-	os.WriteFile(path, []byte(head+"  submission: \"127.0.0.1:2587\"\n  submissions: \"127.0.0.1:2465\"\n"+tlsYAML+ldapYAML), 0o600)
+	campus := "local_domains: [campus.test]\nroutes: [{domains: [campus.test], next_hops: [\"smtp://127.0.0.1:9\"]}]\n"
+	os.WriteFile(path, []byte(head+"  submission: \"127.0.0.1:2587\"\n  submissions: \"127.0.0.1:2465\"\n"+tlsYAML+ldapYAML+campus), 0o600)
 	out, err := exec.Command(harness.Binary(t), "check-config", "-config", path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("a complete MSA config was refused: %v\n%s", err, out)
@@ -828,8 +829,9 @@ func TestMSACheckConfigNeedsTLS(t *testing.T) {
 }
 
 // TestMSADeployConfigs: every example config under deploy/ passes
-// check-config, with the files it names (under /etc/sekisho/) replaced by
-// placeholders.
+// check-config, with the files it names (under /etc/sekisho/) made for the
+// test: the shipped bad-domain list, a password, a certificate and its key
+// (check-config opens every file, as serve does).
 func TestMSADeployConfigs(t *testing.T) {
 	files, _ := filepath.Glob("../deploy/*.yaml")
 	if len(files) == 0 {
@@ -843,10 +845,20 @@ func TestMSADeployConfigs(t *testing.T) {
 			t.Fatal(err)
 		}
 		dir := t.TempDir()
+		cert, key := selfSigned(t, t.TempDir(), msaHost)
 		for _, p := range pathRE.FindAllString(string(data), -1) {
 			local := filepath.Join(dir, strings.TrimPrefix(p, "/etc/sekisho/"))
 			os.MkdirAll(filepath.Dir(local), 0o700)
-			os.WriteFile(local, []byte("placeholder\n"), 0o600)
+			content := []byte("secret\n")
+			switch base := filepath.Base(p); {
+			case base == "baddomains.txt":
+				content, _ = os.ReadFile("../baddomains.txt")
+			case strings.HasSuffix(base, ".pem") && strings.Contains(base, "key"):
+				content, _ = os.ReadFile(key)
+			case strings.HasSuffix(base, ".pem"):
+				content, _ = os.ReadFile(cert)
+			}
+			os.WriteFile(local, content, 0o600)
 		}
 		text := strings.ReplaceAll(string(data), "/etc/sekisho/", dir+"/")
 		cfg := filepath.Join(dir, filepath.Base(file))
@@ -892,14 +904,15 @@ func TestMSACertificateReload(t *testing.T) {
 		}
 	}
 
-	// A broken pair: a third certificate with the second pair's key.
+	// A broken pair: a third certificate with the second pair's key. The
+	// loader refuses the reload, naming the files.
 	brokenDir := t.TempDir()
 	brokenCert, _ := selfSigned(t, brokenDir, msaHost)
 	msaReplace(t, brokenCert, f.cert)
 	f.gw.Signal(syscall.SIGHUP)
-	line := f.gw.WaitLog("new certificate refused", 10*time.Second)
-	if !strings.Contains(line, "level=ERROR") {
-		t.Errorf("a refused certificate is not logged as an error: %s", line)
+	line := f.gw.WaitLog("configuration reload refused", 10*time.Second)
+	if !strings.Contains(line, "level=ERROR") || !strings.Contains(line, f.cert) || !strings.Contains(line, "private key does not match") {
+		t.Errorf("a refused certificate is not logged as an error naming the file: %s", line)
 	}
 	for _, implicit := range []bool{true, false} {
 		if got := f.served(t, implicit); !bytes.Equal(got, newDER) {

@@ -5,6 +5,7 @@ import (
 	"net/smtp"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -48,22 +49,7 @@ func rewriteConfig(t *testing.T, path, content string) {
 func reloadAndWait(t *testing.T, gw *harness.Gateway, substr string, n int) string {
 	t.Helper()
 	gw.Signal(syscall.SIGHUP)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var lines []string
-		for _, l := range strings.Split(gw.Log(), "\n") {
-			if strings.Contains(l, substr) {
-				lines = append(lines, l)
-			}
-		}
-		if len(lines) >= n {
-			return lines[n-1]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("SIGHUP: no %d-th log line with %q", n, substr)
-		}
-		time.Sleep(20 * time.Millisecond) // polls the log for the condition
-	}
+	return gw.WaitLogCount(func(l string) bool { return strings.Contains(l, substr) }, n, 10*time.Second)
 }
 
 // sendMail sends one message with net/smtp to the gateway, as a campus
@@ -193,4 +179,125 @@ func TestReloadNeedsRestart(t *testing.T) {
 	if delivered(hopB, "old address") == nil {
 		t.Errorf("the rest of the file was not applied: the new route's next hop did not get the message")
 	}
+}
+
+// mxStyleConfig is deploy/mx.yaml for a test: its sections, comments and
+// settings, with test addresses and files; dns: comes first, so that every
+// prefix the gateway accepts asks the test DNS server, never the machine's
+// resolver. Two next hops as in mx.yaml, and a bad-domain list.
+func mxStyleConfig(smtpAddr, httpAddr, dnsAddr, hop1, hop2, badDomains string) string {
+	return fmt.Sprintf(`# sekisho as the inbound MX of campus.test: mail from the Internet for the
+# campus domains, relayed to the campus mail servers.
+hostname: mx1.campus.test
+listen:
+  smtp: %q
+  http: %q          # /metrics, /healthz, /readyz
+dns: {resolvers: [%q], timeout: 500ms, attempts: 2, canary: campus.test}
+local_domains: [campus.test, .campus.test]   # leading dot: subdomains
+trusted_networks: [127.0.0.1/32]   # nobody else may relay through an MX
+routes:
+  # First match wins. Both campus servers are tried in order (failover).
+  - {domains: [campus.test, .campus.test], next_hops: ["smtp://%s", "smtp://%s"]}
+checks:
+  greet_pause: {delay: 5s}
+  # Looked up while the banner is held, enforced at the first RCPT.
+  dnsbl:
+    zones: ["bl.test=127.0.0.2..127.0.0.11"]
+    threshold: 1
+  domain:
+    bad_domains: %s
+    nxdomain: tempfail
+limits:
+  max_connections: 2000
+  max_connections_per_ip: 20
+  max_message_bytes: 52428800
+  max_recipients: 100
+  max_errors: 10
+  command_timeout: 5m
+  data_timeout: 10m
+  shutdown_grace: 20s
+next_hop:
+  connect_timeout: 10s
+  call_ahead_timeout: 30s
+  command_timeout: 2m
+  data_timeout: 5m
+log: {format: text, level: info}
+`, smtpAddr, httpAddr, dnsAddr, hop1, hop2, badDomains)
+}
+
+// TestReloadEveryPrefixKeepsTheCampus: a running MX gets its configuration
+// file replaced by each prefix of a deploy-style file (cut after each line:
+// an editor's save caught half way, `: > sekisho.yaml`, a file that stops
+// after listen:), then SIGHUP. After every reload a campus address from
+// outside is still accepted (never a 5xx: no "relay access denied", no "no
+// route"), and each refused file got exactly one ERROR line naming it, an
+// empty one "file is empty"; an accepted one none.
+func TestReloadEveryPrefixKeepsTheCampus(t *testing.T) {
+	s := mailDNS(t)
+	s.AddZone("bl.test.", 60)
+	hop1 := harness.StartNextHop(t, false)
+	hop2 := harness.StartNextHop(t, false)
+	list := filepath.Join(t.TempDir(), "baddomains.txt")
+	writeList(t, list, "first.net\n")
+	full := mxStyleConfig(testenv.FreePort(t), testenv.FreePort(t), s.Addr(), hop1.Addr, hop2.Addr, list)
+	gw := harness.Start(t, full)
+	path := filepath.Join(gw.Dir, "sekisho.yaml")
+
+	isReload := func(l string) bool {
+		return strings.Contains(l, "configuration reloaded") || strings.Contains(l, "configuration reload refused")
+	}
+	countErrors := func() int { return strings.Count(gw.Log(), "level=ERROR") }
+	lines := strings.SplitAfter(full, "\n")
+	refused, accepted := 0, 0
+	for n := 0; n <= len(lines); n++ {
+		prefix := strings.Join(lines[:n], "")
+		rewriteConfig(t, path, prefix)
+		errorsBefore := countErrors()
+		gw.Signal(syscall.SIGHUP)
+		line := gw.WaitLogCount(isReload, n+1, 10*time.Second)
+		if strings.Contains(line, "configuration reload refused") {
+			refused++
+			if !strings.Contains(line, "level=ERROR") || !strings.Contains(line, path) {
+				t.Errorf("cut after line %d: the refusal is not an ERROR line naming %s:\n%s", n, path, line)
+			}
+			if !strings.Contains(prefix, ":") && !strings.Contains(line, "file is empty") {
+				t.Errorf("cut after line %d (no setting): the refusal does not say the file is empty:\n%s", n, line)
+			}
+			// Once the file has listen:, what is missing is said at the
+			// line of the listener that needs it.
+			if strings.Contains(prefix, "\nlisten:") && !regexp.MustCompile(regexp.QuoteMeta(path)+`:\d+: `).MatchString(line) {
+				t.Errorf("cut after line %d: the refusal does not name %s:LINE:\n%s", n, path, line)
+			}
+		} else {
+			accepted++
+		}
+
+		// From outside: a bounce (the null sender) and a message from
+		// an existing domain, each to the campus and a subdomain.
+		c := harness.DialFrom(t, outside, gw.SMTP)
+		c.Expect("EHLO client.mx.net", "250")
+		for _, from := range []string{"", "bob@mx.net"} {
+			if r := c.Cmd("MAIL FROM:<" + from + ">"); r.Code != 250 {
+				t.Errorf("cut after line %d: MAIL FROM:<%s> got %v, want 250", n, from, r)
+			}
+			for _, rcpt := range []string{"alice@campus.test", "carol@dept.campus.test"} {
+				if r := c.Cmd("RCPT TO:<" + rcpt + ">"); r.Code != 250 {
+					t.Errorf("cut after line %d: MAIL FROM:<%s> RCPT TO:<%s> got %v, want 250; the file was:\n%s", n, from, rcpt, r, prefix)
+				}
+			}
+			c.Expect("RSET", "250")
+		}
+		c.Expect("QUIT", "221")
+		want := errorsBefore
+		if strings.Contains(line, "configuration reload refused") {
+			want++
+		}
+		if got := countErrors(); got != want {
+			t.Errorf("cut after line %d: %d new ERROR lines, want %d", n, got-errorsBefore, want-errorsBefore)
+		}
+	}
+	if refused == 0 || accepted == 0 {
+		t.Errorf("%d files refused, %d accepted: want both", refused, accepted)
+	}
+	t.Logf("%d prefixes refused, %d accepted", refused, accepted)
 }

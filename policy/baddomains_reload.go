@@ -120,23 +120,43 @@ func (b *BadDomains) loadLocked(trigger string, onlyIfChanged bool) error {
 		list, err = ParseBadDomains(path, content)
 	}
 	if err != nil {
-		kept := 0
-		if old != nil {
-			kept = old.Len()
+		if old == nil {
+			// Nothing to keep: a missing file at start is said as such
+			// ("no such file or directory"), not as a list kept in force.
+			b.logger.Error("bad-domain list refused; no list is in force", "file", path, "trigger", trigger, "error", err)
+			if b.onReload != nil {
+				b.onReload(0, err)
+			}
+			return fmt.Errorf("bad-domain list refused: %w", err)
 		}
 		b.logger.Error("bad-domain list refused; the previous list stays in force",
-			"file", path, "trigger", trigger, "error", err, "entries_in_force", kept)
+			"file", path, "trigger", trigger, "error", err, "entries_in_force", old.Len())
 		if b.onReload != nil {
-			b.onReload(kept, err)
+			b.onReload(old.Len(), err)
 		}
-		return fmt.Errorf("bad-domain list refused, previous list (%d entries) stays in force: %w", kept, err)
+		return fmt.Errorf("bad-domain list refused, previous list (%d entries) stays in force: %w", old.Len(), err)
 	}
+	b.storeLocked(list, trigger)
+	return nil
+}
+
+// Put puts in force a list parsed elsewhere (the configuration loader reads
+// the file the configuration names, so that `sekisho check-config` and
+// `sekisho serve` refuse the same files), as Load would have: its file is
+// remembered for Reload and Watch, and trigger names the cause in the log.
+func (b *BadDomains) Put(list *BadDomainList, trigger string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.path = list.File()
+	b.storeLocked(list, trigger)
+}
+
+func (b *BadDomains) storeLocked(list *BadDomainList, trigger string) {
 	b.list.Store(list)
-	b.logger.Info("bad-domain list loaded", "file", path, "trigger", trigger, "entries", list.Len())
+	b.logger.Info("bad-domain list loaded", "file", list.File(), "trigger", trigger, "entries", list.Len())
 	if b.onReload != nil {
 		b.onReload(list.Len(), nil)
 	}
-	return nil
 }
 
 // Watch starts watching the list's directory (and, when the file is a

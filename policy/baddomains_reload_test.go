@@ -340,3 +340,31 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestBadDomainsMissingAtFirstLoad: a file missing at the first Load says
+// so; no previous list is in force to speak of. Put then puts a list parsed
+// elsewhere in force, and Reload reads its file.
+func TestBadDomainsMissingAtFirstLoad(t *testing.T) {
+	logs := &syncBuffer{}
+	b := NewBadDomains(BadDomainsOptions{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	missing := filepath.Join(t.TempDir(), "baddomains.txt")
+	err := b.Load(missing)
+	if err == nil || !strings.Contains(err.Error(), "no such file or directory") || strings.Contains(err.Error(), "previous list") {
+		t.Errorf("Load of a missing file: %v", err)
+	}
+	if strings.Contains(logs.String(), "previous list") || !strings.Contains(logs.String(), "no list is in force") {
+		t.Errorf("the refusal at first load speaks of a previous list:\n%s", logs)
+	}
+	list, err := ParseBadDomains(missing, []byte("first.con\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Put(list, "load")
+	if !isBad(b, "first.con") || !strings.Contains(logs.String(), "trigger=load entries=1") {
+		t.Errorf("Put: list not in force or not logged:\n%s", logs)
+	}
+	replaceFile(t, missing, "second.con\n")
+	if err := b.Reload(); err != nil || !isBad(b, "second.con") {
+		t.Errorf("Reload after Put: %v", err)
+	}
+}

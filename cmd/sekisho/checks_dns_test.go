@@ -33,7 +33,7 @@ func TestDNSChecksConfigErrors(t *testing.T) {
 		}
 	}
 	// Off: nothing is judged.
-	if _, err := ParseConfig("f.yaml", []byte(dnsTestBase+"checks:\n  dnsbl: {off: true, zones: [\"x=1\"]}\n")); err != nil {
+	if _, err := ParseConfig("f.yaml", []byte(dnsTestBase+"checks:\n  dnsbl: {off: true, zones: [\"x=1\"]}\n"+localRoute)); err != nil {
 		t.Errorf("an off dnsbl section judged: %v", err)
 	}
 }
@@ -43,7 +43,7 @@ func TestDNSChecksConfigErrors(t *testing.T) {
 func TestDNSChecksWiring(t *testing.T) {
 	build := func(yaml string) []filters.Check {
 		t.Helper()
-		cfg, err := ParseConfig("f.yaml", []byte(dnsTestBase+yaml))
+		cfg, err := ParseConfig("f.yaml", []byte(dnsTestBase+yaml+localRoute))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +75,7 @@ func TestDNSChecksWiring(t *testing.T) {
 			t.Errorf("%q: checks %q, want %q", c.yaml, got, c.want)
 		}
 	}
-	cfg, err := ParseConfig("f.yaml", []byte(dnsTestBase+"checks:\n  domain: {popular_domains: []}\n"))
+	cfg, err := ParseConfig("f.yaml", []byte(dnsTestBase+"checks:\n  domain: {popular_domains: []}\n"+localRoute))
 	if err != nil || cfg.Checks.Domain.PopularDomains == nil || cfg.Checks.Domain.NXDomain != "tempfail" {
 		t.Errorf("popular_domains: [] must stay an empty list (suggestion off), nxdomain default tempfail: %#v %v", cfg.Checks.Domain, err)
 	}

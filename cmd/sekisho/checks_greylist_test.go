@@ -45,11 +45,11 @@ func TestGreylistConfigErrorsNameFileAndLine(t *testing.T) {
 		}
 	}
 	// A whitelist is not read when greylisting is off.
-	if _, err := ParseConfig("f.yaml", []byte("hostname: mx\nchecks:\n  greylist: {off: true, whitelist: /nonexistent}\n")); err != nil {
+	if _, err := ParseConfig("f.yaml", []byte("hostname: mx\nchecks:\n  greylist: {off: true, whitelist: /nonexistent}\n"+localSite)); err != nil {
 		t.Errorf("greylisting off: %v", err)
 	}
 	// The shipped whitelist is valid.
-	if _, err := ParseConfig("f.yaml", []byte("hostname: mx\nchecks:\n  greylist: {whitelist: ../../deploy/greylist-whitelist.txt}\n")); err != nil {
+	if _, err := ParseConfig("f.yaml", []byte("hostname: mx\nchecks:\n  greylist: {whitelist: ../../deploy/greylist-whitelist.txt}\n"+localSite)); err != nil {
 		t.Errorf("shipped whitelist: %v", err)
 	}
 }
@@ -61,7 +61,7 @@ checks:
   greylist: {delay: 2s, ipv4_prefix: 28}
 store:
   redis: {addrs: ["127.0.0.1:6379"], master_name: mymaster, db: 2}
-`))
+`+localSite))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 const spfTestBase = "hostname: mx.campus.test\nlisten: {smtp: \"127.0.0.1:2525\"}\ndns: {resolvers: [\"127.0.0.1:53\"]}\n"
 
 func TestSPFConfig(t *testing.T) {
-	cfg, err := ParseConfig("f.yaml", []byte(spfTestBase))
+	cfg, err := ParseConfig("f.yaml", []byte(spfTestBase+localSite))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,7 +21,7 @@ func TestSPFConfig(t *testing.T) {
 	if s := cfg.Checks.SPF; s.Off || s.Fail != "reject" || s.TempError != "tag" || s.Timeout != filters.DefaultSPFTimeout {
 		t.Fatalf("defaults %+v", s)
 	}
-	cfg, err = ParseConfig("f.yaml", []byte(spfTestBase+"checks:\n  spf: {fail: tag, temperror: tempfail, timeout: 5s}\n"))
+	cfg, err = ParseConfig("f.yaml", []byte(spfTestBase+"checks:\n  spf: {fail: tag, temperror: tempfail, timeout: 5s}\n"+localSite))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestSPFConfig(t *testing.T) {
 }
 
 func TestSPFChecksWiring(t *testing.T) {
-	cfg, err := ParseConfig("f.yaml", []byte(spfTestBase+"checks:\n  spf: {fail: tag, temperror: tempfail, timeout: 5s}\n"))
+	cfg, err := ParseConfig("f.yaml", []byte(spfTestBase+"checks:\n  spf: {fail: tag, temperror: tempfail, timeout: 5s}\n"+localSite))
 	if err != nil {
 		t.Fatal(err)
 	}

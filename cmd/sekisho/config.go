@@ -45,6 +45,10 @@ type Config struct {
 	Health          HealthConfig  `yaml:"health"`
 	Alarm           AlarmConfig   `yaml:"alarm"`
 	ProxyProtocol   ProxyConfig   `yaml:"proxy_protocol"`
+
+	// named is what the files the configuration names held when the
+	// loader read them (config_files.go).
+	named *namedFiles
 }
 
 // ProxyConfig names the load balancers in front of the SMTP listeners:
@@ -329,9 +333,19 @@ func mustHop(s string) NextHop {
 	return NextHop{h}
 }
 
-// LoadConfig reads a configuration file over the defaults. Every error names
-// the file and the line.
+// LoadConfig is the one loader of the configuration: `sekisho serve` at
+// start and on every SIGHUP, check-config, explain and report call it. path
+// "" is the embedded defaults (serve without -config). A file is read,
+// parsed strictly over the defaults, validated, checked for what a file
+// must say itself (requiredInFile), and every file it names is opened
+// (Config.files). Every error names the file and, where there is one, the
+// line.
 func LoadConfig(path string) (Config, error) {
+	if path == "" {
+		cfg := Defaults()
+		_, err := cfg.files() // none: the defaults name no file
+		return cfg, err
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, err
@@ -341,30 +355,106 @@ func LoadConfig(path string) (Config, error) {
 
 var yamlLine = regexp.MustCompile(`^\s*(?:yaml: )?line (\d+): (.*)$`)
 
-// ParseConfig parses configuration text; name is the file name for errors.
-// A key present in the file replaces the default, lists included.
+// ParseConfig is LoadConfig on the text of a file; name is the file name
+// for errors. A key present in the file replaces the default, lists
+// included.
 func ParseConfig(name string, data []byte) (Config, error) {
 	cfg := Defaults()
 	var root yaml.Node
-	yaml.Unmarshal(data, &root)
+	if err := yaml.Unmarshal(data, &root); err == nil && isEmptyDocument(&root) {
+		// An editor's save caught half way, `: > sekisho.yaml`: not "every
+		// key at its default", which would make a campus MX refuse the
+		// campus.
+		return Config{}, fmt.Errorf("%s: file is empty (nothing but blanks and comments): refused", name)
+	}
 	if hasTopKey(&root, "listen") {
 		// A file that names listeners names all of them: an absent one
 		// does not listen (DESIGN.md §7), the default smtp one included.
 		cfg.Listen = ListenConfig{}
 	}
+	// What the gateway is has no default in a file (requiredInFile).
+	cfg.Hostname, cfg.LocalDomains, cfg.Routes = "", nil, nil
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fileLineErrors(name, err)
 	}
-	if err := cfg.validate(); err != nil {
-		var ve *validationError
-		if errors.As(err, &ve) {
+	for _, check := range []func() error{
+		cfg.validateSettings,
+		func() error { return requiredInFile(&root, &cfg) },
+		cfg.validateDelivery,
+		func() error { _, err := cfg.files(); return err },
+		cfg.tryLookups,
+	} {
+		if err := check(); err != nil {
+			var ve *validationError
+			switch {
+			case !errors.As(err, &ve):
+				return Config{}, fmt.Errorf("%s: %v", name, err)
+			case len(ve.path) == 0:
+				return Config{}, fmt.Errorf("%s: %s", name, ve.msg)
+			}
 			return Config{}, fmt.Errorf("%s:%d: %s", name, lineOf(&root, ve.path), ve.msg)
 		}
-		return Config{}, fmt.Errorf("%s: %v", name, err)
 	}
 	return cfg, nil
+}
+
+// isEmptyDocument reports whether a parsed file holds no setting: no
+// document at all (blanks, comments), a null one ("~", "---") or an empty
+// mapping ("{}").
+func isEmptyDocument(root *yaml.Node) bool {
+	n := root
+	if n.Kind == 0 {
+		return true
+	}
+	if n.Kind == yaml.DocumentNode {
+		if len(n.Content) == 0 {
+			return true
+		}
+		n = n.Content[0]
+	}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		return n.Tag == "!!null"
+	case yaml.MappingNode:
+		return len(n.Content) == 0
+	}
+	return false
+}
+
+// requiredInFile checks what a configuration file must say itself rather
+// than take from the embedded defaults, which are for `sekisho serve`
+// without -config (a test on localhost): hostname always; local_domains
+// with an smtp listener (the domains it takes mail for from anyone); routes
+// with every listener (they all relay). A file cut short or emptied of
+// these must never replace a running configuration with one that refuses
+// the campus (docs/config.md, "What a file must say").
+func requiredInFile(root *yaml.Node, c *Config) error {
+	if !hasTopKey(root, "hostname") {
+		return &validationError{msg: "hostname is required in a configuration file (our name in the banner and in Received; the default, localhost, is for serve without -config)"}
+	}
+	listener := func(key string) (string, []string) {
+		if hasTopKey(root, "listen") {
+			return "listener " + key, []string{"listen", key}
+		}
+		return "listener " + key + " (the default, the file has no listen)", nil
+	}
+	for _, l := range []struct{ key, addr string }{
+		{"smtp", c.Listen.SMTP}, {"lmtp", c.Listen.LMTP}, {"submission", c.Listen.Submission}, {"submissions", c.Listen.Submissions},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		what, path := listener(l.key)
+		if l.key == "smtp" && (!hasTopKey(root, "local_domains") || len(c.LocalDomains) == 0) {
+			return &validationError{path: path, msg: what + " needs local_domains, the domains it takes mail for: the file names none"}
+		}
+		if !hasTopKey(root, "routes") || len(c.Routes) == 0 {
+			return &validationError{path: path, msg: what + " relays mail and needs routes: the file names none"}
+		}
+	}
+	return nil
 }
 
 // hasTopKey reports whether the document has key at its top level.
@@ -468,10 +558,41 @@ func lineOf(root *yaml.Node, path []string) int {
 	return line
 }
 
+// validate checks a whole configuration: its settings, then who it is and
+// where its mail goes. ParseConfig checks a file's in that order too, with
+// requiredInFile between the two, so that a mistake in a setting is named
+// as such in a file that leaves out routes.
 func (c *Config) validate() error {
+	if err := c.validateSettings(); err != nil {
+		return err
+	}
+	return c.validateDelivery()
+}
+
+// validateDelivery checks the hostname and the routes: at least one, and
+// one for every local domain.
+func (c *Config) validateDelivery() error {
 	if c.Hostname == "" {
 		return invalid("hostname must not be empty", "hostname")
 	}
+	if len(c.Routes) == 0 {
+		return invalid("at least one route is required", "routes")
+	}
+	routes := c.relayRoutes()
+	for _, d := range c.LocalDomains {
+		probe := strings.TrimPrefix(d, ".")
+		if strings.HasPrefix(d, ".") {
+			probe = "sub" + d
+		}
+		if routes.Lookup(probe) < 0 {
+			return invalid("local domain "+d+" matches no route: its mail would have nowhere to go", "local_domains")
+		}
+	}
+	return nil
+}
+
+// validateSettings checks everything but what validateDelivery does.
+func (c *Config) validateSettings() error {
 	if c.Listen.SMTP == "" && c.Listen.LMTP == "" && c.Listen.Submission == "" && c.Listen.Submissions == "" {
 		return invalid("no SMTP listener configured (listen.smtp, lmtp, submission or submissions)", "listen")
 	}
@@ -507,22 +628,9 @@ func (c *Config) validate() error {
 			return invalid("positive_cache_ttl must not be negative (0: off)", "ldap", "positive_cache_ttl")
 		}
 	}
-	if len(c.Routes) == 0 {
-		return invalid("at least one route is required", "routes")
-	}
-	routes := c.relayRoutes()
 	for i, r := range c.Routes {
 		if err := r.validate(i); err != nil {
 			return err
-		}
-	}
-	for _, d := range c.LocalDomains {
-		probe := strings.TrimPrefix(d, ".")
-		if strings.HasPrefix(d, ".") {
-			probe = "sub" + d
-		}
-		if routes.Lookup(probe) < 0 {
-			return invalid("local domain "+d+" matches no route: its mail would have nowhere to go", "local_domains")
 		}
 	}
 	for _, v := range []func() error{

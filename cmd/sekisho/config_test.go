@@ -32,7 +32,7 @@ func TestConfigErrorsNameFileAndLine(t *testing.T) {
 		{"hostname: mx\nchecks:\n  domain:\n    nxdomain: bounce\n", "f.yaml:4: nxdomain must be tempfail or reject"},
 		{"hostname: mx\nlimits:\n  data_timeout: 10\n", "f.yaml:"},
 		{"hostname: mx\nlimits:\n  data_timeout: soon\n", "f.yaml:3:"},
-		{"hostname: mx\nlocal_domains: [campus.test]\n", "f.yaml:2: local domain campus.test matches no route"},
+		{"hostname: mx\nlocal_domains: [campus.test]\nroutes: [{domains: [other.test], next_hops: [mx]}]\n", "f.yaml:2: local domain campus.test matches no route"},
 		{"hostname: [\n", "f.yaml:"},
 		{"hostname: mx\ntls: {cert: /etc/sekisho/cert.pem}\n", "f.yaml:2: cert and key go together"},
 		{"hostname: mx\nldap:\n  urls: [ldap://l]\n  base_dn: dc=x\n  canary: c@x\n  positive_cache_ttl: -1m\n", "f.yaml:6: positive_cache_ttl must not be negative"},
@@ -66,15 +66,21 @@ limits: {max_recipients: 50, data_timeout: 2m}
 	}
 }
 
-// TestShippedConfigsAreValid: every example under deploy/ passes check-config.
+// TestShippedConfigsAreValid: every example under deploy/ passes
+// check-config once the files it names under /etc/sekisho/ exist
+// (deployFixture), and not before: check-config opens them as serve does.
 func TestShippedConfigsAreValid(t *testing.T) {
-	files, _ := filepath.Glob("../../deploy/*.yaml")
-	if len(files) == 0 {
-		t.Fatal("no example configurations under deploy/")
-	}
+	files := deployConfigs(t)
 	for _, f := range files {
 		var out, errb bytes.Buffer
-		if code := run([]string{"check-config", "-config", f}, &out, &errb); code != 0 {
+		if code := run([]string{"check-config", "-config", f}, &out, &errb); code == 0 && strings.Contains(fileContent(t, f), "/etc/sekisho/") && !exists("/etc/sekisho") {
+			t.Errorf("%s: check-config passed while the files it names under /etc/sekisho/ do not exist here", f)
+		}
+		path := filepath.Join(t.TempDir(), filepath.Base(f))
+		writeFile(t, path, deployFixture(t, fileContent(t, f)))
+		out.Reset()
+		errb.Reset()
+		if code := run([]string{"check-config", "-config", path}, &out, &errb); code != 0 {
 			t.Errorf("%s: check-config exit %d: %s", f, code, errb.String())
 		}
 	}
@@ -94,7 +100,7 @@ func TestVersionAndUsage(t *testing.T) {
 // TestListenReplacedWhole: a file that has a listen block names every
 // listener; the default smtp listener is not kept behind its back.
 func TestListenReplacedWhole(t *testing.T) {
-	cfg, err := ParseConfig("f.yaml", []byte("hostname: mx\nlisten:\n  http: \"127.0.0.1:9025\"\n  smtp: \"127.0.0.1:25\"\n"))
+	cfg, err := ParseConfig("f.yaml", []byte("hostname: mx\nlisten:\n  http: \"127.0.0.1:9025\"\n  smtp: \"127.0.0.1:25\"\n"+localSite))
 	if err != nil || cfg.Listen.SMTP != "127.0.0.1:25" {
 		t.Fatalf("smtp given: %+v, %v", cfg.Listen, err)
 	}
@@ -102,7 +108,7 @@ func TestListenReplacedWhole(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no SMTP listener") {
 		t.Fatalf("listen without smtp kept the default smtp listener: %v", err)
 	}
-	cfg, err = ParseConfig("f.yaml", []byte("hostname: mx\n"))
+	cfg, err = ParseConfig("f.yaml", []byte("hostname: mx\n"+localSite))
 	if err != nil || cfg.Listen.SMTP != "127.0.0.1:2525" {
 		t.Fatalf("no listen block: %+v, %v", cfg.Listen, err)
 	}
@@ -114,6 +120,7 @@ func TestListenReplacedWhole(t *testing.T) {
 func TestRouteMode(t *testing.T) {
 	cfg, err := ParseConfig("f.yaml", []byte(`
 hostname: mx1.campus.test
+local_domains: [campus.test]
 routes:
   - {domains: [campus.test], mode: all, next_hops: ["smtp://10.0.1.5:25", "lmtp://10.0.1.6:24", "maildir:/srv/copy"]}
   - {domains: [other.test], mode: failover, next_hops: ["smtp://10.0.1.5:25"]}

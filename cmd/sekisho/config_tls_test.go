@@ -45,6 +45,7 @@ func writeCA(t *testing.T) string {
 func TestRouteTLSConfig(t *testing.T) {
 	ca := writeCA(t)
 	cfg, err := ParseConfig("f.yaml", []byte(`hostname: mx
+local_domains: [localhost]
 routes:
   - {domains: [localhost], next_hops: ["maildir:var/mail"]}
   - {domains: [campus.test], next_hops: ["smtp://10.0.1.5:25"], tls: verify, tls_ca_file: `+ca+`}

@@ -207,7 +207,7 @@ func TestDKIMConfig(t *testing.T) {
 	}
 
 	okFile := filepath.Join(dir, "ok.yaml")
-	os.WriteFile(okFile, []byte(head+"dkim: [{domain: campus.test, selector: s1, key_file: campus.test.s1.key, subdomains: true}]\n"), 0o600)
+	os.WriteFile(okFile, []byte(head+"dkim: [{domain: campus.test, selector: s1, key_file: campus.test.s1.key, subdomains: true}]\n"+localSite), 0o600)
 	var out, errb bytes.Buffer
 	if code := run([]string{"check-config", "-config", okFile}, &out, &errb); code != 0 || !strings.Contains(out.String(), "key_file: campus.test.s1.key") {
 		t.Fatalf("check-config: exit %d, %s%s", code, errb.String(), out.String())

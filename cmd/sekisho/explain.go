@@ -53,12 +53,10 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		}
 		header = headerSection(raw)
 	}
-	cfg := Defaults()
-	if *path != "" {
-		if cfg, err = LoadConfig(*path); err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
+	cfg, err := LoadConfig(*path) // "": the embedded defaults
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
 	}
 
 	log := newLogger(LogConfig{Format: "text", Level: "error"}, stderr)

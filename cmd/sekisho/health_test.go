@@ -31,7 +31,7 @@ func TestHealthConfigErrors(t *testing.T) {
 		cfg.Alarm.TempfailRatio != 0.2 || cfg.Alarm.Window.String() != "10m0s" || cfg.Alarm.MinEvents != 20 {
 		t.Errorf("defaults: %+v %+v", cfg.Health, cfg.Alarm)
 	}
-	if _, err := ParseConfig("f.yaml", []byte("hostname: mx\nhealth: {required: [dns_canary, store, next_hop]}\nalarm: {mail_to: postmaster@localhost}\n")); err != nil {
+	if _, err := ParseConfig("f.yaml", []byte("hostname: mx\nhealth: {required: [dns_canary, store, next_hop]}\nalarm: {mail_to: postmaster@localhost}\n"+localSite)); err != nil {
 		t.Errorf("valid health and alarm refused: %v", err)
 	}
 }

@@ -90,16 +90,14 @@ func usage(w io.Writer) {
 `)
 }
 
-// loadConfig reads -config, or returns the embedded defaults.
+// loadConfig loads -config (LoadConfig, the loader serve's SIGHUP uses
+// too), or the embedded defaults without one.
 func loadConfig(name string, args []string, stderr io.Writer) (Config, []string, bool) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (default: embedded defaults)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, nil, false
-	}
-	if *path == "" {
-		return Defaults(), fs.Args(), true
 	}
 	cfg, err := LoadConfig(*path)
 	if err != nil {

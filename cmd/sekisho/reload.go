@@ -87,11 +87,13 @@ func (g *generation) retire() {
 // serves, which a reload does not change.
 func buildGeneration(cfg *Config, d *deps, prev *generation, listen ListenConfig) (*generation, error) {
 	g := &generation{cfg: *cfg, d: d}
-	if d.directory != nil {
-		// Read again, as newDirectory did a moment ago: a later reload
-		// keeps the directory only if the file still holds this one.
-		g.ldapPassword, _ = readSecret(cfg.LDAP.BindPasswordFile)
+	files, err := cfg.files()
+	if err != nil {
+		return nil, err
 	}
+	// A later reload keeps the directory only if the file still holds
+	// this password.
+	g.ldapPassword = files.ldapPassword
 	chain, err := buildChain(cfg, d)
 	if err != nil {
 		return nil, err
@@ -113,9 +115,9 @@ func buildGeneration(cfg *Config, d *deps, prev *generation, listen ListenConfig
 	}
 	if cfg.TLS.Cert != "" {
 		if prev != nil && prev.cert != nil && prev.cfg.TLS == cfg.TLS {
-			g.cert = prev.cert
-		} else if g.cert, err = loadCertificate(cfg.TLS.Cert, cfg.TLS.Key, d.log); err != nil {
-			return nil, err
+			g.cert = prev.cert // the pair the loader read again goes in at applied
+		} else {
+			g.cert = newCertificate(cfg.TLS.Cert, cfg.TLS.Key, files.tlsPair, d.log)
 		}
 		gcfg.TLS = g.cert.config()
 	}
@@ -212,13 +214,18 @@ func reloadDeps(cfg *Config, prev *generation) (*deps, *sharedResource, error) {
 		d.resolver = r
 	}
 
+	// The list the loader read: in a new holder when the file is another
+	// one (put in force here), in the same one otherwise (at applied, so
+	// that a reload refused later leaves the list in force alone).
 	d.badDomains = pd.badDomains
 	if path := badDomainsPath(cfg); path != badDomainsPath(&prev.cfg) {
 		d.badDomains = policy.NewBadDomains(policy.BadDomainsOptions{Logger: d.log})
-		if path != "" {
-			if err := d.badDomains.Load(path); err != nil {
-				return nil, nil, err
-			}
+		files, err := cfg.files()
+		if err != nil {
+			return nil, nil, err
+		}
+		if files.badDomains != nil {
+			d.badDomains.Put(files.badDomains, "reload")
 		}
 	}
 
@@ -251,8 +258,8 @@ func badDomainsPath(cfg *Config) string {
 // password the running directory was built with (a rotated password is a
 // new directory).
 func samePassword(cfg *Config, prev *generation) bool {
-	p, err := readSecret(cfg.LDAP.BindPasswordFile)
-	return err == nil && p == prev.ldapPassword
+	files, err := cfg.files()
+	return err == nil && files.ldapPassword == prev.ldapPassword
 }
 
 // reloader puts a re-read configuration in force on SIGHUP.
@@ -279,11 +286,14 @@ func (r *reloader) current() *generation {
 	return r.cur
 }
 
-// reload reads the configuration file again and puts it in force for new
-// connections. A file that does not parse or validate is refused with one
-// ERROR line naming file:line, and so is one whose lookups or certificate
-// cannot be built; the running configuration then stays in force. What
-// only a restart changes is named in a WARN line; the rest is applied.
+// reload reads the configuration file again through the loader of start
+// and check-config (LoadConfig) and puts it in force for new connections.
+// A file the loader refuses (one that does not parse or validate, an empty
+// or cut-short one, one naming a file that does not load) is refused with
+// one ERROR line naming the file and, where there is one, the line, and so
+// is one whose generation cannot be built; the running configuration then
+// stays in force, its certificate and lists included. What only a restart
+// changes is named in a WARN line; the rest is applied.
 func (r *reloader) reload(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -293,7 +303,7 @@ func (r *reloader) reload(ctx context.Context) {
 	}
 	cfg, err := LoadConfig(r.path)
 	if err != nil {
-		r.log.Error("configuration reload refused, the running configuration stays in force", "err", oneLine(err))
+		r.log.Error("configuration reload refused, the running configuration stays in force", "file", r.path, "err", oneLine(err))
 		return
 	}
 	prev := r.cur
@@ -323,13 +333,15 @@ func (r *reloader) reload(ctx context.Context) {
 func (r *reloader) applied(ctx context.Context, prev, g *generation) {
 	r.checks.follow(g.chain)
 	r.obs.health.follow(&g.cfg, g.d, g.gcfg.Router)
+	// The files kept by name hold what the loader read now.
+	files, _ := g.cfg.files() // read by LoadConfig: no error here
 	if g.d.badDomains != prev.d.badDomains {
 		r.watchBadDomains(ctx, g.d.badDomains)
-	} else if g.d.badDomains.List() != nil {
-		g.d.badDomains.Reload() // logs its own outcome; a broken file keeps the old list
+	} else if files.badDomains != nil {
+		g.d.badDomains.Put(files.badDomains, "reload")
 	}
 	if g.cert != nil && g.cert == prev.cert {
-		g.cert.reload() // logs its own outcome; a broken pair keeps the old one
+		g.cert.put(files.tlsPair)
 	}
 	changed := differing([]setting{
 		{"hostname", prev.cfg.Hostname, g.cfg.Hostname},

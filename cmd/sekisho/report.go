@@ -150,13 +150,10 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 		mondays = report.LastWeeks(reportNow(), *weeks)
 	}
 
-	cfg := Defaults()
-	if *path != "" {
-		var err error
-		if cfg, err = LoadConfig(*path); err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
+	cfg, err := LoadConfig(*path) // "": the embedded defaults
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
 	}
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, "sekisho report:", err)

@@ -49,6 +49,9 @@ func writeReportConfig(t *testing.T, store string) (config, badFile string) {
 	}
 	config = filepath.Join(dir, "sekisho.yaml")
 	body := store + "checks:\n  domain:\n    bad_domains: " + badFile + "\n"
+	if !strings.Contains(body, "hostname:") {
+		body = "hostname: mx\n" + body + localSite
+	}
 	if err := os.WriteFile(config, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -191,21 +194,21 @@ func TestReportCommandUsage(t *testing.T) {
 }
 
 func TestReportConfig(t *testing.T) {
-	cfg, err := ParseConfig("t.yaml", []byte("report:\n  keep: 9600h\n"))
+	cfg, err := ParseConfig("t.yaml", []byte("hostname: mx\nreport:\n  keep: 9600h\n"+localSite))
 	if err != nil || cfg.Report.Keep != 9600*time.Hour || cfg.Report.FlushInterval != report.DefaultFlushInterval {
 		t.Errorf("keep 9600h: %+v, %v", cfg.Report, err)
 	}
 	if _, err := ParseConfig("t.yaml", []byte("\nreport:\n  keep: 24h\n")); err == nil || !strings.Contains(err.Error(), "t.yaml:3: keep must be at least") {
 		t.Errorf("keep 24h: %v", err)
 	}
-	cfg, err = ParseConfig("t.yaml", nil)
+	cfg, err = ParseConfig("t.yaml", []byte("hostname: mx\n"+localSite))
 	if err != nil || cfg.Report.Keep != report.DefaultKeep {
 		t.Errorf("default keep: %v, %v", cfg.Report.Keep, err)
 	}
 }
 
 func TestNewCounterCountsByConfiguredNetworks(t *testing.T) {
-	cfg, err := ParseConfig("t.yaml", []byte("checks:\n  greylist:\n    ipv4_prefix: 32\n"))
+	cfg, err := ParseConfig("t.yaml", []byte("hostname: mx\nchecks:\n  greylist:\n    ipv4_prefix: 32\n"+localSite))
 	if err != nil {
 		t.Fatal(err)
 	}

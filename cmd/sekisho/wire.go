@@ -49,13 +49,13 @@ func newDeps(cfg *Config, log *slog.Logger) (*deps, error) {
 	}
 	d.resolver = r
 
+	files, err := cfg.files()
+	if err != nil {
+		return nil, err
+	}
 	d.badDomains = policy.NewBadDomains(policy.BadDomainsOptions{Logger: log})
-	if path := cfg.Checks.Domain.BadDomains; path != "" && !cfg.Checks.Domain.Off {
-		// A file that does not parse at start-up is an error: there is no
-		// old list to keep in force.
-		if err := d.badDomains.Load(path); err != nil {
-			return nil, err
-		}
+	if files.badDomains != nil {
+		d.badDomains.Put(files.badDomains, "load")
 	}
 
 	if len(cfg.LDAP.URLs) > 0 {
@@ -80,20 +80,21 @@ func newResolver(cfg *Config) (*lookup.Resolver, error) {
 	return r, nil
 }
 
-// newDirectory builds the LDAP directory of ldap: (ldap.urls set).
+// newDirectory builds the LDAP directory of ldap: (ldap.urls set), with
+// the bind password the loader read.
 func newDirectory(cfg *Config) (*lookup.Directory, error) {
-	password, err := readSecret(cfg.LDAP.BindPasswordFile)
+	files, err := cfg.files()
 	if err != nil {
-		return nil, fmt.Errorf("ldap.bind_password_file: %w", err)
+		return nil, err
 	}
 	dir, err := lookup.NewDirectory(lookup.LDAPConfig{
-		URLs: cfg.LDAP.URLs, BaseDN: cfg.LDAP.BaseDN, BindDN: cfg.LDAP.BindDN, BindPassword: password,
+		URLs: cfg.LDAP.URLs, BaseDN: cfg.LDAP.BaseDN, BindDN: cfg.LDAP.BindDN, BindPassword: files.ldapPassword,
 		AccountFilter: cfg.LDAP.AccountFilter, Canary: cfg.LDAP.Canary, Timeout: cfg.LDAP.Timeout,
 		AuthFilter: cfg.LDAP.AuthFilter, AddressAttributes: cfg.LDAP.AddressAttributes,
 		PositiveCacheTTL: cfg.LDAP.PositiveCacheTTL,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("ldap: %w", err)
+		return nil, err // "ldap: ..."
 	}
 	return dir, nil
 }

@@ -199,6 +199,40 @@ func (g *Gateway) WaitLog(substr string, timeout time.Duration) string {
 	}
 }
 
+// WaitLogCount waits until n log lines satisfy match and returns the n-th;
+// each new line the process logs is the signal to look again.
+func (g *Gateway) WaitLogCount(match func(line string) bool, n int, timeout time.Duration) string {
+	g.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	nth := func() (string, bool) {
+		seen := 0
+		for _, l := range strings.Split(g.Log(), "\n") {
+			if match(l) {
+				if seen++; seen == n {
+					return l, true
+				}
+			}
+		}
+		return "", false
+	}
+	for {
+		if l, ok := nth(); ok {
+			return l
+		}
+		select {
+		case <-g.lines:
+		case <-g.exited:
+			if l, ok := nth(); ok {
+				return l
+			}
+			g.t.Fatalf("sekisho exited before its %d-th matching log line", n)
+		case <-ctx.Done():
+			g.t.Fatalf("no %d-th matching log line within %v", n, timeout)
+		}
+	}
+}
+
 // PID is the process's id (for its CPU time and memory in /proc).
 func (g *Gateway) PID() int { return g.cmd.Process.Pid }
 
