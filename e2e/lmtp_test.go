@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -342,6 +343,46 @@ func TestLMTPDuplicateRecipient(t *testing.T) {
 		}
 		if got["bob@campus.test"] != 1 || got["carol@campus.test"] != 1 {
 			t.Errorf("lmtp next hop %v: deliveries per recipient %v, want one each", lmtpHop, got)
+		}
+	}
+}
+
+// TestLMTPReceived: the Received field a message gets through the LMTP
+// listener names the protocol the client spoke (RFC 3848): LMTP in clear,
+// LMTPS after STARTTLS; swaks speaks LMTP to it, and the field is read from
+// what the next hop got.
+func TestLMTPReceived(t *testing.T) {
+	cert, key := selfSigned(t, t.TempDir(), "mx.campus.test")
+	hop := harness.StartNextHop(t, false)
+	s := site{
+		routes: []string{routeTo([]string{"campus.test", ".campus.test"}, "smtp://"+hop.Addr)},
+		extra:  fmt.Sprintf("tls: {cert: %q, key: %q}\n", cert, key),
+	}
+	_, lmtp := startWithLMTP(t, s)
+	host, port, _ := net.SplitHostPort(lmtp)
+	swaks := testenv.Command(t, "swaks", "swaks")
+	for i, tc := range []struct {
+		args []string
+		with string
+	}{
+		{nil, "with LMTP id "},
+		{[]string{"--tls"}, "with LMTPS id "},
+	} {
+		to := fmt.Sprintf("rcpt%d@campus.test", i)
+		args := append([]string{"--server", host, "--port", port, "--protocol", "LMTP", "--helo", "mail.campus.test",
+			"--from", "alice@campus.test", "--to", to, "--header", "Subject: lmtp"}, tc.args...)
+		if out, err := exec.Command(swaks, args...).CombinedOutput(); err != nil {
+			t.Fatalf("swaks %v: %v\n%s", tc.args, err, out)
+		}
+		var data string
+		for _, m := range hop.Messages() {
+			if len(m.To) == 1 && m.To[0] == to {
+				data = string(m.Data)
+			}
+		}
+		rcv, _, _ := strings.Cut(data, "\r\n\tfor <")
+		if !strings.HasPrefix(data, "Received: from mail.campus.test ([127.0.0.1])") || !strings.Contains(rcv, "(sekisho) "+tc.with) {
+			t.Errorf("swaks %v: the next hop got\n%s\nwant a Received field %q", tc.args, data, tc.with)
 		}
 	}
 }

@@ -513,7 +513,6 @@ func (c *conn) startTLS() bool {
 	c.br.Reset(c.in)
 	c.bw.Reset(tc)
 	c.wmu.Unlock()
-	c.tx.proto = "ESMTPS"
 	c.tx.tlsInfo = fmt.Sprintf("using %s with cipher %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
 	return true
 }
