@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"sekisho/auth"
 	"sekisho/filters"
@@ -181,7 +183,11 @@ func (c *conn) rcptParams(s string) (RcptParams, *policy.Reply) {
 			p.Notify = n
 		case key == "ORCPT" && hasValue:
 			typ, addr, ok := strings.Cut(value, ";")
-			v, okx := decodeXtext(addr)
+			decode := decodeXtext // RFC 3461 §4.2
+			if strings.EqualFold(typ, "utf-8") {
+				decode = decodeUTF8Addr // RFC 6533 §3
+			}
+			v, okx := decode(addr)
 			// The decoded address goes to the next hop (re-encoded by the
 			// client library): no control character may hide in it.
 			if !ok || !okx || typ == "" || v == "" || len(value) > 500 || !printableASCII(typ) || hasControl(v) {
@@ -265,6 +271,76 @@ func decodeXtext(s string) (string, bool) {
 		}
 	}
 	return b.String(), true
+}
+
+// decodeUTF8Addr decodes the address of ORCPT=utf-8; (RFC 6533 §3): its
+// utf-8-addr-xtext or utf-8-addr-unitext form, QCHARs (printable ASCII but
+// "+", "=" and "\"), UTF-8 characters, and \x{HEXPOINT} for any other code
+// point. The escape must be well formed (HEXPOINT: two hex digits for "\",
+// a space, "+", "=", an ASCII control or up to U+00FF, else as few digits as
+// the code point takes, no surrogate, at most U+10FFFF), and what it decodes
+// to must be a valid UTF-8 mailbox (RFC 6531) without a control character
+// (C0, DEL, C1) or a backslash: go-smtp re-encodes the address for the next
+// hop and writes a backslash bare, where the next hop would take it as the
+// start of an escape.
+func decodeUTF8Addr(s string) (string, bool) {
+	if !utf8.ValidString(s) {
+		return "", false
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == '\\':
+			hex, rest, ok := strings.Cut(s[i+size:], "}")
+			hex, isEscape := strings.CutPrefix(hex, "x{")
+			if !ok || !isEscape {
+				return "", false
+			}
+			cp, ok := hexPoint(hex)
+			if !ok {
+				return "", false
+			}
+			b.WriteRune(cp)
+			i = len(s) - len(rest)
+			continue
+		case r < utf8.RuneSelf && (r <= ' ' || r == '+' || r == '=' || r == 0x7F):
+			return "", false // not a QCHAR: escaped or absent
+		}
+		b.WriteRune(r)
+		i += size
+	}
+	v := b.String()
+	for _, r := range v {
+		if unicode.IsControl(r) || r == '\\' {
+			return "", false
+		}
+	}
+	if _, rest, err := mailaddr.ParsePath("<"+v+">", false, false, true); err != nil || rest != "" {
+		return "", false
+	}
+	return v, true
+}
+
+// hexPoint reads the HEXPOINT of an RFC 6533 EmbeddedUnicodeChar.
+func hexPoint(hex string) (rune, bool) {
+	if len(hex) < 2 || len(hex) > 6 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(hex, 16, 32)
+	if err != nil {
+		return 0, false
+	}
+	cp := rune(n)
+	switch {
+	case len(hex) == 2:
+		// The xtext specials, ASCII controls and U+0080..U+00FF; any
+		// other ASCII character is written as itself.
+		return cp, cp <= ' ' || cp == '+' || cp == '=' || cp == '\\' || cp >= 0x7F
+	case hex[0] == '0', cp > utf8.MaxRune, cp >= 0xD800 && cp <= 0xDFFF:
+		return 0, false // a leading zero, beyond Unicode, a surrogate
+	}
+	return cp, true
 }
 
 // Data handles DATA (RFC 5321 §4.1.1.4): 354, then the message, read to its
