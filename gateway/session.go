@@ -78,6 +78,10 @@ func (c *conn) Mail(arg string) *policy.Reply {
 	case c.msa && c.user == nil:
 		return policy.AuthRequired // RFC 4954 §6; RFC 6409 §4.3
 	}
+	if !c.trustInForce() && c.lmtp {
+		c.tx.obs.decided("mail", "relay", policy.LMTPNotTrusted, "client no longer in trusted_networks (configuration reloaded)")
+		return policy.LMTPNotTrusted
+	}
 	rest, ok := cutPrefixFold(arg, "FROM:")
 	if !ok {
 		return policy.BadArguments.Withf("expected MAIL FROM:<address>")
@@ -97,6 +101,25 @@ func (c *conn) Mail(arg string) *policy.Reply {
 		return policy.MessageTooBig
 	}
 	return c.tx.Mail(c.ctx, from, p)
+}
+
+// trustInForce decides again, at each transaction, whether the client is in
+// trusted_networks, by the configuration in force now (the newest
+// generation), not the one the session took at accept: relay rights taken
+// from a network by a reload end at that network's next MAIL, even on a
+// session that stays open (docs/flow.md). The session's other settings stay
+// those of its generation. The submission listeners trust no address.
+func (c *conn) trustInForce() bool {
+	if c.msa {
+		return false
+	}
+	trusted := c.srv.gen.Load().isTrusted(c.client)
+	if trusted != c.trusted {
+		c.log.Info("session", "outcome", "trust changed", "trusted", trusted,
+			"reason", "trusted_networks of the configuration in force")
+		c.trusted, c.tx.base.Trusted = trusted, trusted
+	}
+	return trusted
 }
 
 // mailParams parses the ESMTP parameters of MAIL (RFC 5321 §4.1.2
