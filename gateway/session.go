@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -597,11 +598,22 @@ func (c *conn) StartTLS(arg string) *policy.Reply {
 // or at once on the submissions listener) and makes the session speak TLS.
 // Nothing the client sent in clear before is kept: a plaintext command
 // injection (CVE-2011-0411) stays outside.
+//
+// A handshake that never started (the client closed or reset the
+// connection before sending a byte: a load balancer's TCP check of the
+// submissions listener, every few seconds) is logged at DEBUG; a handshake
+// that failed (the client said something, a ClientHello or not) at INFO.
 func (c *conn) startTLS() bool {
-	tc := tls.Server(c.tc, c.gen.cfg.TLS)
+	in := &readCounter{Conn: c.tc}
+	tc := tls.Server(in, c.gen.cfg.TLS)
 	tc.SetDeadline(time.Now().Add(c.gen.cfg.Limits.CommandTimeout))
 	if err := tc.Handshake(); err != nil {
-		c.log.Info("starttls", "outcome", "failed", "err", err)
+		var ne net.Error
+		if in.n.Load() == 0 && !(errors.As(err, &ne) && ne.Timeout()) {
+			c.log.Debug("starttls", "outcome", "not started", "err", err)
+		} else {
+			c.log.Info("starttls", "outcome", "failed", "err", err)
+		}
 		return false
 	}
 	tc.SetDeadline(time.Time{})
@@ -614,6 +626,19 @@ func (c *conn) startTLS() bool {
 	c.wmu.Unlock()
 	c.tx.tlsInfo = fmt.Sprintf("using %s with cipher %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
 	return true
+}
+
+// readCounter counts the bytes read from a connection: whether a TLS
+// handshake got any.
+type readCounter struct {
+	net.Conn
+	n atomic.Int64
+}
+
+func (r *readCounter) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	r.n.Add(int64(n))
+	return n, err
 }
 
 // Auth handles AUTH (RFC 4954) on the submission listeners: only inside TLS,
