@@ -804,7 +804,7 @@ func TestProbeORCPTUTF8(t *testing.T) {
 			t.Errorf("next hop got %d MAIL lines, want 1", n)
 		}
 		for _, l := range tc.hop.Lines() {
-			if strings.IndexAny(strings.TrimSuffix(l, "\r\n"), "\r\n\x00\x7f") >= 0 || !strings.HasSuffix(l, "\r\n") {
+			if strings.ContainsAny(strings.TrimSuffix(l, "\r\n"), "\r\n\x00\x7f") || !strings.HasSuffix(l, "\r\n") {
 				t.Errorf("next hop got the command line %q", l)
 			}
 		}
