@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -34,6 +35,47 @@ func TestGreetPause(t *testing.T) {
 	}
 	patient.Expect("EHLO patient.example", "250")
 	patient.Expect("MAIL FROM:<bob@example.org>", "250")
+}
+
+// TestGreetPauseHangUpIsNoPass: a client that hangs up during the pause,
+// with a FIN or with an RST, has not waited it out: its next connections
+// are paused again (the banner is still withheld half-way through the
+// pause), where a client remembered as having passed gets it at once.
+// Each probe hangs up in turn, so a hang-up taken for a pass would show at
+// the latest at the second probe, well after the memory was written.
+func TestGreetPauseHangUpIsNoPass(t *testing.T) {
+	const pause = 2 * time.Second
+	gw, _ := campus(t, func(s *site) { s.greet = "2s" })
+	for _, tc := range []struct {
+		name, src string
+		hangUp    func(c *harness.Client)
+	}{
+		{"FIN", "127.0.0.7", func(c *harness.Client) { c.Close() }},
+		{"RST", "127.0.0.8", func(c *harness.Client) {
+			c.Conn().(*net.TCPConn).SetLinger(0) // close sends RST
+			c.Close()
+		}},
+	} {
+		tc.hangUp(harness.DialNoBanner(t, tc.src, gw.SMTP))
+		for probe := 1; probe <= 2; probe++ {
+			c := harness.DialNoBanner(t, tc.src, gw.SMTP)
+			// The banner cannot come before the pause's end unless the
+			// client is remembered as having passed.
+			if r := c.ReadTimeout(pause / 2); r.Code != 0 {
+				t.Errorf("%s: probe %d after a hang-up in the pause got %v before the pause ended, want nothing yet", tc.name, probe, r)
+			}
+			tc.hangUp(c)
+		}
+		// A client that does wait is served after the pause.
+		patient := harness.DialNoBanner(t, tc.src, gw.SMTP)
+		if r := patient.ReadTimeout(pause + 10*time.Second); r.Code != 220 {
+			t.Errorf("%s: a patient client got %v, want the banner after the pause", tc.name, r)
+		}
+		patient.Close()
+	}
+	for _, src := range []string{"127.0.0.7", "127.0.0.8"} {
+		gw.WaitLog("client="+src+" check=greet_pause outcome=left", 5*time.Second)
+	}
 }
 
 // TestGreetPauseSkipped: trusted networks and exempt networks get the banner

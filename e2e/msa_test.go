@@ -1018,3 +1018,55 @@ func TestMSAHourlyMessageLimit(t *testing.T) {
 	b.expect("MAIL FROM:<bob@campus.test>", "250")
 	b.expect("RCPT TO:<friend@example.net>", "250")
 }
+
+// TestMSAHandshakeNotStartedIsDebug: a load balancer's TCP check of the
+// submissions listener (connect, then close or reset before a byte) is a
+// handshake that never started: a DEBUG line, no INFO line per check. A
+// handshake that did start and failed is still an INFO line: garbage where
+// the ClientHello should be, and a real ClientHello the server cannot take
+// (TLS 1.1 only).
+func TestMSAHandshakeNotStartedIsDebug(t *testing.T) {
+	f := startMSA(t, nil)
+	dial := func(src string) net.Conn {
+		t.Helper()
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		c, err := d.Dial("tcp", f.subs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	const fin, rst, garbage, tls11 = "127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14"
+	dial(fin).Close()
+	c := dial(rst)
+	c.(*net.TCPConn).SetLinger(0)
+	c.Close()
+	c = dial(garbage)
+	c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+	c = dial(tls11)
+	tc := tls.Client(c, &tls.Config{ServerName: msaHost, RootCAs: f.pool, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := tc.Handshake(); err == nil {
+		t.Fatal("a TLS 1.1 handshake succeeded")
+	}
+
+	for _, src := range []string{fin, rst} {
+		// The connection's first line: its handshake's outcome.
+		line := f.gw.WaitLog("client="+src+" ", 10*time.Second)
+		if !strings.Contains(line, "level=DEBUG msg=starttls") || !strings.Contains(line, `outcome="not started"`) {
+			t.Errorf("a check that closed at once (%s) is logged as %s", src, line)
+		}
+	}
+	for _, src := range []string{garbage, tls11} {
+		line := f.gw.WaitLog("client="+src+" ", 10*time.Second)
+		if !strings.Contains(line, "level=INFO msg=starttls") || !strings.Contains(line, "outcome=failed") {
+			t.Errorf("a handshake that failed (%s) is logged as %s", src, line)
+		}
+	}
+	for _, l := range strings.Split(f.gw.Log(), "\n") {
+		if (strings.Contains(l, "client="+fin+" ") || strings.Contains(l, "client="+rst+" ")) && !strings.Contains(l, "level=DEBUG") {
+			t.Errorf("a check that closed at once is logged above DEBUG: %s", l)
+		}
+	}
+}

@@ -739,3 +739,74 @@ func TestProbeDisconnectsAreNotWarnings(t *testing.T) {
 		t.Errorf("the next hop holds %d messages, want 0", n)
 	}
 }
+
+// TestProbeORCPTUTF8: ORCPT in its utf-8 form (RFC 6533 §3), whose \x{HEX}
+// escapes decode to any code point, is refused with 501 5.5.4 when it
+// decodes to a control character (a CR LF that would end the next hop's
+// RCPT line and start a command of the attacker's, NUL, DEL, C1), to a
+// backslash (which the re-encoding writes bare: an escape again at the next
+// hop), or when it is malformed; nothing of it reaches the next hop, whose
+// every command line is one line. A valid one reaches a next hop that offers
+// DSN re-encoded: as UTF-8 when it offers SMTPUTF8, escaped when it does
+// not.
+func TestProbeORCPTUTF8(t *testing.T) {
+	dsnExt := []string{"DSN", "8BITMIME", "ENHANCEDSTATUSCODES"}
+	utf8Hop := harness.StartRawNextHop(t, func(h *harness.RawNextHop) { h.Extensions = append(dsnExt, "SMTPUTF8") })
+	asciiHop := harness.StartRawNextHop(t, func(h *harness.RawNextHop) { h.Extensions = dsnExt })
+	gw := probeGateway(t, asciiHop, func(s *site) {
+		s.routes = []string{
+			routeTo([]string{"uni.campus.test"}, "smtp://"+utf8Hop.Addr),
+			routeTo([]string{"campus.test", ".campus.test"}, "smtp://"+asciiHop.Addr),
+		}
+	})
+	c := harness.DialFrom(t, outside, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<bob@example.org> SMTPUTF8", "250 2.1.0")
+	for _, bad := range []string{
+		`a\x{0D}\x{0A}QUIT\x{0D}\x{0A}b@x.example`, // CR LF (not HEXPOINTs either)
+		`a\x{0A}b@x.example`, `a\x{0d}b@x.example`, `a\x{00}b@x.example`, `a\x{09}b@x.example`,
+		`a\x{7F}b@x.example`, `a\x{85}b@x.example`, // DEL, C1 NEL
+		`a\x{5C}x{0D}b@x.example`, // a backslash: \x{0D} again downstream
+		"a\u0085b@x.example",      // C1 as UTF-8
+		`a\x{D800}b@x.example`, `a\x{110000}b@x.example`, `a\x{41}b@x.example`, `a\x{00E9}b@x.example`,
+		`a\x{}b@x.example`, `a\x0Db@x.example`, `a\x{0D@x.example`, `a\b@x.example`,
+		`a+0D+0Ab@x.example`, "a+b@x.example", `a=b@x.example`, `no-address`, `a\x{20}b@x.example`,
+	} {
+		if r := c.Cmd("RCPT TO:<a@uni.campus.test> ORCPT=utf-8;" + bad); !strings.HasPrefix(r.String(), "501 5.5.4") {
+			t.Errorf("ORCPT=utf-8;%s: got %q, want 501 5.5.4", bad, r.String())
+		}
+	}
+	c.Expect(`RCPT TO:<a@uni.campus.test> ORCPT=utf-8;j\x{F6}rg@b\x{FC}cher.example`, "250 2.1.5")
+	c.Expect(`RCPT TO:<b@uni.campus.test> ORCPT=UTF-8;jörg\x{2B}tag@bücher.example`, "250 2.1.5")
+	c.Expect("DATA", "354")
+	c.SendRaw(hdr("orcpt") + "body\r\n.\r\n")
+	expectReply(t, c, "end of DATA", c.Read(), "250 2.0.0")
+	c.Expect("MAIL FROM:<bob@example.org>", "250 2.1.0")
+	c.Expect(`RCPT TO:<c@campus.test> ORCPT=utf-8;j\x{F6}rg@b\x{FC}cher.example`, "250 2.1.5")
+	c.Expect("DATA", "354")
+	c.SendRaw(hdr("orcpt") + "body\r\n.\r\n")
+	expectReply(t, c, "end of DATA", c.Read(), "250 2.0.0")
+
+	for _, tc := range []struct {
+		hop  *harness.RawNextHop
+		want []string
+	}{
+		{utf8Hop, []string{
+			"RCPT TO:<a@uni.campus.test> ORCPT=UTF-8;jörg@bücher.example\r\n",
+			`RCPT TO:<b@uni.campus.test> ORCPT=UTF-8;jörg\x{2B}tag@bücher.example` + "\r\n",
+		}},
+		{asciiHop, []string{`RCPT TO:<c@campus.test> ORCPT=UTF-8;j\x{F6}rg@b\x{FC}cher.example` + "\r\n"}},
+	} {
+		if got := hopLines(tc.hop, "RCPT"); strings.Join(got, "") != strings.Join(tc.want, "") {
+			t.Errorf("next hop RCPT lines %q, want %q", got, tc.want)
+		}
+		if n := len(hopLines(tc.hop, "MAIL")); n != 1 {
+			t.Errorf("next hop got %d MAIL lines, want 1", n)
+		}
+		for _, l := range tc.hop.Lines() {
+			if strings.ContainsAny(strings.TrimSuffix(l, "\r\n"), "\r\n\x00\x7f") || !strings.HasSuffix(l, "\r\n") {
+				t.Errorf("next hop got the command line %q", l)
+			}
+		}
+	}
+}

@@ -301,3 +301,60 @@ func TestReloadEveryPrefixKeepsTheCampus(t *testing.T) {
 	}
 	t.Logf("%d prefixes refused, %d accepted", refused, accepted)
 }
+
+// TestReloadRevokesRelay: relay rights are those of the configuration in
+// force at each transaction. A session opened from a trusted network relays
+// to an outside domain; trusted_networks loses that network and SIGHUP puts
+// the file in force; the same session, still open, is refused relaying at
+// its next transaction (554 5.7.1) while its local recipients are still
+// taken. An LMTP session is refused at its next MAIL: LMTP is only for
+// trusted_networks.
+func TestReloadRevokesRelay(t *testing.T) {
+	campusHop := harness.StartNextHop(t, false)
+	outHop := harness.StartNextHop(t, false)
+	addr, lmtpAddr := testenv.FreePort(t), testenv.FreePort(t)
+	config := func(trusted string) string {
+		c := reloadConfig(addr, campusHop.Addr, "10")
+		c = strings.Replace(c, "trusted_networks: [127.0.0.1/32]", "trusted_networks: ["+trusted+"]", 1)
+		c = strings.Replace(c, "routes:\n", fmt.Sprintf("routes:\n  - {domains: [example.net], next_hops: [\"smtp://%s\"]}\n", outHop.Addr), 1)
+		return strings.Replace(c, "listen:\n", fmt.Sprintf("listen:\n  lmtp: %q\n", lmtpAddr), 1)
+	}
+	gw := harness.Start(t, config("127.0.0.0/8, 10.0.0.0/8"))
+	gw.WaitLog("msg=listening listener=lmtp", 10*time.Second)
+	path := filepath.Join(gw.Dir, "sekisho.yaml")
+
+	c := harness.Dial(t, gw.SMTP)
+	c.Expect("EHLO mail.campus.test", "250")
+	c.Expect("MAIL FROM:<alice@campus.test>", "250")
+	c.Expect("RCPT TO:<friend@example.net>", "250")
+	c.Expect("DATA", "354")
+	c.SendRaw(hdr("before the reload") + "body\r\n.\r\n")
+	expectReply(t, c, "relayed before the reload", c.Read(), "250 2.0.0")
+	l := harness.Dial(t, lmtpAddr)
+	l.Expect("LHLO mail.campus.test", "250")
+
+	rewriteConfig(t, path, config("10.0.0.0/8"))
+	reloadAndWait(t, gw, "configuration reloaded", 1)
+
+	if r := l.Cmd("MAIL FROM:<alice@campus.test>"); !strings.HasPrefix(r.String(), "554 5.7.1") {
+		t.Errorf("LMTP session of a network no longer trusted: MAIL got %q, want 554 5.7.1", r.String())
+	}
+	c.Expect("MAIL FROM:<alice@campus.test>", "250")
+	c.Expect("RCPT TO:<friend@example.net>", "554 5.7.1")
+	c.Expect("RCPT TO:<bob@campus.test>", "250")
+	c.Expect("DATA", "354")
+	c.SendRaw(hdr("after the reload") + "body\r\n.\r\n")
+	expectReply(t, c, "local mail after the reload", c.Read(), "250 2.0.0")
+	c.Expect("QUIT", "221")
+
+	if got := delivered(outHop, "before the reload"); len(got) != 1 {
+		t.Errorf("relayed before the reload: %v", got)
+	}
+	if got := delivered(outHop, "after the reload"); got != nil {
+		t.Errorf("relayed after the network was removed: %v", got)
+	}
+	if got := delivered(campusHop, "after the reload"); len(got) != 1 || got[0] != "bob@campus.test" {
+		t.Errorf("local recipient after the reload: %v", got)
+	}
+	gw.WaitLog("reason=\"recipient domain is not local and client may not relay\"", 5*time.Second)
+}

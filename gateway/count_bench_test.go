@@ -63,13 +63,27 @@ func benchGateway(b *testing.B, rec report.Recorder) string {
 // address.
 func startTestGateway(tb testing.TB, rec report.Recorder, wrap func(net.Listener) net.Listener) string {
 	tb.Helper()
-	srv, err := New(Config{
+	cfg := testGatewayConfig(tb)
+	cfg.Recorder = rec
+	return serveTestGateway(tb, cfg, wrap)
+}
+
+// testGatewayConfig is startTestGateway's configuration, for tests that
+// add to it (serveTestGateway).
+func testGatewayConfig(tb testing.TB) Config {
+	return Config{
 		Hostname:     "mx.campus.test",
 		LocalDomains: mailaddr.NewDomainSet([]string{"campus.test"}),
 		Router:       &relay.Router{Hostname: "mx.campus.test", Routes: relay.Routes{{Domains: mailaddr.NewDomainSet([]string{"*"}), NextHops: []relay.NextHop{{Kind: relay.HopMaildir, Path: tb.TempDir()}}}}},
-		Recorder:     rec,
 		Limits:       Limits{MaxMessageBytes: 1 << 20, MaxRecipients: 1 << 30, CommandTimeout: time.Minute, DataTimeout: time.Minute},
-	})
+	}
+}
+
+// serveTestGateway serves a gateway of cfg on the smtp role, as
+// startTestGateway does.
+func serveTestGateway(tb testing.TB, cfg Config, wrap func(net.Listener) net.Listener) string {
+	tb.Helper()
+	srv, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}

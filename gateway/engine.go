@@ -34,8 +34,6 @@ type engine struct {
 
 	// What the connection established; copied into each transaction.
 	base filters.Transaction
-	// proto is the Received header's protocol (RFC 3848: ESMTP, ESMTPS, …).
-	proto string
 	// tlsInfo is the client connection's TLS version and cipher, for a
 	// comment in Received (as Postfix writes it); "" in clear.
 	tlsInfo string
@@ -113,7 +111,7 @@ type observer interface {
 }
 
 func newEngine(srv *Server, gen *generation, obs observer, base filters.Transaction) *engine {
-	e := &engine{srv: srv, gen: gen, obs: obs, base: base, proto: "ESMTP"}
+	e := &engine{srv: srv, gen: gen, obs: obs, base: base}
 	e.reset()
 	return e
 }
@@ -142,8 +140,23 @@ func (e *engine) reset() {
 func (e *engine) setUser(u *auth.User) {
 	e.user = u
 	e.base.Authenticated = u.Name
-	e.proto = "ESMTPSA"
 	e.reset()
+}
+
+// protocol is the Received field's "with" (RFC 3848): ESMTP or LMTP, with S
+// after STARTTLS or on the submissions listener, and A once authenticated.
+func (e *engine) protocol() string {
+	p := "ESMTP"
+	if e.lmtp {
+		p = "LMTP"
+	}
+	if e.tlsInfo != "" {
+		p += "S"
+	}
+	if e.user != nil {
+		p += "A"
+	}
+	return p
 }
 
 // afterReply is called once the client has the reply to the data: only now
@@ -499,14 +512,14 @@ func hasField(hdr []byte, name string) bool {
 func (e *engine) received(now time.Time) string {
 	if e.user != nil && !e.gen.cfg.MSA.ReceivedFull {
 		var b strings.Builder
-		fmt.Fprintf(&b, "Received: by %s (sekisho) with %s id %s", e.gen.cfg.Hostname, e.proto, e.base.SessionID)
+		fmt.Fprintf(&b, "Received: by %s (sekisho) with %s id %s", e.gen.cfg.Hostname, e.protocol(), e.base.SessionID)
 		if e.tlsInfo != "" {
 			fmt.Fprintf(&b, "\r\n\t(%s)", e.tlsInfo)
 		}
 		fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
 		return b.String()
 	}
-	r := receivedHeader(e.base.Helo, e.base.Client, e.gen.cfg.Hostname, e.proto, e.base.SessionID, e.rcpts, now)
+	r := receivedHeader(e.base.Helo, e.base.Client, e.gen.cfg.Hostname, e.protocol(), e.base.SessionID, e.rcpts, now)
 	if e.tlsInfo != "" {
 		r = strings.Replace(r, ")\r\n\tby ", ")\r\n\t("+e.tlsInfo+")\r\n\tby ", 1)
 	}

@@ -342,12 +342,16 @@ func (s *Server) admitSMTP(tc *trackedConn) {
 	if g.cfg.GreetPause > 0 && !tc.connState.Trusted && !inPrefixes(g.cfg.GreetPauseExempt, tc.ip) {
 		tc.pause = g.cfg.GreetPause
 		tc.recalled = s.recall(g, tc.ip)
-		tc.onPause = func(pregreet, remembered bool) {
-			switch {
-			case !pregreet && !remembered:
-				s.remember(g, tc.ip, greetPassed)
-			case pregreet && !remembered:
-				s.remember(g, tc.ip, greetPregreet)
+		tc.onPause = func(outcome string, remembered bool, err error) {
+			if outcome == greetLeft {
+				// Nothing to remember: the next connection waits again.
+				s.log.Debug("connect", "session", id, "client", tc.ip.String(), "check", "greet_pause",
+					"outcome", "left", "err", err)
+				return
+			}
+			pregreet := outcome == greetPregreet
+			if !remembered {
+				s.remember(g, tc.ip, outcome)
 			}
 			if pregreet {
 				if g.cfg.Recorder != nil {

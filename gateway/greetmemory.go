@@ -21,10 +21,13 @@ type GreetMemory interface {
 // applied (fail-safe: delay, never reject).
 const greetMemoryTimeout = 500 * time.Millisecond
 
-// The remembered verdicts.
+// The remembered verdicts, and the outcome that is never remembered: a
+// client that hung up during the pause neither waited it out nor talked
+// first.
 const (
 	greetPassed   = "pass"
 	greetPregreet = "fail"
+	greetLeft     = "left"
 )
 
 // greetKey is the memory's key for a client: its IPv4 address, or its IPv6

@@ -29,8 +29,10 @@ func (c *trackedConn) greetPause(delay time.Duration) error {
 		return errPregreet // refused by the caller, once it is noted
 	case errors.As(err, &ne) && ne.Timeout():
 		return nil
+	case err == nil:
+		return io.ErrNoProgress // no byte and no error: not a wait either
 	default:
-		return err // the client left during the pause
+		return err // the client left during the pause (FIN or RST)
 	}
 }
 

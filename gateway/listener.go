@@ -152,10 +152,13 @@ type trackedConn struct {
 	pause time.Duration // greet pause still to hold before the banner
 
 	// Set at accept, before the session starts.
-	onPause   func(pregreet, remembered bool) // reports the greet pause's outcome
-	recalled  <-chan string                   // what the greet memory knows of the client
-	connState *filters.Transaction            // what the connect stage prepared
-	gen       *generation                     // the configuration taken at accept; the session releases it
+	// onPause reports the greet pause's outcome: greetPassed,
+	// greetPregreet or greetLeft (with the read error), and whether it
+	// was remembered from an earlier connection.
+	onPause   func(outcome string, remembered bool, err error)
+	recalled  <-chan string        // what the greet memory knows of the client
+	connState *filters.Transaction // what the connect stage prepared
+	gen       *generation          // the configuration taken at accept; the session releases it
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
@@ -184,8 +187,17 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 		pregreet := errors.Is(err, errPregreet)
 		if c.onPause != nil && verdict != greetPassed {
 			// Noted (logged, counted, remembered) before the client hears
-			// the refusal: its next connection, anywhere, finds it.
-			c.onPause(pregreet, verdict == greetPregreet)
+			// the refusal: its next connection, anywhere, finds it. A
+			// client that hung up during the pause (FIN or RST) did not
+			// wait it out: it is never remembered as having passed.
+			outcome := greetPassed
+			switch {
+			case pregreet:
+				outcome = greetPregreet
+			case err != nil:
+				outcome = greetLeft
+			}
+			c.onPause(outcome, verdict == greetPregreet, err)
 		}
 		if pregreet {
 			c.refusePregreet()

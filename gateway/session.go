@@ -12,7 +12,10 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"sekisho/auth"
 	"sekisho/filters"
@@ -76,6 +79,10 @@ func (c *conn) Mail(arg string) *policy.Reply {
 	case c.msa && c.user == nil:
 		return policy.AuthRequired // RFC 4954 §6; RFC 6409 §4.3
 	}
+	if !c.trustInForce() && c.lmtp {
+		c.tx.obs.decided("mail", "relay", policy.LMTPNotTrusted, "client no longer in trusted_networks (configuration reloaded)")
+		return policy.LMTPNotTrusted
+	}
 	rest, ok := cutPrefixFold(arg, "FROM:")
 	if !ok {
 		return policy.BadArguments.Withf("expected MAIL FROM:<address>")
@@ -95,6 +102,25 @@ func (c *conn) Mail(arg string) *policy.Reply {
 		return policy.MessageTooBig
 	}
 	return c.tx.Mail(c.ctx, from, p)
+}
+
+// trustInForce decides again, at each transaction, whether the client is in
+// trusted_networks, by the configuration in force now (the newest
+// generation), not the one the session took at accept: relay rights taken
+// from a network by a reload end at that network's next MAIL, even on a
+// session that stays open (docs/flow.md). The session's other settings stay
+// those of its generation. The submission listeners trust no address.
+func (c *conn) trustInForce() bool {
+	if c.msa {
+		return false
+	}
+	trusted := c.srv.gen.Load().isTrusted(c.client)
+	if trusted != c.trusted {
+		c.log.Info("session", "outcome", "trust changed", "trusted", trusted,
+			"reason", "trusted_networks of the configuration in force")
+		c.trusted, c.tx.base.Trusted = trusted, trusted
+	}
+	return trusted
 }
 
 // mailParams parses the ESMTP parameters of MAIL (RFC 5321 §4.1.2
@@ -181,7 +207,11 @@ func (c *conn) rcptParams(s string) (RcptParams, *policy.Reply) {
 			p.Notify = n
 		case key == "ORCPT" && hasValue:
 			typ, addr, ok := strings.Cut(value, ";")
-			v, okx := decodeXtext(addr)
+			decode := decodeXtext // RFC 3461 §4.2
+			if strings.EqualFold(typ, "utf-8") {
+				decode = decodeUTF8Addr // RFC 6533 §3
+			}
+			v, okx := decode(addr)
 			// The decoded address goes to the next hop (re-encoded by the
 			// client library): no control character may hide in it.
 			if !ok || !okx || typ == "" || v == "" || len(value) > 500 || !printableASCII(typ) || hasControl(v) {
@@ -265,6 +295,76 @@ func decodeXtext(s string) (string, bool) {
 		}
 	}
 	return b.String(), true
+}
+
+// decodeUTF8Addr decodes the address of ORCPT=utf-8; (RFC 6533 §3): its
+// utf-8-addr-xtext or utf-8-addr-unitext form, QCHARs (printable ASCII but
+// "+", "=" and "\"), UTF-8 characters, and \x{HEXPOINT} for any other code
+// point. The escape must be well formed (HEXPOINT: two hex digits for "\",
+// a space, "+", "=", an ASCII control or up to U+00FF, else as few digits as
+// the code point takes, no surrogate, at most U+10FFFF), and what it decodes
+// to must be a valid UTF-8 mailbox (RFC 6531) without a control character
+// (C0, DEL, C1) or a backslash: go-smtp re-encodes the address for the next
+// hop and writes a backslash bare, where the next hop would take it as the
+// start of an escape.
+func decodeUTF8Addr(s string) (string, bool) {
+	if !utf8.ValidString(s) {
+		return "", false
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == '\\':
+			hex, rest, ok := strings.Cut(s[i+size:], "}")
+			hex, isEscape := strings.CutPrefix(hex, "x{")
+			if !ok || !isEscape {
+				return "", false
+			}
+			cp, ok := hexPoint(hex)
+			if !ok {
+				return "", false
+			}
+			b.WriteRune(cp)
+			i = len(s) - len(rest)
+			continue
+		case r < utf8.RuneSelf && (r <= ' ' || r == '+' || r == '=' || r == 0x7F):
+			return "", false // not a QCHAR: escaped or absent
+		}
+		b.WriteRune(r)
+		i += size
+	}
+	v := b.String()
+	for _, r := range v {
+		if unicode.IsControl(r) || r == '\\' {
+			return "", false
+		}
+	}
+	if _, rest, err := mailaddr.ParsePath("<"+v+">", false, false, true); err != nil || rest != "" {
+		return "", false
+	}
+	return v, true
+}
+
+// hexPoint reads the HEXPOINT of an RFC 6533 EmbeddedUnicodeChar.
+func hexPoint(hex string) (rune, bool) {
+	if len(hex) < 2 || len(hex) > 6 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(hex, 16, 32)
+	if err != nil {
+		return 0, false
+	}
+	cp := rune(n)
+	switch {
+	case len(hex) == 2:
+		// The xtext specials, ASCII controls and U+0080..U+00FF; any
+		// other ASCII character is written as itself.
+		return cp, cp <= ' ' || cp == '+' || cp == '=' || cp == '\\' || cp >= 0x7F
+	case hex[0] == '0', cp > utf8.MaxRune, cp >= 0xD800 && cp <= 0xDFFF:
+		return 0, false // a leading zero, beyond Unicode, a surrogate
+	}
+	return cp, true
 }
 
 // Data handles DATA (RFC 5321 §4.1.1.4): 354, then the message, read to its
@@ -498,11 +598,22 @@ func (c *conn) StartTLS(arg string) *policy.Reply {
 // or at once on the submissions listener) and makes the session speak TLS.
 // Nothing the client sent in clear before is kept: a plaintext command
 // injection (CVE-2011-0411) stays outside.
+//
+// A handshake that never started (the client closed or reset the
+// connection before sending a byte: a load balancer's TCP check of the
+// submissions listener, every few seconds) is logged at DEBUG; a handshake
+// that failed (the client said something, a ClientHello or not) at INFO.
 func (c *conn) startTLS() bool {
-	tc := tls.Server(c.tc, c.gen.cfg.TLS)
+	in := &readCounter{Conn: c.tc}
+	tc := tls.Server(in, c.gen.cfg.TLS)
 	tc.SetDeadline(time.Now().Add(c.gen.cfg.Limits.CommandTimeout))
 	if err := tc.Handshake(); err != nil {
-		c.log.Info("starttls", "outcome", "failed", "err", err)
+		var ne net.Error
+		if in.n.Load() == 0 && !(errors.As(err, &ne) && ne.Timeout()) {
+			c.log.Debug("starttls", "outcome", "not started", "err", err)
+		} else {
+			c.log.Info("starttls", "outcome", "failed", "err", err)
+		}
 		return false
 	}
 	tc.SetDeadline(time.Time{})
@@ -513,9 +624,21 @@ func (c *conn) startTLS() bool {
 	c.br.Reset(c.in)
 	c.bw.Reset(tc)
 	c.wmu.Unlock()
-	c.tx.proto = "ESMTPS"
 	c.tx.tlsInfo = fmt.Sprintf("using %s with cipher %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
 	return true
+}
+
+// readCounter counts the bytes read from a connection: whether a TLS
+// handshake got any.
+type readCounter struct {
+	net.Conn
+	n atomic.Int64
+}
+
+func (r *readCounter) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	r.n.Add(int64(n))
+	return n, err
 }
 
 // Auth handles AUTH (RFC 4954) on the submission listeners: only inside TLS,
