@@ -391,10 +391,11 @@ func TestLMTPDuplicateRecipient(t *testing.T) {
 	}
 }
 
-// TestLMTPReceived: the Received field a message gets through the LMTP
-// listener names the protocol the client spoke (RFC 3848): LMTP in clear,
-// LMTPS after STARTTLS; swaks speaks LMTP to it, and the field is read from
-// what the next hop got.
+// TestLMTPReceived: the Received field names the protocol the client spoke
+// (RFC 3848): through the LMTP listener LMTP in clear, LMTPS after STARTTLS;
+// through the smtp listener SMTP after HELO, ESMTP after EHLO, ESMTPS after
+// STARTTLS. swaks speaks to each, and the field is read from what the next
+// hop got.
 func TestLMTPReceived(t *testing.T) {
 	cert, key := selfSigned(t, t.TempDir(), "mx.campus.test")
 	hop := harness.StartNextHop(t, false)
@@ -402,18 +403,24 @@ func TestLMTPReceived(t *testing.T) {
 		routes: []string{routeTo([]string{"campus.test", ".campus.test"}, "smtp://"+hop.Addr)},
 		extra:  fmt.Sprintf("tls: {cert: %q, key: %q}\n", cert, key),
 	}
-	_, lmtp := startWithLMTP(t, s)
-	host, port, _ := net.SplitHostPort(lmtp)
+	gw, lmtp := startWithLMTP(t, s)
 	swaks := testenv.Command(t, "swaks", "swaks")
 	for i, tc := range []struct {
+		addr string
 		args []string
 		with string
 	}{
-		{nil, "with LMTP id "},
-		{[]string{"--tls"}, "with LMTPS id "},
+		{lmtp, []string{"--protocol", "LMTP"}, "with LMTP id "},
+		{lmtp, []string{"--protocol", "LMTP", "--tls"}, "with LMTPS id "},
+		// The smtp listener: HELO in clear is SMTP (RFC 5321 §4.4), EHLO
+		// ESMTP, after STARTTLS ESMTPS (RFC 3848).
+		{gw.SMTP, []string{"--protocol", "SMTP"}, "with SMTP id "},
+		{gw.SMTP, []string{"--protocol", "ESMTP"}, "with ESMTP id "},
+		{gw.SMTP, []string{"--protocol", "ESMTP", "--tls"}, "with ESMTPS id "},
 	} {
+		host, port, _ := net.SplitHostPort(tc.addr)
 		to := fmt.Sprintf("rcpt%d@campus.test", i)
-		args := append([]string{"--server", host, "--port", port, "--protocol", "LMTP", "--helo", "mail.campus.test",
+		args := append([]string{"--server", host, "--port", port, "--helo", "mail.campus.test",
 			"--from", "alice@campus.test", "--to", to, "--header", "Subject: lmtp"}, tc.args...)
 		if out, err := exec.Command(swaks, args...).CombinedOutput(); err != nil {
 			t.Fatalf("swaks %v: %v\n%s", tc.args, err, out)

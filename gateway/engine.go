@@ -37,6 +37,8 @@ type engine struct {
 	// tlsInfo is the client connection's TLS version and cipher, for a
 	// comment in Received (as Postfix writes it); "" in clear.
 	tlsInfo string
+	// helo: the client greeted with HELO, not EHLO (Received says SMTP).
+	helo bool
 	// dryRun stops before the data is relayed (explain sends no mail).
 	dryRun bool
 	// user is the authenticated user of a submission session.
@@ -144,11 +146,15 @@ func (e *engine) setUser(u *auth.User) {
 }
 
 // protocol is the Received field's "with" (RFC 3848): ESMTP or LMTP, with S
-// after STARTTLS or on the submissions listener, and A once authenticated.
+// after STARTTLS or on the submissions listener, and A once authenticated;
+// SMTP for a client that said HELO in clear (RFC 5321 §4.4; RFC 3848 names
+// no protocol for HELO over TLS, which stays ESMTPS).
 func (e *engine) protocol() string {
 	p := "ESMTP"
 	if e.lmtp {
 		p = "LMTP"
+	} else if e.helo && e.tlsInfo == "" && e.user == nil {
+		return "SMTP"
 	}
 	if e.tlsInfo != "" {
 		p += "S"

@@ -40,7 +40,7 @@ func (c *conn) Helo(arg string, ehlo bool) *policy.Reply {
 	c.abandonBDAT()
 	c.helo, c.esmtp = arg, ehlo
 	c.log = c.baseLog().With("helo", arg)
-	c.tx.base.Helo = arg
+	c.tx.base.Helo, c.tx.helo = arg, !ehlo
 	c.tx.reset()
 	if !ehlo {
 		return policy.HeloOK(c.gen.cfg.Hostname)
