@@ -39,6 +39,9 @@ type msaOpts struct {
 	ldapURL string // default: the fixture's slapd
 	auth    string // YAML flow mapping for `auth:`; "" keeps the defaults
 	checks  string // more lines under checks: (account: {} is always on)
+
+	// site makes last changes to the site before its YAML is written.
+	site func(*site)
 }
 
 // msaFixture is a running MSA: a slapd with People, a campus next hop
@@ -85,6 +88,9 @@ func startMSA(t *testing.T, mod func(*msaOpts)) *msaFixture {
 	s.extra += fmt.Sprintf("tls: {cert: %q, key: %q}\n", f.cert, f.key)
 	if o.auth != "" {
 		s.extra += "auth: " + o.auth + "\n"
+	}
+	if o.site != nil {
+		o.site(&s)
 	}
 	cfg := strings.Replace(s.yaml(t), "listen:\n", fmt.Sprintf("listen:\n  submission: %q\n  submissions: %q\n", f.sub, f.subs), 1)
 	f.gw = harness.Start(t, cfg)
