@@ -11,7 +11,9 @@
 // client, which keeps sekisho's rule: a wrong password is a 535, but a
 // directory that could not tell is a 454, never a 535.
 //
-// The counters (failures per client address and per user name, messages and
+// The counters (failures per client address and per user — the user's
+// directory entry, whatever spelling of the name found it —, messages and
 // recipients per user and hour) are kept in memory, in bounded maps whose
 // entries expire: each gateway counts for itself, and a restart forgets.
+// Only a refused password is a failure; an attempt in flight is not.
 package auth

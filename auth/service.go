@@ -40,9 +40,10 @@ const (
 // section (DESIGN.md §7: max_failures, failure_window, ...).
 type Config struct {
 	// MaxFailures failed logins within FailureWindow, from one client
-	// address or for one user name, make further attempts be refused
-	// without asking the directory (see the package README for the exact
-	// token-bucket semantics). Default DefaultMaxFailures.
+	// address or for one user (its entry, or the NameKey of a name whose
+	// entry is not known), make further attempts be refused without a bind
+	// (see the package README for the exact token-bucket semantics).
+	// Default DefaultMaxFailures.
 	MaxFailures   int
 	FailureWindow time.Duration // default DefaultFailureWindow
 	// MaxConcurrentBinds caps the directory checks (search and bind) in
@@ -71,9 +72,12 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Directory checks a user's password; *lookup.Directory is one.
+// Directory checks a user's password; *lookup.Directory is one. mayBind is
+// asked with the DN of the user's entry once the directory has found it,
+// before the password is tried: false is lookup.AuthNotTried, without a bind
+// (see lookup.Directory.AuthenticateIf).
 type Directory interface {
-	Authenticate(ctx context.Context, user, password string) lookup.AuthResult
+	AuthenticateIf(ctx context.Context, user, password string, mayBind func(dn string) bool) lookup.AuthResult
 }
 
 // User is an authenticated user.
@@ -179,9 +183,12 @@ func New(dir Directory, cfg Config) *Service {
 		cfg.Now = time.Now
 	}
 	// A failure bucket is full again (as good as forgotten) at the latest
-	// MaxFailures windows after its last failure; a sending bucket one hour
+	// MaxFailures windows after its last failure, a sending bucket one hour
 	// after its last use.
-	failureTTL := time.Duration(cfg.MaxFailures) * cfg.FailureWindow
+	// Parallel attempts can overdraw a budget by fewer than
+	// MaxConcurrentBinds failures (see Login), which take a window each to
+	// refill.
+	failureTTL := time.Duration(cfg.MaxFailures+cfg.MaxConcurrentBinds) * cfg.FailureWindow
 	s := &Service{
 		dir:      dir,
 		cfg:      cfg,
@@ -199,59 +206,39 @@ func New(dir Directory, cfg Config) *Service {
 // Login checks one attempt. It returns the user and nil on success, or the
 // reply for the client: policy.AuthFailed (535 5.7.8: the directory said
 // no, or the credentials were refused unseen), policy.AuthTempFailed (454
-// 4.7.0: the directory could not tell, or was too busy),
-// policy.AuthThrottledUser (454 4.7.0) or policy.AuthThrottledIP (421
-// 4.7.0 — the caller disconnects after a 421).
+// 4.7.0: the directory could not tell, was too busy, or holds several
+// entries for the name), policy.AuthThrottledUser (454 4.7.0) or
+// policy.AuthThrottledIP (421 4.7.0 — the caller disconnects after a 421).
 //
 // In order: the client address's and the user name's failure budgets (no
-// directory request when either is spent); the credentials' shape (empty
-// password, NUL, too long: 535 without a bind); a bind slot; the directory.
-// Only a 535 counts as a failure: the directory's trouble is not the
-// client's.
+// directory request when either is spent; the name by its NameKey, and the
+// entry the directory named for it before); the credentials' shape (empty
+// password, NUL, too long: 535 without a bind); a bind slot; the budgets
+// again (failures that landed while this attempt waited); the directory's
+// search; the budget of the entry found, whatever spelling found it (spent:
+// 454 without a bind); the bind. Only a refused password (and credentials
+// refused unseen) counts as a failure: the directory's trouble is not the
+// client's, and an attempt in flight is not a failure either.
 func (s *Service) Login(ctx context.Context, ip netip.Addr, user, password string) (User, *policy.Reply) {
-	now := s.cfg.Now()
 	log := s.log.With("user", logName(user), "ip", ip.String())
-	name := strings.ToLower(user)
-	if len(name) > MaxUserBytes {
-		name = name[:MaxUserBytes]
-	}
+	name := NameKey(user)
 
-	// Reserve the attempt against both budgets, so that attempts in
-	// parallel cannot get past a budget that their failures would spend.
 	s.mu.Lock()
-	ipF := s.tracked(s.ips, ipKey(ip))
-	if !ipF.mayTry(now) {
-		s.mu.Unlock()
-		log.Info("auth refused", "outcome", "throttled", "reason", "too many failures from this address")
-		return User{}, policy.AuthThrottledIP
-	}
-	userF := []*failures{s.tracked(s.users, "name:"+name)}
-	if dn, ok := s.aliases.Get(name); ok {
-		userF = append(userF, s.tracked(s.users, "dn:"+dn))
-	}
-	for _, f := range userF {
-		if !f.mayTry(now) {
-			s.mu.Unlock()
-			log.Info("auth refused", "outcome", "throttled", "reason", "too many failures for this user")
-			return User{}, policy.AuthThrottledUser
+	r, why := s.throttled(ip, name)
+	reason := ""
+	if r == nil {
+		// Refused unseen in the same critical section: parallel attempts
+		// cannot get past a budget that they spend.
+		if reason = refuseUnseen(user, password); reason != "" {
+			s.failedLocked(ip, name, "")
 		}
-	}
-	ipF.pending++
-	for _, f := range userF {
-		f.pending++
 	}
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		ipF.pending--
-		for _, f := range userF {
-			f.pending--
-		}
-		s.mu.Unlock()
-	}()
-
-	if reason := refuseUnseen(user, password); reason != "" {
-		s.failed(ip, name, "")
+	if r != nil {
+		log.Info("auth refused", "outcome", "throttled", "reason", why)
+		return User{}, r
+	}
+	if reason != "" {
 		log.Info("auth failed", "outcome", "invalid", "reason", reason)
 		return User{}, policy.AuthFailed
 	}
@@ -267,8 +254,27 @@ func (s *Service) Login(ctx context.Context, ip netip.Addr, user, password strin
 		log.Warn("auth failed", "outcome", "temporary", "reason", "cancelled waiting for a directory slot: "+ctx.Err().Error())
 		return User{}, policy.AuthTempFailed
 	}
-	res := s.dir.Authenticate(ctx, user, password)
-	<-s.binds
+	// The slot is given back only once the outcome is counted: at most
+	// MaxConcurrentBinds attempts are between their last look at the
+	// budgets and their failure being counted, which bounds how far
+	// parallel attempts can overdraw a budget (the README).
+	defer func() { <-s.binds }()
+
+	s.mu.Lock()
+	r, why = s.throttled(ip, name)
+	s.mu.Unlock()
+	if r != nil {
+		log.Info("auth refused", "outcome", "throttled", "reason", why)
+		return User{}, r
+	}
+
+	res := s.dir.AuthenticateIf(ctx, user, password, func(dn string) bool {
+		dn = strings.ToLower(dn)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.aliases.Add(name, dn)
+		return s.mayTry(s.users, "dn:"+dn, s.cfg.Now())
+	})
 
 	switch res.Outcome {
 	case lookup.AuthValid:
@@ -288,9 +294,41 @@ func (s *Service) Login(ctx context.Context, ip netip.Addr, user, password strin
 		s.failed(ip, name, res.DN)
 		log.Info("auth failed", "outcome", "invalid", "dn", res.DN, "reason", res.Reason)
 		return User{}, policy.AuthFailed
+	case lookup.AuthNotTried:
+		log.Info("auth refused", "outcome", "throttled", "dn", res.DN, "reason", reasonUser)
+		return User{}, policy.AuthThrottledUser
+	}
+	if res.Ambiguous {
+		// Not the user's doing, and not passing: the directory's admin
+		// must mend it.
+		log.Error("auth failed", "outcome", "temporary", "reason", res.Reason)
+		return User{}, policy.AuthTempFailed
 	}
 	log.Warn("auth failed", "outcome", "temporary", "dn", res.DN, "reason", res.Reason)
 	return User{}, policy.AuthTempFailed
+}
+
+// The reasons logged for a throttled attempt.
+const (
+	reasonIP   = "too many failures from this address"
+	reasonUser = "too many failures for this user"
+)
+
+// throttled returns the reply for an attempt whose client address or user
+// name (or the entry the name is known to mean) has no failure left in its
+// budget, and why; nil when the attempt may go on. The caller holds s.mu.
+func (s *Service) throttled(ip netip.Addr, name string) (*policy.Reply, string) {
+	now := s.cfg.Now()
+	if !s.mayTry(s.ips, ipKey(ip), now) {
+		return policy.AuthThrottledIP, reasonIP
+	}
+	if !s.mayTry(s.users, "name:"+name, now) {
+		return policy.AuthThrottledUser, reasonUser
+	}
+	if dn, ok := s.aliases.Get(name); ok && !s.mayTry(s.users, "dn:"+dn, now) {
+		return policy.AuthThrottledUser, reasonUser
+	}
+	return nil, ""
 }
 
 // ExchangeFailed is the reply for an error of Mechanism.Next, like
@@ -301,9 +339,26 @@ func (s *Service) ExchangeFailed(ip netip.Addr, m Mechanism, err error) *policy.
 	user, _ := m.Credentials()
 	s.log.Info("auth failed", "user", logName(user), "ip", ip.String(), "outcome", "invalid", "reason", err.Error())
 	if errors.Is(err, ErrAuthzid) {
-		s.failed(ip, strings.ToLower(user), "")
+		s.failed(ip, NameKey(user), "")
 	}
 	return ExchangeReply(err)
+}
+
+// NameKey is the throttle key of a user name as typed in AUTH: lower-cased,
+// with leading and trailing white space removed and each run of white
+// space inside made one space, cut at MaxUserBytes. These are spellings the
+// directory's matching rules (caseIgnoreMatch for uid, caseIgnoreIA5Match
+// for mail, with RFC 4518's insignificant space handling) take for the same
+// value, so they surely name the same entry. An address is not mapped to
+// its local part: whether alice@dom and alice are one entry is the
+// directory's to say, and once it has said (the search before the bind),
+// the entry's own budget applies to every name that found it.
+func NameKey(user string) string {
+	k := strings.ToLower(strings.Join(strings.Fields(user), " "))
+	if len(k) > MaxUserBytes {
+		k = k[:MaxUserBytes]
+	}
+	return k
 }
 
 // refuseUnseen says why credentials are refused without asking the

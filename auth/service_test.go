@@ -19,9 +19,13 @@ import (
 )
 
 // fakeDir is a Directory with fixed accounts; it counts the calls that
-// would have reached LDAP.
+// would have reached LDAP (a search) and the binds among them. Like slapd,
+// it finds an entry whatever the case and the surrounding spaces of the
+// name.
 type fakeDir struct {
 	calls   atomic.Int64
+	binds   atomic.Int64
+	twice   string        // a name that matches two entries
 	release chan struct{} // if set, each call waits for it
 	entered chan struct{} // if set, each call reports here first
 	down    atomic.Bool   // every call answers could-not-tell
@@ -39,22 +43,30 @@ var fakeAccounts = map[string]fakeAccount{
 	"bob":                     {"uid=bob,ou=people", "bob-pw", []string{"bob@campus.test"}},
 }
 
-func (d *fakeDir) Authenticate(ctx context.Context, user, password string) lookup.AuthResult {
+func (d *fakeDir) AuthenticateIf(ctx context.Context, user, password string, mayBind func(string) bool) lookup.AuthResult {
 	d.calls.Add(1)
+	if d.down.Load() {
+		return lookup.AuthResult{Reason: "ldap: connection refused"}
+	}
+	if d.twice != "" && strings.EqualFold(strings.TrimSpace(user), d.twice) {
+		return lookup.AuthResult{Ambiguous: true, Reason: "2 entries match " + user + ": the directory is ambiguous, no bind"}
+	}
+	a, ok := fakeAccounts[strings.ToLower(strings.TrimSpace(user))]
+	if !ok {
+		return lookup.AuthResult{Outcome: lookup.AuthInvalid, Reason: "no entry for " + user}
+	}
+	if !mayBind(a.dn) {
+		return lookup.AuthResult{Outcome: lookup.AuthNotTried, DN: a.dn, Reason: "refused by the caller"}
+	}
+	// The bind: where a slow directory holds an attempt.
 	if d.entered != nil {
 		d.entered <- struct{}{}
 	}
 	if d.release != nil {
 		<-d.release
 	}
-	if d.down.Load() {
-		return lookup.AuthResult{Reason: "ldap: connection refused"}
-	}
-	a, ok := fakeAccounts[strings.ToLower(user)]
-	switch {
-	case !ok:
-		return lookup.AuthResult{Outcome: lookup.AuthInvalid, Reason: "no entry for " + user}
-	case a.password != password:
+	d.binds.Add(1)
+	if a.password != password {
 		return lookup.AuthResult{Outcome: lookup.AuthInvalid, DN: a.dn, Reason: "invalid credentials for " + a.dn}
 	}
 	return lookup.AuthResult{Outcome: lookup.AuthValid, DN: a.dn, Addresses: a.addrs}
@@ -240,10 +252,63 @@ func TestUserThrottleByEntry(t *testing.T) {
 	// Five failures for uid=alice: both names are throttled now.
 	f.login(t, ip3, "alice", "alice-pw", policy.AuthThrottledUser, false)
 	f.login(t, ip3, "Alice@Campus.Test", "alice-pw", policy.AuthThrottledUser, false)
-	// A name not seen yet gets its first attempt (which entry it names is
-	// not known before the directory is asked), and no more.
-	f.login(t, ip3, "alice.smith@campus.test", "x", policy.AuthFailed, true)
+	// A name not seen yet is searched (which entry it names is not known
+	// before the directory is asked), but the entry found has no budget
+	// left: no bind. From then on the name is refused unsearched.
+	binds := f.dir.binds.Load()
+	f.login(t, ip3, "alice.smith@campus.test", "x", policy.AuthThrottledUser, true)
 	f.login(t, ip3, "alice.smith@campus.test", "alice-pw", policy.AuthThrottledUser, false)
+	if n := f.dir.binds.Load() - binds; n != 0 {
+		t.Errorf("%d binds for a spent entry, want 0", n)
+	}
+}
+
+// TestUserThrottleEverySpelling: once the entry's budget is spent, every
+// spelling of its names — case, spaces around and inside that the
+// directory ignores, the uid and each address — is 454 without a bind, even
+// with the right password; the spellings the name key folds are refused
+// without a search too. The address and the other names from the same
+// address are not throttled (only four failures came from ip1).
+func TestUserThrottleEverySpelling(t *testing.T) {
+	f := newFixture(t, Config{MaxFailures: 4})
+	for range 4 {
+		f.login(t, ip2, "alice", "guess", policy.AuthFailed, true)
+	}
+	binds := f.dir.binds.Load()
+	for _, name := range []string{"alice", " alice", "ALICE", "alice ", "\talice\t"} {
+		f.login(t, ip1, name, "alice-pw", policy.AuthThrottledUser, false)
+	}
+	// Spellings that are another name key: one search each to learn the
+	// entry, no bind; then no search either.
+	for _, name := range []string{"alice@campus.test", " Alice.Smith@Campus.Test"} {
+		f.login(t, ip1, name, "alice-pw", policy.AuthThrottledUser, true)
+		f.login(t, ip1, name, "alice-pw", policy.AuthThrottledUser, false)
+		f.login(t, ip1, strings.ToUpper(name)+"  ", "guess", policy.AuthThrottledUser, false)
+	}
+	if n := f.dir.binds.Load() - binds; n != 0 {
+		t.Errorf("%d binds once alice's budget was spent, want 0", n)
+	}
+	if n := strings.Count(f.log.String(), `outcome=throttled dn="uid=alice,ou=people" reason="too many failures for this user"`); n != 2 {
+		t.Errorf("%d throttled attempts logged with the entry, want 2:\n%s", n, f.log.String())
+	}
+	f.login(t, ip1, "bob", "bob-pw", nil, true)
+}
+
+func TestNameKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"alice":                           "alice",
+		"  ALICE\t":                       "alice",
+		"Alice@Campus.Test ":              "alice@campus.test",
+		"al  ice":                         "al ice",
+		"al\u00a0ice":                     "al ice",
+		"alice@campus.test":               "alice@campus.test",
+		strings.Repeat("X", 300):          strings.Repeat("x", MaxUserBytes),
+		"\u00a0alice+tag@campus.test\r\n": "alice+tag@campus.test",
+	} {
+		if got := NameKey(in); got != want {
+			t.Errorf("NameKey(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
 
 // TestIPThrottle: failures from one address for any users close its
@@ -303,14 +368,56 @@ func TestTemporaryFailuresNotCounted(t *testing.T) {
 	f.login(t, ip1, "alice", "alice-pw", nil, true)
 }
 
-// TestConcurrentAttemptsWithinBudget: attempts in flight count against the
-// budget, so a client with many connections cannot have more than
-// MaxFailures passwords checked at once.
-func TestConcurrentAttemptsWithinBudget(t *testing.T) {
+// TestConcurrentLoginsNotBlamed: attempts in flight are not failures. Many
+// right passwords at once through one address (a NAT) and for one user,
+// held by a slow directory, all reach it and all succeed: none is throttled
+// by the failures the others might have been.
+func TestConcurrentLoginsNotBlamed(t *testing.T) {
 	f := newFixture(t, Config{MaxConcurrentBinds: 50})
 	f.dir.release = make(chan struct{})
 	f.dir.entered = make(chan struct{}, 50)
-	const n = 20
+	const n = 40
+	replies := make(chan *policy.Reply, n)
+	for i := range n {
+		go func() {
+			ip, user, pw := ip1, "bob", "bob-pw" // one address, two users
+			if i%2 == 0 {
+				ip, user, pw = netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), "alice", "alice-pw"
+			}
+			_, r := f.svc.Login(context.Background(), ip, user, pw)
+			replies <- r
+		}()
+	}
+	for range n { // every one reaches the directory while all are held
+		select {
+		case <-f.dir.entered:
+		case r := <-replies:
+			close(f.dir.release)
+			t.Fatalf("a right password ended while the others were held: %v", r)
+		}
+	}
+	close(f.dir.release)
+	for range n {
+		if r := <-replies; r != nil {
+			t.Errorf("a right password in parallel: %v", r)
+		}
+	}
+	if strings.Contains(f.log.String(), "throttled") {
+		t.Errorf("throttled:\n%s", f.log.String())
+	}
+}
+
+// TestConcurrentGuessesBounded: parallel guesses overdraw a budget by fewer
+// than MaxConcurrentBinds: those waiting for a bind slot look at the budgets
+// again once they have one, the entry's budget is looked at again just
+// before the bind, and a failure is counted before its slot is given back.
+// The overdraft is a debt: the bucket refills from below zero, one token
+// per window.
+func TestConcurrentGuessesBounded(t *testing.T) {
+	const maxFailures, slots, n = 2, 3, 20
+	f := newFixture(t, Config{MaxFailures: maxFailures, MaxConcurrentBinds: slots, BindWait: time.Minute})
+	f.dir.release = make(chan struct{})
+	f.dir.entered = make(chan struct{}, n)
 	replies := make(chan *policy.Reply, n)
 	for i := range n {
 		go func() {
@@ -319,24 +426,40 @@ func TestConcurrentAttemptsWithinBudget(t *testing.T) {
 			replies <- r
 		}()
 	}
-	// Five reach the directory; the fifteen others are refused at once.
-	throttled := 0
-	for range n - 5 {
-		if r := <-replies; r == policy.AuthThrottledUser {
-			throttled++
-		}
-	}
-	if throttled != n-5 || f.dir.calls.Load() != 5 {
-		t.Errorf("%d throttled, %d directory calls; want %d and 5", throttled, f.dir.calls.Load(), n-5)
+	for range maxFailures {
+		<-f.dir.entered // binds held, all passed the budget
 	}
 	close(f.dir.release)
-	for range 5 {
-		if r := <-replies; r != policy.AuthFailed {
-			t.Errorf("in-flight attempt: %v, want 535", r)
-		}
+	got := map[*policy.Reply]int{}
+	for range n {
+		got[<-replies]++
+	}
+	binds := int(f.dir.binds.Load())
+	if binds < maxFailures || binds > maxFailures+slots-1 || got[policy.AuthFailed] != binds || got[policy.AuthThrottledUser] != n-binds {
+		t.Fatalf("%d binds, replies %v; want %d..%d binds, each a 535, the others 454 throttled", binds, got, maxFailures, maxFailures+slots-1)
 	}
 	f.dir.release, f.dir.entered = nil, nil
+	// maxFailures tokens, binds failures: the debt takes binds-maxFailures+1
+	// windows to pay back to one token.
+	f.clock.Advance(time.Duration(binds-maxFailures+1)*10*time.Minute - time.Second)
 	f.login(t, ip1, "alice", "alice-pw", policy.AuthThrottledUser, false)
+	f.clock.Advance(time.Second)
+	f.login(t, ip1, "alice", "alice-pw", nil, true)
+}
+
+// TestAmbiguousEntry: a name that matches two entries is the directory's
+// fault: 454 (never 535), logged at ERROR, and not a failure however often
+// it is tried.
+func TestAmbiguousEntry(t *testing.T) {
+	f := newFixture(t, Config{MaxFailures: 2})
+	f.dir.twice = "shared@campus.test"
+	for range 5 {
+		f.login(t, ip1, "shared@campus.test", "pw", policy.AuthTempFailed, true)
+	}
+	if !strings.Contains(f.log.String(), `level=ERROR msg="auth failed" user=shared@campus.test ip=192.0.2.1 outcome=temporary reason="2 entries match`) {
+		t.Errorf("not logged at ERROR:\n%s", f.log.String())
+	}
+	f.login(t, ip1, "bob", "bob-pw", nil, true)
 }
 
 // TestBindSlots: with every slot taken, an attempt waits BindWait and gets
@@ -346,8 +469,7 @@ func TestBindSlots(t *testing.T) {
 	f.dir.release = make(chan struct{})
 	f.dir.entered = make(chan struct{}, 2)
 	done := make(chan *policy.Reply, 2)
-	// Held logins by two users (MaxFailures 1: one attempt in flight per
-	// user name and address).
+	// Held logins by two users.
 	hold := func() {
 		for _, c := range []struct {
 			ip       netip.Addr

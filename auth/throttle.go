@@ -13,17 +13,19 @@ import (
 
 // failures is the failure budget of one client address, user name or entry:
 // a token bucket of MaxFailures tokens refilled at one token per
-// FailureWindow. A failed login takes a token; an attempt is let through
-// only if a token would be left for every attempt in flight. See the README
-// for what this means in time.
+// FailureWindow. A failed login takes a token (the bucket may go below
+// zero: a debt, paid back in time); an attempt is let through while a whole
+// token is left. Attempts in flight take nothing: see the README for what
+// this means in time and under parallel attempts.
 type failures struct {
-	lim     *rate.Limiter
-	pending int // attempts in flight (guarded by Service.mu)
+	lim *rate.Limiter
 }
 
-// mayTry reports whether one more attempt may go to the directory.
-func (f *failures) mayTry(now time.Time) bool {
-	return f.lim.TokensAt(now)-float64(f.pending) >= 1
+// mayTry reports whether the budget for key in m allows one more attempt.
+// The caller holds s.mu.
+func (s *Service) mayTry(m *expirable.LRU[string, *failures], key string, now time.Time) bool {
+	f, ok := m.Get(key)
+	return !ok || f.lim.TokensAt(now) >= 1
 }
 
 // tracked returns the budget for key, a full one if there is none. The
@@ -41,9 +43,14 @@ func (s *Service) tracked(m *expirable.LRU[string, *failures], key string) *fail
 // and, when known, the entry (so that typing the uid, the address and the
 // alternate addresses in turn does not multiply the budget).
 func (s *Service) failed(ip netip.Addr, name, dn string) {
-	now := s.cfg.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.failedLocked(ip, name, dn)
+}
+
+// failedLocked is failed with s.mu held.
+func (s *Service) failedLocked(ip netip.Addr, name, dn string) {
+	now := s.cfg.Now()
 	keys := []struct {
 		m   *expirable.LRU[string, *failures]
 		key string
@@ -63,7 +70,7 @@ func (s *Service) failed(ip netip.Addr, name, dn string) {
 	}
 	for _, k := range keys {
 		f := s.tracked(k.m, k.key)
-		// ReserveN always takes the token (the bucket may go below zero
+		// ReserveN always takes the token (the bucket goes below zero
 		// when attempts raced); the reservation is never used or
 		// cancelled.
 		f.lim.ReserveN(now, 1)

@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/smtp"
 	"net/textproto"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -475,25 +472,7 @@ func TestSentinelFailover(t *testing.T) {
 	}
 	today := time.Now().UTC().Format("2006-01-02")
 	from := testStart.UTC().Format("2006-01-02")
-	cmd := exec.Command(harness.Binary(t), "report", "-config", filepath.Join(gws[0].gw.Dir, "sekisho.yaml"),
-		"-from", from, "-to", today, "-format", "json")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("sekisho report: %v\n%s", err, out)
-	}
-	var rep struct {
-		Rows []struct {
-			Cause              string
-			Attempts, Distinct int64
-		}
-	}
-	if err := json.Unmarshal(out, &rep); err != nil {
-		t.Fatalf("report JSON: %v\n%s", err, out)
-	}
-	got := map[string]int64{}
-	for _, r := range rep.Rows {
-		got[r.Cause] += r.Attempts
-	}
+	got, out := reportAttempts(t, gws[0].gw, from, today)
 	// A decision is counted before its reply leaves, so one in the last
 	// flush may reach the client a moment after the kill.
 	winFrom, winTo := killAt.Add(-2*stFlush-500*time.Millisecond), killAt.Add(250*time.Millisecond)

@@ -79,7 +79,7 @@ func (e *engine) count(check string, r *policy.Reply, given string, rcpt mailadd
 	}
 	ev := report.Event{
 		Time: time.Now(), Cause: cause, Listener: e.base.Listener, Client: e.base.Client,
-		Sender: e.tx.From, Recipient: rcpt.String(),
+		Sender: e.tx.From, Recipient: rcpt.String(), Check: check,
 	}
 	if cause == report.NXDomain || cause == report.BadDomain {
 		// The domain refused: the recipient's at RCPT, the sender's at MAIL.

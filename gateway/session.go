@@ -708,9 +708,12 @@ func (c *conn) Auth(arg string) *policy.Reply {
 	defer c.watchHangup()()
 	u, r := c.gen.cfg.MSA.Auth.Login(c.ctx, c.client, user, password)
 	if r != nil {
-		cause := report.AuthFailure
+		cause := report.AuthFailure // refused or throttled
 		if r == policy.AuthTempFailed {
-			cause = report.LDAPTempfail // the directory could not tell
+			// The directory could not tell, was too slow to give a bind
+			// slot, or holds several entries for the name: not the
+			// client's failure.
+			cause = report.LDAPTempfail
 		}
 		c.tx.count("auth", r, cause, mailaddr.Address{})
 		return r

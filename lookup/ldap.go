@@ -141,6 +141,9 @@ const (
 	// AuthInvalid: invalid credentials — an empty password, no entry for
 	// the user (with the canary present), or LDAP result 49.
 	AuthInvalid
+	// AuthNotTried: the search found the user's one entry, and the
+	// caller's mayBind (AuthenticateIf) refused it: no bind was sent.
+	AuthNotTried
 )
 
 func (o AuthOutcome) String() string {
@@ -149,6 +152,8 @@ func (o AuthOutcome) String() string {
 		return "valid"
 	case AuthInvalid:
 		return "invalid"
+	case AuthNotTried:
+		return "not tried"
 	}
 	return "could not tell"
 }
@@ -159,6 +164,9 @@ type AuthResult struct {
 	Reason  string
 	// DN is the entry the user was matched to (when one was).
 	DN string
+	// Ambiguous is set when several entries matched the user
+	// (AuthCouldNotTell): a fault of the directory, not of the user.
+	Ambiguous bool
 	// Addresses are the values of the address attributes of the user's
 	// entry, as the directory has them, in the order of AddressAttributes
 	// (AuthValid only).
@@ -349,8 +357,10 @@ func (d *Directory) account(ctx context.Context, addr string) AccountResult {
 // every value escaped (RFC 4515), and reads the entries' address attributes.
 // Then:
 //
-//   - several entries for the user: AuthInvalid (no bind: whose password
-//     would it be?), whether or not the canary came back;
+//   - several entries for the user: AuthCouldNotTell with Ambiguous set,
+//     and no bind (whose password would it be?), whether or not the canary
+//     came back: two entries answering to one login name is a fault of the
+//     directory, which its admin must mend, not a wrong password;
 //   - the canary missing: AuthCouldNotTell;
 //   - no entry for the user: AuthInvalid;
 //   - one entry: a simple bind as that entry on a separate, fresh
@@ -366,6 +376,16 @@ func (d *Directory) account(ctx context.Context, addr string) AccountResult {
 // (RFC 4513 §5.1.2). A search or connection failure, a timeout or a busy
 // pool is AuthCouldNotTell.
 func (d *Directory) Authenticate(ctx context.Context, user, password string) AuthResult {
+	return d.AuthenticateIf(ctx, user, password, nil)
+}
+
+// AuthenticateIf is Authenticate with mayBind asked, when the search has
+// found the user's one entry, whether to bind as it: false ends the attempt
+// as AuthNotTried (with the DN), before any bind. It lets the caller keep a
+// failure budget per entry, whatever spelling of the name found the entry
+// (the directory's matching rules ignore case and surrounding spaces). A
+// nil mayBind always binds.
+func (d *Directory) AuthenticateIf(ctx context.Context, user, password string, mayBind func(dn string) bool) AuthResult {
 	switch {
 	case user == "":
 		return AuthResult{Outcome: AuthInvalid, Reason: "empty user name refused"}
@@ -389,7 +409,7 @@ func (d *Directory) Authenticate(ctx context.Context, user, password string) Aut
 	}
 	switch {
 	case len(m.users) > 1 && (err == nil || ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded)):
-		return AuthResult{Outcome: AuthInvalid, Reason: fmt.Sprintf("%d entries match %s: ambiguous, no bind", len(m.users), user)}
+		return AuthResult{Ambiguous: true, Reason: fmt.Sprintf("%d entries match %s: the directory is ambiguous, no bind", len(m.users), user)}
 	case err != nil:
 		return AuthResult{Reason: "ldap: " + err.Error()}
 	case !m.canarySeen:
@@ -399,6 +419,9 @@ func (d *Directory) Authenticate(ctx context.Context, user, password string) Aut
 	}
 	entry := m.users[0]
 	dn := entry.DN
+	if mayBind != nil && !mayBind(dn) {
+		return AuthResult{Outcome: AuthNotTried, DN: dn, Reason: "no bind as " + dn + ": refused by the caller"}
+	}
 	conn, err := d.pool.dialBind(ctx, dn, password)
 	if err != nil {
 		if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {

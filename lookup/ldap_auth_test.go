@@ -145,8 +145,9 @@ func TestLDAPAuthenticateRefusedUnseen(t *testing.T) {
 	}
 }
 
-// TestLDAPAuthenticateAmbiguous: a name that matches several entries is
-// invalid, and no bind is tried (whose password would it be?).
+// TestLDAPAuthenticateAmbiguous: a name that matches several entries is a
+// fault of the directory: could-not-tell (the client gets 454, not 535),
+// marked Ambiguous, and no bind is tried (whose password would it be?).
 func TestLDAPAuthenticateAmbiguous(t *testing.T) {
 	s := testslapd.Start(t)
 	cfg := ldapAuthConfig(s)
@@ -159,8 +160,8 @@ func TestLDAPAuthenticateAmbiguous(t *testing.T) {
 	}
 	before := len(ldapUserBinds(s))
 	r := d.Authenticate(context.Background(), "shared@campus.test", "dup-pw")
-	if r.Outcome != AuthInvalid || !strings.Contains(r.Reason, "2 entries") {
-		t.Errorf("shared address: %v (%s), want invalid, 2 entries", r.Outcome, r.Reason)
+	if r.Outcome != AuthCouldNotTell || !r.Ambiguous || !strings.Contains(r.Reason, "2 entries") {
+		t.Errorf("shared address: %v ambiguous=%v (%s), want could not tell, ambiguous, 2 entries", r.Outcome, r.Ambiguous, r.Reason)
 	}
 	if n := len(ldapUserBinds(s)) - before; n != 0 {
 		t.Errorf("%d user binds for an ambiguous name, want 0", n)
@@ -276,5 +277,43 @@ func TestLDAPAuthConfigErrors(t *testing.T) {
 	}
 	if d.cfg.AuthFilter != DefaultLDAPAuthFilter || !slices.Equal(d.cfg.AddressAttributes, []string{"mail", "mailAlternateAddress"}) {
 		t.Errorf("defaults: %q %q", d.cfg.AuthFilter, d.cfg.AddressAttributes)
+	}
+}
+
+// TestLDAPAuthenticateIf: mayBind is asked with the DN of the entry the
+// search found, whatever spelling of the name found it (slapd's matching
+// rules ignore case and leading and trailing spaces), and a refusal sends
+// no bind; a nil or consenting mayBind binds as before.
+func TestLDAPAuthenticateIf(t *testing.T) {
+	s := testslapd.Start(t)
+	d := ldapTestDirectory(t, ldapAuthConfig(s))
+	alice := testslapd.PersonByUID("alice")
+	for _, user := range []string{"alice", " alice", "ALICE", "alice@campus.test", "ALICE@Campus.Test ", "  alice@campus.test"} {
+		before := len(ldapUserBinds(s))
+		var asked []string
+		r := d.AuthenticateIf(context.Background(), user, alice.Password, func(dn string) bool {
+			asked = append(asked, dn)
+			return false
+		})
+		if r.Outcome != AuthNotTried || r.DN != alice.DN() || !slices.Equal(asked, []string{alice.DN()}) {
+			t.Errorf("%q refused: %v %q (%s), mayBind asked with %q; want not tried, %s", user, r.Outcome, r.DN, r.Reason, asked, alice.DN())
+		}
+		if n := len(ldapUserBinds(s)) - before; n != 0 {
+			t.Errorf("%q refused by mayBind: %d user binds, want 0", user, n)
+		}
+	}
+	before := len(ldapUserBinds(s))
+	r := d.AuthenticateIf(context.Background(), " Alice ", alice.Password, func(string) bool { return true })
+	if r.Outcome != AuthValid || r.DN != alice.DN() {
+		t.Errorf("mayBind consenting: %v %q (%s), want valid", r.Outcome, r.DN, r.Reason)
+	}
+	if n := len(ldapUserBinds(s)) - before; n != 1 {
+		t.Errorf("mayBind consenting: %d user binds, want 1", n)
+	}
+	// Not asked when there is no one entry to bind as.
+	called := false
+	mayBind := func(string) bool { called = true; return true }
+	if r := d.AuthenticateIf(context.Background(), "nobody", "pw", mayBind); r.Outcome != AuthInvalid || called {
+		t.Errorf("unknown user: %v, mayBind called = %v; want invalid, not called", r.Outcome, called)
 	}
 }

@@ -40,6 +40,11 @@ type Event struct {
 	Client    netip.Addr // counted by network (IPv4 /24, IPv6 /64) for the distinct triplets
 	Sender    string     // envelope sender, "" for the null sender or before MAIL
 	Recipient string     // "" at connect and MAIL
+	// Check is the check or gateway rule that decided, as in the
+	// decisions metric's check label ("auth" for SMTP AUTH, "submission"
+	// for an authenticated user's own limits, "" when every check passed).
+	// The report counts by Cause; the tempfail alarm also looks at Check.
+	Check string
 	// Domain is the domain refused, for NXDomain and BadDomain: the
 	// report's top domains, the candidates for baddomains.txt.
 	Domain string

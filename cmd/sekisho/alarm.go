@@ -21,6 +21,20 @@ import (
 // on_store_error: tempfail).
 var infraCauses = []string{report.LDAPTempfail, report.DNSTempfail, report.NexthopTempfail, report.OtherTempfail}
 
+// Checks (report.Event.Check) whose decisions the alarm reads otherwise
+// than by their cause.
+const (
+	// alarmAuthCheck is SMTP AUTH: not about mail, whatever its cause (a
+	// 454 because LDAP could not tell is ldap_tempfail in the report; the
+	// directory's trouble shows in the account check's deferrals and in
+	// sekisho_up).
+	alarmAuthCheck = "auth"
+	// alarmUserPolicyCheck is an authenticated user's hourly limits (450
+	// 4.7.1, other_tempfail in the report): a mail decision, but the
+	// user's own policy, not our infrastructure.
+	alarmUserPolicyCheck = "submission"
+)
+
 // alarmBuckets is how many slices the window is cut into: the window slides
 // by a 60th of its length.
 const alarmBuckets = 60
@@ -33,8 +47,9 @@ type alarmBucket struct {
 
 // tempfailAlarm is a report.Recorder that watches the share of
 // infrastructure deferrals among the mail decisions (MAIL, RCPT and the
-// per-recipient outcomes of the data; pregreet and AUTH failures are not
-// about mail and are left out). It fires when, over the window, there are
+// per-recipient outcomes of the data; pregreet and AUTH are not about mail
+// and are left out; a user's hourly limits are mail decisions but not
+// infrastructure deferrals). It fires when, over the window, there are
 // at least minEvents decisions and the share is above ratio, and ends when
 // that is no longer so: one ERROR line at the start, one INFO line at the
 // end, sekisho_alarm{kind="tempfail"} 1 meanwhile, and optionally a mail.
@@ -65,9 +80,10 @@ func (a *tempfailAlarm) width() time.Duration { return max(a.window/alarmBuckets
 
 // Record implements report.Recorder; it never blocks beyond a mutex.
 func (a *tempfailAlarm) Record(e report.Event) {
-	if e.Cause == report.Pregreet || e.Cause == report.AuthFailure {
+	if e.Cause == report.Pregreet || e.Cause == report.AuthFailure || e.Check == alarmAuthCheck {
 		return
 	}
+	infra := e.Check != alarmUserPolicyCheck
 	now := a.now()
 	slot := now.UnixNano() / int64(a.width())
 	a.mu.Lock()
@@ -77,7 +93,7 @@ func (a *tempfailAlarm) Record(e report.Event) {
 	}
 	b.total++
 	for i, c := range infraCauses {
-		if e.Cause == c {
+		if infra && e.Cause == c {
 			b.infra[i]++
 		}
 	}

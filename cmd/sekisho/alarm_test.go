@@ -81,6 +81,41 @@ func TestAlarmRatioStrictlyAbove(t *testing.T) {
 	}
 }
 
+// TestAlarmOnlyInfrastructure: a user's hourly limits (450 4.7.1 from the
+// "submission" rule, other_tempfail in the report) are mail decisions but no
+// infrastructure deferrals; AUTH replies, a 454 because the directory could
+// not tell included (ldap_tempfail from "auth"), are not mail decisions.
+// Neither fires the alarm however many; the same causes from the checks
+// that do depend on infrastructure do, and the ERROR line counts only them.
+func TestAlarmOnlyInfrastructure(t *testing.T) {
+	a, _, buf := newTestAlarm(t)
+	recordCheck := func(cause, check string, n int) {
+		for range n {
+			a.Record(report.Event{Cause: cause, Check: check, Recipient: "friend@example.net"})
+		}
+	}
+	recordCheck(report.Accepted, "", 20)
+	recordCheck(report.OtherTempfail, "submission", 100) // the hourly limits
+	recordCheck(report.LDAPTempfail, "auth", 100)        // AUTH 454: LDAP down, no slot, two entries
+	recordCheck(report.AuthFailure, "auth", 100)
+	if a.Firing() {
+		t.Fatalf("fired on user policy and AUTH:\n%s", buf)
+	}
+	// 120 mail decisions so far; 31 deferrals by the account check and the
+	// greylist store make 31 of 151 > 0.2.
+	recordCheck(report.LDAPTempfail, "account", 30)
+	if a.Firing() {
+		t.Fatal("fired at 30 of 150")
+	}
+	recordCheck(report.OtherTempfail, "greylist", 1)
+	if !a.Firing() {
+		t.Fatal("31 infrastructure deferrals of 151 decisions: not firing")
+	}
+	if !strings.Contains(buf.String(), "deferred=31 decisions=151") || !strings.Contains(buf.String(), `causes="ldap_tempfail:30 other_tempfail:1"`) {
+		t.Errorf("ERROR line does not count only the infrastructure:\n%s", buf)
+	}
+}
+
 // TestAlarmWindowSlides: an episode ends once its deferrals leave the
 // window, with no new mail needed (the periodic evaluate); one INFO line
 // says so and how long it lasted. Decisions older than the window do not

@@ -175,6 +175,27 @@ func (s *Server) Restart() {
 	s.start()
 }
 
+// Freeze stops slapd with SIGSTOP: connections stay open (and new ones are
+// accepted by the kernel) but nothing is answered, as with a hung directory.
+// Thaw resumes it (SIGCONT). Stop, Kill and the test's cleanup end a frozen
+// slapd too.
+func (s *Server) Freeze() { s.send(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen slapd.
+func (s *Server) Thaw() { s.send(syscall.SIGCONT) }
+
+// send signals the running slapd without waiting for anything.
+func (s *Server) send(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		s.t.Fatalf("testslapd: %v to a slapd that is not running", sig)
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("testslapd: %v: %v", sig, err)
+	}
+}
+
 func (s *Server) signal(sig syscall.Signal) {
 	s.mu.Lock()
 	cmd, exited := s.cmd, s.exited
@@ -184,6 +205,7 @@ func (s *Server) signal(sig syscall.Signal) {
 		return
 	}
 	cmd.Process.Signal(sig)
+	cmd.Process.Signal(syscall.SIGCONT) // a frozen slapd acts on sig only once resumed
 	select {
 	case <-exited:
 	case <-time.After(10 * time.Second):

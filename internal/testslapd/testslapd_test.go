@@ -118,3 +118,27 @@ func BenchmarkStart(b *testing.B) {
 		s.Stop()
 	}
 }
+
+// TestFreezeThaw: a frozen slapd accepts a connection but answers nothing
+// (a bind times out); thawed, it answers the same connection; a frozen
+// slapd stops cleanly on SIGTERM (not by the SIGKILL 10 s later).
+func TestFreezeThaw(t *testing.T) {
+	s := Start(t)
+	c := dial(t, s)
+	s.Freeze()
+	c.SetTimeout(300 * time.Millisecond)
+	if err := c.Bind(s.BindDN, s.BindPassword); err == nil {
+		t.Fatal("a frozen slapd answered a bind")
+	}
+	frozen := dial(t, s) // the kernel still accepts
+	s.Thaw()
+	frozen.SetTimeout(10 * time.Second)
+	if err := frozen.Bind(s.BindDN, s.BindPassword); err != nil {
+		t.Fatalf("bind after thaw: %v", err)
+	}
+	s.Freeze()
+	s.Stop()
+	if !strings.Contains(s.Log(), "slapd stopped.") || s.Running() {
+		t.Errorf("a frozen slapd did not stop on SIGTERM (running %v):\n%s", s.Running(), tail(s.Log(), 500))
+	}
+}
