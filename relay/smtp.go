@@ -93,6 +93,12 @@ type smtpTx struct {
 	clean    bool
 	mu       sync.Mutex
 	released bool
+
+	// Under mu, with Abort: busy while a command is in flight; inData
+	// from the next hop's 354 to its reply to the final dot (a DATA can
+	// only be ended by its dot, which must not go, or by closing);
+	// ending once Abort handed the connection to endPolitely.
+	busy, inData, ending bool
 }
 
 // dialSMTP connects to one next hop and sends EHLO and MAIL. Any failure is
@@ -241,9 +247,10 @@ func (u *smtpTx) Rcpt(ctx context.Context, to mailaddr.Address, dsn RcptDSN) err
 	if u.broken != nil {
 		return u.broken
 	}
-	if u.done.Load() {
+	if !u.enter() {
 		return fmt.Errorf("%w (next hop %s: transaction already ended)", policy.NextHopLost, u.hop)
 	}
+	defer u.leave()
 	if u.lmtp && len(u.rcpts) > 0 {
 		// One LMTP DATA gives one reply per recipient; our client takes
 		// one. One recipient per transaction keeps the answer whole.
@@ -294,6 +301,9 @@ func (u *smtpTx) restart(ctx context.Context, rcpts []mirrorRcpt) error {
 	if u.broken != nil {
 		return u.broken
 	}
+	if !u.enter() {
+		return fmt.Errorf("%w (next hop %s: transaction already ended)", policy.NextHopLost, u.hop)
+	}
 	stop := u.abortOnCancel(ctx)
 	err := u.client.Reset()
 	if err == nil {
@@ -303,7 +313,11 @@ func (u *smtpTx) restart(ctx context.Context, rcpts []mirrorRcpt) error {
 		err = net.ErrClosed
 	}
 	if err != nil {
-		return u.fail(ctx, "RSET and MAIL", err)
+		err = u.fail(ctx, "RSET and MAIL", err)
+	}
+	u.leave()
+	if err != nil {
+		return err
 	}
 	u.rcpts = nil
 	for _, r := range rcpts {
@@ -329,15 +343,17 @@ func (u *smtpTx) data(ctx context.Context, msg io.Reader, beforeDot func() error
 	if u.broken != nil {
 		return u.broken
 	}
-	if u.done.Load() {
+	if !u.enter() {
 		return fmt.Errorf("%w (next hop %s: transaction already ended)", policy.NextHopLost, u.hop)
 	}
+	defer u.leave()
 	stop := u.abortOnCancel(ctx)
 	defer stop()
 	w, err := u.client.Data()
 	if err != nil {
 		return u.fail(ctx, "DATA", err)
 	}
+	u.setInData(true)
 	if err := u.copyData(ctx, w, msg); err != nil {
 		u.Abort()
 		if u.broken == nil {
@@ -356,6 +372,7 @@ func (u *smtpTx) data(ctx context.Context, msg io.Reader, beforeDot func() error
 		// One recipient per transaction (see Rcpt): its status is the
 		// answer (RFC 2033 §4.2).
 		_, err := w.CloseWithLMTPResponse()
+		u.setInData(false) // a reply (or broken: fail closes)
 		var perRcpt smtp.LMTPDataError
 		if errors.As(err, &perRcpt) && len(u.rcpts) == 1 {
 			if se, ok := perRcpt[u.rcpts[0]]; ok {
@@ -370,7 +387,9 @@ func (u *smtpTx) data(ctx context.Context, msg io.Reader, beforeDot func() error
 		u.clean = stop()
 		return nil
 	}
-	if _, err := w.CloseWithResponse(); err != nil {
+	_, err = w.CloseWithResponse()
+	u.setInData(false) // a reply (or broken: fail closes)
+	if err != nil {
 		return u.fail(ctx, "data", err)
 	}
 	u.clean = stop()
@@ -418,16 +437,74 @@ func has8Bit(p []byte) bool {
 	return false
 }
 
-// Abort drops the connection without the final dot. Safe at any time, from
-// any goroutine, more than once; after Close gave the connection back to the
-// cache it does nothing (the connection is no longer this transaction's).
+// Abort abandons the transaction: the next hop discards whatever it has.
+// Between commands (after MAIL or a RCPT, or after the next hop's reply to
+// the data) the connection is in a known state, and the transaction ends
+// politely without waiting for it (endPolitely: RSET, the connection back
+// to the cache; QUIT without a cache), so that the next hop does not log a
+// lost connection. While a command is in flight, during the data (only the
+// final dot ends a DATA, and it must not go), or on a broken connection,
+// the connection is closed at once. Safe at any time, from any goroutine,
+// more than once; after Close gave the connection back to the cache it
+// does nothing (the connection is no longer this transaction's).
 func (u *smtpTx) Abort() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.done.Store(true)
-	if !u.released {
-		u.conn.Close()
+	ended := u.done.Swap(true)
+	switch {
+	case u.released || u.ending:
+		return
+	case !ended && !u.busy && !u.inData && u.broken == nil:
+		u.ending = true
+		go u.endPolitely()
+		return
 	}
+	u.conn.Close()
+}
+
+// endPolitely ends an abandoned transaction whose connection is between
+// commands, within quitTimeout (a dead next hop costs a goroutine for that
+// long, never the session): RSET (RFC 5321 §4.1.1.5) and the connection
+// back to the cache, when there is one and the next hop said 250 (the
+// connection is then between transactions, as after a delivered message);
+// otherwise QUIT, which ends the transaction as well (§4.1.1.10).
+func (u *smtpTx) endPolitely() {
+	u.client.CommandTimeout = min(u.t.Command, quitTimeout)
+	if u.cache != nil {
+		if err := u.client.Reset(); err != nil {
+			u.conn.Close()
+			return
+		}
+		u.cache.put(&idleConn{key: u.key, hop: u.hop, conn: u.conn, client: u.client, tls: u.tls,
+			born: u.born, uses: u.uses + 1})
+		return
+	}
+	u.client.Quit()
+	u.conn.Close()
+}
+
+// enter marks a command in flight; false once the transaction has ended.
+func (u *smtpTx) enter() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.done.Load() {
+		return false
+	}
+	u.busy = true
+	return true
+}
+
+// leave marks the end of a command.
+func (u *smtpTx) leave() {
+	u.mu.Lock()
+	u.busy = false
+	u.mu.Unlock()
+}
+
+func (u *smtpTx) setInData(v bool) {
+	u.mu.Lock()
+	u.inData = v
+	u.mu.Unlock()
 }
 
 // Close ends the transaction. After the next hop's 250 to the data, with the
