@@ -130,3 +130,23 @@ func TestDataAllRoutesDisagree(t *testing.T) {
 		})
 	}
 }
+
+// The barrier spans the routes: a mirror route whose next hops both have
+// the whole message still waits before their dots until the other route
+// has it too; that route failing then abandons the mirror's copies.
+func TestDataAllBarrierAcrossRoutes(t *testing.T) {
+	a1, a2 := &fakeMirrorHop{whole: make(chan struct{})}, &fakeMirrorHop{whole: make(chan struct{})}
+	both := make(chan struct{})
+	go func() {
+		<-a1.whole
+		<-a2.whole
+		close(both)
+	}()
+	b := &fakeMirrorHop{whole: make(chan struct{}), fail: both}
+	m := &mirrorTx{r: newRouter(), hops: []mirrorHop{a1, a2}, t: testTimeouts.withDefaults()}
+	err := newRouter().DataAll(context.Background(), []Transaction{m, b}, strings.NewReader(testMessage))
+	wantReply(t, err, 451, [3]int{4, 4, 2})
+	if a1.delivered.Load() || a2.delivered.Load() {
+		t.Error("the mirror route delivered though the other route failed before its dot")
+	}
+}

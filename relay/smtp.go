@@ -94,11 +94,10 @@ type smtpTx struct {
 	mu       sync.Mutex
 	released bool
 
-	// Under mu, with Abort: busy while a command is in flight; inData
-	// from the next hop's 354 to its reply to the final dot (a DATA can
-	// only be ended by its dot, which must not go, or by closing);
-	// ending once Abort handed the connection to endPolitely.
-	busy, inData, ending bool
+	// Under mu, with Abort: busy while a command is in flight (the whole
+	// of data: a DATA can only be ended by its dot, which must not go, or
+	// by closing); ending once Abort handed the connection to endPolitely.
+	busy, ending bool
 }
 
 // dialSMTP connects to one next hop and sends EHLO and MAIL. Any failure is
@@ -353,7 +352,6 @@ func (u *smtpTx) data(ctx context.Context, msg io.Reader, beforeDot func() error
 	if err != nil {
 		return u.fail(ctx, "DATA", err)
 	}
-	u.setInData(true)
 	if err := u.copyData(ctx, w, msg); err != nil {
 		u.Abort()
 		if u.broken == nil {
@@ -372,7 +370,6 @@ func (u *smtpTx) data(ctx context.Context, msg io.Reader, beforeDot func() error
 		// One recipient per transaction (see Rcpt): its status is the
 		// answer (RFC 2033 §4.2).
 		_, err := w.CloseWithLMTPResponse()
-		u.setInData(false) // a reply (or broken: fail closes)
 		var perRcpt smtp.LMTPDataError
 		if errors.As(err, &perRcpt) && len(u.rcpts) == 1 {
 			if se, ok := perRcpt[u.rcpts[0]]; ok {
@@ -387,9 +384,7 @@ func (u *smtpTx) data(ctx context.Context, msg io.Reader, beforeDot func() error
 		u.clean = stop()
 		return nil
 	}
-	_, err = w.CloseWithResponse()
-	u.setInData(false) // a reply (or broken: fail closes)
-	if err != nil {
+	if _, err := w.CloseWithResponse(); err != nil {
 		return u.fail(ctx, "data", err)
 	}
 	u.clean = stop()
@@ -454,7 +449,7 @@ func (u *smtpTx) Abort() {
 	switch {
 	case u.released || u.ending:
 		return
-	case !ended && !u.busy && !u.inData && u.broken == nil:
+	case !ended && !u.busy && u.broken == nil:
 		u.ending = true
 		go u.endPolitely()
 		return
@@ -498,12 +493,6 @@ func (u *smtpTx) enter() bool {
 func (u *smtpTx) leave() {
 	u.mu.Lock()
 	u.busy = false
-	u.mu.Unlock()
-}
-
-func (u *smtpTx) setInData(v bool) {
-	u.mu.Lock()
-	u.inData = v
 	u.mu.Unlock()
 }
 
