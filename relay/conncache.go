@@ -287,7 +287,7 @@ func (r *Router) reuse(ctx context.Context, h NextHop, env Envelope, t Timeouts)
 		return nil, nil
 	}
 	u := &smtpTx{hop: e.hop, conn: e.conn, client: e.client, tls: e.tls, t: t, lmtp: h.Kind == HopLMTP,
-		cache: c, key: e.key, born: e.born, uses: e.uses}
+		cache: c, key: e.key, born: e.born, uses: e.uses, log: r.log()}
 	u.client.CommandTimeout = t.Command
 	u.client.SubmissionTimeout = t.Data
 	mctx := ctx

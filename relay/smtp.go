@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -94,6 +95,8 @@ type smtpTx struct {
 	mu       sync.Mutex
 	released bool
 
+	log *slog.Logger // the Router's
+
 	// Under mu, with Abort: busy while a command is in flight (the whole
 	// of data: a DATA can only be ended by its dot, which must not go, or
 	// by closing); ending once Abort handed the connection to endPolitely.
@@ -111,7 +114,7 @@ func (r *Router) dialSMTP(ctx context.Context, h NextHop, env Envelope, t Timeou
 		return nil, stepErr(ctx, "connect", err)
 	}
 	conn := &hopConn{Conn: raw, banner: start.Add(t.Connect)}
-	u := &smtpTx{hop: h, conn: conn, t: t, lmtp: h.Kind == HopLMTP, cache: r.connCache(), born: start}
+	u := &smtpTx{hop: h, conn: conn, t: t, lmtp: h.Kind == HopLMTP, cache: r.connCache(), born: start, log: r.log()}
 	if u.cache != nil {
 		u.key = r.hopKey(h)
 	}
@@ -468,14 +471,19 @@ func (u *smtpTx) endPolitely() {
 	if u.cache != nil {
 		if err := u.client.Reset(); err != nil {
 			u.conn.Close()
+			u.log.Debug("abandoned next hop transaction: RSET failed, connection closed", "next_hop", u.hop.String(), "err", err.Error())
 			return
 		}
-		u.cache.put(&idleConn{key: u.key, hop: u.hop, conn: u.conn, client: u.client, tls: u.tls,
+		kept := u.cache.put(&idleConn{key: u.key, hop: u.hop, conn: u.conn, client: u.client, tls: u.tls,
 			born: u.born, uses: u.uses + 1})
+		u.log.Debug("abandoned next hop transaction: RSET", "next_hop", u.hop.String(), "connection_kept", kept)
 		return
 	}
-	u.client.Quit()
+	err := u.client.Quit()
 	u.conn.Close()
+	if err != nil {
+		u.log.Debug("abandoned next hop transaction: QUIT failed", "next_hop", u.hop.String(), "err", err.Error())
+	}
 }
 
 // enter marks a command in flight; false once the transaction has ended.
