@@ -148,3 +148,36 @@ func TestAbortMidCommandCloses(t *testing.T) {
 		t.Errorf("transcript %q: a command was sent over a connection with a command in flight", got)
 	}
 }
+
+// A next hop that refuses the call-ahead with a reply (to EHLO or MAIL, or a
+// SIZE below the message's) gets QUIT before the connection is closed; one
+// that says 421 is left as it is, and so is a refused greeting (go-smtp
+// closes the connection itself then).
+func TestRefusedCallAheadQuits(t *testing.T) {
+	cases := []struct {
+		name string
+		hop  func(*harness.RawNextHop)
+		env  Envelope
+		quit bool
+	}{
+		{"greeting 554", greeting("554 5.3.2 go away"), Envelope{From: sender}, false},
+		{"EHLO 550", replyAt("EHLO", "550 5.7.1 not you"), Envelope{From: sender}, true},
+		{"MAIL 550", replyAt("MAIL", "550 5.7.1 sender refused"), Envelope{From: sender}, true},
+		{"MAIL 451", replyAt("MAIL", "451 4.3.0 try later"), Envelope{From: sender}, true},
+		{"SIZE below the message's", offering("SIZE 1000"), Envelope{From: sender, Size: 5000}, true},
+		{"greeting 421", greeting("421 4.3.2 busy"), Envelope{From: sender}, false},
+		{"MAIL 421", replyAt("MAIL", "421 4.3.2 shutting down"), Envelope{From: sender}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := startHop(t, c.hop)
+			if _, err := begin(t, newRouter(smtpHop(t, h.Addr)), c.env); err == nil {
+				t.Fatal("Begin succeeded")
+			}
+			got := transcript(t, h)
+			if strings.HasSuffix(got, "QUIT\r\n") != c.quit {
+				t.Errorf("transcript %q: QUIT at the end %v, want %v", got, !c.quit, c.quit)
+			}
+		})
+	}
+}

@@ -120,13 +120,21 @@ func (r *Router) dialSMTP(ctx context.Context, h NextHop, env Envelope, t Timeou
 	}
 	u.client = newHopClient(conn, u.lmtp, t)
 
+	// goodbye, when set, ends the connection after the next hop refused
+	// the call-ahead with a reply; otherwise it is closed.
+	var goodbye func()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer func() {
-		if !stop() && err == nil {
+		stopped := stop()
+		if !stopped && err == nil {
 			// ctx ended as MAIL's reply arrived: the connection is closed.
 			tx, err = nil, stepErr(ctx, "MAIL", net.ErrClosed)
 		}
-		if err != nil {
+		switch {
+		case err == nil:
+		case stopped && goodbye != nil:
+			go goodbye()
+		default:
 			conn.Close()
 		}
 	}()
@@ -135,6 +143,12 @@ func (r *Router) dialSMTP(ctx context.Context, h NextHop, env Envelope, t Timeou
 		step := "EHLO"
 		if !conn.wroteAny() {
 			step = "greeting"
+		}
+		if step == "EHLO" && refusal(err) {
+			// go-smtp sends nothing after a refused EHLO: QUIT goes on
+			// the connection itself (in clear: before STARTTLS). After a
+			// refused greeting go-smtp has closed the connection.
+			goodbye = func() { quitAndClose(conn) }
 		}
 		return nil, stepErr(ctx, step, err)
 	}
@@ -146,9 +160,38 @@ func (r *Router) dialSMTP(ctx context.Context, h NextHop, env Envelope, t Timeou
 		}
 	}
 	if err := u.beginMail(ctx, env); err != nil {
+		var ce *capabilityError
+		if refusal(err) || errors.As(err, &ce) {
+			goodbye = u.quit
+		}
 		return nil, err
 	}
 	return u, nil
+}
+
+// refusal reports a next hop's reply that refuses the call-ahead but leaves
+// the connection open: any 4xx or 5xx but 421, with which the next hop
+// closes (RFC 5321 §3.8). The client then sends QUIT (§3.1, §4.1.1.10)
+// rather than dropping the connection, which the next hop would log as
+// lost.
+func refusal(err error) bool {
+	var se *smtp.SMTPError
+	return errors.As(err, &se) && se.Code != 421
+}
+
+// quitAndClose sends QUIT on a connection whose go-smtp client will not (a
+// refused EHLO), then closes it without waiting for the answer.
+func quitAndClose(c net.Conn) {
+	c.SetDeadline(time.Now().Add(quitTimeout))
+	io.WriteString(c, "QUIT\r\n")
+	c.Close()
+}
+
+// quit ends the connection politely: QUIT within quitTimeout, then close.
+func (u *smtpTx) quit() {
+	u.client.CommandTimeout = min(u.t.Command, quitTimeout)
+	u.client.Quit()
+	u.conn.Close()
 }
 
 // beginMail begins a transaction on a connection that has said EHLO (a new
@@ -479,11 +522,7 @@ func (u *smtpTx) endPolitely() {
 		u.log.Debug("abandoned next hop transaction: RSET", "next_hop", u.hop.String(), "connection_kept", kept)
 		return
 	}
-	err := u.client.Quit()
-	u.conn.Close()
-	if err != nil {
-		u.log.Debug("abandoned next hop transaction: QUIT failed", "next_hop", u.hop.String(), "err", err.Error())
-	}
+	u.quit()
 }
 
 // enter marks a command in flight; false once the transaction has ended.
@@ -522,11 +561,11 @@ func (u *smtpTx) Close() {
 		return
 	}
 	u.mu.Unlock()
-	if u.broken == nil {
-		u.client.CommandTimeout = min(u.t.Command, quitTimeout)
-		u.client.Quit()
+	if u.broken != nil {
+		u.conn.Close()
+		return
 	}
-	u.conn.Close()
+	u.quit()
 }
 
 // newHopClient speaks SMTP or LMTP over conn with the next hop's timeouts.
