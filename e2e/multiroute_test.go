@@ -214,3 +214,31 @@ func TestMultiRouteTrustedSMTP(t *testing.T) {
 		t.Errorf("explain made %d RCPTs at the next hop (want 3: two routes, then one) and %d messages (want none)", rcpts, len(hop.Messages())-10)
 	}
 }
+
+// TestMultiRouteLMTPNextHop: towards an LMTP next hop each recipient of a
+// trusted client's message has a next-hop transaction of its own (LMTP
+// answers the data per recipient, the client takes one answer): both are
+// accepted, and each copy carries one recipient.
+func TestMultiRouteLMTPNextHop(t *testing.T) {
+	hop := harness.StartRawNextHop(t, func(h *harness.RawNextHop) { h.LMTP = true })
+	gw := harness.Start(t, site{routes: []string{routeTo([]string{"campus.test", ".campus.test"}, "lmtp://"+hop.Addr)}}.yaml(t))
+	c := harness.Dial(t, gw.SMTP)
+	c.Expect("EHLO server.campus.test", "250")
+	c.Expect("MAIL FROM:<server@campus.test>", "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "250")
+	c.Expect("RCPT TO:<carol@campus.test>", "250")
+	c.Expect("DATA", "354")
+	c.SendRaw(hdr("two LMTP recipients") + "body\r\n.\r\n")
+	if r := c.Read(); r.Code != 250 {
+		t.Fatalf("data: %v", r)
+	}
+	c.Expect("QUIT", "221")
+	var to []string
+	for _, m := range hop.Messages() {
+		to = append(to, strings.Join(m.To, " "))
+	}
+	sort.Strings(to)
+	if strings.Join(to, ", ") != "alice@campus.test, carol@campus.test" {
+		t.Errorf("LMTP next hop copies to %q, want one to each recipient", to)
+	}
+}
