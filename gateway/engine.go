@@ -151,8 +151,8 @@ func (e *engine) abandon() {
 	e.ups = nil
 }
 
-// routeTx returns the open next hop transaction for a route key, or nil.
-func (e *engine) routeTx(key string) *routeTx {
+// openRoute returns the open next hop transaction for a route key, or nil.
+func (e *engine) openRoute(key string) *routeTx {
 	for _, rt := range e.ups {
 		if rt.key == key {
 			return rt
@@ -240,7 +240,7 @@ func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address, rp RcptParams) *
 		// takes one: each recipient has a next hop transaction of its own.
 		key += "/" + to.String()
 	}
-	rt := e.routeTx(key)
+	rt := e.openRoute(key)
 	switch {
 	case rt == nil && !multi && len(e.ups) > 0:
 		return e.refuse("route", policy.OtherRoute, "recipient's route differs from the transaction's", to)
