@@ -64,14 +64,23 @@ type engine struct {
 	// rcptAlias: for an LMTP recipient given twice, the index of its first
 	// occurrence (whose answer it gets); -1 otherwise.
 	rcptAlias []int
-	route     int // index of the transaction's route, -1 before the first accepted RCPT
-	routeKey  string
-	up        relay.Transaction
-	upErr     error // the next hop's connection broke: later RCPTs get this
-	headers   []filters.Header
-	// finished is the next hop transaction whose data was acknowledged: it
-	// is closed (QUIT) only after the client has its reply.
-	finished relay.Transaction
+	// ups are the next hop transactions of the transaction, one per route
+	// (per destination: Router.Key), in the order of their first RCPT.
+	ups     []*routeTx
+	headers []filters.Header
+	// finished are the next hop transactions whose data was acknowledged:
+	// they are closed (QUIT, or kept for reuse) only after the client has
+	// its reply.
+	finished []relay.Transaction
+}
+
+// routeTx is the next hop transaction of one route of an SMTP transaction,
+// begun by the call-ahead at the route's first recipient.
+type routeTx struct {
+	key   string // Router.Key of the route and domain
+	up    relay.Transaction
+	err   error // its connection broke: its later RCPTs get this
+	rcpts int   // recipients its next hop accepted
 }
 
 // MailParams are the MAIL parameters sekisho understands (RFC 1870 SIZE,
@@ -118,13 +127,11 @@ func newEngine(srv *Server, gen *generation, obs observer, base filters.Transact
 	return e
 }
 
-// reset ends the transaction; an open next hop transaction is abandoned so
-// that the next hop discards whatever it has.
+// reset ends the transaction; every open next hop transaction is abandoned
+// so that the next hop discards whatever it has (politely, without waiting:
+// relay.Transaction's Abort).
 func (e *engine) reset() {
-	if e.up != nil {
-		e.up.Abort()
-		e.up = nil
-	}
+	e.abandon()
 	tx := e.base
 	tx.Values = map[string]any{}
 	if tx.Conn == nil {
@@ -132,8 +139,26 @@ func (e *engine) reset() {
 	}
 	e.tx = &tx
 	e.active, e.from, e.params, e.rcpts, e.rcptDSN, e.rcptAlias = false, mailaddr.Address{}, MailParams{}, nil, nil, nil
-	e.route, e.routeKey, e.upErr, e.headers = -1, "", nil, nil
+	e.headers = nil
 	e.dests, e.destOrder = nil, nil
+}
+
+// abandon abandons every next hop transaction still open.
+func (e *engine) abandon() {
+	for _, rt := range e.ups {
+		rt.up.Abort()
+	}
+	e.ups = nil
+}
+
+// openRoute returns the open next hop transaction for a route key, or nil.
+func (e *engine) openRoute(key string) *routeTx {
+	for _, rt := range e.ups {
+		if rt.key == key {
+			return rt
+		}
+	}
+	return nil
 }
 
 // setUser makes the session's transactions those of an authenticated user
@@ -168,10 +193,10 @@ func (e *engine) protocol() string {
 // afterReply is called once the client has the reply to the data: only now
 // is the next hop's connection closed politely.
 func (e *engine) afterReply() {
-	if up := e.finished; up != nil {
-		e.finished = nil
+	for _, up := range e.finished {
 		go up.Close()
 	}
+	e.finished = nil
 }
 
 // Mail begins a transaction (RFC 5321 §4.1.1.2).
@@ -199,6 +224,13 @@ func (e *engine) Mail(ctx context.Context, from mailaddr.Address, p MailParams) 
 // Rcpt adds a recipient (RFC 5321 §4.1.1.3): relay control, the route, the
 // checks of stage rcpt, then the call-ahead to the route's next hop, which
 // must accept the recipient before the client hears 250.
+//
+// Mail that may relay (a submission, a trusted client) may hold recipients
+// of several routes, up to maxParallelDestinations next hop transactions,
+// each begun at its route's first recipient (docs/msa.md, "Several routes
+// in one message"); Data sends the message to all of them. Inbound mail has
+// one route per transaction: a recipient of another gets 452 4.5.3 and
+// comes again in a transaction of its own (RFC 5321 §4.5.3.1.10).
 func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address, rp RcptParams) *policy.Reply {
 	if to.IsPostmaster() {
 		// RFC 5321 §4.5.1: <postmaster> without a domain must be accepted;
@@ -221,16 +253,23 @@ func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address, rp RcptParams) *
 	if e.lmtp {
 		return e.lmtpRcptChecked(ctx, route, key, to, rp, local)
 	}
-	if e.route >= 0 && key != e.routeKey {
+	multi := e.outbound()
+	if multi && e.gen.router.IsLMTP(route) {
+		// One LMTP DATA gives one reply per recipient; an SMTP client
+		// takes one: each recipient has a next hop transaction of its own.
+		key += "/" + to.String()
+	}
+	rt := e.openRoute(key)
+	switch {
+	case rt == nil && !multi && len(e.ups) > 0:
 		return e.refuse("route", policy.OtherRoute, "recipient's route differs from the transaction's", to)
-	}
-	if e.up != nil && e.up.LMTP() && len(e.rcpts) > 0 {
-		// One LMTP DATA gives one reply per recipient; an SMTP client takes
-		// one. One recipient per transaction keeps the answer whole.
+	case rt == nil && len(e.ups) >= maxParallelDestinations:
+		return e.refuse("route", policy.OtherRoute, fmt.Sprintf("the transaction has next hop transactions for %d routes already", len(e.ups)), to)
+	case rt != nil && rt.up.LMTP() && rt.rcpts > 0:
+		// As above, for inbound mail (and a mirror with an LMTP next hop).
 		return e.refuse("route", policy.OtherRoute, "one recipient per transaction towards an LMTP next hop", to)
-	}
-	if e.upErr != nil {
-		return e.refuse("next_hop", policy.FromError(e.upErr), "next hop connection lost earlier in this transaction", to)
+	case rt != nil && rt.err != nil:
+		return e.refuse("next_hop", policy.FromError(rt.err), "next hop connection lost earlier in this transaction", to)
 	}
 
 	e.tx.Rcpt, e.tx.Local = to.String(), local
@@ -255,24 +294,26 @@ func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address, rp RcptParams) *
 			return e.refuse("submission", r, "hourly recipient limit of "+e.user.Name, to)
 		}
 	}
-	if e.up == nil {
+	if rt == nil {
 		up, err := e.gen.begin(ctx, route, asciiDomain(to.Domain), e.envelope())
 		if err != nil {
 			return e.refuse("call_ahead", policy.FromError(err), "call-ahead: "+err.Error(), to)
 		}
-		e.up, e.route, e.routeKey = up, route, key
+		rt = &routeTx{key: key, up: up}
+		e.ups = append(e.ups, rt)
 	}
-	if err := e.up.Rcpt(ctx, to, rp.dsn()); err != nil {
+	if err := rt.up.Rcpt(ctx, to, rp.dsn()); err != nil {
 		if _, isReply := asReply(err); !isReply || errors.Is(err, policy.NextHopLost) {
-			e.upErr = err
+			rt.err = err
 		}
-		return e.refuse("next_hop", policy.FromError(err), "next hop "+e.up.Hop()+": "+err.Error(), to)
+		return e.refuse("next_hop", policy.FromError(err), "next hop "+rt.up.Hop()+": "+err.Error(), to)
 	}
+	rt.rcpts++
 	e.rcpts = append(e.rcpts, to)
 	e.tx.Rcpts = append(e.tx.Rcpts, to.String())
 	e.headers = append(e.headers, v.Headers...)
 	r := policy.RcptOK.Withf("recipient <%s> ok", to.String())
-	e.obs.decided("rcpt", "", r, passReasons(results), "to", to.String(), "next_hop", e.up.Hop(), "next_hop_tls", tlsName(e.up.TLS()))
+	e.obs.decided("rcpt", "", r, passReasons(results), "to", to.String(), "next_hop", rt.up.Hop(), "next_hop_tls", tlsName(rt.up.TLS()))
 	return r
 }
 
@@ -290,15 +331,13 @@ func (e *engine) refuse(check string, r *policy.Reply, reason string, to mailadd
 
 // Data relays the message (RFC 5321 §4.1.1.4, RFC 3030 BDAT): the header
 // section is read and checked, our trace fields are put on top, and the
-// whole is streamed to the next hop. The reply is 250 only once the next hop
-// answered 250 to these bytes; any failure on either side abandons the next
-// hop's transaction, so it discards what it has. The transaction ends here.
+// whole is streamed to the next hop of every route (Router.DataAll). The
+// reply is 250 only once every next hop answered 250 to these bytes; any
+// failure on either side abandons the next hops' transactions, so they
+// discard what they have. The transaction ends here.
 func (e *engine) Data(ctx context.Context, msg io.Reader) *policy.Reply {
 	r := e.data(ctx, msg)
-	if e.up != nil {
-		e.up.Abort()
-		e.up = nil
-	}
+	e.abandon()
 	for _, to := range e.rcpts {
 		if !r.clientFailed {
 			e.count(r.check, r.reply, "", to)
@@ -326,7 +365,13 @@ func (e *engine) data(ctx context.Context, msg io.Reader) dataOutcome {
 	if !e.active || len(e.rcpts) == 0 {
 		return dataOutcome{reply: policy.NoValidRecipients}
 	}
-	if e.up == nil && !e.dryRun {
+	var ups []relay.Transaction
+	for _, rt := range e.ups {
+		if rt.rcpts > 0 {
+			ups = append(ups, rt.up)
+		}
+	}
+	if len(ups) == 0 && !e.dryRun {
 		return dataOutcome{reply: policy.NextHopLost, reason: "no next hop transaction"}
 	}
 	var head bytes.Buffer
@@ -351,10 +396,18 @@ func (e *engine) data(ctx context.Context, msg io.Reader) dataOutcome {
 		}
 		body = io.MultiReader(strings.NewReader(f), &all)
 	}
-	if err := e.up.Data(ctx, body); err != nil {
+	if err := e.gen.router.DataAll(ctx, ups, body); err != nil {
 		return dataOutcome{reply: policy.FromError(err), check: "next_hop", reason: "relay: " + err.Error(), clientFailed: clientSide(ctx, err)}
 	}
-	e.finished, e.up = e.up, nil
+	// Delivered: closed after the reply (afterReply); the routes whose
+	// recipients were all refused are abandoned by Data.
+	kept := e.ups[:0]
+	for _, rt := range e.ups {
+		if rt.rcpts == 0 {
+			kept = append(kept, rt)
+		}
+	}
+	e.finished, e.ups = ups, kept
 	return dataOutcome{reply: policy.Accepted}
 }
 

@@ -20,8 +20,12 @@ import (
 // destination holds up no other: each has its own call-ahead budget, and
 // they run side by side.
 
-// maxParallelDestinations bounds the next hop transactions one LMTP
-// message opens at once.
+// maxParallelDestinations bounds the next hop transactions one message
+// opens at once: an LMTP message's destinations, delivered in parallel at
+// the end of the data, and the routes of an SMTP transaction that may relay
+// (engine.Rcpt), each open from its first RCPT to the end of the data (a
+// recipient of one more route gets 452 4.5.3 and comes again in another
+// transaction).
 const maxParallelDestinations = 8
 
 // destination is the recipients of one LMTP transaction that go out

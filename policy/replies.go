@@ -61,10 +61,12 @@ var (
 	// RFC 3463 4.5.3.
 	TooManyRecipients = &Reply{452, [3]int{4, 5, 3}, "too many recipients"}
 
-	// OtherRoute: a recipient whose route differs from the transaction's.
-	// RFC 5321 §4.5.3.1.10 lets a server defer recipients with 452 4.5.3;
-	// the client sends them again in a new transaction, so one DATA never
-	// needs a partial answer.
+	// OtherRoute: a recipient whose route differs from the transaction's
+	// (inbound mail has one route per transaction), or that would open a
+	// ninth next hop transaction for one message (mail that may relay,
+	// gateway/engine.go Rcpt). RFC 5321 §4.5.3.1.10 lets a server defer
+	// recipients with 452 4.5.3; the client sends them again in a new
+	// transaction, so one DATA never needs a partial answer.
 	OtherRoute = &Reply{452, [3]int{4, 5, 3}, "too many recipients for one transaction, send this one separately"}
 
 	// MessageTooBig: RFC 1870 §6.1 552; RFC 3463 5.3.4 "message too big for

@@ -10,12 +10,15 @@ package relay
 // What makes reuse safe:
 //
 //   - A connection is cached only after a clean end: the 250 to the final
-//     dot (LMTP: to the one recipient), nothing broken, never aborted. A
-//     transaction that failed anywhere, or whose reply is unknown (a
-//     timeout, an error mid-data, a 4xx/5xx at the dot), ends with the
-//     connection closed, as before. The protocol state of a cached
-//     connection is therefore known: between transactions (RFC 5321
-//     §4.1.1.2, MAIL may start the next one).
+//     dot (LMTP: to the one recipient), nothing broken; or a transaction
+//     abandoned between commands (Abort: the client left, a recipient or
+//     the message was refused) whose RSET the next hop answered 250. A
+//     transaction that failed anywhere else, or whose reply is unknown (a
+//     timeout, an error mid-data, Abort while a command was in flight),
+//     ends with the connection closed, as before. The protocol state of a
+//     cached connection is therefore known: between transactions (RFC 5321
+//     §4.1.1.2, MAIL may start the next one; after RSET, go-smtp says EHLO
+//     again first, which §4.1.4 allows).
 //   - The key is everything the connection's state depends on: the kind
 //     (SMTP, LMTP), network and address, the TLS mode it was opened
 //     under, the name its certificate was checked against, the CAs, our
@@ -284,7 +287,7 @@ func (r *Router) reuse(ctx context.Context, h NextHop, env Envelope, t Timeouts)
 		return nil, nil
 	}
 	u := &smtpTx{hop: e.hop, conn: e.conn, client: e.client, tls: e.tls, t: t, lmtp: h.Kind == HopLMTP,
-		cache: c, key: e.key, born: e.born, uses: e.uses}
+		cache: c, key: e.key, born: e.born, uses: e.uses, log: r.log()}
 	u.client.CommandTimeout = t.Command
 	u.client.SubmissionTimeout = t.Data
 	mctx := ctx

@@ -20,7 +20,12 @@
 // A route in mode all (mirror.go) uses every next hop at once instead of
 // failing over: each must accept the recipient and say 250 to the data,
 // and the client hears one reply for all of them (mirrorVerdict: any
-// temporary failure makes it a 4xx).
+// temporary failure makes it a 4xx). Router.DataAll (multiroute.go) is the
+// same fan-out for one message to several routes, one transaction each.
+//
+// An abandoned transaction ends politely when the connection is between
+// commands (Transaction.Abort: RSET and the connection kept for reuse, or
+// QUIT), without the caller waiting for it.
 //
 // Every outcome a client should hear is a *policy.Reply (or wraps one with
 // %w); anything else becomes a generic 4xx in policy.FromError.

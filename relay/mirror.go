@@ -25,13 +25,10 @@ import (
 // mirrorHop is a next hop transaction that can be one of a mirror's:
 // *smtpTx and *maildirTx.
 type mirrorHop interface {
-	Transaction
+	dataHop
 	// restart begins the transaction again with only the recipients
 	// given, for a recipient this next hop accepted and another refused.
 	restart(ctx context.Context, rcpts []mirrorRcpt) error
-	// data is Data, with beforeDot called once the whole message went
-	// out and before the final dot (or a Maildir's rename into new/).
-	data(ctx context.Context, msg io.Reader, beforeDot func() error) error
 }
 
 // mirrorRcpt is a recipient every next hop of a mirror accepted.
@@ -40,10 +37,11 @@ type mirrorRcpt struct {
 	dsn RcptDSN
 }
 
-// errStoppedByMirror is why a mirror stops its other next hops once one of
-// them failed during the data: the message cannot be delivered to all, so
-// it is delivered to none.
-var errStoppedByMirror = errors.New("another next hop of the mirror failed")
+// errStoppedByMirror is why a mirror (or a message to several routes,
+// Router.DataAll) stops its other next hops once one of them failed during
+// the data: the message cannot be delivered to all, so it is delivered to
+// none.
+var errStoppedByMirror = errors.New("another next hop of the message failed")
 
 // mirrorFanoutChunk is how much of the message the mirror reads from its
 // client at a time and hands to every next hop before reading more: with
@@ -303,41 +301,107 @@ func (m *mirrorTx) restartAccepting(ctx context.Context, outcomes []hopOutcome) 
 	wg.Wait()
 }
 
-// Data streams the message to every next hop at once: one reader, read in
-// chunks of mirrorFanoutChunk, each chunk handed to every next hop before
-// the next is read (backpressure: the slowest next hop sets the pace, and
-// nothing is spooled). Every next hop waits before its final dot until all
-// have the whole message; a next hop that fails before that (lost, 8-bit
-// data it cannot take, a refused DATA) has all the others abandoned without
-// the dot, so a failure in transit costs no copy anywhere. Only the replies
-// to the final dots can disagree: then the client hears mirrorVerdict's
-// refusal, and the next hops that said 250 keep their copy.
+// Data streams the message to every next hop at once (fanOutData): one
+// reader, read in chunks of mirrorFanoutChunk, each chunk handed to every
+// next hop before the next is read (backpressure: the slowest next hop sets
+// the pace, and nothing is spooled). Every next hop waits before its final
+// dot until all have the whole message; a next hop that fails before that
+// (lost, 8-bit data it cannot take, a refused DATA) has all the others
+// abandoned without the dot, so a failure in transit costs no copy. Only the
+// replies to the final dots can disagree: then the client hears
+// mirrorVerdict's refusal, and the next hops that said 250 keep their copy.
 //
 // A failure to read msg (the client's side) abandons every next hop and is
 // returned as it is.
 func (m *mirrorTx) Data(ctx context.Context, msg io.Reader) error {
+	return m.data(ctx, msg, nil)
+}
+
+// data is Data; beforeDot, if set, is called once every next hop of the
+// mirror has the whole message, before any final dot: a mirror that is one
+// route of a message to several routes (Router.DataAll) waits there for
+// the other routes.
+func (m *mirrorTx) data(ctx context.Context, msg io.Reader, beforeDot func() error) error {
 	if m.broken != nil {
 		return m.broken
 	}
-	n := len(m.hops)
+	outcomes, readErr := fanOutData(ctx, m.hops, msg, beforeDot)
+	if readErr != nil {
+		return readErr
+	}
+	verdict := mirrorVerdict(outcomes)
+	if verdict != nil {
+		if took := acceptedBy(outcomes); len(took) > 0 {
+			// The client retries (4xx) or bounces (5xx); these have
+			// the message already: a duplicate if it comes again.
+			m.r.log().Warn("mirror: next hops disagree on the message; the client is refused, the next hops that accepted it keep their copy",
+				"accepted_by", took, "reply", policy.FromError(verdict).String(), "next_hops", summary(outcomes))
+		}
+		m.markLost(outcomes)
+	}
+	return verdict
+}
+
+// acceptedBy names the next hops that said 250 to the data.
+func acceptedBy(outcomes []hopOutcome) []string {
+	var took []string
+	for _, o := range outcomes {
+		if o.err == nil {
+			took = append(took, o.hop)
+		}
+	}
+	return took
+}
+
+// dataHop is a next hop transaction that can take its part of a message
+// sent to several at once (a mirror's next hops, the routes of one
+// message): *smtpTx, *maildirTx and *mirrorTx.
+type dataHop interface {
+	Transaction
+	// data is Data, with beforeDot called once the whole message went
+	// out and before the final dot (or a Maildir's rename into new/).
+	data(ctx context.Context, msg io.Reader, beforeDot func() error) error
+}
+
+// fanOutData streams msg to every hop at once and returns what each did
+// with it, in order: a chunk of mirrorFanoutChunk at a time, each handed to
+// every hop before the next is read. Every hop waits before its final dot
+// until all have the whole message (and then, when beforeDot is set, until
+// beforeDot returned nil: the barrier of an enclosing fan-out); a hop that
+// fails before that stops the others without their dot, and is the only
+// one whose outcome counts (the others are marked stopped). readErr is
+// msg's own failure (the client's side); every hop is then abandoned.
+func fanOutData[H dataHop](ctx context.Context, hops []H, msg io.Reader, beforeDot func() error) (outcomes []hopOutcome, readErr error) {
+	n := len(hops)
 	dctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 
 	var (
 		mu       sync.Mutex
 		waiting  int
-		passed   bool // every next hop has the whole message: dots go
-		failed   bool // a next hop failed before the dots: the rest stop
+		passed   bool // every hop has the whole message: dots go
+		failed   bool // a hop failed before the dots: the rest stop
 		allReady = make(chan struct{})
 	)
-	beforeDot := func() error {
+	barrier := func() error {
 		mu.Lock()
 		waiting++
-		if waiting == n {
-			passed = true
-			close(allReady)
-		}
+		last := waiting == n
 		mu.Unlock()
+		if last {
+			if beforeDot != nil {
+				// The last to arrive waits for the enclosing fan-out;
+				// the others wait for it.
+				if err := beforeDot(); err != nil {
+					return err
+				}
+			}
+			mu.Lock()
+			passed = true
+			mu.Unlock()
+			close(allReady)
+			return nil
+		}
 		select {
 		case <-allReady:
 			return nil
@@ -351,18 +415,18 @@ func (m *mirrorTx) Data(ctx context.Context, msg io.Reader) error {
 		}
 	}
 
-	outcomes := make([]hopOutcome, n)
+	outcomes = make([]hopOutcome, n)
 	readers := make([]*io.PipeReader, n)
 	writers := make([]*io.PipeWriter, n)
 	var wg sync.WaitGroup
-	for i, h := range m.hops {
+	for i, h := range hops {
 		readers[i], writers[i] = io.Pipe()
 		outcomes[i].hop = h.Hop()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := h.data(dctx, readers[i], beforeDot)
-			// Writes to a next hop that is done fail at once.
+			err := h.data(dctx, readers[i], barrier)
+			// Writes to a hop that is done fail at once.
 			readers[i].CloseWithError(errStoppedByMirror)
 			if err == nil {
 				return
@@ -374,7 +438,7 @@ func (m *mirrorTx) Data(ctx context.Context, msg io.Reader) error {
 				return // its reply to the dot: the others keep theirs
 			}
 			if failed {
-				outcomes[i].stopped = errors.Is(err, policy.NextHopLost)
+				outcomes[i].stopped = errors.Is(err, policy.NextHopLost) || errors.Is(err, errStoppedByMirror)
 				return
 			}
 			failed = true
@@ -382,37 +446,18 @@ func (m *mirrorTx) Data(ctx context.Context, msg io.Reader) error {
 		}()
 	}
 
-	readErr := m.fanOut(msg, writers)
+	readErr = fanOut(msg, writers)
 	if readErr != nil {
 		stop(readErr)
 	}
 	wg.Wait()
-	if readErr != nil {
-		return readErr
-	}
-	verdict := mirrorVerdict(outcomes)
-	if verdict != nil {
-		var took []string
-		for _, o := range outcomes {
-			if o.err == nil {
-				took = append(took, o.hop)
-			}
-		}
-		if len(took) > 0 {
-			// The client retries (4xx) or bounces (5xx); these have
-			// the message already: a duplicate if it comes again.
-			m.r.log().Warn("mirror: next hops disagree on the message; the client is refused, the next hops that accepted it keep their copy",
-				"accepted_by", took, "reply", policy.FromError(verdict).String(), "next_hops", summary(outcomes))
-		}
-		m.markLost(outcomes)
-	}
-	return verdict
+	return outcomes, readErr
 }
 
 // fanOut copies msg to every writer, a chunk at a time, and closes them: with
 // nil at the end of msg, with the read error otherwise (returned). A writer
 // whose next hop is done is skipped.
-func (m *mirrorTx) fanOut(msg io.Reader, writers []*io.PipeWriter) error {
+func fanOut(msg io.Reader, writers []*io.PipeWriter) error {
 	buf := make([]byte, mirrorFanoutChunk)
 	alive := make([]bool, len(writers))
 	for i := range alive {

@@ -146,7 +146,9 @@ type Transaction interface {
 	// the final dot, the dot is never sent: the next hop discards.
 	Data(ctx context.Context, msg io.Reader) error
 	// Abort drops the transaction without the final dot, so that the next
-	// hop discards whatever it has.
+	// hop discards whatever it has. It does not wait: between commands the
+	// next hop is told so politely in the background (RSET, or QUIT),
+	// otherwise the connection is closed.
 	Abort()
 	// Close ends the transaction politely (QUIT). Call it after the client
 	// has its reply: Data does not wait for it.

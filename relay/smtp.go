@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -93,6 +94,13 @@ type smtpTx struct {
 	clean    bool
 	mu       sync.Mutex
 	released bool
+
+	log *slog.Logger // the Router's
+
+	// Under mu, with Abort: busy while a command is in flight (the whole
+	// of data: a DATA can only be ended by its dot, which must not go, or
+	// by closing); ending once Abort handed the connection to endPolitely.
+	busy, ending bool
 }
 
 // dialSMTP connects to one next hop and sends EHLO and MAIL. Any failure is
@@ -106,19 +114,27 @@ func (r *Router) dialSMTP(ctx context.Context, h NextHop, env Envelope, t Timeou
 		return nil, stepErr(ctx, "connect", err)
 	}
 	conn := &hopConn{Conn: raw, banner: start.Add(t.Connect)}
-	u := &smtpTx{hop: h, conn: conn, t: t, lmtp: h.Kind == HopLMTP, cache: r.connCache(), born: start}
+	u := &smtpTx{hop: h, conn: conn, t: t, lmtp: h.Kind == HopLMTP, cache: r.connCache(), born: start, log: r.log()}
 	if u.cache != nil {
 		u.key = r.hopKey(h)
 	}
 	u.client = newHopClient(conn, u.lmtp, t)
 
+	// goodbye, when set, ends the connection after the next hop refused
+	// the call-ahead with a reply; otherwise it is closed.
+	var goodbye func()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer func() {
-		if !stop() && err == nil {
+		stopped := stop()
+		if !stopped && err == nil {
 			// ctx ended as MAIL's reply arrived: the connection is closed.
 			tx, err = nil, stepErr(ctx, "MAIL", net.ErrClosed)
 		}
-		if err != nil {
+		switch {
+		case err == nil:
+		case stopped && goodbye != nil:
+			go goodbye()
+		default:
 			conn.Close()
 		}
 	}()
@@ -127,6 +143,12 @@ func (r *Router) dialSMTP(ctx context.Context, h NextHop, env Envelope, t Timeou
 		step := "EHLO"
 		if !conn.wroteAny() {
 			step = "greeting"
+		}
+		if step == "EHLO" && refusal(err) {
+			// go-smtp sends nothing after a refused EHLO: QUIT goes on
+			// the connection itself (in clear: before STARTTLS). After a
+			// refused greeting go-smtp has closed the connection.
+			goodbye = func() { quitAndClose(conn) }
 		}
 		return nil, stepErr(ctx, step, err)
 	}
@@ -138,9 +160,38 @@ func (r *Router) dialSMTP(ctx context.Context, h NextHop, env Envelope, t Timeou
 		}
 	}
 	if err := u.beginMail(ctx, env); err != nil {
+		var ce *capabilityError
+		if refusal(err) || errors.As(err, &ce) {
+			goodbye = u.quit
+		}
 		return nil, err
 	}
 	return u, nil
+}
+
+// refusal reports a next hop's reply that refuses the call-ahead but leaves
+// the connection open: any 4xx or 5xx but 421, with which the next hop
+// closes (RFC 5321 §3.8). The client then sends QUIT (§3.1, §4.1.1.10)
+// rather than dropping the connection, which the next hop would log as
+// lost.
+func refusal(err error) bool {
+	var se *smtp.SMTPError
+	return errors.As(err, &se) && se.Code != 421
+}
+
+// quitAndClose sends QUIT on a connection whose go-smtp client will not (a
+// refused EHLO), then closes it without waiting for the answer.
+func quitAndClose(c net.Conn) {
+	c.SetDeadline(time.Now().Add(quitTimeout))
+	io.WriteString(c, "QUIT\r\n")
+	c.Close()
+}
+
+// quit ends the connection politely: QUIT within quitTimeout, then close.
+func (u *smtpTx) quit() {
+	u.client.CommandTimeout = min(u.t.Command, quitTimeout)
+	u.client.Quit()
+	u.conn.Close()
 }
 
 // beginMail begins a transaction on a connection that has said EHLO (a new
@@ -241,9 +292,10 @@ func (u *smtpTx) Rcpt(ctx context.Context, to mailaddr.Address, dsn RcptDSN) err
 	if u.broken != nil {
 		return u.broken
 	}
-	if u.done.Load() {
+	if !u.enter() {
 		return fmt.Errorf("%w (next hop %s: transaction already ended)", policy.NextHopLost, u.hop)
 	}
+	defer u.leave()
 	if u.lmtp && len(u.rcpts) > 0 {
 		// One LMTP DATA gives one reply per recipient; our client takes
 		// one. One recipient per transaction keeps the answer whole.
@@ -294,6 +346,9 @@ func (u *smtpTx) restart(ctx context.Context, rcpts []mirrorRcpt) error {
 	if u.broken != nil {
 		return u.broken
 	}
+	if !u.enter() {
+		return fmt.Errorf("%w (next hop %s: transaction already ended)", policy.NextHopLost, u.hop)
+	}
 	stop := u.abortOnCancel(ctx)
 	err := u.client.Reset()
 	if err == nil {
@@ -303,7 +358,11 @@ func (u *smtpTx) restart(ctx context.Context, rcpts []mirrorRcpt) error {
 		err = net.ErrClosed
 	}
 	if err != nil {
-		return u.fail(ctx, "RSET and MAIL", err)
+		err = u.fail(ctx, "RSET and MAIL", err)
+	}
+	u.leave()
+	if err != nil {
+		return err
 	}
 	u.rcpts = nil
 	for _, r := range rcpts {
@@ -329,9 +388,10 @@ func (u *smtpTx) data(ctx context.Context, msg io.Reader, beforeDot func() error
 	if u.broken != nil {
 		return u.broken
 	}
-	if u.done.Load() {
+	if !u.enter() {
 		return fmt.Errorf("%w (next hop %s: transaction already ended)", policy.NextHopLost, u.hop)
 	}
+	defer u.leave()
 	stop := u.abortOnCancel(ctx)
 	defer stop()
 	w, err := u.client.Data()
@@ -418,16 +478,69 @@ func has8Bit(p []byte) bool {
 	return false
 }
 
-// Abort drops the connection without the final dot. Safe at any time, from
-// any goroutine, more than once; after Close gave the connection back to the
-// cache it does nothing (the connection is no longer this transaction's).
+// Abort abandons the transaction: the next hop discards whatever it has.
+// Between commands (after MAIL or a RCPT, or after the next hop's reply to
+// the data) the connection is in a known state, and the transaction ends
+// politely without waiting for it (endPolitely: RSET, the connection back
+// to the cache; QUIT without a cache), so that the next hop does not log a
+// lost connection. While a command is in flight, during the data (only the
+// final dot ends a DATA, and it must not go), or on a broken connection,
+// the connection is closed at once. Safe at any time, from any goroutine,
+// more than once; after Close gave the connection back to the cache it
+// does nothing (the connection is no longer this transaction's).
 func (u *smtpTx) Abort() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.done.Store(true)
-	if !u.released {
-		u.conn.Close()
+	ended := u.done.Swap(true)
+	switch {
+	case u.released || u.ending:
+		return
+	case !ended && !u.busy && u.broken == nil:
+		u.ending = true
+		go u.endPolitely()
+		return
 	}
+	u.conn.Close()
+}
+
+// endPolitely ends an abandoned transaction whose connection is between
+// commands, within quitTimeout (a dead next hop costs a goroutine for that
+// long, never the session): RSET (RFC 5321 §4.1.1.5) and the connection
+// back to the cache, when there is one and the next hop said 250 (the
+// connection is then between transactions, as after a delivered message);
+// otherwise QUIT, which ends the transaction as well (§4.1.1.10).
+func (u *smtpTx) endPolitely() {
+	u.client.CommandTimeout = min(u.t.Command, quitTimeout)
+	if u.cache != nil {
+		if err := u.client.Reset(); err != nil {
+			u.conn.Close()
+			u.log.Debug("abandoned next hop transaction: RSET failed, connection closed", "next_hop", u.hop.String(), "err", err.Error())
+			return
+		}
+		kept := u.cache.put(&idleConn{key: u.key, hop: u.hop, conn: u.conn, client: u.client, tls: u.tls,
+			born: u.born, uses: u.uses + 1})
+		u.log.Debug("abandoned next hop transaction: RSET", "next_hop", u.hop.String(), "connection_kept", kept)
+		return
+	}
+	u.quit()
+}
+
+// enter marks a command in flight; false once the transaction has ended.
+func (u *smtpTx) enter() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.done.Load() {
+		return false
+	}
+	u.busy = true
+	return true
+}
+
+// leave marks the end of a command.
+func (u *smtpTx) leave() {
+	u.mu.Lock()
+	u.busy = false
+	u.mu.Unlock()
 }
 
 // Close ends the transaction. After the next hop's 250 to the data, with the
@@ -448,11 +561,11 @@ func (u *smtpTx) Close() {
 		return
 	}
 	u.mu.Unlock()
-	if u.broken == nil {
-		u.client.CommandTimeout = min(u.t.Command, quitTimeout)
-		u.client.Quit()
+	if u.broken != nil {
+		u.conn.Close()
+		return
 	}
-	u.conn.Close()
+	u.quit()
 }
 
 // newHopClient speaks SMTP or LMTP over conn with the next hop's timeouts.
