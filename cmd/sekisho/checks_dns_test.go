@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"sekisho/config"
 	"sekisho/filters"
 	"sekisho/lookup"
 	"sekisho/policy"
@@ -27,13 +28,13 @@ func TestDNSChecksConfigErrors(t *testing.T) {
 		{"checks:\n  domain:\n    nxdomain: \"\"\n", "f.yaml:5: nxdomain must be"},
 	}
 	for _, c := range cases {
-		_, err := ParseConfig("f.yaml", []byte(dnsTestBase+c.yaml))
+		_, err := config.Parse("f.yaml", []byte(dnsTestBase+c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("config %q: error %v, want it to contain %q", c.yaml, err, c.want)
 		}
 	}
 	// Off: nothing is judged.
-	if _, err := ParseConfig("f.yaml", []byte(dnsTestBase+"checks:\n  dnsbl: {off: true, zones: [\"x=1\"]}\n"+localRoute)); err != nil {
+	if _, err := config.Parse("f.yaml", []byte(dnsTestBase+"checks:\n  dnsbl: {off: true, zones: [\"x=1\"]}\n"+localRoute)); err != nil {
 		t.Errorf("an off dnsbl section judged: %v", err)
 	}
 }
@@ -43,7 +44,7 @@ func TestDNSChecksConfigErrors(t *testing.T) {
 func TestDNSChecksWiring(t *testing.T) {
 	build := func(yaml string) []filters.Check {
 		t.Helper()
-		cfg, err := ParseConfig("f.yaml", []byte(dnsTestBase+yaml+localRoute))
+		cfg, err := config.Parse("f.yaml", []byte(dnsTestBase+yaml+localRoute))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +76,7 @@ func TestDNSChecksWiring(t *testing.T) {
 			t.Errorf("%q: checks %q, want %q", c.yaml, got, c.want)
 		}
 	}
-	cfg, err := ParseConfig("f.yaml", []byte(dnsTestBase+"checks:\n  domain: {popular_domains: []}\n"+localRoute))
+	cfg, err := config.Parse("f.yaml", []byte(dnsTestBase+"checks:\n  domain: {popular_domains: []}\n"+localRoute))
 	if err != nil || cfg.Checks.Domain.PopularDomains == nil || cfg.Checks.Domain.NXDomain != "tempfail" {
 		t.Errorf("popular_domains: [] must stay an empty list (suggestion off), nxdomain default tempfail: %#v %v", cfg.Checks.Domain, err)
 	}

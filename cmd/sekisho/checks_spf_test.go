@@ -7,13 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"sekisho/config"
 	"sekisho/filters"
 )
 
 const spfTestBase = "hostname: mx.campus.test\nlisten: {smtp: \"127.0.0.1:2525\"}\ndns: {resolvers: [\"127.0.0.1:53\"]}\n"
 
 func TestSPFConfig(t *testing.T) {
-	cfg, err := ParseConfig("f.yaml", []byte(spfTestBase+localSite))
+	cfg, err := config.Parse("f.yaml", []byte(spfTestBase+localSite))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,7 +22,7 @@ func TestSPFConfig(t *testing.T) {
 	if s := cfg.Checks.SPF; s.Off || s.Fail != "reject" || s.TempError != "tag" || s.Timeout != filters.DefaultSPFTimeout {
 		t.Fatalf("defaults %+v", s)
 	}
-	cfg, err = ParseConfig("f.yaml", []byte(spfTestBase+"checks:\n  spf: {fail: tag, temperror: tempfail, timeout: 5s}\n"+localSite))
+	cfg, err = config.Parse("f.yaml", []byte(spfTestBase+"checks:\n  spf: {fail: tag, temperror: tempfail, timeout: 5s}\n"+localSite))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +37,7 @@ func TestSPFConfig(t *testing.T) {
 		{"checks:\n  spf:\n    timeout: 10m\n", "f.yaml:6: timeout must be between"},
 		{"checks:\n  spf:\n    tmeout: 10s\n", "f.yaml:6: field tmeout is not a known key"},
 	} {
-		_, err := ParseConfig("f.yaml", []byte(spfTestBase+c.yaml))
+		_, err := config.Parse("f.yaml", []byte(spfTestBase+c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: error %v, want %q", c.yaml, err, c.want)
 		}
@@ -44,7 +45,7 @@ func TestSPFConfig(t *testing.T) {
 }
 
 func TestSPFChecksWiring(t *testing.T) {
-	cfg, err := ParseConfig("f.yaml", []byte(spfTestBase+"checks:\n  spf: {fail: tag, temperror: tempfail, timeout: 5s}\n"+localSite))
+	cfg, err := config.Parse("f.yaml", []byte(spfTestBase+"checks:\n  spf: {fail: tag, temperror: tempfail, timeout: 5s}\n"+localSite))
 	if err != nil {
 		t.Fatal(err)
 	}

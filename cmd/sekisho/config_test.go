@@ -7,12 +7,13 @@ import (
 	"strings"
 	"testing"
 
+	"sekisho/config"
 	"sekisho/relay"
 )
 
 func TestDefaultsAreValid(t *testing.T) {
-	cfg := Defaults()
-	if err := cfg.validate(); err != nil {
+	cfg := config.Defaults()
+	if err := cfg.Validate(); err != nil {
 		t.Fatalf("embedded defaults invalid: %v", err)
 	}
 	if cfg.Listen.SMTP != "127.0.0.1:2525" || cfg.LocalDomains[0] != "localhost" {
@@ -38,7 +39,7 @@ func TestConfigErrorsNameFileAndLine(t *testing.T) {
 		{"hostname: mx\nldap:\n  urls: [ldap://l]\n  base_dn: dc=x\n  canary: c@x\n  positive_cache_ttl: -1m\n", "f.yaml:6: positive_cache_ttl must not be negative"},
 	}
 	for _, c := range cases {
-		_, err := ParseConfig("f.yaml", []byte(c.yaml))
+		_, err := config.Parse("f.yaml", []byte(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("config %q: error %v, want it to contain %q", c.yaml, err, c.want)
 		}
@@ -46,7 +47,7 @@ func TestConfigErrorsNameFileAndLine(t *testing.T) {
 }
 
 func TestConfigOverridesDefaults(t *testing.T) {
-	cfg, err := ParseConfig("f.yaml", []byte(`
+	cfg, err := config.Parse("f.yaml", []byte(`
 hostname: mx1.campus.test
 listen: {smtp: "0.0.0.0:25", http: "127.0.0.1:9025"}
 local_domains: [campus.test, .campus.test]
@@ -100,15 +101,15 @@ func TestVersionAndUsage(t *testing.T) {
 // TestListenReplacedWhole: a file that has a listen block names every
 // listener; the default smtp listener is not kept behind its back.
 func TestListenReplacedWhole(t *testing.T) {
-	cfg, err := ParseConfig("f.yaml", []byte("hostname: mx\nlisten:\n  http: \"127.0.0.1:9025\"\n  smtp: \"127.0.0.1:25\"\n"+localSite))
+	cfg, err := config.Parse("f.yaml", []byte("hostname: mx\nlisten:\n  http: \"127.0.0.1:9025\"\n  smtp: \"127.0.0.1:25\"\n"+localSite))
 	if err != nil || cfg.Listen.SMTP != "127.0.0.1:25" {
 		t.Fatalf("smtp given: %+v, %v", cfg.Listen, err)
 	}
-	_, err = ParseConfig("f.yaml", []byte("hostname: mx\nlisten:\n  http: \"127.0.0.1:9025\"\n"))
+	_, err = config.Parse("f.yaml", []byte("hostname: mx\nlisten:\n  http: \"127.0.0.1:9025\"\n"))
 	if err == nil || !strings.Contains(err.Error(), "no SMTP listener") {
 		t.Fatalf("listen without smtp kept the default smtp listener: %v", err)
 	}
-	cfg, err = ParseConfig("f.yaml", []byte("hostname: mx\n"+localSite))
+	cfg, err = config.Parse("f.yaml", []byte("hostname: mx\n"+localSite))
 	if err != nil || cfg.Listen.SMTP != "127.0.0.1:2525" {
 		t.Fatalf("no listen block: %+v, %v", cfg.Listen, err)
 	}
@@ -118,7 +119,7 @@ func TestListenReplacedWhole(t *testing.T) {
 // every mistake with it names the line of the route's mode (or of the
 // route).
 func TestRouteMode(t *testing.T) {
-	cfg, err := ParseConfig("f.yaml", []byte(`
+	cfg, err := config.Parse("f.yaml", []byte(`
 hostname: mx1.campus.test
 local_domains: [campus.test]
 routes:
@@ -129,7 +130,7 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := cfg.relayRoutes()
+	rs := cfg.RelayRoutes()
 	if rs[0].Mode != relay.ModeAll || rs[1].Mode != relay.ModeFailover || rs[2].Mode != relay.ModeFailover {
 		t.Errorf("modes %v %v %v, want all failover failover", rs[0].Mode, rs[1].Mode, rs[2].Mode)
 	}
@@ -143,7 +144,7 @@ routes:
 		{head + "  - domains: []\n    next_hops: [\"smtp://10.0.1.5:25\"]\n", "f.yaml:5: route 2 has no domains"},
 	}
 	for _, c := range cases {
-		_, err := ParseConfig("f.yaml", []byte(c.yaml))
+		_, err := config.Parse("f.yaml", []byte(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("config %q: error %v, want it to contain %q", c.yaml, err, c.want)
 		}

@@ -35,6 +35,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"sekisho/config"
 )
 
 // version is stamped by the Makefile (-ldflags "-X main.version=...").
@@ -90,19 +92,19 @@ func usage(w io.Writer) {
 `)
 }
 
-// loadConfig loads -config (LoadConfig, the loader serve's SIGHUP uses
+// loadConfig loads -config (config.Load, the loader serve's SIGHUP uses
 // too), or the embedded defaults without one.
-func loadConfig(name string, args []string, stderr io.Writer) (Config, []string, bool) {
+func loadConfig(name string, args []string, stderr io.Writer) (config.Config, []string, bool) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (default: embedded defaults)")
 	if err := fs.Parse(args); err != nil {
-		return Config{}, nil, false
+		return config.Config{}, nil, false
 	}
-	cfg, err := LoadConfig(*path)
+	cfg, err := config.Load(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return Config{}, nil, false
+		return config.Config{}, nil, false
 	}
 	return cfg, fs.Args(), true
 }
@@ -122,16 +124,8 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return l, fmt.Errorf("level %q: want debug, info, warn or error", s)
-	}
-	return l, nil
-}
-
-func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
-	level, _ := parseLevel(cfg.Level)
+func newLogger(cfg config.LogConfig, w io.Writer) *slog.Logger {
+	level, _ := config.ParseLevel(cfg.Level)
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"crypto/ecdsa"
@@ -44,7 +44,7 @@ func writeCA(t *testing.T) string {
 // next_hop.mta_sts parses.
 func TestRouteTLSConfig(t *testing.T) {
 	ca := writeCA(t)
-	cfg, err := ParseConfig("f.yaml", []byte(`hostname: mx
+	cfg, err := Parse("f.yaml", []byte(`hostname: mx
 local_domains: [localhost]
 routes:
   - {domains: [localhost], next_hops: ["maildir:var/mail"]}
@@ -56,7 +56,7 @@ next_hop:
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := cfg.relayRoutes()
+	rs := cfg.RelayRoutes()
 	if rs[1].TLS != relay.TLSVerify || rs[1].TLSRoots == nil {
 		t.Errorf("route 2: TLS %v, roots %v; want verify with the CA file", rs[1].TLS, rs[1].TLSRoots)
 	}
@@ -95,7 +95,7 @@ func TestRouteTLSConfigErrors(t *testing.T) {
 		{"hostname: mx\nnext_hop:\n  mta_sts:\n    of: true\n", "f.yaml:4: field of is not a known key"},
 	}
 	for _, c := range cases {
-		_, err := ParseConfig("f.yaml", []byte(c.yaml))
+		_, err := Parse("f.yaml", []byte(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("config %q: error %v, want it to contain %q", c.yaml, err, c.want)
 		}

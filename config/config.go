@@ -1,4 +1,10 @@
-package main
+// Package config is sekisho's configuration file (DESIGN.md §7, §8): its
+// schema (Config and its sections), the embedded defaults, the one loader
+// (Load) that serve at start and on SIGHUP, check-config, explain and
+// report all use, validation with file:line, and the files a configuration
+// names, opened as it is loaded. It builds nothing that runs: cmd/sekisho
+// wires checks, lookups, stores and listeners from a Config.
+package config
 
 import (
 	"bytes"
@@ -15,11 +21,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"sekisho/auth"
 	"sekisho/filters"
-	"sekisho/gateway"
 	"sekisho/internal/mailaddr"
-	"sekisho/lookup"
 	"sekisho/relay"
 )
 
@@ -47,8 +50,8 @@ type Config struct {
 	ProxyProtocol   ProxyConfig   `yaml:"proxy_protocol"`
 
 	// named is what the files the configuration names held when the
-	// loader read them (config_files.go).
-	named *namedFiles
+	// loader read them (files.go).
+	named *NamedFiles
 }
 
 // ProxyConfig names the load balancers in front of the SMTP listeners:
@@ -81,6 +84,11 @@ type ListenConfig struct {
 	HTTP        string `yaml:"http"`
 }
 
+// Addrs returns the configured address of each listener, by its key.
+func (l ListenConfig) Addrs() map[string]string {
+	return map[string]string{"smtp": l.SMTP, "lmtp": l.LMTP, "submission": l.Submission, "submissions": l.Submissions, "http": l.HTTP}
+}
+
 // TLSConfig is the certificate for STARTTLS and implicit TLS.
 type TLSConfig struct {
 	Cert string `yaml:"cert"`
@@ -91,7 +99,7 @@ type TLSConfig struct {
 type RouteConfig struct {
 	Domains  []string  `yaml:"domains"`
 	NextHops []NextHop `yaml:"next_hops"`
-	// TLS towards the next hops (config_tls.go): none, may, encrypt or
+	// TLS towards the next hops (tls.go): none, may, encrypt or
 	// verify; default may for mx, none otherwise.
 	TLS       RouteTLS `yaml:"tls"`
 	TLSCAFile CAFile   `yaml:"tls_ca_file"` // PEM CAs for verify (a private CA)
@@ -229,7 +237,7 @@ type NextHopConfig struct {
 	// (relay.ConnectionCache; Postfix's smtp_connection_cache_time_limit);
 	// 0: every message gets its own connection.
 	ConnectionCacheTime time.Duration `yaml:"connection_cache_time"`
-	MTASTS              MTASTSConfig  `yaml:"mta_sts"` // RFC 8461 for mx routes (config_tls.go)
+	MTASTS              MTASTSConfig  `yaml:"mta_sts"` // RFC 8461 for mx routes (tls.go)
 }
 
 // LogConfig sets the log format and level.
@@ -333,32 +341,32 @@ func mustHop(s string) NextHop {
 	return NextHop{h}
 }
 
-// LoadConfig is the one loader of the configuration: `sekisho serve` at
+// Load is the one loader of the configuration: `sekisho serve` at
 // start and on every SIGHUP, check-config, explain and report call it. path
 // "" is the embedded defaults (serve without -config). A file is read,
 // parsed strictly over the defaults, validated, checked for what a file
 // must say itself (requiredInFile), and every file it names is opened
 // (Config.files). Every error names the file and, where there is one, the
 // line.
-func LoadConfig(path string) (Config, error) {
+func Load(path string) (Config, error) {
 	if path == "" {
 		cfg := Defaults()
-		_, err := cfg.files() // none: the defaults name no file
+		_, err := cfg.Files() // none: the defaults name no file
 		return cfg, err
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, err
 	}
-	return ParseConfig(path, data)
+	return Parse(path, data)
 }
 
 var yamlLine = regexp.MustCompile(`^\s*(?:yaml: )?line (\d+): (.*)$`)
 
-// ParseConfig is LoadConfig on the text of a file; name is the file name
+// Parse is Load on the text of a file; name is the file name
 // for errors. A key present in the file replaces the default, lists
 // included.
-func ParseConfig(name string, data []byte) (Config, error) {
+func Parse(name string, data []byte) (Config, error) {
 	cfg := Defaults()
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err == nil && isEmptyDocument(&root) {
@@ -383,7 +391,7 @@ func ParseConfig(name string, data []byte) (Config, error) {
 		cfg.validateSettings,
 		func() error { return requiredInFile(&root, &cfg) },
 		cfg.validateDelivery,
-		func() error { _, err := cfg.files(); return err },
+		func() error { _, err := cfg.Files(); return err },
 		cfg.tryLookups,
 	} {
 		if err := check(); err != nil {
@@ -487,7 +495,7 @@ func fileLineErrors(name string, err error) error {
 	var out []string
 	for _, m := range msgs {
 		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
-			msg := strings.Replace(sm[2], "not found in type main.", "is not a known key in ", 1)
+			msg := strings.Replace(sm[2], "not found in type config.", "is not a known key in ", 1)
 			out = append(out, fmt.Sprintf("%s:%s: %s", name, sm[1], msg))
 		} else {
 			out = append(out, fmt.Sprintf("%s: %s", name, m))
@@ -558,11 +566,11 @@ func lineOf(root *yaml.Node, path []string) int {
 	return line
 }
 
-// validate checks a whole configuration: its settings, then who it is and
-// where its mail goes. ParseConfig checks a file's in that order too, with
+// Validate checks a whole configuration: its settings, then who it is and
+// where its mail goes. Parse checks a file's in that order too, with
 // requiredInFile between the two, so that a mistake in a setting is named
 // as such in a file that leaves out routes.
-func (c *Config) validate() error {
+func (c *Config) Validate() error {
 	if err := c.validateSettings(); err != nil {
 		return err
 	}
@@ -578,7 +586,7 @@ func (c *Config) validateDelivery() error {
 	if len(c.Routes) == 0 {
 		return invalid("at least one route is required", "routes")
 	}
-	routes := c.relayRoutes()
+	routes := c.RelayRoutes()
 	for _, d := range c.LocalDomains {
 		probe := strings.TrimPrefix(d, ".")
 		if strings.HasPrefix(d, ".") {
@@ -650,7 +658,7 @@ func (c *Config) validateSettings() error {
 	default:
 		return invalid("format must be text or json", "log", "format")
 	}
-	if _, err := parseLevel(c.Log.Level); err != nil {
+	if _, err := ParseLevel(c.Log.Level); err != nil {
 		return invalid(err.Error(), "log", "level")
 	}
 	l := c.Limits
@@ -678,7 +686,8 @@ func (c *Config) validateSettings() error {
 	return nil
 }
 
-func (c *Config) relayRoutes() relay.Routes {
+// RelayRoutes is routes as relay takes them.
+func (c *Config) RelayRoutes() relay.Routes {
 	var rs relay.Routes
 	for _, r := range c.Routes {
 		var hops []relay.NextHop
@@ -691,80 +700,11 @@ func (c *Config) relayRoutes() relay.Routes {
 	return rs
 }
 
-// postmasterDomain is the first local domain that names one domain (not a
-// subtree): where <postmaster> without a domain is delivered.
-func (c *Config) postmasterDomain() string {
-	for _, d := range c.LocalDomains {
-		if d = strings.TrimSuffix(strings.TrimSpace(d), "."); d != "" && d != "*" && !strings.HasPrefix(d, ".") {
-			return mailaddr.Fold(d)
-		}
+// ParseLevel parses log.level.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("level %q: want debug, info, warn or error", s)
 	}
-	return ""
-}
-
-// msaConfig builds the submission role: the login service on the
-// directory, and the rules for what a user may send.
-func (c *Config) msaConfig(dir *lookup.Directory, log *slog.Logger) *gateway.MSAConfig {
-	a := c.Auth
-	return &gateway.MSAConfig{
-		Auth: auth.New(dir, auth.Config{
-			MaxFailures: a.MaxFailures, FailureWindow: a.FailureWindow, MaxConcurrentBinds: a.MaxConcurrentBinds,
-			MaxRecipientsPerHour: a.MaxRecipientsPerHour, MaxMessagesPerHour: a.MaxMessagesPerHour, Logger: log,
-		}),
-		SenderCheck:  a.SenderCheck == "strict",
-		FromCheck:    a.FromCheck == "strict",
-		ReceivedFull: a.Received == "full",
-	}
-}
-
-// proxyFrom is proxy_protocol.from as the gateway takes it.
-func (c *Config) proxyFrom() []netip.Prefix {
-	var from []netip.Prefix
-	for _, p := range c.ProxyProtocol.From {
-		from = append(from, p.Prefix)
-	}
-	return from
-}
-
-// gatewayConfig turns the file's settings into what the gateway takes.
-func (c *Config) gatewayConfig() gateway.Config {
-	var trusted []netip.Prefix
-	for _, p := range c.TrustedNetworks {
-		trusted = append(trusted, p.Prefix)
-	}
-	var pause time.Duration
-	var exempt []netip.Prefix
-	if !c.Checks.GreetPause.Off {
-		pause = c.Checks.GreetPause.Delay
-		for _, p := range c.Checks.GreetPause.Exempt {
-			exempt = append(exempt, p.Prefix)
-		}
-	}
-	return gateway.Config{
-		GreetPause:       pause,
-		GreetPauseExempt: exempt,
-		GreetPassTTL:     c.Checks.GreetPause.PassTTL,
-		GreetFailTTL:     c.Checks.GreetPause.FailTTL,
-		Hostname:         c.Hostname,
-		LocalDomains:     mailaddr.NewDomainSet(c.LocalDomains),
-		PostmasterDomain: c.postmasterDomain(),
-		TrustedNetworks:  trusted,
-		ProxyFrom:        c.proxyFrom(),
-		Router: &relay.Router{
-			Hostname: c.Hostname,
-			Routes:   c.relayRoutes(),
-			MXPort:   c.NextHop.MXPort,
-			Timeouts: relay.Timeouts{
-				Connect: c.NextHop.ConnectTimeout, Command: c.NextHop.CommandTimeout, Data: c.NextHop.DataTimeout,
-				CallAhead: c.NextHop.CallAheadTimeout,
-			},
-			ConnectionCache: relay.ConnectionCache{IdleTime: c.NextHop.ConnectionCacheTime},
-		},
-		Limits: gateway.Limits{
-			MaxConnections: c.Limits.MaxConnections, MaxConnectionsPerIP: c.Limits.MaxConnectionsPerIP,
-			MaxMessageBytes: c.Limits.MaxMessageBytes, MaxRecipients: c.Limits.MaxRecipients,
-			MaxLineLength: c.Limits.MaxLineLength, MaxErrors: c.Limits.MaxErrors, CommandTimeout: c.Limits.CommandTimeout,
-			DataTimeout: c.Limits.DataTimeout, ShutdownGrace: c.Limits.ShutdownGrace,
-		},
-	}
+	return l, nil
 }
