@@ -180,8 +180,8 @@ type SPFConfig struct {
 // client waits for the reply to RCPT (RFC 5321 §4.5.3.2.3).
 const maxSPFTimeout = 2 * time.Minute
 
-// validate checks the settings and fills in the defaults of those left
-// empty, so that check-config prints the values in force.
+// validate checks the settings (the loader has put the defaults in place
+// of empty ones: fillZeroDefaults).
 func (c *SPFConfig) validate() error {
 	if _, err := filters.ParseSPFFailAction(c.Fail); err != nil {
 		return invalid("fail must be reject or tag", "checks", "spf", "fail")
@@ -191,15 +191,6 @@ func (c *SPFConfig) validate() error {
 	}
 	if c.Timeout < 0 || c.Timeout > maxSPFTimeout {
 		return invalid(fmt.Sprintf("timeout must be between 0s (the default, %v) and %v", filters.DefaultSPFTimeout, maxSPFTimeout), "checks", "spf", "timeout")
-	}
-	if c.Fail == "" {
-		c.Fail = filters.SPFFailReject.String()
-	}
-	if c.TempError == "" {
-		c.TempError = filters.SPFTempErrorTag.String()
-	}
-	if c.Timeout == 0 {
-		c.Timeout = filters.DefaultSPFTimeout
 	}
 	return nil
 }

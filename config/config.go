@@ -290,7 +290,7 @@ func lineErr(n *yaml.Node, format string, args ...any) error {
 // listens on 127.0.0.1:2525, accepts mail for localhost and delivers it to a
 // Maildir under ./var/mail, with the state under ./var.
 func Defaults() Config {
-	return Config{
+	cfg := Config{
 		Hostname:        "localhost",
 		Listen:          ListenConfig{SMTP: "127.0.0.1:2525"},
 		LocalDomains:    []string{"localhost"},
@@ -331,6 +331,8 @@ func Defaults() Config {
 		Health: HealthConfig{Interval: 15 * time.Second},
 		Alarm:  AlarmConfig{TempfailRatio: 0.2, Window: 10 * time.Minute, MinEvents: 20},
 	}
+	cfg.fillZeroDefaults()
+	return cfg
 }
 
 func mustHop(s string) NextHop {
@@ -387,6 +389,7 @@ func Parse(name string, data []byte) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fileLineErrors(name, err)
 	}
+	cfg.fillZeroDefaults()
 	for _, check := range []func() error{
 		cfg.validateSettings,
 		func() error { return requiredInFile(&root, &cfg) },

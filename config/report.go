@@ -6,8 +6,6 @@ package config
 import (
 	"fmt"
 	"time"
-
-	"sekisho/report"
 )
 
 // ReportConfig is the `report` section: how long counts are kept, and the
@@ -29,20 +27,10 @@ const minReportKeep = 7 * 24 * time.Hour
 
 func (c *ReportConfig) validate() error {
 	switch {
-	case c.Keep == 0:
-		c.Keep = report.DefaultKeep
 	case c.Keep < minReportKeep:
 		return invalid(fmt.Sprintf("keep must be at least %v (a week), got %v", minReportKeep, c.Keep), "report", "keep")
-	}
-	switch {
-	case c.FlushInterval == 0:
-		c.FlushInterval = report.DefaultFlushInterval
 	case c.FlushInterval < 0 || c.FlushInterval > time.Hour:
 		return invalid("flush_interval must be between 0s (default) and 1h", "report", "flush_interval")
-	}
-	switch {
-	case c.MaxPending == 0:
-		c.MaxPending = report.DefaultMaxPending
 	case c.MaxPending < 0:
 		return invalid("max_pending must be positive", "report", "max_pending")
 	}

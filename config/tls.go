@@ -22,7 +22,12 @@ import (
 type RouteTLS struct{ relay.TLSMode }
 
 // UnmarshalYAML parses the mode; an unknown one is an error naming the line.
+// "default" is what check-config prints for a route without one.
 func (m *RouteTLS) UnmarshalYAML(n *yaml.Node) error {
+	if strings.TrimSpace(n.Value) == relay.TLSDefault.String() {
+		m.TLSMode = relay.TLSDefault
+		return nil
+	}
 	mode, err := relay.ParseTLSMode(strings.TrimSpace(n.Value))
 	if err != nil {
 		return lineErr(n, "%v", err)
