@@ -382,6 +382,9 @@ func Parse(name string, data []byte) (Config, error) {
 		// does not listen (DESIGN.md §7), the default smtp one included.
 		cfg.Listen = ListenConfig{}
 	}
+	if errs := schemaErrors(&root); len(errs) > 0 {
+		return Config{}, schemaError(name, errs)
+	}
 	// What the gateway is has no default in a file (requiredInFile).
 	cfg.Hostname, cfg.LocalDomains, cfg.Routes = "", nil, nil
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -498,8 +501,7 @@ func fileLineErrors(name string, err error) error {
 	var out []string
 	for _, m := range msgs {
 		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
-			msg := strings.Replace(sm[2], "not found in type config.", "is not a known key in ", 1)
-			out = append(out, fmt.Sprintf("%s:%s: %s", name, sm[1], msg))
+			out = append(out, fmt.Sprintf("%s:%s: %s", name, sm[1], sm[2]))
 		} else {
 			out = append(out, fmt.Sprintf("%s: %s", name, m))
 		}

@@ -34,9 +34,8 @@ func (d *DKIMConfig) UnmarshalYAML(n *yaml.Node) error {
 		case "domain", "selector", "key_file", "subdomains":
 			val[k.Value] = n.Content[i+1]
 		default:
-			// The wording of yaml's own strict decoding, as fileLineErrors
-			// rewrites it.
-			return lineErr(k, "field %s is not a known key in DKIMConfig", k.Value)
+			// As schemaErrors words it (the loader checks the schema first).
+			return lineErr(k, "unknown key %q in a dkim entry", k.Value)
 		}
 	}
 	type plain DKIMConfig // without this method

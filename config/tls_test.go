@@ -92,7 +92,7 @@ func TestRouteTLSConfigErrors(t *testing.T) {
 		{"hostname: mx\nroutes:\n  - domains: [localhost]\n    next_hops: [\"maildir:x\"]\n    tls: verify\n", "f.yaml:2: route 1 has tls or tls_ca_file but only maildir next hops"},
 		{"hostname: mx\nnext_hop:\n  mta_sts:\n    fetch_timeout: -1s\n", "f.yaml:4: fetch_timeout must not be negative"},
 		{"hostname: mx\nnext_hop:\n  mta_sts:\n    ca_file: /nonexistent/ca.pem\n", "f.yaml:4: CA file: open /nonexistent/ca.pem"},
-		{"hostname: mx\nnext_hop:\n  mta_sts:\n    of: true\n", "f.yaml:4: field of is not a known key"},
+		{"hostname: mx\nnext_hop:\n  mta_sts:\n    of: true\n", `f.yaml:4: unknown key "of" in next_hop.mta_sts (did you mean "off"?)`},
 	}
 	for _, c := range cases {
 		_, err := Parse("f.yaml", []byte(c.yaml))

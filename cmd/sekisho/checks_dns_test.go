@@ -23,7 +23,7 @@ func TestDNSChecksConfigErrors(t *testing.T) {
 		{"checks:\n  dnsbl:\n    zones: [a.test, A.test.]\n", "f.yaml:5: zone a.test is listed twice"},
 		{"checks:\n  dnsbl:\n    zones: [\"a.test*2\", b.test]\n    threshold: 4\n", "f.yaml:6: threshold 4 is above the weights"},
 		{"checks:\n  dnsbl:\n    zones: [a.test]\n    timeout: 2m\n", "f.yaml:6: timeout must be"},
-		{"checks:\n  dnsbl:\n    zone: [a.test]\n", "f.yaml:5: field zone is not a known key"},
+		{"checks:\n  dnsbl:\n    zone: [a.test]\n", `f.yaml:5: unknown key "zone" in checks.dnsbl (did you mean "zones"?)`},
 		{"checks:\n  domain:\n    popular_domains: [gmail.com, \"gmail com\"]\n", "f.yaml:5: popular domain \"gmail com\""},
 		{"checks:\n  domain:\n    nxdomain: \"\"\n", "f.yaml:5: nxdomain must be"},
 	}

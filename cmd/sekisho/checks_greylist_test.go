@@ -36,7 +36,7 @@ func TestGreylistConfigErrorsNameFileAndLine(t *testing.T) {
 		{"hostname: mx\nchecks:\n  greylist:\n    on_store_error: queue\n", "f.yaml:4: on_store_error must be accept or tempfail"},
 		{"hostname: mx\nchecks:\n  greylist:\n    whitelist: " + wl + "\n", "f.yaml:4: whitelist refused: " + wl + ":2: \"not an entry\""},
 		{"hostname: mx\nchecks:\n  greylist:\n    whitelist: /nonexistent/wl.txt\n", "f.yaml:4: whitelist refused: open /nonexistent/wl.txt"},
-		{"hostname: mx\nchecks:\n  greylist:\n    whitelist_file: x\n", "f.yaml:4: field whitelist_file is not a known key"},
+		{"hostname: mx\nchecks:\n  greylist:\n    whitelist_file: x\n", `f.yaml:4: unknown key "whitelist_file" in checks.greylist`},
 	}
 	for _, c := range cases {
 		_, err := config.Parse("f.yaml", []byte(c.yaml))

@@ -35,7 +35,7 @@ func TestSPFConfig(t *testing.T) {
 		{"checks:\n  spf:\n    temperror: reject\n", "f.yaml:6: temperror must be tag or tempfail"},
 		{"checks:\n  spf:\n    timeout: -1s\n", "f.yaml:6: timeout must be between"},
 		{"checks:\n  spf:\n    timeout: 10m\n", "f.yaml:6: timeout must be between"},
-		{"checks:\n  spf:\n    tmeout: 10s\n", "f.yaml:6: field tmeout is not a known key"},
+		{"checks:\n  spf:\n    tmeout: 10s\n", `f.yaml:6: unknown key "tmeout" in checks.spf (did you mean "timeout"?)`},
 	} {
 		_, err := config.Parse("f.yaml", []byte(spfTestBase+c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

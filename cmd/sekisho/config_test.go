@@ -24,11 +24,11 @@ func TestDefaultsAreValid(t *testing.T) {
 // TestConfigErrorsNameFileAndLine: every kind of mistake names file:line.
 func TestConfigErrorsNameFileAndLine(t *testing.T) {
 	cases := []struct{ yaml, want string }{
-		{"hostname: mx\nlimts:\n  max_recipients: 3\n", "f.yaml:2: field limts is not a known key"},
-		{"hostname: mx\nlimits:\n  max_recipients: 3\n  max_conections: 4\n", "f.yaml:4: field max_conections"},
+		{"hostname: mx\nlimts:\n  max_recipients: 3\n", `f.yaml:2: unknown key "limts" at the top level (did you mean "limits"?)`},
+		{"hostname: mx\nlimits:\n  max_recipients: 3\n  max_conections: 4\n", `f.yaml:4: unknown key "max_conections" in limits (did you mean "max_connections"?)`},
 		{"hostname: mx\ntrusted_networks: [10.0.0.0/8, 10.0.0.300]\n", "f.yaml:2: \"10.0.0.300\" is not an IP network"},
 		{"hostname: mx\nproxy_protocol:\n  from: [10.0.0.250/33]\n", "f.yaml:3: \"10.0.0.250/33\" is not an IP network"},
-		{"hostname: mx\nproxy_protocol:\n  form: [10.0.0.250]\n", "f.yaml:3: field form"},
+		{"hostname: mx\nproxy_protocol:\n  form: [10.0.0.250]\n", `f.yaml:3: unknown key "form" in proxy_protocol (did you mean "from"?)`},
 		{"hostname: mx\nroutes:\n  - domains: [localhost]\n    next_hops: [\"ftp://x:21\"]\n", "f.yaml:4: next hop \"ftp://x:21\": unknown kind"},
 		{"hostname: mx\nchecks:\n  domain:\n    nxdomain: bounce\n", "f.yaml:4: nxdomain must be tempfail or reject"},
 		{"hostname: mx\nlimits:\n  data_timeout: 10\n", "f.yaml:"},

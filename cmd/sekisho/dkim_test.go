@@ -181,7 +181,7 @@ func TestDKIMConfig(t *testing.T) {
 		{head + "dkim:\n  - domain: campus.test\n    selector: s1\n    key_file: " + dir + "\n",
 			"f.yaml:6: dkim: key file: read " + dir},
 		{head + "dkim:\n  - domain: campus.test\n    selector: s1\n    keyfile: " + good + "\n",
-			"f.yaml:6: field keyfile is not a known key in DKIMConfig"},
+			`f.yaml:6: unknown key "keyfile" in dkim[0] (did you mean "key_file"?)`},
 		{head + "dkim:\n  - domain: campus.test\n    selector: s1\n", "f.yaml:4: dkim: key_file is required"},
 		{head + "dkim:\n  - domain: campus.test\n    key_file: x\n", "f.yaml:4: dkim: selector is required"},
 		{head + "dkim:\n  - domain: campus..test\n    selector: s1\n    key_file: " + good + "\n", "f.yaml:4: dkim: domain \"campus..test\""},
