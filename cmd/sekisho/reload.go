@@ -308,9 +308,9 @@ func (r *reloader) reload(ctx context.Context) {
 		return
 	}
 	prev := r.cur
-	if restart := needsRestart(&prev.cfg, &cfg); len(restart) > 0 {
+	if restart := config.NeedsRestart(&prev.cfg, &cfg); len(restart) > 0 {
 		r.log.Warn("configuration reload: needs a restart: "+strings.Join(restart, ", ")+" (their running values stay, the rest is applied)", "file", r.path)
-		keepRunning(&cfg, &prev.cfg)
+		cfg.KeepRunning(&prev.cfg)
 	}
 	d, dir, err := reloadDeps(&cfg, prev)
 	if err == nil {
@@ -370,25 +370,6 @@ func (r *reloader) applied(ctx context.Context, prev, g *generation) {
 // log line.
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
-// needsRestart names the settings whose change a reload cannot apply: the
-// sockets, the state store, the logger, and the process-wide observers.
-func needsRestart(old, cur *config.Config) []string {
-	return differing([]setting{
-		{"listen.smtp", old.Listen.SMTP, cur.Listen.SMTP},
-		{"listen.lmtp", old.Listen.LMTP, cur.Listen.LMTP},
-		{"listen.submission", old.Listen.Submission, cur.Listen.Submission},
-		{"listen.submissions", old.Listen.Submissions, cur.Listen.Submissions},
-		{"listen.http", old.Listen.HTTP, cur.Listen.HTTP},
-		{"proxy_protocol", old.ProxyProtocol, cur.ProxyProtocol},
-		{"store", old.Store, cur.Store},
-		{"log", old.Log, cur.Log},
-		{"health", old.Health, cur.Health},
-		{"alarm", old.Alarm, cur.Alarm},
-		{"report", old.Report, cur.Report},
-		{"limits.shutdown_grace", old.Limits.ShutdownGrace, cur.Limits.ShutdownGrace},
-	})
-}
-
 // setting is one part of the configuration, as it was and as it is.
 type setting struct {
 	name    string
@@ -404,15 +385,6 @@ func differing(settings []setting) []string {
 		}
 	}
 	return out
-}
-
-// keepRunning puts the running values of what needs a restart back into a
-// reloaded configuration, so that the reloaded one describes what is in
-// force.
-func keepRunning(cur, old *config.Config) {
-	cur.Listen, cur.ProxyProtocol, cur.Store, cur.Log = old.Listen, old.ProxyProtocol, old.Store, old.Log
-	cur.Health, cur.Alarm, cur.Report = old.Health, old.Alarm, old.Report
-	cur.Limits.ShutdownGrace = old.Limits.ShutdownGrace
 }
 
 // watchBadDomains watches the file of list (none when it has no file),
