@@ -12,7 +12,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -51,12 +50,15 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]lineError) {
 		*errs = append(*errs, lineError{n.Line, fmt.Sprintf(format, args...)})
 	}
 	got := func() string { return describe(n) }
-	if t == durationType {
-		if n.Kind != yaml.ScalarNode {
-			add("%s: want a duration like 5m, got %s", path, got())
-		} else if _, err := time.ParseDuration(n.Value); err != nil {
-			add("%s: want a duration like 5m, got %s", path, got())
+	// A single value is checked by decoding it as the loader will, so that
+	// what yaml takes (yes for true, 1e3 for 1000) is still taken.
+	scalar := func(want string) {
+		if n.Kind != yaml.ScalarNode || n.Decode(reflect.New(t).Interface()) != nil {
+			add("%s: want %s, got %s", path, want, got())
 		}
+	}
+	if t == durationType {
+		scalar("a duration like 5m")
 		return
 	}
 	if ownsDecoding(t) {
@@ -108,21 +110,13 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]lineError) {
 			checkNode(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value), errs)
 		}
 	case reflect.Bool:
-		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
-			add("%s: want true or false, got %s", path, got())
-		}
+		scalar("true or false")
 	case reflect.Int, reflect.Int64:
-		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
-			add("%s: want a whole number, got %s", path, got())
-		}
+		scalar("a whole number")
 	case reflect.Float64:
-		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") {
-			add("%s: want a number like 0.2, got %s", path, got())
-		}
+		scalar("a number like 0.2")
 	case reflect.String:
-		if n.Kind != yaml.ScalarNode {
-			add("%s: want one value, got %s", path, got())
-		}
+		scalar("one value")
 	}
 }
 

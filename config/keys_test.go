@@ -43,7 +43,8 @@ func TestErrorsSpeakConfig(t *testing.T) {
 		}
 	}
 	// What the schema allows passes the check: null sections, aliases.
-	for _, ok := range []string{"checks:\n", "dns: ~\n", "limits: &l {max_errors: 3}\n"} {
+	for _, ok := range []string{"checks:\n", "dns: ~\n", "limits: &l {max_errors: 3}\n",
+		"checks: {spf: {off: yes}}\n", "limits: {max_recipients: 1e3}\n", "alarm: {tempfail_ratio: 1e-1}\n"} {
 		if _, err := Parse("f.yaml", []byte(ok+site)); err != nil {
 			t.Errorf("%q: %v", ok, err)
 		}
