@@ -5,9 +5,6 @@ import (
 	"testing"
 )
 
-// site is what every file must say besides the key a test is about.
-const site = "hostname: mx\nlocal_domains: [localhost]\nroutes: [{domains: [localhost], next_hops: [\"maildir:var/mail\"]}]\n"
-
 // TestErrorsSpeakConfig: a mistaken key or a value of the wrong kind is
 // told with the file, the line, the key's path in the file and what was
 // wanted, never Go's type names.

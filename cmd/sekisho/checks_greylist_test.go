@@ -19,66 +19,6 @@ import (
 	"sekisho/lookup"
 )
 
-// TestGreylistConfigErrorsNameFileAndLine: each greylisting mistake names
-// the config file's line of the key, and a broken whitelist file its own
-// file:line.
-func TestGreylistConfigErrorsNameFileAndLine(t *testing.T) {
-	wl := filepath.Join(t.TempDir(), "wl.txt")
-	os.WriteFile(wl, []byte("192.0.2.1\nnot an entry\n"), 0o644)
-	cases := []struct{ yaml, want string }{
-		{"hostname: mx\nchecks:\n  greylist:\n    delay: 0s\n", "f.yaml:4: delay must be positive"},
-		{"hostname: mx\nchecks:\n  greylist:\n    delay: 5m\n    retry_window: 4m\n", "f.yaml:5: retry_window (4m0s) must be longer than delay (5m0s)"},
-		{"hostname: mx\nchecks:\n  greylist:\n    expire: -1h\n", "f.yaml:4: expire must be positive"},
-		{"hostname: mx\nchecks:\n  greylist:\n    auto_whitelist: -1\n", "f.yaml:4: auto_whitelist must be 0"},
-		{"hostname: mx\nchecks:\n  greylist:\n    ipv4_prefix: 33\n", "f.yaml:4: ipv4_prefix must be within 1..32"},
-		{"hostname: mx\nchecks:\n  greylist:\n    ipv6_prefix: 129\n", "f.yaml:4: ipv6_prefix must be within 1..128"},
-		{"hostname: mx\nchecks:\n  greylist:\n    store_timeout: -1s\n", "f.yaml:4: store_timeout must not be negative"},
-		{"hostname: mx\nchecks:\n  greylist:\n    on_store_error: queue\n", "f.yaml:4: on_store_error must be accept or tempfail"},
-		{"hostname: mx\nchecks:\n  greylist:\n    whitelist: " + wl + "\n", "f.yaml:4: whitelist refused: " + wl + ":2: \"not an entry\""},
-		{"hostname: mx\nchecks:\n  greylist:\n    whitelist: /nonexistent/wl.txt\n", "f.yaml:4: whitelist refused: open /nonexistent/wl.txt"},
-		{"hostname: mx\nchecks:\n  greylist:\n    whitelist_file: x\n", `f.yaml:4: unknown key "whitelist_file" in checks.greylist`},
-	}
-	for _, c := range cases {
-		_, err := config.Parse("f.yaml", []byte(c.yaml))
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("config %q:\nerror %v\nwant it to contain %q", c.yaml, err, c.want)
-		}
-	}
-	// A whitelist is not read when greylisting is off.
-	if _, err := config.Parse("f.yaml", []byte("hostname: mx\nchecks:\n  greylist: {off: true, whitelist: /nonexistent}\n"+localSite)); err != nil {
-		t.Errorf("greylisting off: %v", err)
-	}
-	// The shipped whitelist is valid.
-	if _, err := config.Parse("f.yaml", []byte("hostname: mx\nchecks:\n  greylist: {whitelist: ../../deploy/greylist-whitelist.txt}\n"+localSite)); err != nil {
-		t.Errorf("shipped whitelist: %v", err)
-	}
-}
-
-func TestGreylistConfigSettings(t *testing.T) {
-	cfg, err := config.Parse("f.yaml", []byte(`
-hostname: mx
-checks:
-  greylist: {delay: 2s, ipv4_prefix: 28}
-store:
-  redis: {addrs: ["127.0.0.1:6379"], master_name: mymaster, db: 2}
-`+localSite))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := cfg.Checks.Greylist
-	// Keys not written keep their defaults.
-	if p := g.Policy(); p != (greylist.Policy{Delay: 2e9, RetryWindow: greylist.DefaultPolicy().RetryWindow,
-		Expire: greylist.DefaultPolicy().Expire, AutoWhitelist: 5}) {
-		t.Errorf("policy %+v", p)
-	}
-	if n := g.Networks(); n != (greylist.NetworkPrefix{IPv4: 28, IPv6: 64}) {
-		t.Errorf("networks %+v", n)
-	}
-	if cfg.Store.Redis == nil || cfg.Store.Redis.Mode() != "sentinel" || cfg.Store.Redis.DB != 2 {
-		t.Errorf("store %+v", cfg.Store.Redis)
-	}
-}
-
 func testDeps(t *testing.T) *deps {
 	t.Helper()
 	r, err := lookup.NewResolver(lookup.DNSConfig{Resolvers: []string{"127.0.0.1:9"}})
