@@ -21,7 +21,7 @@ type DNSBLConfig struct {
 	Off bool `yaml:"off"`
 	// Zones are "zone[=codes][*weight]", e.g.
 	// "zen.spamhaus.org=127.0.0.2..127.0.0.11" (filters.ParseDNSBLZone).
-	Zones []string `yaml:"zones"`
+	Zones []string `yaml:"zones" type:"list of zone[=codes][*weight]"`
 	// Threshold is the sum of weights that rejects; 0 or absent: 1.
 	Threshold int `yaml:"threshold"`
 	// Timeout bounds one connection's lookups; 0: 5s.
@@ -65,13 +65,13 @@ func (c *DNSBLConfig) ParsedZones() ([]filters.DNSBLZone, error) {
 // DomainConfig configures the domain-existence check.
 type DomainConfig struct {
 	Off        bool   `yaml:"off"`
-	BadDomains string `yaml:"bad_domains"`
-	NXDomain   string `yaml:"nxdomain"` // tempfail | reject
+	BadDomains string `yaml:"bad_domains" type:"file"`
+	NXDomain   string `yaml:"nxdomain" type:"tempfail or reject"` // tempfail | reject
 	// PopularDomains replaces the list a mistyped domain is compared with
 	// (absent: the local domains and policy.PopularDomains; [] turns the
 	// suggestion off). omitempty: check-config's printout must not turn an
 	// absent list into [], which would switch the suggestion off.
-	PopularDomains []string `yaml:"popular_domains,omitempty"`
+	PopularDomains []string `yaml:"popular_domains,omitempty" type:"list of domains"`
 }
 
 func (c *DomainConfig) validate() error {
@@ -93,7 +93,7 @@ type GreylistConfig struct {
 	RetryWindow   time.Duration `yaml:"retry_window"`
 	Expire        time.Duration `yaml:"expire"`
 	AutoWhitelist int           `yaml:"auto_whitelist"`
-	OnStoreError  string        `yaml:"on_store_error"` // accept | tempfail
+	OnStoreError  string        `yaml:"on_store_error" type:"accept or tempfail"` // accept | tempfail
 	// Exempt are client networks never greylisted, besides
 	// trusted_networks (like greet_pause.exempt); for networks that belong
 	// in config rather than in the whitelist file, e.g. loopback.
@@ -101,7 +101,7 @@ type GreylistConfig struct {
 	// Whitelist is the path of the whitelist file (clients, names,
 	// recipients never greylisted); "" for none. deploy/greylist-whitelist.txt
 	// is the shipped one. Read again on SIGHUP, with the whole configuration.
-	Whitelist string `yaml:"whitelist"`
+	Whitelist string `yaml:"whitelist" type:"file"`
 	// IPv4Prefix and IPv6Prefix group client addresses into networks:
 	// a retry from another address of the network counts as the same
 	// client. 0: the defaults, 24 and 64.
@@ -171,9 +171,9 @@ func (c *GreylistConfig) Networks() greylist.NetworkPrefix {
 // SPFConfig configures SPF.
 type SPFConfig struct {
 	Off       bool          `yaml:"off"`
-	Fail      string        `yaml:"fail"`      // reject (default) | tag
-	TempError string        `yaml:"temperror"` // tag (default) | tempfail
-	Timeout   time.Duration `yaml:"timeout"`   // one evaluation, all its lookups; default 20s
+	Fail      string        `yaml:"fail" type:"reject or tag"`        // reject (default) | tag
+	TempError string        `yaml:"temperror" type:"tag or tempfail"` // tag (default) | tempfail
+	Timeout   time.Duration `yaml:"timeout"`                          // one evaluation, all its lookups; default 20s
 }
 
 // maxSPFTimeout keeps an evaluation well inside the 5 minutes an SMTP

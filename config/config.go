@@ -29,10 +29,10 @@ import (
 // Config is the configuration file (DESIGN.md §7). Unknown keys are errors.
 // Every key has a default, so that `sekisho serve` with no file runs.
 type Config struct {
-	Hostname        string        `yaml:"hostname"`
+	Hostname        string        `yaml:"hostname" type:"domain"`
 	Listen          ListenConfig  `yaml:"listen"`
 	TLS             TLSConfig     `yaml:"tls"`
-	LocalDomains    []string      `yaml:"local_domains"`
+	LocalDomains    []string      `yaml:"local_domains" type:"list of domains"`
 	TrustedNetworks []Prefix      `yaml:"trusted_networks"`
 	Routes          []RouteConfig `yaml:"routes"`
 	DNS             DNSConfig     `yaml:"dns"`
@@ -68,20 +68,20 @@ type AuthConfig struct {
 	MaxFailures          int           `yaml:"max_failures"`   // per client IP and per user name, in failure_window
 	FailureWindow        time.Duration `yaml:"failure_window"` //
 	MaxConcurrentBinds   int           `yaml:"max_concurrent_binds"`
-	MaxRecipientsPerHour int           `yaml:"max_recipients_per_hour"` // per user
-	MaxMessagesPerHour   int           `yaml:"max_messages_per_hour"`   // per user
-	SenderCheck          string        `yaml:"sender_check"`            // strict | off
-	FromCheck            string        `yaml:"from_check"`              // strict | off
-	Received             string        `yaml:"received"`                // anonymous | full
+	MaxRecipientsPerHour int           `yaml:"max_recipients_per_hour"`           // per user
+	MaxMessagesPerHour   int           `yaml:"max_messages_per_hour"`             // per user
+	SenderCheck          string        `yaml:"sender_check" type:"strict or off"` // strict | off
+	FromCheck            string        `yaml:"from_check" type:"strict or off"`   // strict | off
+	Received             string        `yaml:"received" type:"anonymous or full"` // anonymous | full
 }
 
 // ListenConfig names the listeners; an absent one does not listen.
 type ListenConfig struct {
-	SMTP        string `yaml:"smtp"`
-	LMTP        string `yaml:"lmtp"`
-	Submission  string `yaml:"submission"`
-	Submissions string `yaml:"submissions"`
-	HTTP        string `yaml:"http"`
+	SMTP        string `yaml:"smtp" type:"host:port"`
+	LMTP        string `yaml:"lmtp" type:"host:port"`
+	Submission  string `yaml:"submission" type:"host:port"`
+	Submissions string `yaml:"submissions" type:"host:port"`
+	HTTP        string `yaml:"http" type:"host:port"`
 }
 
 // Addrs returns the configured address of each listener, by its key.
@@ -91,13 +91,13 @@ func (l ListenConfig) Addrs() map[string]string {
 
 // TLSConfig is the certificate for STARTTLS and implicit TLS.
 type TLSConfig struct {
-	Cert string `yaml:"cert"`
-	Key  string `yaml:"key"`
+	Cert string `yaml:"cert" type:"file"`
+	Key  string `yaml:"key" type:"file"`
 }
 
 // RouteConfig is one routing rule: the first whose domains match wins.
 type RouteConfig struct {
-	Domains  []string  `yaml:"domains"`
+	Domains  []string  `yaml:"domains" type:"list of domains"`
 	NextHops []NextHop `yaml:"next_hops"`
 	// TLS towards the next hops (tls.go): none, may, encrypt or
 	// verify; default may for mx, none otherwise.
@@ -160,24 +160,24 @@ func (r RouteConfig) validate(i int) error {
 
 // DNSConfig configures the resolver.
 type DNSConfig struct {
-	Resolvers []string      `yaml:"resolvers"`
+	Resolvers []string      `yaml:"resolvers" type:"list of ip or ip:port"`
 	Timeout   time.Duration `yaml:"timeout"`
 	Attempts  int           `yaml:"attempts"`
-	Canary    string        `yaml:"canary"`
+	Canary    string        `yaml:"canary" type:"domain"`
 }
 
 // LDAPConfig configures the directory for accounts and AUTH.
 type LDAPConfig struct {
-	URLs             []string `yaml:"urls"`
-	BaseDN           string   `yaml:"base_dn"`
-	BindDN           string   `yaml:"bind_dn"`
-	BindPasswordFile string   `yaml:"bind_password_file"`
-	AccountFilter    string   `yaml:"account_filter"`
+	URLs             []string `yaml:"urls" type:"list of ldap:// URLs"`
+	BaseDN           string   `yaml:"base_dn" type:"DN"`
+	BindDN           string   `yaml:"bind_dn" type:"DN"`
+	BindPasswordFile string   `yaml:"bind_password_file" type:"file"`
+	AccountFilter    string   `yaml:"account_filter" type:"LDAP filter"`
 	// AuthFilter finds the entry of a user logging in (uid or address);
 	// AddressAttributes are the attributes holding the user's addresses.
-	AuthFilter        string        `yaml:"auth_filter"`
+	AuthFilter        string        `yaml:"auth_filter" type:"LDAP filter"`
 	AddressAttributes []string      `yaml:"address_attributes"`
-	Canary            string        `yaml:"canary"`
+	Canary            string        `yaml:"canary" type:"address"`
 	Timeout           time.Duration `yaml:"timeout"`
 	// PositiveCacheTTL is how long an account found in the directory is
 	// remembered (never an absent one, never a failure); default a minute,
@@ -242,8 +242,8 @@ type NextHopConfig struct {
 
 // LogConfig sets the log format and level.
 type LogConfig struct {
-	Format string `yaml:"format"` // text | json
-	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format" type:"text or json"`              // text | json
+	Level  string `yaml:"level" type:"debug, info, warn or error"` // debug | info | warn | error
 }
 
 // Prefix is a trusted network: a CIDR or a single address.

@@ -14,9 +14,9 @@ import (
 // Domain (or below it, with Subdomains) is signed with the key in KeyFile,
 // published under Selector.
 type DKIMConfig struct {
-	Domain     string `yaml:"domain"`
+	Domain     string `yaml:"domain" type:"domain"`
 	Selector   string `yaml:"selector"`
-	KeyFile    string `yaml:"key_file"`
+	KeyFile    string `yaml:"key_file" type:"file"`
 	Subdomains bool   `yaml:"subdomains"`
 }
 

@@ -30,7 +30,7 @@ type HealthConfig struct {
 	// default is none: gateways usually share their Dependencies, and
 	// taking every one out of the pool at once would leave clients with
 	// nothing, not even the 4xx that makes them retry.
-	Required []string `yaml:"required"`
+	Required []string `yaml:"required" type:"list of dns_canary, ldap_canary, store, next_hop"`
 	// Interval is how often the Dependencies are probed (default 15s).
 	Interval time.Duration `yaml:"interval"`
 }
@@ -46,7 +46,7 @@ type AlarmConfig struct {
 	MinEvents int `yaml:"min_events"`
 	// MailTo, when set, is mailed at the start and the end of an
 	// episode, through its route's next hop.
-	MailTo string `yaml:"mail_to"`
+	MailTo string `yaml:"mail_to" type:"address"`
 }
 
 func (c *Config) validateHealth() error {

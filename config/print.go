@@ -168,6 +168,7 @@ type yamlField struct {
 	index     []int
 	omitEmpty bool
 	typ       reflect.Type
+	docType   string // the type tag: what the key takes, for docs/config.md
 }
 
 // yamlFields lists the keys of a section type, in their order.
@@ -180,7 +181,7 @@ func yamlFields(t reflect.Type) []yamlField {
 			continue
 		}
 		name, opts, _ := strings.Cut(tag, ",")
-		out = append(out, yamlField{key: name, index: f.Index, omitEmpty: strings.Contains(opts, "omitempty"), typ: f.Type})
+		out = append(out, yamlField{key: name, index: f.Index, omitEmpty: strings.Contains(opts, "omitempty"), typ: f.Type, docType: f.Tag.Get("type")})
 	}
 	return out
 }

@@ -26,7 +26,8 @@ type Key struct {
 	// "routes[].tls".
 	Path string
 	// Type is what the key takes, in the file's words: "duration",
-	// "whole number", "list of networks", ...
+	// "whole number", "list of networks", "tempfail or reject" (a field's
+	// type tag, where its Go type says too little), ...
 	Type string
 	// Default is the embedded default as check-config -defaults prints it;
 	// "" for a key of a list item (the list's own default says it).
@@ -76,7 +77,11 @@ func listKeys(t reflect.Type, def *yaml.Node, path string, keys *[]Key) {
 			}
 			continue
 		}
-		*keys = append(*keys, Key{Path: p, Type: typeName(ft), Default: defaultOf(d), Reload: reloads(p)})
+		typ := f.docType
+		if typ == "" {
+			typ = typeName(ft)
+		}
+		*keys = append(*keys, Key{Path: p, Type: typ, Default: defaultOf(d), Reload: reloads(p)})
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 type StoreConfig struct {
 	// Path is the bbolt file, relative to the working directory unless
 	// absolute; its directory is created if missing. Default var/state.db.
-	Path  string       `yaml:"path"`
+	Path  string       `yaml:"path" type:"file"`
 	Redis *RedisConfig `yaml:"redis"`
 }
 
@@ -22,17 +22,17 @@ type StoreConfig struct {
 // standalone server; master_name makes the addresses Sentinels; several
 // addresses (or cluster: true) are a Cluster.
 type RedisConfig struct {
-	Addrs      []string `yaml:"addrs"`
+	Addrs      []string `yaml:"addrs" type:"list of host:port"`
 	MasterName string   `yaml:"master_name"`
 	// Cluster treats a single address as a Cluster seed node.
 	Cluster  bool   `yaml:"cluster"`
 	Username string `yaml:"username"`
 	// PasswordFile holds the password (AUTH), without a trailing newline
 	// or with one; "" for none.
-	PasswordFile string `yaml:"password_file"`
+	PasswordFile string `yaml:"password_file" type:"file"`
 	// SentinelPasswordFile holds the Sentinels' own password, if they
 	// have one (requirepass on the Sentinel).
-	SentinelPasswordFile string `yaml:"sentinel_password_file"`
+	SentinelPasswordFile string `yaml:"sentinel_password_file" type:"file"`
 	DB                   int    `yaml:"db"`
 }
 
