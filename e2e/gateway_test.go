@@ -474,7 +474,9 @@ func TestDefaultsDeliverToMaildir(t *testing.T) {
 	}
 }
 
-// TestCheckConfigNamesFileAndLine: a typo'd key is an error with file:line.
+// TestCheckConfigNamesFileAndLine: a typo'd key is an error with file:line
+// that names the section and the key meant; so is a value of the wrong
+// kind, in the configuration's words.
 func TestCheckConfigNamesFileAndLine(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sekisho.yaml")
@@ -483,7 +485,12 @@ func TestCheckConfigNamesFileAndLine(t *testing.T) {
 	if err == nil {
 		t.Fatalf("check-config accepted a typo:\n%s", out)
 	}
-	if want := path + ":5: field max_recipents is not a known key"; !strings.Contains(string(out), want) {
+	if want := path + `:5: unknown key "max_recipents" in limits (did you mean "max_recipients"?)`; !strings.Contains(string(out), want) {
+		t.Errorf("check-config said %q, want it to contain %q", out, want)
+	}
+	os.WriteFile(path, []byte("hostname: mx.campus.test\nchecks:\n  greylist:\n    delay: 5\n"), 0o600)
+	out, err = exec.Command(harness.Binary(t), "check-config", "-config", path).CombinedOutput()
+	if want := path + ":4: checks.greylist.delay: want a duration like 5m, got 5"; err == nil || !strings.Contains(string(out), want) {
 		t.Errorf("check-config said %q, want it to contain %q", out, want)
 	}
 	// And a valid file passes, printing the effective settings.

@@ -67,17 +67,17 @@ func SuggestDomain(domain string, popular []string) (suggestion string, ok bool)
 		}
 	}
 	for _, p := range popular {
-		if oneEdit(d, NormalizeDomain(p)) {
+		if OneEdit(d, NormalizeDomain(p)) {
 			return NormalizeDomain(p), true
 		}
 	}
 	return "", false
 }
 
-// oneEdit reports whether a and b are exactly one edit apart: one byte
+// OneEdit reports whether a and b are exactly one edit apart: one byte
 // inserted, deleted or substituted, or two adjacent bytes transposed. It runs
 // in linear time without allocating.
-func oneEdit(a, b string) bool {
+func OneEdit(a, b string) bool {
 	if len(a) > len(b) {
 		a, b = b, a
 	}

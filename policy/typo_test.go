@@ -53,7 +53,7 @@ func TestSuggestDomain(t *testing.T) {
 }
 
 // osaDistance is the textbook optimal-string-alignment distance, the
-// reference the linear oneEdit is checked against.
+// reference the linear OneEdit is checked against.
 func osaDistance(a, b string) int {
 	d := make([][]int, len(a)+1)
 	for i := range d {
@@ -90,8 +90,8 @@ func TestOneEditAgreesWithOSADistance(t *testing.T) {
 	}
 	for i := 0; i < 200000; i++ {
 		a, b := word(), word()
-		if got, want := oneEdit(a, b), osaDistance(a, b) == 1; got != want {
-			t.Fatalf("oneEdit(%q, %q) = %v, OSA distance %d", a, b, got, osaDistance(a, b))
+		if got, want := OneEdit(a, b), osaDistance(a, b) == 1; got != want {
+			t.Fatalf("OneEdit(%q, %q) = %v, OSA distance %d", a, b, got, osaDistance(a, b))
 		}
 	}
 }
@@ -103,8 +103,8 @@ func FuzzOneEdit(f *testing.F) {
 		if len(a) > 64 || len(b) > 64 {
 			return
 		}
-		if got, want := oneEdit(a, b), osaDistance(a, b) == 1; got != want {
-			t.Fatalf("oneEdit(%q, %q) = %v, OSA distance %d", a, b, got, osaDistance(a, b))
+		if got, want := OneEdit(a, b), osaDistance(a, b) == 1; got != want {
+			t.Fatalf("OneEdit(%q, %q) = %v, OSA distance %d", a, b, got, osaDistance(a, b))
 		}
 	})
 }

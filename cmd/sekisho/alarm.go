@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"sekisho/config"
 	"sekisho/report"
 )
 
@@ -69,7 +70,7 @@ type tempfailAlarm struct {
 	since   time.Time
 }
 
-func newTempfailAlarm(c AlarmConfig, log *slog.Logger, now func() time.Time) *tempfailAlarm {
+func newTempfailAlarm(c config.AlarmConfig, log *slog.Logger, now func() time.Time) *tempfailAlarm {
 	if now == nil {
 		now = time.Now
 	}
@@ -156,7 +157,7 @@ func (a *tempfailAlarm) evaluate() {
 		a.log.Error("alarm: infrastructure deferrals above threshold, mail is waiting in senders' queues", args...)
 		subject = "sekisho alarm: infrastructure deferrals above threshold"
 		body = fmt.Sprintf("%d of the last %d mail decisions in %v were deferred for infrastructure reasons (%.0f%%, threshold %.0f%%): %s.\n"+
-			"The gateway's log names the failing lookups; /readyz and sekisho_up tell the dependencies' state.\n",
+			"The gateway's log names the failing lookups; /readyz and sekisho_up tell the config.Dependencies' state.\n",
 			sum, total, a.window, 100*share, 100*a.ratio, strings.Join(causes, ", "))
 	} else {
 		args = append(args, "lasted", now.Sub(since).Round(time.Second).String())

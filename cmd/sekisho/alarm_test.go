@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"sekisho/config"
 	"sekisho/internal/testenv"
 	"sekisho/report"
 )
@@ -17,7 +18,7 @@ func newTestAlarm(t *testing.T) (*tempfailAlarm, *testenv.Clock, *bytes.Buffer) 
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	clock := testenv.NewClock()
-	a := newTempfailAlarm(AlarmConfig{TempfailRatio: 0.2, Window: 10 * time.Minute, MinEvents: 20}, log, clock.Now)
+	a := newTempfailAlarm(config.AlarmConfig{TempfailRatio: 0.2, Window: 10 * time.Minute, MinEvents: 20}, log, clock.Now)
 	return a, clock, &buf
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -13,117 +12,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"sekisho/config"
 	"sekisho/filters"
 	"sekisho/greylist"
 	"sekisho/internal/testredis"
 	"sekisho/lookup"
 )
-
-// TestGreylistConfigErrorsNameFileAndLine: each greylisting mistake names
-// the config file's line of the key, and a broken whitelist file its own
-// file:line.
-func TestGreylistConfigErrorsNameFileAndLine(t *testing.T) {
-	wl := filepath.Join(t.TempDir(), "wl.txt")
-	os.WriteFile(wl, []byte("192.0.2.1\nnot an entry\n"), 0o644)
-	cases := []struct{ yaml, want string }{
-		{"hostname: mx\nchecks:\n  greylist:\n    delay: 0s\n", "f.yaml:4: delay must be positive"},
-		{"hostname: mx\nchecks:\n  greylist:\n    delay: 5m\n    retry_window: 4m\n", "f.yaml:5: retry_window (4m0s) must be longer than delay (5m0s)"},
-		{"hostname: mx\nchecks:\n  greylist:\n    expire: -1h\n", "f.yaml:4: expire must be positive"},
-		{"hostname: mx\nchecks:\n  greylist:\n    auto_whitelist: -1\n", "f.yaml:4: auto_whitelist must be 0"},
-		{"hostname: mx\nchecks:\n  greylist:\n    ipv4_prefix: 33\n", "f.yaml:4: ipv4_prefix must be within 1..32"},
-		{"hostname: mx\nchecks:\n  greylist:\n    ipv6_prefix: 129\n", "f.yaml:4: ipv6_prefix must be within 1..128"},
-		{"hostname: mx\nchecks:\n  greylist:\n    store_timeout: -1s\n", "f.yaml:4: store_timeout must not be negative"},
-		{"hostname: mx\nchecks:\n  greylist:\n    on_store_error: queue\n", "f.yaml:4: on_store_error must be accept or tempfail"},
-		{"hostname: mx\nchecks:\n  greylist:\n    whitelist: " + wl + "\n", "f.yaml:4: whitelist refused: " + wl + ":2: \"not an entry\""},
-		{"hostname: mx\nchecks:\n  greylist:\n    whitelist: /nonexistent/wl.txt\n", "f.yaml:4: whitelist refused: open /nonexistent/wl.txt"},
-		{"hostname: mx\nchecks:\n  greylist:\n    whitelist_file: x\n", "f.yaml:4: field whitelist_file is not a known key"},
-	}
-	for _, c := range cases {
-		_, err := ParseConfig("f.yaml", []byte(c.yaml))
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("config %q:\nerror %v\nwant it to contain %q", c.yaml, err, c.want)
-		}
-	}
-	// A whitelist is not read when greylisting is off.
-	if _, err := ParseConfig("f.yaml", []byte("hostname: mx\nchecks:\n  greylist: {off: true, whitelist: /nonexistent}\n"+localSite)); err != nil {
-		t.Errorf("greylisting off: %v", err)
-	}
-	// The shipped whitelist is valid.
-	if _, err := ParseConfig("f.yaml", []byte("hostname: mx\nchecks:\n  greylist: {whitelist: ../../deploy/greylist-whitelist.txt}\n"+localSite)); err != nil {
-		t.Errorf("shipped whitelist: %v", err)
-	}
-}
-
-func TestGreylistConfigSettings(t *testing.T) {
-	cfg, err := ParseConfig("f.yaml", []byte(`
-hostname: mx
-checks:
-  greylist: {delay: 2s, ipv4_prefix: 28}
-store:
-  redis: {addrs: ["127.0.0.1:6379"], master_name: mymaster, db: 2}
-`+localSite))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := cfg.Checks.Greylist
-	// Keys not written keep their defaults.
-	if p := g.policy(); p != (greylist.Policy{Delay: 2e9, RetryWindow: greylist.DefaultPolicy().RetryWindow,
-		Expire: greylist.DefaultPolicy().Expire, AutoWhitelist: 5}) {
-		t.Errorf("policy %+v", p)
-	}
-	if n := g.networks(); n != (greylist.NetworkPrefix{IPv4: 28, IPv6: 64}) {
-		t.Errorf("networks %+v", n)
-	}
-	if cfg.Store.Redis == nil || cfg.Store.Redis.mode() != "sentinel" || cfg.Store.Redis.DB != 2 {
-		t.Errorf("store %+v", cfg.Store.Redis)
-	}
-	if err := cfg.Store.validate(); err != nil {
-		t.Errorf("store: %v", err)
-	}
-}
-
-// TestStoreConfigValidate: the store's mistakes name the key.
-func TestStoreConfigValidate(t *testing.T) {
-	cases := []struct {
-		store StoreConfig
-		key   string // "" valid
-	}{
-		{StoreConfig{Path: "var/state.db"}, ""},
-		{StoreConfig{}, "store.path"},
-		{StoreConfig{Path: "x", Redis: &RedisConfig{Addrs: []string{"r1:6379"}}}, ""}, // redis wins
-		{StoreConfig{Redis: &RedisConfig{}}, "store.redis.addrs"},
-		{StoreConfig{Redis: &RedisConfig{Addrs: []string{"r1"}}}, "store.redis.addrs"},
-		{StoreConfig{Redis: &RedisConfig{Addrs: []string{"r1:6379", "r2:6379"}, DB: 1}}, "store.redis.db"},
-		{StoreConfig{Redis: &RedisConfig{Addrs: []string{"r1:6379"}, Cluster: true, DB: 1}}, "store.redis.db"},
-		{StoreConfig{Redis: &RedisConfig{Addrs: []string{"s1:26379", "s2:26379"}, MasterName: "m", DB: 1}}, ""},
-		{StoreConfig{Redis: &RedisConfig{Addrs: []string{"s1:26379"}, MasterName: "m", Cluster: true}}, "store.redis.cluster"},
-		{StoreConfig{Redis: &RedisConfig{Addrs: []string{"r1:6379"}, DB: -1}}, "store.redis.db"},
-		{StoreConfig{Redis: &RedisConfig{Addrs: []string{"r1:6379"}, SentinelPasswordFile: "f"}}, "store.redis.sentinel_password_file"},
-	}
-	for _, c := range cases {
-		err := c.store.validate()
-		var ve *validationError
-		switch {
-		case c.key == "" && err != nil:
-			t.Errorf("%+v: %v", c.store, err)
-		case c.key != "" && (!errors.As(err, &ve) || strings.Join(ve.path, ".") != c.key):
-			t.Errorf("%+v: error %v, want one about %s", c.store, err, c.key)
-		}
-	}
-	modes := map[string]*RedisConfig{
-		"standalone": {Addrs: []string{"r1:6379"}},
-		"cluster":    {Addrs: []string{"r1:6379", "r2:6379"}},
-		"sentinel":   {Addrs: []string{"s1:26379", "s2:26379"}, MasterName: "m"},
-	}
-	for want, r := range modes {
-		if r.mode() != want {
-			t.Errorf("%+v: mode %s, want %s", r, r.mode(), want)
-		}
-	}
-	if (&RedisConfig{Addrs: []string{"r1:6379"}, Cluster: true}).mode() != "cluster" {
-		t.Error("cluster: true with one address is not a cluster")
-	}
-}
 
 func testDeps(t *testing.T) *deps {
 	t.Helper()
@@ -142,7 +36,7 @@ func outsideTx(rcpt string) *filters.Transaction {
 // directory), the check greylists, and the closer releases the file so that
 // the next process can open it.
 func TestGreylistChecksEmbedded(t *testing.T) {
-	cfg := Defaults()
+	cfg := config.Defaults()
 	cfg.Store.Path = filepath.Join(t.TempDir(), "a", "b", "state.db")
 	d := testDeps(t)
 	checks, err := greylistChecks(&cfg, d)
@@ -159,7 +53,7 @@ func TestGreylistChecksEmbedded(t *testing.T) {
 	}
 	d.close()
 	// Exempt networks are not greylisted.
-	cfg.Checks.Greylist.Exempt = []Prefix{{netip.MustParsePrefix("192.0.2.0/28")}}
+	cfg.Checks.Greylist.Exempt = []config.Prefix{{Prefix: netip.MustParsePrefix("192.0.2.0/28")}}
 	d = testDeps(t)
 	if checks, err = greylistChecks(&cfg, d); err != nil {
 		t.Fatal(err)
@@ -195,8 +89,8 @@ func TestGreylistChecksRedis(t *testing.T) {
 	secret := filepath.Join(t.TempDir(), "redis.secret")
 	os.WriteFile(secret, []byte("s3cret\n"), 0o600)
 
-	cfg := Defaults()
-	cfg.Store.Redis = &RedisConfig{Addrs: []string{rs.Addr()}, PasswordFile: secret, DB: 3}
+	cfg := config.Defaults()
+	cfg.Store.Redis = &config.RedisConfig{Addrs: []string{rs.Addr()}, PasswordFile: secret, DB: 3}
 	d := testDeps(t)
 	defer d.close()
 	checks, err := greylistChecks(&cfg, d)
@@ -244,22 +138,22 @@ func TestGreylistChecksRedis(t *testing.T) {
 func TestOpenStoreRedisModes(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cases := []struct {
-		redis   RedisConfig
+		redis   config.RedisConfig
 		cluster bool
 	}{
-		{RedisConfig{Addrs: []string{"127.0.0.1:9"}}, false},
-		{RedisConfig{Addrs: []string{"127.0.0.1:9", "127.0.0.1:7"}}, true},
-		{RedisConfig{Addrs: []string{"127.0.0.1:9"}, Cluster: true}, true},
-		{RedisConfig{Addrs: []string{"127.0.0.1:9"}, MasterName: "mymaster"}, false},
+		{config.RedisConfig{Addrs: []string{"127.0.0.1:9"}}, false},
+		{config.RedisConfig{Addrs: []string{"127.0.0.1:9", "127.0.0.1:7"}}, true},
+		{config.RedisConfig{Addrs: []string{"127.0.0.1:9"}, Cluster: true}, true},
+		{config.RedisConfig{Addrs: []string{"127.0.0.1:9"}, MasterName: "mymaster"}, false},
 	}
 	for _, c := range cases {
-		s, err := openStore(&StoreConfig{Redis: &c.redis}, log, false)
+		s, err := openStore(&config.StoreConfig{Redis: &c.redis}, log, false)
 		if err != nil {
 			t.Fatalf("%+v: %v", c.redis, err)
 		}
 		_, isCluster := s.(*greylist.RedisStore).Client().(*redis.ClusterClient)
 		if isCluster != c.cluster {
-			t.Errorf("%+v (%s): cluster client %v, want %v", c.redis, c.redis.mode(), isCluster, c.cluster)
+			t.Errorf("%+v (%s): cluster client %v, want %v", c.redis, c.redis.Mode(), isCluster, c.cluster)
 		}
 		s.Close()
 	}
@@ -270,7 +164,7 @@ func TestOpenStoreRedisModes(t *testing.T) {
 // reports a file locked by a running sekisho as a store that cannot
 // answer.
 func TestGreylistChecksDryRun(t *testing.T) {
-	cfg := Defaults()
+	cfg := config.Defaults()
 	cfg.Store.Path = filepath.Join(t.TempDir(), "var", "state.db")
 	peek := func() filters.Check {
 		t.Helper()

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sekisho/config"
 )
 
 // localRoute and localSite are what a test file about something else needs
@@ -131,7 +133,7 @@ func TestDeployPrefixesNeverRefuseTheCampus(t *testing.T) {
 			text := deployFixture(t, fileContent(t, file))
 			path := filepath.Join(t.TempDir(), "sekisho.yaml")
 			writeFile(t, path, text)
-			full, err := LoadConfig(path)
+			full, err := config.Load(path)
 			if err != nil {
 				t.Fatalf("the whole file: %v", err)
 			}
@@ -140,7 +142,7 @@ func TestDeployPrefixesNeverRefuseTheCampus(t *testing.T) {
 			for n := 0; n <= len(lines); n++ {
 				prefix := strings.Join(lines[:n], "")
 				writeFile(t, path, prefix)
-				cfg, err := LoadConfig(path)
+				cfg, err := config.Load(path)
 				if err != nil {
 					refused++
 					if !strings.HasPrefix(err.Error(), path+":") {
@@ -160,7 +162,7 @@ func TestDeployPrefixesNeverRefuseTheCampus(t *testing.T) {
 				t.Errorf("%d prefixes refused, %d accepted: want both", refused, accepted)
 			}
 			for n := 0; n < len(text); n++ {
-				if cfg, err := ParseConfig(path, []byte(text[:n])); err == nil {
+				if cfg, err := config.Parse(path, []byte(text[:n])); err == nil {
 					for _, e := range campusLost(&full, &cfg) {
 						t.Errorf("cut at byte %d (...%q): accepted, and %s", n, text[max(0, n-40):n], e)
 					}
@@ -172,10 +174,10 @@ func TestDeployPrefixesNeverRefuseTheCampus(t *testing.T) {
 
 // campusLost says how cfg treats a local domain of full otherwise: no
 // longer local, without a route, or routed to other next hops.
-func campusLost(full, cfg *Config) []string {
+func campusLost(full, cfg *config.Config) []string {
 	var lost []string
-	local := cfg.gatewayConfig().LocalDomains
-	routes, fullRoutes := cfg.relayRoutes(), full.relayRoutes()
+	local := gatewayConfig(cfg).LocalDomains
+	routes, fullRoutes := cfg.RelayRoutes(), full.RelayRoutes()
 	for _, d := range full.LocalDomains {
 		probe := probeDomain(d)
 		i, j := routes.Lookup(probe), fullRoutes.Lookup(probe)
@@ -221,17 +223,17 @@ func TestFileMustNameWhatTheGatewayNeeds(t *testing.T) {
 		{"cut in routes", "hostname: mx\nlisten:\n  smtp: \"0.0.0.0:25\"\nlocal_domains: [campus.test]\nroutes:\n", "f.yaml:3: listener smtp relays mail and needs routes"},
 	}
 	for _, c := range cases {
-		_, err := ParseConfig("f.yaml", []byte(c.yaml))
+		_, err := config.Parse("f.yaml", []byte(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", c.name, err, c.want)
 		}
 	}
 	// Enough: an lmtp-only relay names no local domain.
-	if _, err := ParseConfig("f.yaml", []byte("hostname: out\nlisten:\n  lmtp: \"10.0.0.1:24\"\ntrusted_networks: [10.0.0.0/8]\nroutes: [{domains: [\"*\"], next_hops: [mx]}]\n")); err != nil {
+	if _, err := config.Parse("f.yaml", []byte("hostname: out\nlisten:\n  lmtp: \"10.0.0.1:24\"\ntrusted_networks: [10.0.0.0/8]\nroutes: [{domains: [\"*\"], next_hops: [mx]}]\n")); err != nil {
 		t.Errorf("an lmtp relay without local_domains: %v", err)
 	}
 	// No -config: the embedded defaults, through the same loader.
-	cfg, err := LoadConfig("")
+	cfg, err := config.Load("")
 	if err != nil || !reflect.DeepEqual(cfg.LocalDomains, []string{"localhost"}) || cfg.Listen.SMTP != "127.0.0.1:2525" {
 		t.Errorf("serve without -config: %v, %v %v", err, cfg.LocalDomains, cfg.Listen)
 	}
@@ -264,7 +266,7 @@ func TestLoaderOpensEveryNamedFile(t *testing.T) {
 		"store: {redis: {addrs: [\"127.0.0.1:6379\"], password_file: " + in("redis.secret") + "}}\n",
 	}
 	for _, g := range good {
-		if _, err := ParseConfig("f.yaml", []byte(head+g)); err != nil {
+		if _, err := config.Parse("f.yaml", []byte(head+g)); err != nil {
 			t.Errorf("%q: %v", g, err)
 		}
 	}
@@ -279,7 +281,7 @@ func TestLoaderOpensEveryNamedFile(t *testing.T) {
 		{"ldap:\n  urls: [\"ldap://127.0.0.1:389\"]\n  base_dn: \"not a dn\"\n  canary: c@localhost\n", "f.yaml:6: ldap: base_dn \"not a dn\""},
 	}
 	for _, c := range bad {
-		_, err := ParseConfig("f.yaml", []byte(head+c.yaml))
+		_, err := config.Parse("f.yaml", []byte(head+c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q:\n%v\nwant %q", c.yaml, err, c.want)
 		}

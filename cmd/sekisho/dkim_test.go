@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/miekg/dns"
 
+	"sekisho/config"
 	"sekisho/internal/testdns"
 )
 
@@ -93,9 +94,9 @@ func TestDKIMKeygen(t *testing.T) {
 
 			// Sign with the file, verify with the printed record.
 			dnsSrv.Add(line)
-			cfg := Defaults()
-			cfg.DKIM = []DKIMConfig{{Domain: "campus.test", Selector: c.sel, KeyFile: file}}
-			signer, err := cfg.dkimSigner()
+			cfg := config.Defaults()
+			cfg.DKIM = []config.DKIMConfig{{Domain: "campus.test", Selector: c.sel, KeyFile: file}}
+			signer, err := cfg.DKIMSigner()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -180,7 +181,7 @@ func TestDKIMConfig(t *testing.T) {
 		{head + "dkim:\n  - domain: campus.test\n    selector: s1\n    key_file: " + dir + "\n",
 			"f.yaml:6: dkim: key file: read " + dir},
 		{head + "dkim:\n  - domain: campus.test\n    selector: s1\n    keyfile: " + good + "\n",
-			"f.yaml:6: field keyfile is not a known key in DKIMConfig"},
+			`f.yaml:6: unknown key "keyfile" in dkim[0] (did you mean "key_file"?)`},
 		{head + "dkim:\n  - domain: campus.test\n    selector: s1\n", "f.yaml:4: dkim: key_file is required"},
 		{head + "dkim:\n  - domain: campus.test\n    key_file: x\n", "f.yaml:4: dkim: selector is required"},
 		{head + "dkim:\n  - domain: campus..test\n    selector: s1\n    key_file: " + good + "\n", "f.yaml:4: dkim: domain \"campus..test\""},
@@ -190,7 +191,7 @@ func TestDKIMConfig(t *testing.T) {
 		{head + "dkim: campus.test\n", "f.yaml:3:"},
 	}
 	for _, c := range cases {
-		_, err := ParseConfig("f.yaml", []byte(c.yaml))
+		_, err := config.Parse("f.yaml", []byte(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("config %q:\nerror %v\nwant it to contain %q", c.yaml, err, c.want)
 		}
@@ -212,23 +213,23 @@ func TestDKIMConfig(t *testing.T) {
 	if code := run([]string{"check-config", "-config", okFile}, &out, &errb); code != 0 || !strings.Contains(out.String(), "key_file: campus.test.s1.key") {
 		t.Fatalf("check-config: exit %d, %s%s", code, errb.String(), out.String())
 	}
-	cfg, err := LoadConfig(okFile)
+	cfg, err := config.Load(okFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := cfg.dkimSigner()
+	s, err := cfg.DKIMSigner()
 	if err != nil || !s.KeyFor("lab.campus.test") || s.KeyFor("example.test") {
 		t.Errorf("dkimSigner = %v, %v", s, err)
 	}
 
 	// A file removed after loading: validate (what serve runs) notices.
 	cfg.DKIM[0].KeyFile = missing
-	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), missing) {
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), missing) {
 		t.Errorf("validate with a missing key file: %v", err)
 	}
 	// No keys: no signer, and nothing to sign with.
-	def := Defaults()
-	if s, err := def.dkimSigner(); s != nil || err != nil {
+	def := config.Defaults()
+	if s, err := def.DKIMSigner(); s != nil || err != nil {
 		t.Errorf("dkimSigner without keys = %v, %v", s, err)
 	}
 }

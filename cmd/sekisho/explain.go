@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"sekisho/config"
 	"sekisho/gateway"
 )
 
@@ -53,13 +54,13 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		}
 		header = headerSection(raw)
 	}
-	cfg, err := LoadConfig(*path) // "": the embedded defaults
+	cfg, err := config.Load(*path) // "": the embedded defaults
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 
-	log := newLogger(LogConfig{Format: "text", Level: "error"}, stderr)
+	log := newLogger(config.LogConfig{Format: "text", Level: "error"}, stderr)
 	d, err := newDeps(&cfg, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "sekisho explain:", err)
@@ -72,7 +73,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sekisho explain:", err)
 		return 1
 	}
-	gcfg := cfg.gatewayConfig()
+	gcfg := gatewayConfig(&cfg)
 	gcfg.Chain, gcfg.Logger, gcfg.Router.MailHosts = chain, log, d.resolver
 	srv, err := gateway.New(gcfg)
 	if err != nil {

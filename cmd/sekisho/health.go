@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"sekisho/config"
 	"sekisho/greylist"
 	"sekisho/internal/mailaddr"
 	"sekisho/lookup"
@@ -53,7 +54,7 @@ type health struct {
 	hops     map[int]depState    // by route index
 }
 
-func newHealth(cfg *Config, d *deps, router *relay.Router, draining func() bool) *health {
+func newHealth(cfg *config.Config, d *deps, router *relay.Router, draining func() bool) *health {
 	h := &health{
 		interval: cfg.Health.Interval, required: cfg.Health.Required,
 		store: d.store, draining: draining, deps: map[string]depState{},
@@ -68,15 +69,15 @@ func (h *health) configured() []string {
 	defer h.mu.Unlock()
 	var ds []string
 	if h.resolver != nil {
-		ds = append(ds, depDNSCanary)
+		ds = append(ds, config.DepDNSCanary)
 	}
 	if h.dir != nil {
-		ds = append(ds, depLDAPCanary)
+		ds = append(ds, config.DepLDAPCanary)
 	}
 	if h.store != nil {
-		ds = append(ds, depStore)
+		ds = append(ds, config.DepStore)
 	}
-	return append(ds, depNextHop)
+	return append(ds, config.DepNextHop)
 }
 
 // run probes now and every interval until ctx ends.
@@ -110,23 +111,23 @@ func (h *health) probe(ctx context.Context) {
 	if resolver != nil {
 		wg.Go(func() {
 			r := resolver.Health(ctx)
-			set(depDNSCanary, r.Healthy, r.Reason)
+			set(config.DepDNSCanary, r.Healthy, r.Reason)
 		})
 	}
 	if dir != nil {
 		wg.Go(func() {
 			r := dir.Account(ctx, ldapAddr)
-			set(depLDAPCanary, r.Outcome != lookup.AccountCouldNotTell, r.Reason)
+			set(config.DepLDAPCanary, r.Outcome != lookup.AccountCouldNotTell, r.Reason)
 		})
 	}
 	if h.store != nil {
 		wg.Go(func() {
 			_, _, err := h.store.GetValue(ctx, healthKey)
 			if err != nil {
-				set(depStore, false, err.Error())
+				set(config.DepStore, false, err.Error())
 				return
 			}
-			set(depStore, true, "answered")
+			set(config.DepStore, true, "answered")
 		})
 	}
 	wg.Wait()
@@ -166,7 +167,7 @@ func (h *health) Record(e report.Event) {
 func (h *health) state(dep string) (s depState, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if dep != depNextHop {
+	if dep != config.DepNextHop {
 		s, ok = h.deps[dep]
 		return s, ok
 	}

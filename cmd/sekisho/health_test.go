@@ -4,47 +4,20 @@ import (
 	"strings"
 	"testing"
 
+	"sekisho/config"
 	"sekisho/relay"
 	"sekisho/report"
 )
-
-// TestHealthConfigErrors: an unknown dependency, ldap_canary without LDAP,
-// an alarm ratio outside (0, 1) and a mail_to without a route are refused
-// with file:line; the defaults are the documented ones.
-func TestHealthConfigErrors(t *testing.T) {
-	for _, c := range []struct{ yaml, want string }{
-		{"hostname: mx\nhealth:\n  required: [dns, store]\n", `f.yaml:3: "dns" is not a dependency`},
-		{"hostname: mx\nhealth: {required: [ldap_canary]}\n", "f.yaml:2: ldap_canary needs ldap.urls"},
-		{"hostname: mx\nhealth: {interval: 0s}\n", "f.yaml:2: interval must be positive"},
-		{"hostname: mx\nalarm:\n  tempfail_ratio: 1.5\n", "f.yaml:3: tempfail_ratio must be between 0 and 1"},
-		{"hostname: mx\nalarm:\n  min_events: 0\n", "f.yaml:3: min_events must be at least 1"},
-		{"hostname: mx\nalarm:\n  mail_to: ops@elsewhere.example\n", "f.yaml:3: mail_to ops@elsewhere.example matches no route"},
-		{"hostname: mx\nalarm:\n  mail_to: not an address\n", "f.yaml:3: mail_to"},
-	} {
-		_, err := ParseConfig("f.yaml", []byte(c.yaml))
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%q: %v, want %q", c.yaml, err, c.want)
-		}
-	}
-	cfg := Defaults()
-	if len(cfg.Health.Required) != 0 || cfg.Health.Interval.String() != "15s" ||
-		cfg.Alarm.TempfailRatio != 0.2 || cfg.Alarm.Window.String() != "10m0s" || cfg.Alarm.MinEvents != 20 {
-		t.Errorf("defaults: %+v %+v", cfg.Health, cfg.Alarm)
-	}
-	if _, err := ParseConfig("f.yaml", []byte("hostname: mx\nhealth: {required: [dns_canary, store, next_hop]}\nalarm: {mail_to: postmaster@localhost}\n"+localSite)); err != nil {
-		t.Errorf("valid health and alarm refused: %v", err)
-	}
-}
 
 // TestReadiness: draining is 503 whatever else; a required dependency not
 // yet probed or down is 503 naming it; a dependency that is not required
 // does not matter; next_hop follows the last call-ahead of each route.
 func TestReadiness(t *testing.T) {
-	cfg := Defaults()
-	router := &relay.Router{Routes: cfg.relayRoutes()}
+	cfg := config.Defaults()
+	router := &relay.Router{Routes: cfg.RelayRoutes()}
 	draining := false
 	h := newHealth(&cfg, &deps{}, router, func() bool { return draining })
-	h.required = []string{depStore, depNextHop}
+	h.required = []string{config.DepStore, config.DepNextHop}
 
 	check := func(wantOK bool, wantWhy string) {
 		t.Helper()
@@ -54,10 +27,10 @@ func TestReadiness(t *testing.T) {
 		}
 	}
 	check(false, "store: not probed yet")
-	h.deps[depStore] = depState{up: false, reason: "redis: connection refused"}
-	h.deps[depDNSCanary] = depState{up: false, reason: "not required"}
+	h.deps[config.DepStore] = depState{up: false, reason: "redis: connection refused"}
+	h.deps[config.DepDNSCanary] = depState{up: false, reason: "not required"}
 	check(false, "store down: redis: connection refused")
-	h.deps[depStore] = depState{up: true}
+	h.deps[config.DepStore] = depState{up: true}
 	check(true, "ready: store, next_hop up")
 
 	h.Record(report.Event{Cause: report.NexthopTempfail, Recipient: "alice@localhost"})

@@ -43,6 +43,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"sekisho/config"
 )
 
 // listenerNames are the names of the listeners, in the order they are bound,
@@ -64,11 +66,6 @@ const (
 // say it serves: time to read its configuration and reach the LDAP server,
 // the store and the DNS canary, as at any start.
 const upgradeReadyTimeout = 60 * time.Second
-
-// addrs returns the configured address of each listener, by name.
-func (l ListenConfig) addrs() map[string]string {
-	return map[string]string{"smtp": l.SMTP, "lmtp": l.LMTP, "submission": l.Submission, "submissions": l.Submissions, "http": l.HTTP}
-}
 
 // inheritedNames reads the socket-activation environment and returns the
 // listener name of each inherited descriptor, the first being fd 3; none
@@ -158,8 +155,8 @@ type listenerSet struct {
 // is there, or none is (all are closed) and the error says why. The
 // socket-activation variables are removed from the environment so that no
 // later child process takes them for its own.
-func acquireListeners(cfg ListenConfig) (*listenerSet, error) {
-	configured := cfg.addrs()
+func acquireListeners(cfg config.ListenConfig) (*listenerSet, error) {
+	configured := cfg.Addrs()
 	names, err := inheritedNames(os.Getenv, os.Getpid(), os.Getppid(), configured)
 	for _, v := range []string{envListenFDs, envListenPID, envListenNames, envListenParent} {
 		os.Unsetenv(v)
@@ -288,7 +285,7 @@ func notifyReady(log *slog.Logger) {
 // Socket activation and `systemctl restart` (or any stop-then-start on
 // inherited sockets) work in both cases: the old process is gone before
 // the new one starts.
-func upgradeRefusal(cfg *Config) error {
+func upgradeRefusal(cfg *config.Config) error {
 	if os.Getenv("INVOCATION_ID") != "" {
 		return errors.New("running as a systemd service: upgrade with socket activation and `systemctl restart sekisho` (deploy/INTEGRATION.md), not SIGUSR2")
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"sekisho/config"
 )
 
 // dupFD returns a duplicate of f's descriptor, for a function that takes
@@ -25,7 +27,7 @@ func dupFD(t *testing.T, f *os.File) int {
 // that says what is wrong.
 func TestInheritedNames(t *testing.T) {
 	const pid, ppid = 4242, 4000
-	configured := ListenConfig{SMTP: ":25", HTTP: "127.0.0.1:9025"}.addrs()
+	configured := config.ListenConfig{SMTP: ":25", HTTP: "127.0.0.1:9025"}.Addrs()
 	for _, tc := range []struct {
 		name string
 		env  map[string]string

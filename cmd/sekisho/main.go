@@ -4,7 +4,8 @@
 // Usage:
 //
 //	sekisho serve [-config FILE]         run the gateway
-//	sekisho check-config [-config FILE]  validate a configuration and print the effective settings
+//	sekisho check-config [-config FILE] [-changed | -defaults]
+//	                                     validate a configuration and print the effective settings
 //	sekisho explain [-config FILE] -ip A -helo H -from S -rcpt R [-header-file F]
 //	                                     why would this mail be refused?
 //	sekisho baddomains [-file F] list|add D|remove D|test D
@@ -34,7 +35,7 @@ import (
 	"syscall"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"sekisho/config"
 )
 
 // version is stamped by the Makefile (-ldflags "-X main.version=...").
@@ -77,7 +78,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   sekisho serve [-config FILE]         run the gateway (no file: embedded defaults)
-  sekisho check-config [-config FILE]  validate a configuration, print the effective settings
+  sekisho check-config [-config FILE] [-changed | -defaults]
+                                       validate a configuration, print the effective settings
   sekisho explain [-config FILE] -ip A -helo H -from S -rcpt R [-header-file F]
                                        run the checks for one transaction without sending mail
   sekisho baddomains [-file F] list|add D|remove D|test D
@@ -90,48 +92,85 @@ func usage(w io.Writer) {
 `)
 }
 
-// loadConfig loads -config (LoadConfig, the loader serve's SIGHUP uses
+// loadConfig loads -config (config.Load, the loader serve's SIGHUP uses
 // too), or the embedded defaults without one.
-func loadConfig(name string, args []string, stderr io.Writer) (Config, []string, bool) {
+func loadConfig(name string, args []string, stderr io.Writer) (config.Config, []string, bool) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (default: embedded defaults)")
 	if err := fs.Parse(args); err != nil {
-		return Config{}, nil, false
+		return config.Config{}, nil, false
 	}
-	cfg, err := LoadConfig(*path)
+	cfg, err := config.Load(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return Config{}, nil, false
+		return config.Config{}, nil, false
 	}
 	return cfg, fs.Args(), true
 }
 
+const checkConfigUsage = `usage: sekisho check-config [-config FILE] [-changed | -defaults]
+
+Loads the configuration as serve would (every file it names is opened) and
+prints the settings in force as YAML that check-config reads back to the same
+configuration. Exit 0 when it is valid, 1 with the error (file:line) when not.
+
+  -config FILE  the configuration file (default: the embedded defaults)
+  -changed      only what differs from the defaults, and hostname,
+                local_domains and routes, which a file must say
+                (Postfix's postconf -n)
+  -defaults     the defaults, without reading a file (postconf -d)
+`
+
 func runCheckConfig(args []string, stdout, stderr io.Writer) int {
-	cfg, _, ok := loadConfig("check-config", args, stderr)
-	if !ok {
-		return 1
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {} // printed below, on stdout for -h
+	path := fs.String("config", "", "")
+	changed := fs.Bool("changed", false, "")
+	defaults := fs.Bool("defaults", false, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, checkConfigUsage)
+			return 0
+		}
+		fmt.Fprint(stderr, checkConfigUsage)
+		return 2
 	}
-	out, err := yaml.Marshal(cfg)
+	if fs.NArg() > 0 || (*changed && *defaults) {
+		fmt.Fprintln(stderr, "sekisho check-config: -changed and -defaults exclude each other, and it takes no arguments")
+		fmt.Fprint(stderr, checkConfigUsage)
+		return 2
+	}
+	if *defaults {
+		def := config.Defaults()
+		return printConfig(config.Marshal, &def, "# the defaults (sekisho serve without -config):", stdout, stderr)
+	}
+	cfg, err := config.Load(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Fprintln(stdout, "# configuration is valid; effective settings:")
+	if *changed {
+		return printConfig(config.MarshalChanged, &cfg, "# configuration is valid; settings that differ from the defaults:", stdout, stderr)
+	}
+	return printConfig(config.Marshal, &cfg, "# configuration is valid; effective settings:", stdout, stderr)
+}
+
+// printConfig prints a configuration under a heading comment.
+func printConfig(marshal func(*config.Config) ([]byte, error), cfg *config.Config, heading string, stdout, stderr io.Writer) int {
+	out, err := marshal(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintln(stdout, heading)
 	stdout.Write(out)
 	return 0
 }
 
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return l, fmt.Errorf("level %q: want debug, info, warn or error", s)
-	}
-	return l, nil
-}
-
-func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
-	level, _ := parseLevel(cfg.Level)
+func newLogger(cfg config.LogConfig, w io.Writer) *slog.Logger {
+	level, _ := config.ParseLevel(cfg.Level)
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"sekisho/config"
 	"sekisho/gateway"
 	"sekisho/internal/mailaddr"
 	"sekisho/relay"
@@ -18,7 +19,7 @@ import (
 // before the gateway (so that the health of the next hops and the alarm see
 // every decision), start once the gateway exists.
 type observability struct {
-	cfg      *Config
+	cfg      *config.Config
 	d        *deps
 	log      *slog.Logger
 	lookups  *prometheus.HistogramVec
@@ -28,7 +29,7 @@ type observability struct {
 	reg      *prometheus.Registry
 }
 
-func newObservability(cfg *Config, d *deps, log *slog.Logger) *observability {
+func newObservability(cfg *config.Config, d *deps, log *slog.Logger) *observability {
 	o := &observability{cfg: cfg, d: d, log: log, lookups: newLookupDuration()}
 	d.observe = observer(o.lookups)
 	d.resolver.Observe(d.observe)
@@ -45,7 +46,7 @@ func (o *observability) recorder(router *relay.Router, rec report.Recorder) repo
 	o.health = newHealth(o.cfg, o.d, router, nil)
 	o.recorded = rec
 	if to := o.cfg.Alarm.MailTo; to != "" {
-		addr, _ := parseMailbox(to) // validated with the config
+		addr, _ := config.ParseMailbox(to) // validated with the config
 		addr.Domain = mailaddr.Fold(addr.Domain)
 		o.alarm.setNotify(alarmMailer(router, o.cfg.Hostname, addr, o.log))
 	}

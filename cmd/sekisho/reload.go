@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"sekisho/config"
 	"sekisho/filters"
 	"sekisho/gateway"
 	"sekisho/policy"
@@ -31,7 +32,7 @@ import (
 // generation is what runServe builds from one reading of the configuration
 // file.
 type generation struct {
-	cfg   Config
+	cfg   config.Config
 	d     *deps // its resolver, directory and bad-domain list
 	chain *filters.Chain
 	gcfg  gateway.Config
@@ -85,21 +86,21 @@ func (g *generation) retire() {
 // its login service (with its throttles and failure counts) when the
 // directory and auth: did not change. listen is the listeners the process
 // serves, which a reload does not change.
-func buildGeneration(cfg *Config, d *deps, prev *generation, listen ListenConfig) (*generation, error) {
+func buildGeneration(cfg *config.Config, d *deps, prev *generation, listen config.ListenConfig) (*generation, error) {
 	g := &generation{cfg: *cfg, d: d}
-	files, err := cfg.files()
+	files, err := cfg.Files()
 	if err != nil {
 		return nil, err
 	}
 	// A later reload keeps the directory only if the file still holds
 	// this password.
-	g.ldapPassword = files.ldapPassword
+	g.ldapPassword = files.LDAPPassword
 	chain, err := buildChain(cfg, d)
 	if err != nil {
 		return nil, err
 	}
 	g.chain = chain
-	gcfg := cfg.gatewayConfig()
+	gcfg := gatewayConfig(cfg)
 	gcfg.Logger = d.log
 	gcfg.Chain = chain
 	gcfg.Router.MailHosts = d.resolver
@@ -117,7 +118,7 @@ func buildGeneration(cfg *Config, d *deps, prev *generation, listen ListenConfig
 		if prev != nil && prev.cert != nil && prev.cfg.TLS == cfg.TLS {
 			g.cert = prev.cert // the pair the loader read again goes in at applied
 		} else {
-			g.cert = newCertificate(cfg.TLS.Cert, cfg.TLS.Key, files.tlsPair, d.log)
+			g.cert = newCertificate(cfg.TLS.Cert, cfg.TLS.Key, files.TLSPair, d.log)
 		}
 		gcfg.TLS = g.cert.config()
 	}
@@ -128,10 +129,10 @@ func buildGeneration(cfg *Config, d *deps, prev *generation, listen ListenConfig
 		if prev != nil && prev.gcfg.MSA != nil && prev.d.directory == d.directory && prev.cfg.Auth == cfg.Auth {
 			gcfg.MSA = prev.gcfg.MSA // the same service: its throttles and failure counts go on
 		} else {
-			gcfg.MSA = cfg.msaConfig(d.directory, d.log)
+			gcfg.MSA = msaConfig(cfg, d.directory, d.log)
 		}
 	}
-	signer, err := cfg.dkimSigner()
+	signer, err := cfg.DKIMSigner()
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +156,7 @@ func buildGeneration(cfg *Config, d *deps, prev *generation, listen ListenConfig
 // report counter and recorder, the gateway and the metrics registry, and
 // has SIGHUP reload configPath ("" : the embedded defaults, not reloaded)
 // until ctx ends. Close the counter after the listeners, before the store.
-func startGateway(ctx context.Context, cfg *Config, d *deps, obs *observability, configPath string) (*gateway.Server, *report.Counter, error) {
+func startGateway(ctx context.Context, cfg *config.Config, d *deps, obs *observability, configPath string) (*gateway.Server, *report.Counter, error) {
 	g, err := buildGeneration(cfg, d, nil, cfg.Listen)
 	if err != nil {
 		return nil, nil, err
@@ -170,7 +171,7 @@ func startGateway(ctx context.Context, cfg *Config, d *deps, obs *observability,
 	if err != nil {
 		return nil, nil, err
 	}
-	counter := cfg.newCounter(store, d.log)
+	counter := newCounter(cfg, store, d.log)
 	g.gcfg.Recorder = obs.recorder(g.gcfg.Router, counter)
 	srv, err := gateway.New(g.gcfg)
 	if err != nil {
@@ -201,7 +202,7 @@ func configFlag(args []string) string {
 // its pooled connections) when ldap: and the password are the same, the
 // bad-domain list when its file is the same. The state store is the
 // process's.
-func reloadDeps(cfg *Config, prev *generation) (*deps, *sharedResource, error) {
+func reloadDeps(cfg *config.Config, prev *generation) (*deps, *sharedResource, error) {
 	pd := prev.d
 	d := &deps{log: pd.log, store: pd.store, tlsCounters: pd.tlsCounters, cacheCounters: pd.cacheCounters, observe: pd.observe}
 	d.resolver = pd.resolver
@@ -220,12 +221,12 @@ func reloadDeps(cfg *Config, prev *generation) (*deps, *sharedResource, error) {
 	d.badDomains = pd.badDomains
 	if path := badDomainsPath(cfg); path != badDomainsPath(&prev.cfg) {
 		d.badDomains = policy.NewBadDomains(policy.BadDomainsOptions{Logger: d.log})
-		files, err := cfg.files()
+		files, err := cfg.Files()
 		if err != nil {
 			return nil, nil, err
 		}
-		if files.badDomains != nil {
-			d.badDomains.Put(files.badDomains, "reload")
+		if files.BadDomains != nil {
+			d.badDomains.Put(files.BadDomains, "reload")
 		}
 	}
 
@@ -247,7 +248,7 @@ func reloadDeps(cfg *Config, prev *generation) (*deps, *sharedResource, error) {
 
 // badDomainsPath is the bad-domain list in use: "" when none or when the
 // domain check is off.
-func badDomainsPath(cfg *Config) string {
+func badDomainsPath(cfg *config.Config) string {
 	if cfg.Checks.Domain.Off {
 		return ""
 	}
@@ -257,9 +258,9 @@ func badDomainsPath(cfg *Config) string {
 // samePassword reports whether the LDAP bind password file still holds the
 // password the running directory was built with (a rotated password is a
 // new directory).
-func samePassword(cfg *Config, prev *generation) bool {
-	files, err := cfg.files()
-	return err == nil && files.ldapPassword == prev.ldapPassword
+func samePassword(cfg *config.Config, prev *generation) bool {
+	files, err := cfg.Files()
+	return err == nil && files.LDAPPassword == prev.ldapPassword
 }
 
 // reloader puts a re-read configuration in force on SIGHUP.
@@ -269,8 +270,8 @@ type reloader struct {
 	srv      *gateway.Server
 	obs      *observability
 	checks   *liveChecks
-	recorder report.Recorder // the process's: health, alarm, report counter
-	listen   ListenConfig    // what the process serves
+	recorder report.Recorder     // the process's: health, alarm, report counter
+	listen   config.ListenConfig // what the process serves
 
 	mu  sync.Mutex // one reload at a time; guards cur and the watch
 	cur *generation
@@ -287,7 +288,7 @@ func (r *reloader) current() *generation {
 }
 
 // reload reads the configuration file again through the loader of start
-// and check-config (LoadConfig) and puts it in force for new connections.
+// and check-config (config.Load) and puts it in force for new connections.
 // A file the loader refuses (one that does not parse or validate, an empty
 // or cut-short one, one naming a file that does not load) is refused with
 // one ERROR line naming the file and, where there is one, the line, and so
@@ -301,15 +302,15 @@ func (r *reloader) reload(ctx context.Context) {
 		r.log.Warn("SIGHUP: no -config file, the embedded defaults stay in force")
 		return
 	}
-	cfg, err := LoadConfig(r.path)
+	cfg, err := config.Load(r.path)
 	if err != nil {
 		r.log.Error("configuration reload refused, the running configuration stays in force", "file", r.path, "err", oneLine(err))
 		return
 	}
 	prev := r.cur
-	if restart := needsRestart(&prev.cfg, &cfg); len(restart) > 0 {
+	if restart := config.NeedsRestart(&prev.cfg, &cfg); len(restart) > 0 {
 		r.log.Warn("configuration reload: needs a restart: "+strings.Join(restart, ", ")+" (their running values stay, the rest is applied)", "file", r.path)
-		keepRunning(&cfg, &prev.cfg)
+		cfg.KeepRunning(&prev.cfg)
 	}
 	d, dir, err := reloadDeps(&cfg, prev)
 	if err == nil {
@@ -334,14 +335,14 @@ func (r *reloader) applied(ctx context.Context, prev, g *generation) {
 	r.checks.follow(g.chain)
 	r.obs.health.follow(&g.cfg, g.d, g.gcfg.Router)
 	// The files kept by name hold what the loader read now.
-	files, _ := g.cfg.files() // read by LoadConfig: no error here
+	files, _ := g.cfg.Files() // read by config.Load: no error here
 	if g.d.badDomains != prev.d.badDomains {
 		r.watchBadDomains(ctx, g.d.badDomains)
-	} else if files.badDomains != nil {
-		g.d.badDomains.Put(files.badDomains, "reload")
+	} else if files.BadDomains != nil {
+		g.d.badDomains.Put(files.BadDomains, "reload")
 	}
 	if g.cert != nil && g.cert == prev.cert {
-		g.cert.put(files.tlsPair)
+		g.cert.put(files.TLSPair)
 	}
 	changed := differing([]setting{
 		{"hostname", prev.cfg.Hostname, g.cfg.Hostname},
@@ -369,25 +370,6 @@ func (r *reloader) applied(ctx context.Context, prev, g *generation) {
 // log line.
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
-// needsRestart names the settings whose change a reload cannot apply: the
-// sockets, the state store, the logger, and the process-wide observers.
-func needsRestart(old, cur *Config) []string {
-	return differing([]setting{
-		{"listen.smtp", old.Listen.SMTP, cur.Listen.SMTP},
-		{"listen.lmtp", old.Listen.LMTP, cur.Listen.LMTP},
-		{"listen.submission", old.Listen.Submission, cur.Listen.Submission},
-		{"listen.submissions", old.Listen.Submissions, cur.Listen.Submissions},
-		{"listen.http", old.Listen.HTTP, cur.Listen.HTTP},
-		{"proxy_protocol", old.ProxyProtocol, cur.ProxyProtocol},
-		{"store", old.Store, cur.Store},
-		{"log", old.Log, cur.Log},
-		{"health", old.Health, cur.Health},
-		{"alarm", old.Alarm, cur.Alarm},
-		{"report", old.Report, cur.Report},
-		{"limits.shutdown_grace", old.Limits.ShutdownGrace, cur.Limits.ShutdownGrace},
-	})
-}
-
 // setting is one part of the configuration, as it was and as it is.
 type setting struct {
 	name    string
@@ -403,15 +385,6 @@ func differing(settings []setting) []string {
 		}
 	}
 	return out
-}
-
-// keepRunning puts the running values of what needs a restart back into a
-// reloaded configuration, so that the reloaded one describes what is in
-// force.
-func keepRunning(cur, old *Config) {
-	cur.Listen, cur.ProxyProtocol, cur.Store, cur.Log = old.Listen, old.ProxyProtocol, old.Store, old.Log
-	cur.Health, cur.Alarm, cur.Report = old.Health, old.Alarm, old.Report
-	cur.Limits.ShutdownGrace = old.Limits.ShutdownGrace
 }
 
 // watchBadDomains watches the file of list (none when it has no file),
@@ -450,7 +423,7 @@ func (r *reloader) stopWatch() {
 // the directory of the generation in force) and judge the next hops by
 // router's routes. After a reload the routes' last outcomes are forgotten:
 // their indexes may name other routes now.
-func (h *health) follow(cfg *Config, d *deps, router *relay.Router) {
+func (h *health) follow(cfg *config.Config, d *deps, router *relay.Router) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.resolver, h.dir, h.ldapAddr = d.resolver, d.directory, ""
@@ -461,7 +434,7 @@ func (h *health) follow(cfg *Config, d *deps, router *relay.Router) {
 		dom := cfg.LDAP.Canary[strings.LastIndexByte(cfg.LDAP.Canary, '@')+1:]
 		h.ldapAddr = "sekisho-health-probe@" + dom
 	} else {
-		delete(h.deps, depLDAPCanary)
+		delete(h.deps, config.DepLDAPCanary)
 	}
 	h.router, h.routes = router, nil
 	for _, r := range cfg.Routes {

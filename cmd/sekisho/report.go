@@ -21,53 +21,15 @@ import (
 	"strings"
 	"time"
 
+	"sekisho/config"
 	"sekisho/greylist"
 	"sekisho/policy"
 	"sekisho/report"
 )
 
-// ReportConfig is the `report` section: how long counts are kept, and the
-// counter's buffer.
-type ReportConfig struct {
-	// Keep is how long counts are kept; older weeks are deleted in the
-	// background. Default 400 days (a year and the same weeks before it).
-	Keep time.Duration `yaml:"keep"`
-	// FlushInterval is how often counts are written to the store.
-	FlushInterval time.Duration `yaml:"flush_interval"`
-	// MaxPending bounds the counts kept in memory while the store is
-	// down (triplets and refused domains; attempts are always kept).
-	MaxPending int `yaml:"max_pending"`
-}
-
-// minReportKeep is the shortest report.keep: the default report looks 9
-// weeks back.
-const minReportKeep = 7 * 24 * time.Hour
-
-func (c *ReportConfig) validate() error {
-	switch {
-	case c.Keep == 0:
-		c.Keep = report.DefaultKeep
-	case c.Keep < minReportKeep:
-		return invalid(fmt.Sprintf("keep must be at least %v (a week), got %v", minReportKeep, c.Keep), "report", "keep")
-	}
-	switch {
-	case c.FlushInterval == 0:
-		c.FlushInterval = report.DefaultFlushInterval
-	case c.FlushInterval < 0 || c.FlushInterval > time.Hour:
-		return invalid("flush_interval must be between 0s (default) and 1h", "report", "flush_interval")
-	}
-	switch {
-	case c.MaxPending == 0:
-		c.MaxPending = report.DefaultMaxPending
-	case c.MaxPending < 0:
-		return invalid("max_pending must be positive", "report", "max_pending")
-	}
-	return nil
-}
-
 // newCounter is the report.Counter of `sekisho serve` on the state store
 // (gateway.Config.Recorder); close it after the listeners, before the store.
-func (c *Config) newCounter(store greylist.Counts, log *slog.Logger) *report.Counter {
+func newCounter(c *config.Config, store greylist.Counts, log *slog.Logger) *report.Counter {
 	return report.NewCounter(store, report.CounterOptions{
 		FlushInterval: c.Report.FlushInterval,
 		MaxPending:    c.Report.MaxPending,
@@ -150,7 +112,7 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 		mondays = report.LastWeeks(reportNow(), *weeks)
 	}
 
-	cfg, err := LoadConfig(*path) // "": the embedded defaults
+	cfg, err := config.Load(*path) // "": the embedded defaults
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -244,10 +206,7 @@ func reportOverHTTP(addr string, mondays []time.Time) (*report.Report, error) {
 // openReportStore opens the configured store for reading counts. The
 // embedded file must exist (a wrong path would report zeros) and must not
 // be held by a running sekisho serve (bbolt locks it exclusively).
-func openReportStore(c *StoreConfig, log *slog.Logger) (greylist.Store, error) {
-	if err := c.validate(); err != nil {
-		return nil, err
-	}
+func openReportStore(c *config.StoreConfig, log *slog.Logger) (greylist.Store, error) {
 	if c.Redis == nil {
 		if _, err := os.Stat(c.Path); errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("the embedded state store %s does not exist (wrong -config, or run from another directory?)", c.Path)

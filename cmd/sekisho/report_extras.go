@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"sekisho/config"
 	"sekisho/greylist"
 	"sekisho/internal/mailaddr"
 	"sekisho/lookup"
@@ -40,7 +41,7 @@ const reportMailTimeout = 5 * time.Minute
 
 // reportExtras does what -svg and -mail-to ask once the report is made;
 // it returns the exit status.
-func reportExtras(r *report.Report, cfg *Config, svgFile, mailTo string, stderr io.Writer) int {
+func reportExtras(r *report.Report, cfg *config.Config, svgFile, mailTo string, stderr io.Writer) int {
 	status := 0
 	if svgFile != "" {
 		if err := writeSVGFile(r, svgFile); err != nil {
@@ -100,7 +101,7 @@ func parseMailTo(s string) (mailaddr.Address, error) {
 // reportHostname is the host in the report mail's From and Message-ID:
 // the configured hostname, or the system's when that is the default
 // localhost.
-func reportHostname(cfg *Config) string {
+func reportHostname(cfg *config.Config) string {
 	if h := cfg.Hostname; h != "" && h != "localhost" {
 		return h
 	}
@@ -112,12 +113,12 @@ func reportHostname(cfg *Config) string {
 
 // mailReport sends the report (text, SVG attached) to the next hop of the
 // route of to's domain, as configured in routes.
-func mailReport(ctx context.Context, cfg *Config, r *report.Report, to string, now time.Time) error {
+func mailReport(ctx context.Context, cfg *config.Config, r *report.Report, to string, now time.Time) error {
 	rcpt, err := parseMailTo(to)
 	if err != nil {
 		return err
 	}
-	router := cfg.gatewayConfig().Router
+	router := gatewayConfig(cfg).Router
 	resolver, err := lookup.NewResolver(lookup.DNSConfig{
 		Resolvers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout, Attempts: cfg.DNS.Attempts, Canary: cfg.DNS.Canary,
 	})
@@ -158,7 +159,7 @@ const reportPagesTimeout = 15 * time.Second
 // request, the NXDOMAIN domains marked against the bad list in force.
 // It opens the state store now (once, shared with greylisting); if that
 // fails, every request answers 503 with the reason.
-func reportLoader(cfg *Config, d *deps) func(context.Context, []time.Time) (*report.Report, error) {
+func reportLoader(cfg *config.Config, d *deps) func(context.Context, []time.Time) (*report.Report, error) {
 	store, openErr := d.stateStore(cfg)
 	return func(ctx context.Context, weeks []time.Time) (*report.Report, error) {
 		if openErr != nil {
@@ -169,7 +170,7 @@ func reportLoader(cfg *Config, d *deps) func(context.Context, []time.Time) (*rep
 }
 
 // loadReport builds the report of the /report pages from store.
-func loadReport(ctx context.Context, store greylist.Counts, cfg *Config, bad *policy.BadDomains, now time.Time, weeks []time.Time) (*report.Report, error) {
+func loadReport(ctx context.Context, store greylist.Counts, cfg *config.Config, bad *policy.BadDomains, now time.Time, weeks []time.Time) (*report.Report, error) {
 	if store == nil {
 		return nil, errors.New("no state store")
 	}

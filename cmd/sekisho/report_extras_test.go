@@ -21,6 +21,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"sekisho/config"
 	"sekisho/greylist"
 	"sekisho/internal/harness"
 	"sekisho/report"
@@ -30,9 +31,9 @@ import (
 // whose route for campus.test goes to hop.
 func reportMailConfig(t *testing.T, path string, hop *harness.NextHop) string {
 	t.Helper()
-	config, _ := writeReportConfig(t, "store:\n  path: "+path+"\nhostname: mx1.campus.test\nlocal_domains: [campus.test]\n"+
+	configFile, _ := writeReportConfig(t, "store:\n  path: "+path+"\nhostname: mx1.campus.test\nlocal_domains: [campus.test]\n"+
 		"routes:\n  - {domains: [campus.test], next_hops: [\"smtp://"+hop.Addr+"\"]}\n")
-	return config
+	return configFile
 }
 
 // mailParts parses a received report mail: its header and its parts'
@@ -79,10 +80,10 @@ func mailParts(t *testing.T, data []byte) (mail.Header, []string, [][]byte) {
 // with the text report and the SVG chart.
 func TestReportCommandMailsAndWritesSVG(t *testing.T) {
 	hop := harness.StartNextHop(t, false)
-	config := reportMailConfig(t, boltWithCounts(t), hop)
+	configFile := reportMailConfig(t, boltWithCounts(t), hop)
 	svgFile := filepath.Join(t.TempDir(), "chart.svg")
 
-	code, out, errs := runCmd("report", "-config", config, "-from", "2026-11-02", "-to", "2026-11-08",
+	code, out, errs := runCmd("report", "-config", configFile, "-from", "2026-11-02", "-to", "2026-11-08",
 		"-svg", svgFile, "-mail-to", "postmaster@campus.test")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
@@ -153,20 +154,20 @@ func TestReportMailFailures(t *testing.T) {
 		return nil
 	}
 	path := boltWithCounts(t)
-	config := reportMailConfig(t, path, hop)
+	configFile := reportMailConfig(t, path, hop)
 	for to, want := range map[string]string{
 		"admin@elsewhere.example": "no route for elsewhere.example",
 		"nobody@campus.test":      "no such user",
 		"not an address":          "is not a mail address",
 		"admin@[192.0.2.1]":       "needs a domain name",
 	} {
-		code, out, errs := runCmd("report", "-config", config, "-weeks", "1", "-mail-to", to)
+		code, out, errs := runCmd("report", "-config", configFile, "-weeks", "1", "-mail-to", to)
 		if code != 1 || !strings.Contains(errs, want) || !strings.Contains(out, "sekisho report") {
 			t.Errorf("-mail-to %s: exit %d, stderr %q, want %q (stdout %d bytes)", to, code, errs, want, len(out))
 		}
 	}
 	hop.Close()
-	code, _, errs := runCmd("report", "-config", config, "-weeks", "1", "-mail-to", "admin@campus.test")
+	code, _, errs := runCmd("report", "-config", configFile, "-weeks", "1", "-mail-to", "admin@campus.test")
 	if code != 1 || !strings.Contains(errs, "4.4.1") {
 		t.Errorf("next hop down: exit %d, stderr %q", code, errs)
 	}
@@ -185,8 +186,8 @@ func TestReportPagesOnHTTPListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	config, _ := writeReportConfig(t, "store:\n  path: "+path+"\n")
-	cfg, err := LoadConfig(config)
+	configFile, _ := writeReportConfig(t, "store:\n  path: "+path+"\n")
+	cfg, err := config.Load(configFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +221,7 @@ func TestReportPagesOnHTTPListener(t *testing.T) {
 	// serve's loader, when the store could not be opened, and a store
 	// that fails when read.
 	bad := cfg
-	bad.Store = StoreConfig{Path: "/dev/null/state.db"}
+	bad.Store = config.StoreConfig{Path: "/dev/null/state.db"}
 	bd := &deps{log: discardLog(), badDomains: d.badDomains}
 	rec = get(withReportPages(next, reportLoader(&bad, bd)), "/report")
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "could not be opened") {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"sekisho/config"
 	"sekisho/greylist"
 	"sekisho/internal/testenv"
 	"sekisho/internal/testredis"
@@ -193,22 +194,8 @@ func TestReportCommandUsage(t *testing.T) {
 	}
 }
 
-func TestReportConfig(t *testing.T) {
-	cfg, err := ParseConfig("t.yaml", []byte("hostname: mx\nreport:\n  keep: 9600h\n"+localSite))
-	if err != nil || cfg.Report.Keep != 9600*time.Hour || cfg.Report.FlushInterval != report.DefaultFlushInterval {
-		t.Errorf("keep 9600h: %+v, %v", cfg.Report, err)
-	}
-	if _, err := ParseConfig("t.yaml", []byte("\nreport:\n  keep: 24h\n")); err == nil || !strings.Contains(err.Error(), "t.yaml:3: keep must be at least") {
-		t.Errorf("keep 24h: %v", err)
-	}
-	cfg, err = ParseConfig("t.yaml", []byte("hostname: mx\n"+localSite))
-	if err != nil || cfg.Report.Keep != report.DefaultKeep {
-		t.Errorf("default keep: %v, %v", cfg.Report.Keep, err)
-	}
-}
-
 func TestNewCounterCountsByConfiguredNetworks(t *testing.T) {
-	cfg, err := ParseConfig("t.yaml", []byte("hostname: mx\nchecks:\n  greylist:\n    ipv4_prefix: 32\n"+localSite))
+	cfg, err := config.Parse("t.yaml", []byte("hostname: mx\nchecks:\n  greylist:\n    ipv4_prefix: 32\n"+localSite))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +204,7 @@ func TestNewCounterCountsByConfiguredNetworks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	c := cfg.newCounter(s, slog.New(slog.DiscardHandler))
+	c := newCounter(&cfg, s, slog.New(slog.DiscardHandler))
 	mon := time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC)
 	for _, ip := range []string{"192.0.2.1", "192.0.2.2"} { // one /24, two /32
 		c.Record(report.Event{Time: mon, Cause: report.Greylist, Listener: "smtp", Client: netip.MustParseAddr(ip),

@@ -9,83 +9,15 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"sekisho/config"
 	"sekisho/greylist"
 )
-
-// StoreConfig chooses the state store: an embedded file or Redis. When
-// redis is set it is used and path is ignored (path has a default, so a
-// config that only adds redis must not have to clear it).
-type StoreConfig struct {
-	// Path is the bbolt file, relative to the working directory unless
-	// absolute; its directory is created if missing. Default var/state.db.
-	Path  string       `yaml:"path"`
-	Redis *RedisConfig `yaml:"redis"`
-}
-
-// RedisConfig is go-redis' UniversalOptions, in part. One address is a
-// standalone server; master_name makes the addresses Sentinels; several
-// addresses (or cluster: true) are a Cluster.
-type RedisConfig struct {
-	Addrs      []string `yaml:"addrs"`
-	MasterName string   `yaml:"master_name"`
-	// Cluster treats a single address as a Cluster seed node.
-	Cluster  bool   `yaml:"cluster"`
-	Username string `yaml:"username"`
-	// PasswordFile holds the password (AUTH), without a trailing newline
-	// or with one; "" for none.
-	PasswordFile string `yaml:"password_file"`
-	// SentinelPasswordFile holds the Sentinels' own password, if they
-	// have one (requirepass on the Sentinel).
-	SentinelPasswordFile string `yaml:"sentinel_password_file"`
-	DB                   int    `yaml:"db"`
-}
-
-func (c *RedisConfig) mode() string {
-	switch {
-	case c.MasterName != "":
-		return "sentinel"
-	case c.Cluster || len(c.Addrs) > 1:
-		return "cluster"
-	}
-	return "standalone"
-}
-
-// validate checks the store settings; errors name the key.
-func (c *StoreConfig) validate() error {
-	r := c.Redis
-	if r == nil {
-		if c.Path == "" {
-			return invalid("path must name the embedded store's file (or set store.redis)", "store", "path")
-		}
-		return nil
-	}
-	if len(r.Addrs) == 0 {
-		return invalid("addrs must list at least one host:port", "store", "redis", "addrs")
-	}
-	for _, a := range r.Addrs {
-		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
-			return invalid(fmt.Sprintf("%q is not host:port", a), "store", "redis", "addrs")
-		}
-	}
-	switch {
-	case r.MasterName != "" && r.Cluster:
-		return invalid("cluster and master_name exclude each other (Sentinel or Cluster)", "store", "redis", "cluster")
-	case r.DB < 0:
-		return invalid("db must be 0 or more", "store", "redis", "db")
-	case r.DB != 0 && r.mode() == "cluster":
-		return invalid("db must be 0 with a Cluster (several addrs): a Cluster has only database 0", "store", "redis", "db")
-	case r.SentinelPasswordFile != "" && r.MasterName == "":
-		return invalid("sentinel_password_file needs master_name (Sentinel)", "store", "redis", "sentinel_password_file")
-	}
-	return nil
-}
 
 // storeStartupPing bounds the reachability check of Redis at start-up.
 const storeStartupPing = 2 * time.Second
@@ -99,10 +31,7 @@ const storeStartupPing = 2 * time.Second
 // file is then neither created nor swept, a missing file is an empty store,
 // and a file locked by the running sekisho is a store that cannot answer
 // (bbolt's lock is exclusive: the running gateway's state cannot be read).
-func openStore(c *StoreConfig, log *slog.Logger, readOnly bool) (greylist.Store, error) {
-	if err := c.validate(); err != nil {
-		return nil, err
-	}
+func openStore(c *config.StoreConfig, log *slog.Logger, readOnly bool) (greylist.Store, error) {
 	if c.Redis == nil && readOnly {
 		return peekBolt(c.Path, log), nil
 	}
@@ -117,11 +46,11 @@ func openStore(c *StoreConfig, log *slog.Logger, readOnly bool) (greylist.Store,
 	}
 
 	r := c.Redis
-	password, err := readSecret(r.PasswordFile)
+	password, err := config.ReadSecret(r.PasswordFile)
 	if err != nil {
 		return nil, fmt.Errorf("store.redis.password_file: %w", err)
 	}
-	sentinelPassword, err := readSecret(r.SentinelPasswordFile)
+	sentinelPassword, err := config.ReadSecret(r.SentinelPasswordFile)
 	if err != nil {
 		return nil, fmt.Errorf("store.redis.sentinel_password_file: %w", err)
 	}
@@ -135,7 +64,7 @@ func openStore(c *StoreConfig, log *slog.Logger, readOnly bool) (greylist.Store,
 		SentinelPassword: sentinelPassword,
 		DB:               r.DB,
 	})
-	log.Info("state store", "kind", "redis", "mode", r.mode(), "addrs", r.Addrs, "master_name", r.MasterName, "db", r.DB)
+	log.Info("state store", "kind", "redis", "mode", r.Mode(), "addrs", r.Addrs, "master_name", r.MasterName, "db", r.DB)
 	ctx, cancel := context.WithTimeout(context.Background(), storeStartupPing)
 	defer cancel()
 	if err := s.Client().Ping(ctx).Err(); err != nil {

@@ -6,9 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
+	"sekisho/config"
 	"sekisho/filters"
 	"sekisho/greylist"
 	"sekisho/lookup"
@@ -41,7 +41,7 @@ type deps struct {
 
 // newDeps builds the resolver, the bad-domain list and (when configured) the
 // LDAP directory.
-func newDeps(cfg *Config, log *slog.Logger) (*deps, error) {
+func newDeps(cfg *config.Config, log *slog.Logger) (*deps, error) {
 	d := &deps{log: log}
 	r, err := newResolver(cfg)
 	if err != nil {
@@ -49,13 +49,13 @@ func newDeps(cfg *Config, log *slog.Logger) (*deps, error) {
 	}
 	d.resolver = r
 
-	files, err := cfg.files()
+	files, err := cfg.Files()
 	if err != nil {
 		return nil, err
 	}
 	d.badDomains = policy.NewBadDomains(policy.BadDomainsOptions{Logger: log})
-	if files.badDomains != nil {
-		d.badDomains.Put(files.badDomains, "load")
+	if files.BadDomains != nil {
+		d.badDomains.Put(files.BadDomains, "load")
 	}
 
 	if len(cfg.LDAP.URLs) > 0 {
@@ -70,10 +70,8 @@ func newDeps(cfg *Config, log *slog.Logger) (*deps, error) {
 }
 
 // newResolver builds the DNS resolver of dns:.
-func newResolver(cfg *Config) (*lookup.Resolver, error) {
-	r, err := lookup.NewResolver(lookup.DNSConfig{
-		Resolvers: cfg.DNS.Resolvers, Timeout: cfg.DNS.Timeout, Attempts: cfg.DNS.Attempts, Canary: cfg.DNS.Canary,
-	})
+func newResolver(cfg *config.Config) (*lookup.Resolver, error) {
+	r, err := lookup.NewResolver(cfg.ResolverConfig())
 	if err != nil {
 		return nil, fmt.Errorf("dns: %w", err)
 	}
@@ -82,17 +80,12 @@ func newResolver(cfg *Config) (*lookup.Resolver, error) {
 
 // newDirectory builds the LDAP directory of ldap: (ldap.urls set), with
 // the bind password the loader read.
-func newDirectory(cfg *Config) (*lookup.Directory, error) {
-	files, err := cfg.files()
+func newDirectory(cfg *config.Config) (*lookup.Directory, error) {
+	files, err := cfg.Files()
 	if err != nil {
 		return nil, err
 	}
-	dir, err := lookup.NewDirectory(lookup.LDAPConfig{
-		URLs: cfg.LDAP.URLs, BaseDN: cfg.LDAP.BaseDN, BindDN: cfg.LDAP.BindDN, BindPassword: files.ldapPassword,
-		AccountFilter: cfg.LDAP.AccountFilter, Canary: cfg.LDAP.Canary, Timeout: cfg.LDAP.Timeout,
-		AuthFilter: cfg.LDAP.AuthFilter, AddressAttributes: cfg.LDAP.AddressAttributes,
-		PositiveCacheTTL: cfg.LDAP.PositiveCacheTTL,
-	})
+	dir, err := lookup.NewDirectory(cfg.DirectoryConfig(files.LDAPPassword))
 	if err != nil {
 		return nil, err // "ldap: ..."
 	}
@@ -105,23 +98,11 @@ func (d *deps) close() {
 	}
 }
 
-// readSecret reads a password file, without its trailing newline.
-func readSecret(path string) (string, error) {
-	if path == "" {
-		return "", nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
-}
-
 // buildChain builds every enabled check. The order in which they run is not
 // decided here but in filters/order.go.
-func buildChain(cfg *Config, d *deps) (*filters.Chain, error) {
+func buildChain(cfg *config.Config, d *deps) (*filters.Chain, error) {
 	var checks []filters.Check
-	for _, build := range []func(*Config, *deps) ([]filters.Check, error){
+	for _, build := range []func(*config.Config, *deps) ([]filters.Check, error){
 		dnsChecks, headerChecks, accountChecks, greylistChecks, spfChecks,
 	} {
 		cs, err := build(cfg, d)
@@ -134,7 +115,7 @@ func buildChain(cfg *Config, d *deps) (*filters.Chain, error) {
 }
 
 // headerChecks builds the header-format check.
-func headerChecks(cfg *Config, d *deps) ([]filters.Check, error) {
+func headerChecks(cfg *config.Config, d *deps) ([]filters.Check, error) {
 	if cfg.Checks.Header.Off {
 		return nil, nil
 	}

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"crypto/ecdsa"
@@ -44,7 +44,7 @@ func writeCA(t *testing.T) string {
 // next_hop.mta_sts parses.
 func TestRouteTLSConfig(t *testing.T) {
 	ca := writeCA(t)
-	cfg, err := ParseConfig("f.yaml", []byte(`hostname: mx
+	cfg, err := Parse("f.yaml", []byte(`hostname: mx
 local_domains: [localhost]
 routes:
   - {domains: [localhost], next_hops: ["maildir:var/mail"]}
@@ -56,7 +56,7 @@ next_hop:
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := cfg.relayRoutes()
+	rs := cfg.RelayRoutes()
 	if rs[1].TLS != relay.TLSVerify || rs[1].TLSRoots == nil {
 		t.Errorf("route 2: TLS %v, roots %v; want verify with the CA file", rs[1].TLS, rs[1].TLSRoots)
 	}
@@ -92,10 +92,10 @@ func TestRouteTLSConfigErrors(t *testing.T) {
 		{"hostname: mx\nroutes:\n  - domains: [localhost]\n    next_hops: [\"maildir:x\"]\n    tls: verify\n", "f.yaml:2: route 1 has tls or tls_ca_file but only maildir next hops"},
 		{"hostname: mx\nnext_hop:\n  mta_sts:\n    fetch_timeout: -1s\n", "f.yaml:4: fetch_timeout must not be negative"},
 		{"hostname: mx\nnext_hop:\n  mta_sts:\n    ca_file: /nonexistent/ca.pem\n", "f.yaml:4: CA file: open /nonexistent/ca.pem"},
-		{"hostname: mx\nnext_hop:\n  mta_sts:\n    of: true\n", "f.yaml:4: field of is not a known key"},
+		{"hostname: mx\nnext_hop:\n  mta_sts:\n    of: true\n", `f.yaml:4: unknown key "of" in next_hop.mta_sts (did you mean "off"?)`},
 	}
 	for _, c := range cases {
-		_, err := ParseConfig("f.yaml", []byte(c.yaml))
+		_, err := Parse("f.yaml", []byte(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("config %q: error %v, want it to contain %q", c.yaml, err, c.want)
 		}

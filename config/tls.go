@@ -1,7 +1,7 @@
-package main
+package config
 
 // TLS towards next hops (routes[].tls, routes[].tls_ca_file) and MTA-STS
-// (next_hop.mta_sts): their configuration types, checks and wiring. See
+// (next_hop.mta_sts): their configuration types and checks. See
 // docs/outbound.md.
 
 import (
@@ -14,7 +14,6 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"sekisho/greylist"
 	"sekisho/relay"
 )
 
@@ -23,7 +22,12 @@ import (
 type RouteTLS struct{ relay.TLSMode }
 
 // UnmarshalYAML parses the mode; an unknown one is an error naming the line.
+// "default" is what check-config prints for a route without one.
 func (m *RouteTLS) UnmarshalYAML(n *yaml.Node) error {
+	if strings.TrimSpace(n.Value) == relay.TLSDefault.String() {
+		m.TLSMode = relay.TLSDefault
+		return nil
+	}
 	mode, err := relay.ParseTLSMode(strings.TrimSpace(n.Value))
 	if err != nil {
 		return lineErr(n, "%v", err)
@@ -114,75 +118,4 @@ func (c *Config) validateTLS() error {
 		}
 	}
 	return nil
-}
-
-// mtaSTS builds the MTA-STS policy source of the router on the state store
-// (shared with greylisting, so that gateways on one Redis share the
-// policies too); nil when next_hop.mta_sts.off or no route has an mx next
-// hop.
-func (d *deps) mtaSTS(cfg *Config) (*relay.MTASTS, error) {
-	m := cfg.NextHop.MTASTS
-	if m.Off {
-		return nil, nil
-	}
-	mx := false
-	for _, r := range cfg.Routes {
-		for _, h := range r.NextHops {
-			mx = mx || h.Kind == relay.HopMX
-		}
-	}
-	if !mx {
-		return nil, nil
-	}
-	store, err := d.stateStore(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	d.log.Info("MTA-STS", "fetch_timeout", m.FetchTimeout, "port", m.Port, "ca_file", m.CAFile.Path)
-	return &relay.MTASTS{
-		Resolver: d.resolver,
-		Cache:    store,
-		Timeout:  m.FetchTimeout,
-		Port:     m.Port,
-		RootCAs:  m.CAFile.Pool(),
-		Logger:   d.log,
-	}, nil
-}
-
-// wireRelayTLS gives the router its logger, TLS and connection cache
-// counters (on /metrics) and MTA-STS.
-func (d *deps) wireRelayTLS(cfg *Config, r *relay.Router) error {
-	r.Logger = d.log
-	r.Counters = &relay.TLSCounters{}
-	d.tlsCounters = r.Counters
-	r.CacheCounters = &relay.CacheCounters{}
-	d.cacheCounters = r.CacheCounters
-	sts, err := d.mtaSTS(cfg)
-	if err != nil {
-		return err
-	}
-	r.MTASTS = sts
-	return nil
-}
-
-// stateStore opens the configured state store once (openStore) and closes
-// it with the other deps; greylisting and the MTA-STS cache share it.
-func (d *deps) stateStore(cfg *Config) (greylist.Store, error) {
-	if d.store != nil {
-		return d.store, nil
-	}
-	store, err := openStore(&cfg.Store, d.log, d.dryRun)
-	if err != nil {
-		return nil, err
-	}
-	if d.observe != nil {
-		store = timedStore{store, d.observe}
-	}
-	d.store = store
-	d.closers = append(d.closers, func() {
-		if err := store.Close(); err != nil {
-			d.log.Warn("closing the state store", "err", err)
-		}
-	})
-	return store, nil
 }

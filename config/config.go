@@ -1,4 +1,10 @@
-package main
+// Package config is sekisho's configuration file (DESIGN.md §7, §8): its
+// schema (Config and its sections), the embedded defaults, the one loader
+// (Load) that serve at start and on SIGHUP, check-config, explain and
+// report all use, validation with file:line, and the files a configuration
+// names, opened as it is loaded. It builds nothing that runs: cmd/sekisho
+// wires checks, lookups, stores and listeners from a Config.
+package config
 
 import (
 	"bytes"
@@ -15,21 +21,18 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"sekisho/auth"
 	"sekisho/filters"
-	"sekisho/gateway"
 	"sekisho/internal/mailaddr"
-	"sekisho/lookup"
 	"sekisho/relay"
 )
 
 // Config is the configuration file (DESIGN.md §7). Unknown keys are errors.
 // Every key has a default, so that `sekisho serve` with no file runs.
 type Config struct {
-	Hostname        string        `yaml:"hostname"`
+	Hostname        string        `yaml:"hostname" type:"domain"`
 	Listen          ListenConfig  `yaml:"listen"`
 	TLS             TLSConfig     `yaml:"tls"`
-	LocalDomains    []string      `yaml:"local_domains"`
+	LocalDomains    []string      `yaml:"local_domains" type:"list of domains"`
 	TrustedNetworks []Prefix      `yaml:"trusted_networks"`
 	Routes          []RouteConfig `yaml:"routes"`
 	DNS             DNSConfig     `yaml:"dns"`
@@ -47,8 +50,8 @@ type Config struct {
 	ProxyProtocol   ProxyConfig   `yaml:"proxy_protocol"`
 
 	// named is what the files the configuration names held when the
-	// loader read them (config_files.go).
-	named *namedFiles
+	// loader read them (files.go).
+	named *NamedFiles
 }
 
 // ProxyConfig names the load balancers in front of the SMTP listeners:
@@ -65,33 +68,38 @@ type AuthConfig struct {
 	MaxFailures          int           `yaml:"max_failures"`   // per client IP and per user name, in failure_window
 	FailureWindow        time.Duration `yaml:"failure_window"` //
 	MaxConcurrentBinds   int           `yaml:"max_concurrent_binds"`
-	MaxRecipientsPerHour int           `yaml:"max_recipients_per_hour"` // per user
-	MaxMessagesPerHour   int           `yaml:"max_messages_per_hour"`   // per user
-	SenderCheck          string        `yaml:"sender_check"`            // strict | off
-	FromCheck            string        `yaml:"from_check"`              // strict | off
-	Received             string        `yaml:"received"`                // anonymous | full
+	MaxRecipientsPerHour int           `yaml:"max_recipients_per_hour"`           // per user
+	MaxMessagesPerHour   int           `yaml:"max_messages_per_hour"`             // per user
+	SenderCheck          string        `yaml:"sender_check" type:"strict or off"` // strict | off
+	FromCheck            string        `yaml:"from_check" type:"strict or off"`   // strict | off
+	Received             string        `yaml:"received" type:"anonymous or full"` // anonymous | full
 }
 
 // ListenConfig names the listeners; an absent one does not listen.
 type ListenConfig struct {
-	SMTP        string `yaml:"smtp"`
-	LMTP        string `yaml:"lmtp"`
-	Submission  string `yaml:"submission"`
-	Submissions string `yaml:"submissions"`
-	HTTP        string `yaml:"http"`
+	SMTP        string `yaml:"smtp" type:"host:port"`
+	LMTP        string `yaml:"lmtp" type:"host:port"`
+	Submission  string `yaml:"submission" type:"host:port"`
+	Submissions string `yaml:"submissions" type:"host:port"`
+	HTTP        string `yaml:"http" type:"host:port"`
+}
+
+// Addrs returns the configured address of each listener, by its key.
+func (l ListenConfig) Addrs() map[string]string {
+	return map[string]string{"smtp": l.SMTP, "lmtp": l.LMTP, "submission": l.Submission, "submissions": l.Submissions, "http": l.HTTP}
 }
 
 // TLSConfig is the certificate for STARTTLS and implicit TLS.
 type TLSConfig struct {
-	Cert string `yaml:"cert"`
-	Key  string `yaml:"key"`
+	Cert string `yaml:"cert" type:"file"`
+	Key  string `yaml:"key" type:"file"`
 }
 
 // RouteConfig is one routing rule: the first whose domains match wins.
 type RouteConfig struct {
-	Domains  []string  `yaml:"domains"`
+	Domains  []string  `yaml:"domains" type:"list of domains"`
 	NextHops []NextHop `yaml:"next_hops"`
-	// TLS towards the next hops (config_tls.go): none, may, encrypt or
+	// TLS towards the next hops (tls.go): none, may, encrypt or
 	// verify; default may for mx, none otherwise.
 	TLS       RouteTLS `yaml:"tls"`
 	TLSCAFile CAFile   `yaml:"tls_ca_file"` // PEM CAs for verify (a private CA)
@@ -152,24 +160,24 @@ func (r RouteConfig) validate(i int) error {
 
 // DNSConfig configures the resolver.
 type DNSConfig struct {
-	Resolvers []string      `yaml:"resolvers"`
+	Resolvers []string      `yaml:"resolvers" type:"list of ip or ip:port"`
 	Timeout   time.Duration `yaml:"timeout"`
 	Attempts  int           `yaml:"attempts"`
-	Canary    string        `yaml:"canary"`
+	Canary    string        `yaml:"canary" type:"domain"`
 }
 
 // LDAPConfig configures the directory for accounts and AUTH.
 type LDAPConfig struct {
-	URLs             []string `yaml:"urls"`
-	BaseDN           string   `yaml:"base_dn"`
-	BindDN           string   `yaml:"bind_dn"`
-	BindPasswordFile string   `yaml:"bind_password_file"`
-	AccountFilter    string   `yaml:"account_filter"`
+	URLs             []string `yaml:"urls" type:"list of ldap:// URLs"`
+	BaseDN           string   `yaml:"base_dn" type:"DN"`
+	BindDN           string   `yaml:"bind_dn" type:"DN"`
+	BindPasswordFile string   `yaml:"bind_password_file" type:"file"`
+	AccountFilter    string   `yaml:"account_filter" type:"LDAP filter"`
 	// AuthFilter finds the entry of a user logging in (uid or address);
 	// AddressAttributes are the attributes holding the user's addresses.
-	AuthFilter        string        `yaml:"auth_filter"`
+	AuthFilter        string        `yaml:"auth_filter" type:"LDAP filter"`
 	AddressAttributes []string      `yaml:"address_attributes"`
-	Canary            string        `yaml:"canary"`
+	Canary            string        `yaml:"canary" type:"address"`
 	Timeout           time.Duration `yaml:"timeout"`
 	// PositiveCacheTTL is how long an account found in the directory is
 	// remembered (never an absent one, never a failure); default a minute,
@@ -229,13 +237,13 @@ type NextHopConfig struct {
 	// (relay.ConnectionCache; Postfix's smtp_connection_cache_time_limit);
 	// 0: every message gets its own connection.
 	ConnectionCacheTime time.Duration `yaml:"connection_cache_time"`
-	MTASTS              MTASTSConfig  `yaml:"mta_sts"` // RFC 8461 for mx routes (config_tls.go)
+	MTASTS              MTASTSConfig  `yaml:"mta_sts"` // RFC 8461 for mx routes (tls.go)
 }
 
 // LogConfig sets the log format and level.
 type LogConfig struct {
-	Format string `yaml:"format"` // text | json
-	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format" type:"text or json"`              // text | json
+	Level  string `yaml:"level" type:"debug, info, warn or error"` // debug | info | warn | error
 }
 
 // Prefix is a trusted network: a CIDR or a single address.
@@ -282,7 +290,7 @@ func lineErr(n *yaml.Node, format string, args ...any) error {
 // listens on 127.0.0.1:2525, accepts mail for localhost and delivers it to a
 // Maildir under ./var/mail, with the state under ./var.
 func Defaults() Config {
-	return Config{
+	cfg := Config{
 		Hostname:        "localhost",
 		Listen:          ListenConfig{SMTP: "127.0.0.1:2525"},
 		LocalDomains:    []string{"localhost"},
@@ -323,6 +331,8 @@ func Defaults() Config {
 		Health: HealthConfig{Interval: 15 * time.Second},
 		Alarm:  AlarmConfig{TempfailRatio: 0.2, Window: 10 * time.Minute, MinEvents: 20},
 	}
+	cfg.fillZeroDefaults()
+	return cfg
 }
 
 func mustHop(s string) NextHop {
@@ -333,32 +343,32 @@ func mustHop(s string) NextHop {
 	return NextHop{h}
 }
 
-// LoadConfig is the one loader of the configuration: `sekisho serve` at
+// Load is the one loader of the configuration: `sekisho serve` at
 // start and on every SIGHUP, check-config, explain and report call it. path
 // "" is the embedded defaults (serve without -config). A file is read,
 // parsed strictly over the defaults, validated, checked for what a file
 // must say itself (requiredInFile), and every file it names is opened
 // (Config.files). Every error names the file and, where there is one, the
 // line.
-func LoadConfig(path string) (Config, error) {
+func Load(path string) (Config, error) {
 	if path == "" {
 		cfg := Defaults()
-		_, err := cfg.files() // none: the defaults name no file
+		_, err := cfg.Files() // none: the defaults name no file
 		return cfg, err
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, err
 	}
-	return ParseConfig(path, data)
+	return Parse(path, data)
 }
 
 var yamlLine = regexp.MustCompile(`^\s*(?:yaml: )?line (\d+): (.*)$`)
 
-// ParseConfig is LoadConfig on the text of a file; name is the file name
+// Parse is Load on the text of a file; name is the file name
 // for errors. A key present in the file replaces the default, lists
 // included.
-func ParseConfig(name string, data []byte) (Config, error) {
+func Parse(name string, data []byte) (Config, error) {
 	cfg := Defaults()
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err == nil && isEmptyDocument(&root) {
@@ -372,6 +382,9 @@ func ParseConfig(name string, data []byte) (Config, error) {
 		// does not listen (DESIGN.md §7), the default smtp one included.
 		cfg.Listen = ListenConfig{}
 	}
+	if errs := schemaErrors(&root); len(errs) > 0 {
+		return Config{}, schemaError(name, errs)
+	}
 	// What the gateway is has no default in a file (requiredInFile).
 	cfg.Hostname, cfg.LocalDomains, cfg.Routes = "", nil, nil
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -379,11 +392,12 @@ func ParseConfig(name string, data []byte) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fileLineErrors(name, err)
 	}
+	cfg.fillZeroDefaults()
 	for _, check := range []func() error{
 		cfg.validateSettings,
 		func() error { return requiredInFile(&root, &cfg) },
 		cfg.validateDelivery,
-		func() error { _, err := cfg.files(); return err },
+		func() error { _, err := cfg.Files(); return err },
 		cfg.tryLookups,
 	} {
 		if err := check(); err != nil {
@@ -423,40 +437,6 @@ func isEmptyDocument(root *yaml.Node) bool {
 	return false
 }
 
-// requiredInFile checks what a configuration file must say itself rather
-// than take from the embedded defaults, which are for `sekisho serve`
-// without -config (a test on localhost): hostname always; local_domains
-// with an smtp listener (the domains it takes mail for from anyone); routes
-// with every listener (they all relay). A file cut short or emptied of
-// these must never replace a running configuration with one that refuses
-// the campus (docs/config.md, "What a file must say").
-func requiredInFile(root *yaml.Node, c *Config) error {
-	if !hasTopKey(root, "hostname") {
-		return &validationError{msg: "hostname is required in a configuration file (our name in the banner and in Received; the default, localhost, is for serve without -config)"}
-	}
-	listener := func(key string) (string, []string) {
-		if hasTopKey(root, "listen") {
-			return "listener " + key, []string{"listen", key}
-		}
-		return "listener " + key + " (the default, the file has no listen)", nil
-	}
-	for _, l := range []struct{ key, addr string }{
-		{"smtp", c.Listen.SMTP}, {"lmtp", c.Listen.LMTP}, {"submission", c.Listen.Submission}, {"submissions", c.Listen.Submissions},
-	} {
-		if l.addr == "" {
-			continue
-		}
-		what, path := listener(l.key)
-		if l.key == "smtp" && (!hasTopKey(root, "local_domains") || len(c.LocalDomains) == 0) {
-			return &validationError{path: path, msg: what + " needs local_domains, the domains it takes mail for: the file names none"}
-		}
-		if !hasTopKey(root, "routes") || len(c.Routes) == 0 {
-			return &validationError{path: path, msg: what + " relays mail and needs routes: the file names none"}
-		}
-	}
-	return nil
-}
-
 // hasTopKey reports whether the document has key at its top level.
 func hasTopKey(root *yaml.Node, key string) bool {
 	n := root
@@ -487,8 +467,7 @@ func fileLineErrors(name string, err error) error {
 	var out []string
 	for _, m := range msgs {
 		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
-			msg := strings.Replace(sm[2], "not found in type main.", "is not a known key in ", 1)
-			out = append(out, fmt.Sprintf("%s:%s: %s", name, sm[1], msg))
+			out = append(out, fmt.Sprintf("%s:%s: %s", name, sm[1], sm[2]))
 		} else {
 			out = append(out, fmt.Sprintf("%s: %s", name, m))
 		}
@@ -496,189 +475,8 @@ func fileLineErrors(name string, err error) error {
 	return errors.New(strings.Join(out, "\n"))
 }
 
-type validationError struct {
-	path []string // keys from the root, e.g. ["checks", "domain", "nxdomain"]
-	msg  string
-}
-
-func (e *validationError) Error() string { return strings.Join(e.path, ".") + ": " + e.msg }
-
-func (a AuthConfig) validate() error {
-	switch {
-	case a.MaxFailures <= 0:
-		return invalid("max_failures must be positive", "auth", "max_failures")
-	case a.FailureWindow <= 0:
-		return invalid("failure_window must be positive", "auth", "failure_window")
-	case a.MaxConcurrentBinds <= 0:
-		return invalid("max_concurrent_binds must be positive", "auth", "max_concurrent_binds")
-	case a.MaxRecipientsPerHour <= 0 || a.MaxMessagesPerHour <= 0:
-		return invalid("max_recipients_per_hour and max_messages_per_hour must be positive", "auth")
-	case a.SenderCheck != "strict" && a.SenderCheck != "off":
-		return invalid("sender_check must be strict or off", "auth", "sender_check")
-	case a.FromCheck != "strict" && a.FromCheck != "off":
-		return invalid("from_check must be strict or off", "auth", "from_check")
-	case a.Received != "anonymous" && a.Received != "full":
-		return invalid("received must be anonymous or full", "auth", "received")
-	}
-	return nil
-}
-
-func invalid(msg string, path ...string) error { return &validationError{path: path, msg: msg} }
-
-// lineOf finds the line of a key path in the document, or of the deepest
-// key of it that exists (1 if none does). A number in the path is the
-// index of a list item ("routes", "1", "mode").
-func lineOf(root *yaml.Node, path []string) int {
-	n := root
-	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
-	}
-	line := 1
-	for _, key := range path {
-		if i, err := strconv.Atoi(key); err == nil && n != nil && n.Kind == yaml.SequenceNode {
-			if i < 0 || i >= len(n.Content) {
-				break
-			}
-			n = n.Content[i]
-			line = n.Line
-			continue
-		}
-		if n == nil || n.Kind != yaml.MappingNode {
-			break
-		}
-		var next *yaml.Node
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == key {
-				line = n.Content[i].Line
-				next = n.Content[i+1]
-			}
-		}
-		n = next
-	}
-	return line
-}
-
-// validate checks a whole configuration: its settings, then who it is and
-// where its mail goes. ParseConfig checks a file's in that order too, with
-// requiredInFile between the two, so that a mistake in a setting is named
-// as such in a file that leaves out routes.
-func (c *Config) validate() error {
-	if err := c.validateSettings(); err != nil {
-		return err
-	}
-	return c.validateDelivery()
-}
-
-// validateDelivery checks the hostname and the routes: at least one, and
-// one for every local domain.
-func (c *Config) validateDelivery() error {
-	if c.Hostname == "" {
-		return invalid("hostname must not be empty", "hostname")
-	}
-	if len(c.Routes) == 0 {
-		return invalid("at least one route is required", "routes")
-	}
-	routes := c.relayRoutes()
-	for _, d := range c.LocalDomains {
-		probe := strings.TrimPrefix(d, ".")
-		if strings.HasPrefix(d, ".") {
-			probe = "sub" + d
-		}
-		if routes.Lookup(probe) < 0 {
-			return invalid("local domain "+d+" matches no route: its mail would have nowhere to go", "local_domains")
-		}
-	}
-	return nil
-}
-
-// validateSettings checks everything but what validateDelivery does.
-func (c *Config) validateSettings() error {
-	if c.Listen.SMTP == "" && c.Listen.LMTP == "" && c.Listen.Submission == "" && c.Listen.Submissions == "" {
-		return invalid("no SMTP listener configured (listen.smtp, lmtp, submission or submissions)", "listen")
-	}
-	if c.Listen.LMTP != "" && len(c.TrustedNetworks) == 0 {
-		return invalid("listener lmtp serves trusted_networks only, and none is configured", "listen", "lmtp")
-	}
-	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
-		return invalid("cert and key go together", "tls")
-	}
-	for _, k := range []struct{ key, val string }{{"submission", c.Listen.Submission}, {"submissions", c.Listen.Submissions}} {
-		switch {
-		case k.val == "":
-		case c.TLS.Cert == "":
-			return invalid("listener "+k.key+" needs tls.cert and tls.key: AUTH is offered only over TLS (RFC 8314)", "listen", k.key)
-		case len(c.LDAP.URLs) == 0:
-			return invalid("listener "+k.key+" needs ldap.urls: users log in against the directory", "listen", k.key)
-		}
-	}
-	if err := c.Auth.validate(); err != nil {
-		return err
-	}
-	if len(c.LDAP.URLs) > 0 {
-		if c.LDAP.Canary == "" {
-			return invalid("canary is required with urls: without it a missing entry cannot be told from an incomplete directory", "ldap")
-		}
-		if c.LDAP.BaseDN == "" {
-			return invalid("base_dn is required with urls", "ldap")
-		}
-		if c.LDAP.Timeout <= 0 {
-			return invalid("timeout must be positive", "ldap", "timeout")
-		}
-		if c.LDAP.PositiveCacheTTL < 0 {
-			return invalid("positive_cache_ttl must not be negative (0: off)", "ldap", "positive_cache_ttl")
-		}
-	}
-	for i, r := range c.Routes {
-		if err := r.validate(i); err != nil {
-			return err
-		}
-	}
-	for _, v := range []func() error{
-		c.Checks.DNSBL.validate, c.Checks.Domain.validate, c.Checks.Account.validate,
-		c.Checks.Greylist.validate, c.Checks.SPF.validate, c.Store.validate, c.validateDKIM, c.validateTLS, c.validateHealth,
-		c.Report.validate,
-	} {
-		if err := v(); err != nil {
-			return err
-		}
-	}
-	if _, err := filters.NewHeaderCheck(c.Checks.Header); err != nil {
-		return invalid(err.Error(), "checks", "header")
-	}
-	switch c.Log.Format {
-	case "text", "json":
-	default:
-		return invalid("format must be text or json", "log", "format")
-	}
-	if _, err := parseLevel(c.Log.Level); err != nil {
-		return invalid(err.Error(), "log", "level")
-	}
-	l := c.Limits
-	if l.MaxMessageBytes <= 0 || l.MaxRecipients <= 0 || l.CommandTimeout <= 0 || l.DataTimeout <= 0 {
-		return invalid("max_message_bytes, max_recipients, command_timeout and data_timeout must be positive", "limits")
-	}
-	if c.Checks.GreetPause.PassTTL < 0 || c.Checks.GreetPause.FailTTL < 0 {
-		return invalid("pass_ttl and fail_ttl must not be negative (0: not remembered)", "checks", "greet_pause")
-	}
-	if c.Checks.GreetPause.Delay < 0 || c.Checks.GreetPause.Delay > time.Minute {
-		return invalid("delay must be between 0s and 1m (RFC 5321 4.5.3.2.1: clients wait 5 minutes for the banner, but many give up sooner)", "checks", "greet_pause", "delay")
-	}
-	if l.MaxErrors < 0 {
-		return invalid("max_errors must not be negative (0: no limit)", "limits", "max_errors")
-	}
-	if c.NextHop.CallAheadTimeout <= 0 {
-		return invalid("call_ahead_timeout must be positive", "next_hop", "call_ahead_timeout")
-	}
-	if c.NextHop.ConnectionCacheTime < 0 || c.NextHop.ConnectionCacheTime > time.Minute {
-		return invalid("connection_cache_time must be between 0s (no reuse) and 1m", "next_hop", "connection_cache_time")
-	}
-	if l.MaxLineLength != 0 && l.MaxLineLength < 1000 {
-		return invalid("max_line_length below 1000 refuses lines RFC 5321 allows", "limits", "max_line_length")
-	}
-	return nil
-}
-
-func (c *Config) relayRoutes() relay.Routes {
+// RelayRoutes is routes as relay takes them.
+func (c *Config) RelayRoutes() relay.Routes {
 	var rs relay.Routes
 	for _, r := range c.Routes {
 		var hops []relay.NextHop
@@ -691,80 +489,11 @@ func (c *Config) relayRoutes() relay.Routes {
 	return rs
 }
 
-// postmasterDomain is the first local domain that names one domain (not a
-// subtree): where <postmaster> without a domain is delivered.
-func (c *Config) postmasterDomain() string {
-	for _, d := range c.LocalDomains {
-		if d = strings.TrimSuffix(strings.TrimSpace(d), "."); d != "" && d != "*" && !strings.HasPrefix(d, ".") {
-			return mailaddr.Fold(d)
-		}
+// ParseLevel parses log.level.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("level %q: want debug, info, warn or error", s)
 	}
-	return ""
-}
-
-// msaConfig builds the submission role: the login service on the
-// directory, and the rules for what a user may send.
-func (c *Config) msaConfig(dir *lookup.Directory, log *slog.Logger) *gateway.MSAConfig {
-	a := c.Auth
-	return &gateway.MSAConfig{
-		Auth: auth.New(dir, auth.Config{
-			MaxFailures: a.MaxFailures, FailureWindow: a.FailureWindow, MaxConcurrentBinds: a.MaxConcurrentBinds,
-			MaxRecipientsPerHour: a.MaxRecipientsPerHour, MaxMessagesPerHour: a.MaxMessagesPerHour, Logger: log,
-		}),
-		SenderCheck:  a.SenderCheck == "strict",
-		FromCheck:    a.FromCheck == "strict",
-		ReceivedFull: a.Received == "full",
-	}
-}
-
-// proxyFrom is proxy_protocol.from as the gateway takes it.
-func (c *Config) proxyFrom() []netip.Prefix {
-	var from []netip.Prefix
-	for _, p := range c.ProxyProtocol.From {
-		from = append(from, p.Prefix)
-	}
-	return from
-}
-
-// gatewayConfig turns the file's settings into what the gateway takes.
-func (c *Config) gatewayConfig() gateway.Config {
-	var trusted []netip.Prefix
-	for _, p := range c.TrustedNetworks {
-		trusted = append(trusted, p.Prefix)
-	}
-	var pause time.Duration
-	var exempt []netip.Prefix
-	if !c.Checks.GreetPause.Off {
-		pause = c.Checks.GreetPause.Delay
-		for _, p := range c.Checks.GreetPause.Exempt {
-			exempt = append(exempt, p.Prefix)
-		}
-	}
-	return gateway.Config{
-		GreetPause:       pause,
-		GreetPauseExempt: exempt,
-		GreetPassTTL:     c.Checks.GreetPause.PassTTL,
-		GreetFailTTL:     c.Checks.GreetPause.FailTTL,
-		Hostname:         c.Hostname,
-		LocalDomains:     mailaddr.NewDomainSet(c.LocalDomains),
-		PostmasterDomain: c.postmasterDomain(),
-		TrustedNetworks:  trusted,
-		ProxyFrom:        c.proxyFrom(),
-		Router: &relay.Router{
-			Hostname: c.Hostname,
-			Routes:   c.relayRoutes(),
-			MXPort:   c.NextHop.MXPort,
-			Timeouts: relay.Timeouts{
-				Connect: c.NextHop.ConnectTimeout, Command: c.NextHop.CommandTimeout, Data: c.NextHop.DataTimeout,
-				CallAhead: c.NextHop.CallAheadTimeout,
-			},
-			ConnectionCache: relay.ConnectionCache{IdleTime: c.NextHop.ConnectionCacheTime},
-		},
-		Limits: gateway.Limits{
-			MaxConnections: c.Limits.MaxConnections, MaxConnectionsPerIP: c.Limits.MaxConnectionsPerIP,
-			MaxMessageBytes: c.Limits.MaxMessageBytes, MaxRecipients: c.Limits.MaxRecipients,
-			MaxLineLength: c.Limits.MaxLineLength, MaxErrors: c.Limits.MaxErrors, CommandTimeout: c.Limits.CommandTimeout,
-			DataTimeout: c.Limits.DataTimeout, ShutdownGrace: c.Limits.ShutdownGrace,
-		},
-	}
+	return l, nil
 }

@@ -1,6 +1,6 @@
-package main
+package config
 
-// The health and alarm settings (docs/metrics.md): which dependencies
+// The health and alarm settings (docs/metrics.md): which Dependencies
 // /readyz requires, and when infrastructure deferrals raise the tempfail
 // alarm.
 
@@ -13,25 +13,25 @@ import (
 	"sekisho/internal/mailaddr"
 )
 
-// The dependencies sekisho_up reports and health.required may name.
+// The Dependencies sekisho_up reports and health.required may name.
 const (
-	depDNSCanary  = "dns_canary"
-	depLDAPCanary = "ldap_canary"
-	depStore      = "store"
-	depNextHop    = "next_hop"
+	DepDNSCanary  = "dns_canary"
+	DepLDAPCanary = "ldap_canary"
+	DepStore      = "store"
+	DepNextHop    = "next_hop"
 )
 
-var dependencies = []string{depDNSCanary, depLDAPCanary, depStore, depNextHop}
+var Dependencies = []string{DepDNSCanary, DepLDAPCanary, DepStore, DepNextHop}
 
 // HealthConfig configures /readyz and the dependency prober.
 type HealthConfig struct {
-	// Required are the dependencies without which /readyz answers 503, so
+	// Required are the Dependencies without which /readyz answers 503, so
 	// that a load balancer sends new connections to another gateway. The
-	// default is none: gateways usually share their dependencies, and
+	// default is none: gateways usually share their Dependencies, and
 	// taking every one out of the pool at once would leave clients with
 	// nothing, not even the 4xx that makes them retry.
-	Required []string `yaml:"required"`
-	// Interval is how often the dependencies are probed (default 15s).
+	Required []string `yaml:"required" type:"list of dns_canary, ldap_canary, store, next_hop"`
+	// Interval is how often the Dependencies are probed (default 15s).
 	Interval time.Duration `yaml:"interval"`
 }
 
@@ -46,15 +46,15 @@ type AlarmConfig struct {
 	MinEvents int `yaml:"min_events"`
 	// MailTo, when set, is mailed at the start and the end of an
 	// episode, through its route's next hop.
-	MailTo string `yaml:"mail_to"`
+	MailTo string `yaml:"mail_to" type:"address"`
 }
 
 func (c *Config) validateHealth() error {
 	for _, d := range c.Health.Required {
-		if !slices.Contains(dependencies, d) {
-			return invalid(fmt.Sprintf("%q is not a dependency (want %s)", d, strings.Join(dependencies, ", ")), "health", "required")
+		if !slices.Contains(Dependencies, d) {
+			return invalid(fmt.Sprintf("%q is not a dependency (want %s)", d, strings.Join(Dependencies, ", ")), "health", "required")
 		}
-		if d == depLDAPCanary && len(c.LDAP.URLs) == 0 {
+		if d == DepLDAPCanary && len(c.LDAP.URLs) == 0 {
 			return invalid("ldap_canary needs ldap.urls", "health", "required")
 		}
 	}
@@ -71,19 +71,19 @@ func (c *Config) validateHealth() error {
 		return invalid("min_events must be at least 1", "alarm", "min_events")
 	}
 	if a.MailTo != "" {
-		to, err := parseMailbox(a.MailTo)
+		to, err := ParseMailbox(a.MailTo)
 		if err != nil {
 			return invalid(fmt.Sprintf("mail_to %q: %v", a.MailTo, err), "alarm", "mail_to")
 		}
-		if c.relayRoutes().Lookup(to.Domain) < 0 {
+		if c.RelayRoutes().Lookup(to.Domain) < 0 {
 			return invalid("mail_to "+a.MailTo+" matches no route", "alarm", "mail_to")
 		}
 	}
 	return nil
 }
 
-// parseMailbox parses a plain address (no angle brackets).
-func parseMailbox(s string) (mailaddr.Address, error) {
+// ParseMailbox parses a plain address (no angle brackets).
+func ParseMailbox(s string) (mailaddr.Address, error) {
 	a, rest, err := mailaddr.ParsePath("<"+s+">", false, false, false)
 	if err == nil && rest != "" {
 		err = fmt.Errorf("unexpected %q", rest)
