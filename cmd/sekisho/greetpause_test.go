@@ -3,13 +3,15 @@ package main
 import (
 	"testing"
 	"time"
+
+	"sekisho/config"
 )
 
 // TestGreetPauseTTLsReachTheGateway: pass_ttl and fail_ttl of
 // checks.greet_pause reach the gateway each as itself (the gateway's test
 // TestGreetMemoryTTLs shows how long it keeps each verdict).
 func TestGreetPauseTTLsReachTheGateway(t *testing.T) {
-	cfg, err := ParseConfig("f.yaml", []byte(`
+	cfg, err := config.Parse("f.yaml", []byte(`
 hostname: mx1.campus.test
 local_domains: [campus.test]
 routes:
@@ -20,7 +22,7 @@ checks:
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := cfg.gatewayConfig()
+	g := gatewayConfig(&cfg)
 	if g.GreetPause != 5*time.Second || g.GreetPassTTL != 3*time.Hour || g.GreetFailTTL != time.Hour {
 		t.Errorf("gateway greet pause %v, pass_ttl %v, fail_ttl %v; want 5s, 3h, 1h", g.GreetPause, g.GreetPassTTL, g.GreetFailTTL)
 	}
