@@ -45,12 +45,14 @@ func TestHTTPHalfRequestDisconnected(t *testing.T) {
 		"nothing":             "",
 	} {
 		t.Run(name, func(t *testing.T) {
+			// start is taken before the dial: the server's header timer
+			// starts once it has accepted, which may be before Dial returns.
+			start := time.Now()
 			c, err := net.Dial("tcp", l.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			start := time.Now()
 			if _, err := io.WriteString(c, half); err != nil {
 				t.Fatal(err)
 			}
