@@ -96,7 +96,7 @@ func buildDeb(t *testing.T) string {
 func TestDebianPackage(t *testing.T) {
 	needRoot(t)
 	for name, pkg := range map[string]string{"dpkg": "dpkg", "lintian": "lintian", "setpriv": "util-linux",
-		"systemd-sysusers": "systemd", "lexgrog": "man-db", "swaks": "swaks"} {
+		"systemd-sysusers": "systemd", "systemd-analyze": "systemd", "lexgrog": "man-db", "swaks": "swaks"} {
 		testenv.Command(t, name, pkg)
 	}
 	purgeSekisho(t) // a package installed before this test
@@ -147,11 +147,21 @@ func TestDebianPackage(t *testing.T) {
 	// Nothing enabled, nothing started: no link to any unit of the package.
 	checkNoUnitLinks(t)
 
-	// Every unit's Documentation= names something installed.
+	// Every unit is one systemd reads without a complaint (its programs
+	// installed, every key known), and its Documentation= names something
+	// installed.
+	units := 0
 	for _, f := range files {
 		if strings.HasPrefix(f, "/usr/lib/systemd/system/sekisho") {
+			units++
+			if out, err := exec.Command("systemd-analyze", "verify", f).CombinedOutput(); err != nil || len(out) > 0 {
+				t.Errorf("systemd-analyze verify %s: %v\n%s", f, err, out)
+			}
 			checkUnitDocumentation(t, f)
 		}
+	}
+	if units != 5 {
+		t.Errorf("the package has %d units, want 5", units)
 	}
 	// The man pages read as man pages.
 	for _, page := range []string{"/usr/share/man/man8/sekisho.8.gz", "/usr/share/man/man5/sekisho.yaml.5.gz"} {
