@@ -323,3 +323,59 @@ func TestManPagesCoverEverything(t *testing.T) {
 		t.Fatalf("check-config printed %d top-level keys", len(cfg))
 	}
 }
+
+// TestPackagedConfigSettingsLeftOut: the configuration the package installs
+// passes check-config with only the files the package ships beside it, and
+// so does it with its commented-out tls and ldap settings switched on and
+// the files they name made, as an admin following its comments would.
+func TestPackagedConfigSettingsLeftOut(t *testing.T) {
+	bin := harness.Binary(t)
+	data, err := os.ReadFile("../packaging/sekisho.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	etc := t.TempDir() // stands for /etc/sekisho
+	for src, name := range map[string]string{"../baddomains.txt": "baddomains.txt", "../deploy/greylist-whitelist.txt": "greylist-whitelist.txt"} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(etc, name), b, 0o644)
+	}
+	text := strings.ReplaceAll(string(data), "/etc/sekisho/", etc+"/")
+	check := func(text string) string {
+		t.Helper()
+		cfg := filepath.Join(etc, "sekisho.yaml")
+		os.WriteFile(cfg, []byte(text), 0o644)
+		return runCmd(t, "", bin, "check-config", "-config", cfg)
+	}
+	if out := check(text); strings.Contains(out, "ldap.campus.example") {
+		t.Fatalf("the ldap section is on as installed:\n%s", out)
+	}
+
+	// Switch the commented settings on: "# tls: ..." and the "# ldap:"
+	// block.
+	var on []string
+	inLDAP := false
+	for _, line := range strings.Split(text, "\n") {
+		switch {
+		case strings.HasPrefix(line, "# tls:") || line == "# ldap:":
+			line = strings.TrimPrefix(line, "# ")
+			inLDAP = line == "ldap:"
+		case inLDAP && strings.HasPrefix(line, "#   "):
+			line = strings.TrimPrefix(line, "#")
+		default:
+			inLDAP = false
+		}
+		on = append(on, line)
+	}
+	os.MkdirAll(filepath.Join(etc, "tls"), 0o755)
+	selfSigned(t, filepath.Join(etc, "tls"), "mx1.campus.example")
+	os.WriteFile(filepath.Join(etc, "ldap.secret"), []byte("secret\n"), 0o640)
+	out := check(strings.Join(on, "\n"))
+	for _, want := range []string{"ldap://ldap1.campus.example:389", "canary: canary@campus.example", filepath.Join(etc, "tls/cert.pem")} {
+		if !strings.Contains(out, want) {
+			t.Errorf("with the commented settings on, the effective configuration lacks %q:\n%s", want, out)
+		}
+	}
+}
