@@ -85,7 +85,7 @@ func buildDeb(t *testing.T) string {
 }
 
 // TestDebianPackage: `make deb` builds a package that lintian finds no
-// error in; `dpkg -i` installs it (a sekisho already installed is purged
+// error in, with the files `make install` installs; `dpkg -i` installs it (a sekisho already installed is purged
 // first); the installed configuration passes check-config as the sekisho
 // user; the gateway runs as that user on a copy of it moved to free
 // loopback ports and a test DNS server, and delivers a message sent with
@@ -110,6 +110,33 @@ func TestDebianPackage(t *testing.T) {
 	t.Logf("lintian:\n%s", out)
 	if err != nil || regexp.MustCompile(`(?m)^[EW]: `).Match(out) {
 		t.Fatalf("lintian reports errors or warnings (%v):\n%s", err, out)
+	}
+
+	// The package holds the files of `make install` with PREFIX=/usr, but
+	// for Debian's own names of the license and the changelog, and the
+	// lintian overrides.
+	staged := t.TempDir()
+	runCmd(t, "..", "make", "-s", "install", "DESTDIR="+staged, "PREFIX=/usr")
+	want := map[string]bool{"usr/share/doc/sekisho/copyright": true, "usr/share/doc/sekisho/changelog.gz": true,
+		"usr/share/lintian/overrides/sekisho": true}
+	for _, f := range installedFiles(t, staged) {
+		if f != "usr/share/doc/sekisho/LICENSE" && f != "usr/share/doc/sekisho/CHANGELOG.md" {
+			want[f] = true
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(runCmd(t, "", "dpkg-deb", "-c", deb)), "\n") {
+		fields := strings.Fields(line)
+		if strings.HasPrefix(fields[0], "d") {
+			continue
+		}
+		f := strings.TrimPrefix(fields[len(fields)-1], "./")
+		if !want[f] {
+			t.Errorf("the package has %s, which make install does not install", f)
+		}
+		delete(want, f)
+	}
+	for f := range want {
+		t.Errorf("make install installs %s, which the package lacks", f)
 	}
 
 	t.Cleanup(func() { purgeSekisho(t) })
