@@ -379,3 +379,38 @@ func TestPackagedConfigSettingsLeftOut(t *testing.T) {
 		}
 	}
 }
+
+// TestSocketUnitsOptional: the socket units are optional. sekisho.service
+// names none of them in a dependency (Sockets= is one: it makes the service
+// want and start every socket it lists, so an MSA, which has no smtp
+// listener, would not start once the package installs sekisho.socket);
+// each socket unit names sekisho.service in Service=, which is what hands
+// its socket to the service when an admin enables it.
+func TestSocketUnitsOptional(t *testing.T) {
+	units, err := filepath.Glob("../deploy/*.socket")
+	if err != nil || len(units) < 2 {
+		t.Fatalf("socket units under deploy/: %v %v", units, err)
+	}
+	service, err := os.ReadFile("../deploy/sekisho.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep := regexp.MustCompile(`(?m)^(Sockets|Wants|Requires|Requisite|BindsTo|Upholds|PartOf)=(.*)$`)
+	for _, m := range dep.FindAllStringSubmatch(string(service), -1) {
+		if m[1] == "Sockets" || strings.Contains(m[2], ".socket") {
+			t.Errorf("sekisho.service: %s=%s pulls in a socket unit", m[1], m[2])
+		}
+	}
+	for _, u := range units {
+		data, err := os.ReadFile(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !regexp.MustCompile(`(?m)^Service=sekisho\.service$`).Match(data) {
+			t.Errorf("%s does not name sekisho.service in Service=", u)
+		}
+		if !regexp.MustCompile(`(?m)^FileDescriptorName=(smtp|lmtp|submission|submissions|http)$`).Match(data) {
+			t.Errorf("%s does not name a listener in FileDescriptorName=", u)
+		}
+	}
+}
