@@ -14,7 +14,7 @@
 //	                                     make a DKIM key, print its DNS record
 //	sekisho report [-config FILE] [-weeks N | -from DATE -to DATE] [-format text|csv|json]
 //	                                     weekly counts of deferrals and rejections by cause
-//	sekisho version                      print the version
+//	sekisho version                      print the version, commit and Go version
 //
 // All wiring is explicit here: main builds the lookups, the checks in the
 // chain and the listeners from the configuration; there are no init()
@@ -37,9 +37,6 @@ import (
 
 	"sekisho/config"
 )
-
-// version is stamped by the Makefile (-ldflags "-X main.version=...").
-var version = "dev"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -64,8 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "report":
 		return runReport(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, "sekisho", version)
-		return 0
+		return runVersion(stdout)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return 0
@@ -88,7 +84,7 @@ func usage(w io.Writer) {
                                        make a DKIM signing key, print the DNS record to publish
   sekisho report [-config FILE] [-weeks N | -from DATE -to DATE] [-format text|csv|json]
                                        weekly counts of deferrals and rejections by cause (docs/report.md)
-  sekisho version                      print the version
+  sekisho version                      print the version, the commit and the Go version it was built with
 `)
 }
 

@@ -111,8 +111,16 @@ func Start(t testing.TB, configYAML string) *Gateway {
 // StartArgs runs the binary with arbitrary arguments in dir.
 func StartArgs(t testing.TB, dir string, args ...string) *Gateway {
 	t.Helper()
+	return StartProgram(t, dir, Binary(t), args...)
+}
+
+// StartProgram runs program with args in dir as StartArgs runs the binary:
+// a sekisho installed elsewhere, or started through a program that execs
+// it (setpriv to run it as another user), so that the process is sekisho.
+func StartProgram(t testing.TB, dir, program string, args ...string) *Gateway {
+	t.Helper()
 	g := &Gateway{t: t, Dir: dir, lines: make(chan string, 1024), exited: make(chan struct{})}
-	g.cmd = exec.Command(Binary(t), args...)
+	g.cmd = exec.Command(program, args...)
 	g.cmd.Dir = dir
 	stderr, err := g.cmd.StderrPipe()
 	if err != nil {
