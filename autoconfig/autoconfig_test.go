@@ -11,51 +11,16 @@ import (
 
 	"github.com/miekg/dns"
 
+	"sekisho/internal/harness"
 	"sekisho/internal/mailaddr"
 )
 
-// The formats as a client reads them, written from their specifications
-// (not from the types that write them): Mozilla's clientConfig 1.1 and the
-// POX autodiscover response.
-type thunderbirdFile struct {
-	XMLName  xml.Name `xml:"clientConfig"`
-	Version  string   `xml:"version,attr"`
-	Provider struct {
-		ID       string              `xml:"id,attr"`
-		Domains  []string            `xml:"domain"`
-		Incoming []thunderbirdServer `xml:"incomingServer"`
-		Outgoing []thunderbirdServer `xml:"outgoingServer"`
-	} `xml:"emailProvider"`
-}
-
-type thunderbirdServer struct {
-	Type           string `xml:"type,attr"`
-	Hostname       string `xml:"hostname"`
-	Port           int    `xml:"port"`
-	SocketType     string `xml:"socketType"`
-	Authentication string `xml:"authentication"`
-	Username       string `xml:"username"`
-}
-
-type outlookFile struct {
-	XMLName  xml.Name `xml:"http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006 Autodiscover"`
-	Response struct {
-		XMLName xml.Name `xml:"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a Response"`
-		Account struct {
-			AccountType string `xml:"AccountType"`
-			Action      string `xml:"Action"`
-			Protocol    []struct {
-				Type         string `xml:"Type"`
-				Server       string `xml:"Server"`
-				Port         int    `xml:"Port"`
-				LoginName    string `xml:"LoginName"`
-				SSL          string `xml:"SSL"`
-				Encryption   string `xml:"Encryption"`
-				AuthRequired string `xml:"AuthRequired"`
-			} `xml:"Protocol"`
-		} `xml:"Account"`
-	} `xml:"Response"`
-}
+// The documents are parsed with harness's types, written from the formats
+// (what a client reads), not with the writer's.
+type (
+	thunderbirdFile = harness.ThunderbirdConfig
+	outlookFile     = harness.OutlookAutodiscover
+)
 
 func testSettings() *Settings {
 	return &Settings{

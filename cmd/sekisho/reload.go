@@ -333,6 +333,7 @@ func (r *reloader) reload(ctx context.Context) {
 func (r *reloader) applied(ctx context.Context, prev, g *generation) {
 	r.checks.follow(g.chain)
 	r.obs.health.follow(&g.cfg, g.d, g.gcfg.Router)
+	r.obs.autoconfig.Set(g.cfg.autoconfigSettings())
 	// The files kept by name hold what the loader read now.
 	files, _ := g.cfg.files() // read by LoadConfig: no error here
 	if g.d.badDomains != prev.d.badDomains {
@@ -356,6 +357,7 @@ func (r *reloader) applied(ctx context.Context, prev, g *generation) {
 		{"ldap", prev.cfg.LDAP, g.cfg.LDAP},
 		{"auth", prev.cfg.Auth, g.cfg.Auth},
 		{"dkim", prev.cfg.DKIM, g.cfg.DKIM},
+		{"autoconfig", prev.cfg.Autoconfig, g.cfg.Autoconfig},
 	})
 	summary := strings.Join(changed, ", ")
 	if summary == "" {
