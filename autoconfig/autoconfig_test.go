@@ -102,12 +102,18 @@ func TestThunderbirdDocument(t *testing.T) {
 func TestThunderbirdDomainFromHost(t *testing.T) {
 	h := NewHandler(testSettings())
 	for host, want := range map[string]int{"autoconfig.campus.test": 200, "AutoConfig.campus.test:443": 200, "campus.test": 200, "autoconfig.example.org": 404, "127.0.0.1": 400} {
-		r := httptest.NewRequest("GET", ThunderbirdPath, nil)
-		r.Host = host
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		if w.Code != want {
-			t.Errorf("Host %s: %d, want %d", host, w.Code, want)
+		for _, path := range []string{ThunderbirdPath, ThunderbirdWellKnownPath} {
+			r := httptest.NewRequest("GET", path, nil)
+			r.Host = host
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != want {
+				t.Errorf("%s, Host %s: %d, want %d", path, host, w.Code, want)
+			}
+			var f thunderbirdFile
+			if want == 200 && (xml.Unmarshal(w.Body.Bytes(), &f) != nil || f.Provider.ID != "campus.test") {
+				t.Errorf("%s, Host %s: %s", path, host, w.Body)
+			}
 		}
 	}
 }

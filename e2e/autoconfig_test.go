@@ -253,6 +253,20 @@ func TestAutoconfigAgainstTheListeners(t *testing.T) {
 			g.wantServers(t, tc.name+": "+path, out, tc.user)
 			servers = append(servers, out...)
 		}
+		// Without ?emailaddress=, the name the request was sent to: the
+		// domain itself for the well-known path (a proxy passes Host on).
+		req, _ := http.NewRequest("GET", "http://"+g.http+"/.well-known/autoconfig/mail/config-v1.1.xml", nil)
+		req.Host = "campus.test"
+		if resp, err := http.DefaultClient.Do(req); err != nil {
+			t.Error(err)
+		} else {
+			var c harness.ThunderbirdConfig
+			err := xml.NewDecoder(resp.Body).Decode(&c)
+			resp.Body.Close()
+			if out, _ := c.Outgoing(alice.Mail); resp.StatusCode != 200 || err != nil || c.Provider.ID != "campus.test" || len(out) == 0 {
+				t.Errorf("%s: well-known path with Host campus.test: %d %v %+v", tc.name, resp.StatusCode, err, c)
+			}
+		}
 		for _, method := range []string{"POST", "GET"} {
 			o := g.outlook(t, method, alice.Mail)
 			a := o.Response.Account
@@ -406,6 +420,19 @@ ldap: {urls: ["ldap://127.0.0.1:9"], base_dn: %q, bind_dn: %q, bind_password_fil
 			t.Errorf("%s: stderr does not name the subtree entry: %q", tc.name, stderr.String())
 		}
 	}
+	// Usage: -dns is the command; -h is help.
+	for args, want := range map[string]int{"autoconfig": 2, "autoconfig -h": 0, "autoconfig -dns extra": 2} {
+		err := exec.Command(harness.Binary(t), strings.Fields(args)...).Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != want {
+			t.Errorf("sekisho %s: exit %d, want %d", args, code, want)
+		}
+	}
 	// No submission listener: nothing to publish, and it says so.
 	path := filepath.Join(dir, "mx.yaml")
 	os.WriteFile(path, []byte(common+"listen: {smtp: \"0.0.0.0:25\"}\n"), 0o600)
@@ -450,5 +477,31 @@ ldap: {urls: ["ldap://127.0.0.1:9"], base_dn: %q, bind_dn: %q, bind_password_fil
 	os.WriteFile(path, []byte(head+msa+"autoconfig: {imap: imap.campus.test:993, username: localpart}\n"), 0o600)
 	if out, err := exec.Command(harness.Binary(t), "check-config", "-config", path).CombinedOutput(); err != nil || !strings.Contains(string(out), "imap: imap.campus.test:993") {
 		t.Errorf("a valid autoconfig: %v\n%s", err, out)
+	}
+}
+
+// TestMSADocSRVRecords: the output docs/msa.md shows for `sekisho
+// autoconfig -dns` is what the command prints for deploy/msa.yaml.
+func TestMSADocSRVRecords(t *testing.T) {
+	doc, err := os.ReadFile("../docs/msa.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const command = "$ sekisho autoconfig -dns -config /etc/sekisho/sekisho.yaml\n"
+	i := strings.Index(string(doc), command)
+	if i < 0 {
+		t.Fatalf("docs/msa.md does not show %q", command)
+	}
+	shown := string(doc[i+len(command):])
+	shown = shown[:strings.Index(shown, "```")]
+	cfg, _ := deployConfig(t, "../deploy/msa.yaml")
+	cmd := exec.Command(harness.Binary(t), "autoconfig", "-dns", "-config", cfg)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	if stdout.String() != shown {
+		t.Errorf("docs/msa.md shows\n%s\nthe command prints\n%s", shown, stdout.String())
 	}
 }
