@@ -177,20 +177,20 @@ func TestNotServed(t *testing.T) {
 		want    int
 		wantErr string
 	}{
-		{"other domain", testSettings(), "GET", ThunderbirdPath + "?emailaddress=alice@example.org", "", 404, ""},
+		{"other domain", testSettings(), "GET", ThunderbirdPath + "?emailaddress=alice@example.org", "", 404, "for this domain"},
 		{"parent of a subtree entry only", &Settings{LocalDomains: mailaddr.NewDomainSet([]string{".campus.test"}), Hostname: "m", SubmissionPort: 587,
 			Incoming: testSettings().Incoming}, "GET", tb, "", 404, ""},
 		{"other domain, Outlook", testSettings(), "POST", OutlookPath, outlookRequest("alice@example.org"), 404, ""},
-		{"no incoming server", &Settings{LocalDomains: testSettings().LocalDomains, Hostname: "m", SubmissionPort: 587}, "GET", tb, "", 404, ""},
-		{"no submission listener", &Settings{LocalDomains: testSettings().LocalDomains, Hostname: "m", Incoming: testSettings().Incoming}, "GET", tb, "", 404, ""},
-		{"nil", nil, "GET", tb, "", 404, ""},
+		{"no incoming server", &Settings{LocalDomains: testSettings().LocalDomains, Hostname: "m", SubmissionPort: 587}, "GET", tb, "", 404, "autoconfig.imap"},
+		{"no submission listener", &Settings{LocalDomains: testSettings().LocalDomains, Hostname: "m", Incoming: testSettings().Incoming}, "POST", OutlookPath, outlookRequest("alice@campus.test"), 404, "no submission listener"},
+		{"nil", nil, "GET", tb, "", 404, "autoconfig.imap"},
 		{"ActiveSync", testSettings(), "POST", OutlookPath, strings.Replace(outlookRequest("alice@campus.test"), "outlook/responseschema/2006a", "mobilesync/responseschema/2006", 1), 404, ""},
 		{"PUT", testSettings(), "PUT", OutlookPath, "", 405, ""},
 		{"POST to Thunderbird's", testSettings(), "POST", tb, "", 405, ""},
 		{"another path", testSettings(), "GET", "/mail/other.xml", "", 404, ""},
 	} {
-		if code, body := serve(t, NewHandler(tc.s), tc.method, tc.target, tc.body); code != tc.want {
-			t.Errorf("%s: %d, want %d: %s", tc.name, code, tc.want, body)
+		if code, body := serve(t, NewHandler(tc.s), tc.method, tc.target, tc.body); code != tc.want || !strings.Contains(body, tc.wantErr) {
+			t.Errorf("%s: %d %q, want %d %q", tc.name, code, body, tc.want, tc.wantErr)
 		}
 	}
 	var zero Handler

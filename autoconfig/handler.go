@@ -60,7 +60,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		domain, err := thunderbirdDomain(r)
 		if err == nil && !s.serves() {
-			err = errNotLocal
+			err = errNotServed
 		}
 		if err == nil {
 			domain, err = s.localDomain(domain)
@@ -76,7 +76,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		a, err := outlookAddress(w, r)
 		if err == nil && !s.serves() {
-			err = errNotLocal
+			err = errNotServed
 		}
 		if err == nil {
 			a.domain, err = s.localDomain(a.domain)
@@ -183,6 +183,10 @@ func outlookAddress(w http.ResponseWriter, r *http.Request) (address, error) {
 // refuse answers err with its status and a fixed text.
 func refuse(w http.ResponseWriter, err error) {
 	switch {
+	case errors.Is(err, errNotServed):
+		// Says why to the admin who tries it with curl; it tells others
+		// nothing the 404 does not.
+		http.Error(w, "no mail configuration is served here: no incoming server (autoconfig.imap, autoconfig.pop3) or no submission listener is configured", http.StatusNotFound)
 	case errors.Is(err, errNotLocal):
 		http.Error(w, "no mail configuration here for this domain", http.StatusNotFound)
 	default:

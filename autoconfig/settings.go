@@ -100,6 +100,9 @@ func (s *Settings) serves() bool {
 // domain: 404.
 var errNotLocal = errors.New("not a local domain")
 
+// errNotServed is any request while the settings serve nothing: 404.
+var errNotServed = errors.New("nothing served")
+
 // errMalformed is a request whose address could not be read: 400.
 var errMalformed = errors.New("not a mail address")
 
