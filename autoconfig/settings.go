@@ -79,7 +79,7 @@ type Settings struct {
 }
 
 // Outgoing is the submission listeners in the order offered: implicit TLS
-// first, as RFC 8314 §3.3 recommends for submission, then STARTTLS.
+// first, as RFC 8314 §3 recommends, then STARTTLS.
 func (s *Settings) Outgoing() []Server {
 	var out []Server
 	if s.SubmissionsPort != 0 {

@@ -14,7 +14,7 @@ const SRVTTL = time.Hour
 // 8314 §5.1) and _submission._tcp (STARTTLS, RFC 6186 §3.1), each on
 // Hostname and its port. When both listeners exist, _submissions gets the
 // lower (preferred) priority, 0 against 10, for the clients that compare
-// priorities across the two services, as RFC 8314 §3.3 prefers implicit TLS.
+// priorities across the two services, as RFC 8314 §3 prefers implicit TLS.
 // A listener that does not exist is published as not available: target
 // "." (RFC 2782), so that a client does not try it. Weight 0: one target
 // (RFC 2782). Nothing when neither listener exists.
