@@ -14,6 +14,8 @@
 //	                                     make a DKIM key, print its DNS record
 //	sekisho report [-config FILE] [-weeks N | -from DATE -to DATE] [-format text|csv|json]
 //	                                     weekly counts of deferrals and rejections by cause
+//	sekisho autoconfig -dns [-config FILE]
+//	                                     the SRV records that locate the submission listeners
 //	sekisho version                      print the version
 //
 // All wiring is explicit here: main builds the lookups, the checks in the
@@ -63,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDKIM(args[1:], stdout, stderr)
 	case "report":
 		return runReport(args[1:], stdout, stderr)
+	case "autoconfig":
+		return runAutoconfig(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "sekisho", version)
 		return 0
@@ -88,6 +92,8 @@ func usage(w io.Writer) {
                                        make a DKIM signing key, print the DNS record to publish
   sekisho report [-config FILE] [-weeks N | -from DATE -to DATE] [-format text|csv|json]
                                        weekly counts of deferrals and rejections by cause (docs/report.md)
+  sekisho autoconfig -dns [-config FILE]
+                                       the DNS SRV records that locate the submission listeners (docs/msa.md)
   sekisho version                      print the version
 `)
 }
@@ -219,6 +225,7 @@ func runServe(args []string, stderr io.Writer) int {
 	if httpL := lset.get("http"); httpL != nil {
 		httpSrv = newHTTPServer(httpHandler(obs), httpLimits)
 		httpSrv.Handler = withReportPages(httpSrv.Handler, reportLoader(&cfg, d))
+		httpSrv.Handler = withAutoconfig(httpSrv.Handler, obs.autoconfig)
 		log.Info("listening", "listener", "http", "addr", httpL.Addr().String(), "socket", lset.origin("http"))
 		go func() {
 			if err := httpSrv.Serve(httpL); !errors.Is(err, http.ErrServerClosed) {
