@@ -29,25 +29,26 @@ import (
 // Config is the configuration file (DESIGN.md §7). Unknown keys are errors.
 // Every key has a default, so that `sekisho serve` with no file runs.
 type Config struct {
-	Hostname        string        `yaml:"hostname" type:"domain"`
-	Listen          ListenConfig  `yaml:"listen"`
-	TLS             TLSConfig     `yaml:"tls"`
-	LocalDomains    []string      `yaml:"local_domains" type:"list of domains"`
-	TrustedNetworks []Prefix      `yaml:"trusted_networks"`
-	Routes          []RouteConfig `yaml:"routes"`
-	DNS             DNSConfig     `yaml:"dns"`
-	LDAP            LDAPConfig    `yaml:"ldap"`
-	Store           StoreConfig   `yaml:"store"`
-	Checks          ChecksConfig  `yaml:"checks"`
-	Limits          LimitsConfig  `yaml:"limits"`
-	NextHop         NextHopConfig `yaml:"next_hop"`
-	Auth            AuthConfig    `yaml:"auth"`
-	DKIM            []DKIMConfig  `yaml:"dkim"`
-	Report          ReportConfig  `yaml:"report"`
-	Log             LogConfig     `yaml:"log"`
-	Health          HealthConfig  `yaml:"health"`
-	Alarm           AlarmConfig   `yaml:"alarm"`
-	ProxyProtocol   ProxyConfig   `yaml:"proxy_protocol"`
+	Hostname        string           `yaml:"hostname" type:"domain"`
+	Listen          ListenConfig     `yaml:"listen"`
+	TLS             TLSConfig        `yaml:"tls"`
+	LocalDomains    []string         `yaml:"local_domains" type:"list of domains"`
+	TrustedNetworks []Prefix         `yaml:"trusted_networks"`
+	Routes          []RouteConfig    `yaml:"routes"`
+	DNS             DNSConfig        `yaml:"dns"`
+	LDAP            LDAPConfig       `yaml:"ldap"`
+	Store           StoreConfig      `yaml:"store"`
+	Checks          ChecksConfig     `yaml:"checks"`
+	Limits          LimitsConfig     `yaml:"limits"`
+	NextHop         NextHopConfig    `yaml:"next_hop"`
+	Auth            AuthConfig       `yaml:"auth"`
+	DKIM            []DKIMConfig     `yaml:"dkim"`
+	Report          ReportConfig     `yaml:"report"`
+	Log             LogConfig        `yaml:"log"`
+	Health          HealthConfig     `yaml:"health"`
+	Alarm           AlarmConfig      `yaml:"alarm"`
+	ProxyProtocol   ProxyConfig      `yaml:"proxy_protocol"`
+	Autoconfig      AutoconfigConfig `yaml:"autoconfig"`
 
 	// named is what the files the configuration names held when the
 	// loader read them (files.go).

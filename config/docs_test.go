@@ -35,6 +35,7 @@ var keyPages = map[string]string{
 	"next_hop.mta_sts":               "[next_hop](#next_hop), outbound.md",
 	"next_hop.connection_cache_time": "[next_hop](#next_hop), outbound.md",
 	"auth":                           "[auth](#auth), msa.md",
+	"autoconfig":                     "[autoconfig](#autoconfig), msa.md",
 	"dkim":                           "outbound.md",
 	"report":                         "[top level](#top-level), report.md",
 	"health":                         "[top level](#top-level), metrics.md",
@@ -48,6 +49,9 @@ var keyDefaults = map[string]string{
 	"routes":                        "`localhost` → `maildir:var/mail` (required in a file)",
 	"checks.domain.popular_domains": "absent: the local domains and a built-in list",
 	"store.redis":                   "absent: the embedded file, `store.path`",
+	"autoconfig.imap":               "`\"\"`: none (nothing is served without imap or pop3)",
+	"autoconfig.pop3":               "`\"\"`: none",
+	"autoconfig.username":           "`\"\"`: the form `ldap.auth_filter` takes",
 }
 
 const (

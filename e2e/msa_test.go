@@ -844,31 +844,8 @@ func TestMSADeployConfigs(t *testing.T) {
 		t.Fatal("no deploy/*.yaml")
 	}
 	sawMSA := false
-	pathRE := regexp.MustCompile(`/etc/sekisho/[^\s"',\]}]+`)
 	for _, file := range files {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		cert, key := selfSigned(t, t.TempDir(), msaHost)
-		for _, p := range pathRE.FindAllString(string(data), -1) {
-			local := filepath.Join(dir, strings.TrimPrefix(p, "/etc/sekisho/"))
-			os.MkdirAll(filepath.Dir(local), 0o700)
-			content := []byte("secret\n")
-			switch base := filepath.Base(p); {
-			case base == "baddomains.txt":
-				content, _ = os.ReadFile("../baddomains.txt")
-			case strings.HasSuffix(base, ".pem") && strings.Contains(base, "key"):
-				content, _ = os.ReadFile(key)
-			case strings.HasSuffix(base, ".pem"):
-				content, _ = os.ReadFile(cert)
-			}
-			os.WriteFile(local, content, 0o600)
-		}
-		text := strings.ReplaceAll(string(data), "/etc/sekisho/", dir+"/")
-		cfg := filepath.Join(dir, filepath.Base(file))
-		os.WriteFile(cfg, []byte(text), 0o600)
+		cfg, text := deployConfig(t, file)
 		out, err := exec.Command(harness.Binary(t), "check-config", "-config", cfg).CombinedOutput()
 		if err != nil {
 			t.Errorf("%s: check-config: %v\n%s", file, err, out)
@@ -880,6 +857,38 @@ func TestMSADeployConfigs(t *testing.T) {
 	if !sawMSA {
 		t.Errorf("no example config under deploy/ has a submission listener")
 	}
+}
+
+// deployConfig copies the example config file under deploy/ into a
+// temporary directory with the files it names under /etc/sekisho/ made
+// there (the shipped bad-domain list, a password, a certificate and its
+// key), and returns the copy's path and text.
+func deployConfig(t *testing.T, file string) (path, text string) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cert, key := selfSigned(t, t.TempDir(), msaHost)
+	for _, p := range regexp.MustCompile(`/etc/sekisho/[^\s"',\]}]+`).FindAllString(string(data), -1) {
+		local := filepath.Join(dir, strings.TrimPrefix(p, "/etc/sekisho/"))
+		os.MkdirAll(filepath.Dir(local), 0o700)
+		content := []byte("secret\n")
+		switch base := filepath.Base(p); {
+		case base == "baddomains.txt":
+			content, _ = os.ReadFile("../baddomains.txt")
+		case strings.HasSuffix(base, ".pem") && strings.Contains(base, "key"):
+			content, _ = os.ReadFile(key)
+		case strings.HasSuffix(base, ".pem"):
+			content, _ = os.ReadFile(cert)
+		}
+		os.WriteFile(local, content, 0o600)
+	}
+	text = strings.ReplaceAll(string(data), "/etc/sekisho/", dir+"/")
+	path = filepath.Join(dir, filepath.Base(file))
+	os.WriteFile(path, []byte(text), 0o600)
+	return path, text
 }
 
 // TestMSACertificateReload: SIGHUP reloads the certificate: after the files

@@ -644,6 +644,13 @@ func ldapIsResultError(err error) bool {
 	return le.ResultCode < ldap.ErrorNetwork
 }
 
+// LDAPFilterAttributes returns the attributes a filter such as
+// LDAPConfig.AuthFilter compares the name with ("(|(uid=%s)(mail=%s))" →
+// uid, mail), or the error NewDirectory would give for it.
+func LDAPFilterAttributes(filter string) ([]string, error) {
+	return ldapFilterAttributes("filter", filter)
+}
+
 // ldapFilterAttributes returns the attributes a filter asserts on with "%s"
 // ("(mail=%s)" → mail), and checks that the filter compiles.
 func ldapFilterAttributes(key, filter string) ([]string, error) {

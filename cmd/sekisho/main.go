@@ -14,6 +14,8 @@
 //	                                     make a DKIM key, print its DNS record
 //	sekisho report [-config FILE] [-weeks N | -from DATE -to DATE] [-format text|csv|json]
 //	                                     weekly counts of deferrals and rejections by cause
+//	sekisho autoconfig -dns [-config FILE]
+//	                                     the SRV records that locate the submission listeners
 //	sekisho version                      print the version, commit and Go version
 //
 // All wiring is explicit here: main builds the lookups, the checks in the
@@ -60,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDKIM(args[1:], stdout, stderr)
 	case "report":
 		return runReport(args[1:], stdout, stderr)
+	case "autoconfig":
+		return runAutoconfig(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		return runVersion(stdout)
 	case "help", "-h", "-help", "--help":
@@ -84,6 +88,8 @@ func usage(w io.Writer) {
                                        make a DKIM signing key, print the DNS record to publish
   sekisho report [-config FILE] [-weeks N | -from DATE -to DATE] [-format text|csv|json]
                                        weekly counts of deferrals and rejections by cause (docs/report.md)
+  sekisho autoconfig -dns [-config FILE]
+                                       the DNS SRV records that locate the submission listeners (docs/msa.md)
   sekisho version                      print the version, the commit and the Go version it was built with
 `)
 }
@@ -215,6 +221,7 @@ func runServe(args []string, stderr io.Writer) int {
 	if httpL := lset.get("http"); httpL != nil {
 		httpSrv = newHTTPServer(httpHandler(obs), httpLimits)
 		httpSrv.Handler = withReportPages(httpSrv.Handler, reportLoader(&cfg, d))
+		httpSrv.Handler = withAutoconfig(httpSrv.Handler, obs.autoconfig)
 		log.Info("listening", "listener", "http", "addr", httpL.Addr().String(), "socket", lset.origin("http"))
 		go func() {
 			if err := httpSrv.Serve(httpL); !errors.Is(err, http.ErrServerClosed) {

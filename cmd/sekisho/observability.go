@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"sekisho/autoconfig"
 	"sekisho/config"
 	"sekisho/gateway"
 	"sekisho/internal/mailaddr"
@@ -27,10 +28,13 @@ type observability struct {
 	alarm    *tempfailAlarm
 	recorded report.Recorder // what the gateway had before (the report counter)
 	reg      *prometheus.Registry
+	// autoconfig answers mail programs on the http listener; reloads
+	// give it the new configuration.
+	autoconfig *autoconfig.Handler
 }
 
 func newObservability(cfg *config.Config, d *deps, log *slog.Logger) *observability {
-	o := &observability{cfg: cfg, d: d, log: log, lookups: newLookupDuration()}
+	o := &observability{cfg: cfg, d: d, log: log, lookups: newLookupDuration(), autoconfig: autoconfig.NewHandler(cfg.AutoconfigSettings())}
 	d.observe = observer(o.lookups)
 	d.resolver.Observe(d.observe)
 	if d.directory != nil {

@@ -334,6 +334,7 @@ func (r *reloader) reload(ctx context.Context) {
 func (r *reloader) applied(ctx context.Context, prev, g *generation) {
 	r.checks.follow(g.chain)
 	r.obs.health.follow(&g.cfg, g.d, g.gcfg.Router)
+	r.obs.autoconfig.Set(g.cfg.AutoconfigSettings())
 	// The files kept by name hold what the loader read now.
 	files, _ := g.cfg.Files() // read by config.Load: no error here
 	if g.d.badDomains != prev.d.badDomains {
@@ -357,6 +358,7 @@ func (r *reloader) applied(ctx context.Context, prev, g *generation) {
 		{"ldap", prev.cfg.LDAP, g.cfg.LDAP},
 		{"auth", prev.cfg.Auth, g.cfg.Auth},
 		{"dkim", prev.cfg.DKIM, g.cfg.DKIM},
+		{"autoconfig", prev.cfg.Autoconfig, g.cfg.Autoconfig},
 	})
 	summary := strings.Join(changed, ", ")
 	if summary == "" {
