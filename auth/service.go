@@ -207,10 +207,16 @@ func New(dir Directory, cfg Config) *Service {
 // directory request when either is spent); the credentials' shape (empty
 // password, NUL, too long: 535 without a bind); a bind slot; the directory.
 // Only a 535 counts as a failure: the directory's trouble is not the
-// client's.
-func (s *Service) Login(ctx context.Context, ip netip.Addr, user, password string) (User, *policy.Reply) {
+// client's. Each outcome is logged on log (the session's logger, which names
+// the session and client; the service's own with the address when nil),
+// a refusal with its reply.
+func (s *Service) Login(ctx context.Context, log *slog.Logger, ip netip.Addr, user, password string) (User, *policy.Reply) {
 	now := s.cfg.Now()
-	log := s.log.With("user", logName(user), "ip", ip.String())
+	if log == nil {
+		log = s.log.With("user", logName(user), "ip", ip.String())
+	} else {
+		log = log.With("user", logName(user))
+	}
 	name := strings.ToLower(user)
 	if len(name) > MaxUserBytes {
 		name = name[:MaxUserBytes]
@@ -222,7 +228,7 @@ func (s *Service) Login(ctx context.Context, ip netip.Addr, user, password strin
 	ipF := s.tracked(s.ips, ipKey(ip))
 	if !ipF.mayTry(now) {
 		s.mu.Unlock()
-		log.Info("auth refused", "outcome", "throttled", "reason", "too many failures from this address")
+		log.Info("auth refused", "outcome", "throttled", "reason", "too many failures from this address", "reply", policy.AuthThrottledIP.String())
 		return User{}, policy.AuthThrottledIP
 	}
 	userF := []*failures{s.tracked(s.users, "name:"+name)}
@@ -232,7 +238,7 @@ func (s *Service) Login(ctx context.Context, ip netip.Addr, user, password strin
 	for _, f := range userF {
 		if !f.mayTry(now) {
 			s.mu.Unlock()
-			log.Info("auth refused", "outcome", "throttled", "reason", "too many failures for this user")
+			log.Info("auth refused", "outcome", "throttled", "reason", "too many failures for this user", "reply", policy.AuthThrottledUser.String())
 			return User{}, policy.AuthThrottledUser
 		}
 	}
@@ -252,7 +258,7 @@ func (s *Service) Login(ctx context.Context, ip netip.Addr, user, password strin
 
 	if reason := refuseUnseen(user, password); reason != "" {
 		s.failed(ip, name, "")
-		log.Info("auth failed", "outcome", "invalid", "reason", reason)
+		log.Info("auth failed", "outcome", "invalid", "reason", reason, "reply", policy.AuthFailed.String())
 		return User{}, policy.AuthFailed
 	}
 
@@ -261,10 +267,10 @@ func (s *Service) Login(ctx context.Context, ip netip.Addr, user, password strin
 	select {
 	case s.binds <- struct{}{}:
 	case <-wait.C:
-		log.Warn("auth failed", "outcome", "temporary", "reason", "all directory slots busy")
+		log.Warn("auth failed", "outcome", "temporary", "reason", "all directory slots busy", "reply", policy.AuthTempFailed.String())
 		return User{}, policy.AuthTempFailed
 	case <-ctx.Done():
-		log.Warn("auth failed", "outcome", "temporary", "reason", "cancelled waiting for a directory slot: "+ctx.Err().Error())
+		log.Warn("auth failed", "outcome", "temporary", "reason", "cancelled waiting for a directory slot: "+ctx.Err().Error(), "reply", policy.AuthTempFailed.String())
 		return User{}, policy.AuthTempFailed
 	}
 	res := s.dir.Authenticate(ctx, user, password)
@@ -286,24 +292,31 @@ func (s *Service) Login(ctx context.Context, ip netip.Addr, user, password strin
 		return u, nil
 	case lookup.AuthInvalid:
 		s.failed(ip, name, res.DN)
-		log.Info("auth failed", "outcome", "invalid", "dn", res.DN, "reason", res.Reason)
+		log.Info("auth failed", "outcome", "invalid", "dn", res.DN, "reason", res.Reason, "reply", policy.AuthFailed.String())
 		return User{}, policy.AuthFailed
 	}
-	log.Warn("auth failed", "outcome", "temporary", "dn", res.DN, "reason", res.Reason)
+	log.Warn("auth failed", "outcome", "temporary", "dn", res.DN, "reason", res.Reason, "reply", policy.AuthTempFailed.String())
 	return User{}, policy.AuthTempFailed
 }
 
 // ExchangeFailed is the reply for an error of Mechanism.Next, like
-// ExchangeReply, with the attempt logged; an ErrAuthzid (a credential
+// ExchangeReply, with the attempt logged (on log, the session's logger,
+// when not nil) with the reply; an ErrAuthzid (a credential
 // refused, not a syntax error) also counts as a failed login for the client
 // address and the user name.
-func (s *Service) ExchangeFailed(ip netip.Addr, m Mechanism, err error) *policy.Reply {
+func (s *Service) ExchangeFailed(log *slog.Logger, ip netip.Addr, m Mechanism, err error) *policy.Reply {
 	user, _ := m.Credentials()
-	s.log.Info("auth failed", "user", logName(user), "ip", ip.String(), "outcome", "invalid", "reason", err.Error())
+	if log == nil {
+		log = s.log.With("user", logName(user), "ip", ip.String())
+	} else {
+		log = log.With("user", logName(user))
+	}
+	r := ExchangeReply(err)
+	log.Info("auth failed", "outcome", "invalid", "reason", err.Error(), "reply", r.String())
 	if errors.Is(err, ErrAuthzid) {
 		s.failed(ip, strings.ToLower(user), "")
 	}
-	return ExchangeReply(err)
+	return r
 }
 
 // refuseUnseen says why credentials are refused without asking the

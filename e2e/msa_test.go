@@ -40,6 +40,7 @@ type msaOpts struct {
 	auth    string // YAML flow mapping for `auth:`; "" keeps the defaults
 	checks  string // more lines under checks: (account: {} is always on)
 	extra   string // more top-level YAML (dkim: ...)
+	limits  string // YAML lines under limits:
 }
 
 // msaFixture is a running MSA: a slapd with People, a campus next hop
@@ -88,6 +89,7 @@ func startMSA(t *testing.T, mod func(*msaOpts)) *msaFixture {
 		s.extra += "auth: " + o.auth + "\n"
 	}
 	s.extra += o.extra
+	s.limits = o.limits
 	cfg := strings.Replace(s.yaml(t), "listen:\n", fmt.Sprintf("listen:\n  submission: %q\n  submissions: %q\n", f.sub, f.subs), 1)
 	f.gw = harness.Start(t, cfg)
 	// Every listener is bound before the first is announced; these lines

@@ -78,7 +78,11 @@ func (e *engine) DataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
 		if !e.dataClientFailed {
 			e.count(e.dataCheck, r, "", e.rcpts[i])
 		}
-		e.obs.decided("data", "", r, "", "to", e.rcpts[i].String())
+		kv := []any{"to", e.rcpts[i].String()}
+		if r.Code/100 == 2 && len(e.headers) > 0 {
+			kv = append(kv, "tags", tagSummary(e.headers))
+		}
+		e.obs.decided("data", "", r, "", kv...)
 	}
 	e.reset()
 	return replies
