@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"sekisho/internal/harness"
 	"sekisho/internal/testenv"
@@ -61,13 +59,7 @@ func TestREADMEFirstSession(t *testing.T) {
 	if len(steps) < 4 {
 		t.Fatalf("found %d commands in the README's first session", len(steps))
 	}
-	if c, err := net.DialTimeout("tcp", "127.0.0.1:2525", time.Second); err == nil {
-		c.Close()
-		if testenv.InCI() {
-			t.Fatal("127.0.0.1:2525 is taken: the README's session cannot run")
-		}
-		t.Skip("127.0.0.1:2525 is taken on this machine (make run?)")
-	}
+	needDefaultsPort(t)
 	swaks := testenv.Command(t, "swaks", "swaks")
 	dir := t.TempDir()
 	harness.StartArgs(t, dir, "serve")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -303,7 +304,9 @@ func Defaults() Config {
 			// machine itself is not held for 5 seconds.
 			GreetPause: GreetPauseConfig{Delay: 5 * time.Second, PassTTL: 24 * time.Hour, FailTTL: time.Hour, Exempt: []Prefix{
 				{netip.MustParsePrefix("127.0.0.0/8")}, {netip.MustParsePrefix("::1/128")}}},
-			Domain: DomainConfig{NXDomain: "tempfail"},
+			// The list `sekisho baddomains` edits by default: the shipped
+			// one, where `make run` runs (LoadConfig: only when it exists).
+			Domain: DomainConfig{BadDomains: "baddomains.txt", NXDomain: "tempfail"},
 			Greylist: GreylistConfig{Delay: 5 * time.Minute, RetryWindow: 48 * time.Hour,
 				Expire: 840 * time.Hour, AutoWhitelist: 5, OnStoreError: "accept",
 				IPv4Prefix: 24, IPv6Prefix: 64, StoreTimeout: 2 * time.Second,
@@ -343,7 +346,12 @@ func mustHop(s string) NextHop {
 func LoadConfig(path string) (Config, error) {
 	if path == "" {
 		cfg := Defaults()
-		_, err := cfg.files() // none: the defaults name no file
+		if _, err := os.Stat(cfg.Checks.Domain.BadDomains); errors.Is(err, fs.ErrNotExist) {
+			// ./baddomains.txt is read where there is one (the source
+			// tree); serve still runs anywhere else, without a list.
+			cfg.Checks.Domain.BadDomains = ""
+		}
+		_, err := cfg.files()
 		return cfg, err
 	}
 	data, err := os.ReadFile(path)
@@ -372,8 +380,11 @@ func ParseConfig(name string, data []byte) (Config, error) {
 		// does not listen (DESIGN.md §7), the default smtp one included.
 		cfg.Listen = ListenConfig{}
 	}
-	// What the gateway is has no default in a file (requiredInFile).
+	// What the gateway is has no default in a file (requiredInFile); nor
+	// has the bad-domain list (a file names its own, or has none: the
+	// defaults' ./baddomains.txt is for serve without -config).
 	cfg.Hostname, cfg.LocalDomains, cfg.Routes = "", nil, nil
+	cfg.Checks.Domain.BadDomains = ""
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
