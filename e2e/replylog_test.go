@@ -40,12 +40,21 @@ func answersInTranscript(transcript string) []string {
 }
 
 // loggedAnswers returns the replies (400 or more, and 252) of the log lines
-// of one client address, and the session ids of those lines ("" for a line
-// without one).
+// of one client address or of its sessions (a line that names the session
+// but not the client counts too), and the session ids of those lines (""
+// for a line without one).
 func loggedAnswers(t *testing.T, log, client string) (replies, sessions []string) {
 	t.Helper()
-	for _, l := range strings.Split(log, "\n") {
-		if !strings.Contains(l, " client="+client+" ") {
+	lines := strings.Split(log, "\n")
+	ofClient := map[string]bool{}
+	for _, l := range lines {
+		if s := logSessionRE.FindStringSubmatch(l); s != nil && strings.Contains(l, " client="+client+" ") {
+			ofClient[s[1]] = true
+		}
+	}
+	for _, l := range lines {
+		s := logSessionRE.FindStringSubmatch(l)
+		if !strings.Contains(l, " client="+client+" ") && (s == nil || !ofClient[s[1]]) {
 			continue
 		}
 		m := logReplyRE.FindStringSubmatch(l)
@@ -70,6 +79,27 @@ func loggedAnswers(t *testing.T, log, client string) (replies, sessions []string
 		sessions = append(sessions, sid)
 	}
 	return replies, sessions
+}
+
+// loggedOnce checks that the replies of 400 or more (and VRFY's) in the
+// transcript of a client's sessions and the reply= fields of the log lines
+// of that client and its sessions are the same list, each line with a
+// session id.
+func loggedOnce(t *testing.T, log, client, transcript string) {
+	t.Helper()
+	want := answersInTranscript(transcript)
+	got, sessions := loggedAnswers(t, log, client)
+	sort.Strings(want)
+	sort.Strings(got)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("client %s was told (400 or more, and VRFY):\n  %s\nits log lines say:\n  %s",
+			client, strings.Join(want, "\n  "), strings.Join(got, "\n  "))
+	}
+	for i, s := range sessions {
+		if s == "" {
+			t.Errorf("client %s: the log line of %q has no session id", client, got[i])
+		}
+	}
 }
 
 // TestEveryRefusalLoggedOnce: a dialogue from each of several client
@@ -195,19 +225,7 @@ func TestEveryRefusalLoggedOnce(t *testing.T) {
 	// before it writes it, and every client above read its last reply.
 	log := gw.Log()
 	for _, src := range clients {
-		want := answersInTranscript(transcripts[src].String())
-		got, sessions := loggedAnswers(t, log, src)
-		sort.Strings(want)
-		sort.Strings(got)
-		if strings.Join(got, "\n") != strings.Join(want, "\n") {
-			t.Errorf("client %s was told (400 or more, and VRFY):\n  %s\nits log lines say:\n  %s",
-				src, strings.Join(want, "\n  "), strings.Join(got, "\n  "))
-		}
-		for i, s := range sessions {
-			if s == "" {
-				t.Errorf("client %s: the log line of %q has no session id", src, got[i])
-			}
-		}
+		loggedOnce(t, log, src, transcripts[src].String())
 	}
 	wantReplies := []string{"500 5.5.2", "252 2.5.0", "501 5.5.2", "501 5.1.7", "552 5.3.4", "503 5.5.1", "550 5.1.1",
 		"421 4.7.0", "421 4.4.2", "538 5.7.11", "530 5.7.0", "535 5.7.8"}
@@ -229,5 +247,40 @@ func TestEveryRefusalLoggedOnce(t *testing.T) {
 	}
 	if want := `tags="Received-SPF: pass; Authentication-Results: spf=pass; X-Sekisho-Header-Violation: duplicate-field"`; !strings.Contains(line, want) {
 		t.Errorf("the accepted message's log line does not name its tags (%s):\n%s", want, line)
+	}
+}
+
+// TestLMTPRefusalsLoggedOnce: on the LMTP listener (RFC 2033: one reply per
+// recipient after the data), a message the header check refuses (no From,
+// no Date) to two recipients gets 550 5.6.0 twice, and an unknown command
+// 500: each is one log line with the session id (the recipient's line names
+// the check and its reason), not one more for the message as a whole.
+func TestLMTPRefusalsLoggedOnce(t *testing.T) {
+	hop := harness.StartNextHop(t, false)
+	gw, lmtpAddr := startWithLMTP(t, site{routes: []string{routeTo([]string{"campus.test", ".campus.test"}, "smtp://"+hop.Addr)}})
+	c := harness.Dial(t, lmtpAddr)
+	c.Expect("LHLO mail.campus.test", "250")
+	c.Expect("MAIL FROM:<alice@campus.test>", "250")
+	c.Expect("RCPT TO:<bob@campus.test>", "250")
+	c.Expect("RCPT TO:<carol@campus.test>", "250")
+	c.Expect("DATA", "354")
+	c.SendRaw("Subject: no From, no Date\r\n\r\nbody\r\n.\r\n")
+	for i := 0; i < 2; i++ {
+		if r := c.Read(); !strings.HasPrefix(r.String(), "550 5.6.0") {
+			t.Fatalf("reply %d to the data: %v\n%s", i+1, r, c.Transcript())
+		}
+	}
+	c.Expect("XYZZY", "500 5.5.2")
+	c.Expect("QUIT", "221")
+	c.Closed(10 * time.Second)
+
+	if n := len(answersInTranscript(c.Transcript())); n != 3 {
+		t.Fatalf("%d replies of 400 or more, want 3\n%s", n, c.Transcript())
+	}
+	loggedOnce(t, gw.Log(), "127.0.0.1", c.Transcript())
+	for _, l := range strings.Split(gw.Log(), "\n") {
+		if strings.Contains(l, "msg=data ") && strings.Contains(l, "to=carol@campus.test") && !strings.Contains(l, "check=header") {
+			t.Errorf("the recipient's line does not name the check:\n%s", l)
+		}
 	}
 }

@@ -45,6 +45,9 @@ type engine struct {
 	// destinations, each delivered at the end of the data (lmtp.go).
 	lmtp      bool
 	dataCheck string // the check that decided the data, for the counters
+	// dataRefusal is the LMTP message's refusal before any destination
+	// (a check of stage data), for each recipient's log line.
+	dataRefusal dataOutcome
 	// dataClientFailed: the client failed during the LMTP data
 	dataClientFailed bool
 	// gone reports a session whose client has left (its context ended):
