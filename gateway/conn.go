@@ -115,9 +115,11 @@ func (c *conn) serve() {
 	}
 }
 
-// logVerb is a command's verb as the log names it: a known verb, or the
-// client's own word when it is a plausible one (letters and digits, at most
-// 16 of them: "XYZZY" is worth seeing in the log), else "?".
+// logVerb is a command's verb (upper-cased) as the log names it: the
+// client's own word when it is a plausible one (A-Z, 0-9, "-" and "_", at
+// most 16 of them: "XYZZY" is worth seeing in the log), else "?": nothing
+// else the client typed goes into the reply's log line (not an AUTH
+// argument, not a control character).
 func logVerb(verb string) string {
 	if verb == "" || len(verb) > 16 {
 		return "?"
