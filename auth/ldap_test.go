@@ -54,7 +54,7 @@ func TestLoginWithSlapd(t *testing.T) {
 	login := func(ip netip.Addr, user, password string, want *policy.Reply, wantBinds int) User {
 		t.Helper()
 		binds, _ := slapdOps(s)
-		u, r := svc.Login(ctx, ip, user, password)
+		u, r := svc.Login(ctx, nil, ip, user, password)
 		if r != want {
 			t.Fatalf("Login(%s, %q) = %v, want %v", ip, user, r, want)
 		}

@@ -219,8 +219,12 @@ func New(dir Directory, cfg Config) *Service {
 // 454 without a bind); the bind. Only a refused password (and credentials
 // refused unseen) counts as a failure: the directory's trouble is not the
 // client's, and an attempt in flight is not a failure either.
-func (s *Service) Login(ctx context.Context, ip netip.Addr, user, password string) (User, *policy.Reply) {
-	log := s.log.With("user", logName(user), "ip", ip.String())
+//
+// Each outcome is one line on log (the session's logger, which names the
+// session and client; nil: the service's own, with the address), a refusal
+// with its reply.
+func (s *Service) Login(ctx context.Context, log *slog.Logger, ip netip.Addr, user, password string) (User, *policy.Reply) {
+	log = s.attemptLog(log, ip, user)
 	name := NameKey(user)
 
 	s.mu.Lock()
@@ -235,11 +239,11 @@ func (s *Service) Login(ctx context.Context, ip netip.Addr, user, password strin
 	}
 	s.mu.Unlock()
 	if r != nil {
-		log.Info("auth refused", "outcome", "throttled", "reason", why)
+		log.Info("auth refused", "outcome", "throttled", "reason", why, "reply", r.String())
 		return User{}, r
 	}
 	if reason != "" {
-		log.Info("auth failed", "outcome", "invalid", "reason", reason)
+		log.Info("auth failed", "outcome", "invalid", "reason", reason, "reply", policy.AuthFailed.String())
 		return User{}, policy.AuthFailed
 	}
 
@@ -248,10 +252,10 @@ func (s *Service) Login(ctx context.Context, ip netip.Addr, user, password strin
 	select {
 	case s.binds <- struct{}{}:
 	case <-wait.C:
-		log.Warn("auth failed", "outcome", "temporary", "reason", "all directory slots busy")
+		log.Warn("auth failed", "outcome", "temporary", "reason", "all directory slots busy", "reply", policy.AuthTempFailed.String())
 		return User{}, policy.AuthTempFailed
 	case <-ctx.Done():
-		log.Warn("auth failed", "outcome", "temporary", "reason", "cancelled waiting for a directory slot: "+ctx.Err().Error())
+		log.Warn("auth failed", "outcome", "temporary", "reason", "cancelled waiting for a directory slot: "+ctx.Err().Error(), "reply", policy.AuthTempFailed.String())
 		return User{}, policy.AuthTempFailed
 	}
 	// The slot is given back only once the outcome is counted: at most
@@ -264,7 +268,7 @@ func (s *Service) Login(ctx context.Context, ip netip.Addr, user, password strin
 	r, why = s.throttled(ip, name)
 	s.mu.Unlock()
 	if r != nil {
-		log.Info("auth refused", "outcome", "throttled", "reason", why)
+		log.Info("auth refused", "outcome", "throttled", "reason", why, "reply", r.String())
 		return User{}, r
 	}
 
@@ -292,20 +296,30 @@ func (s *Service) Login(ctx context.Context, ip netip.Addr, user, password strin
 		return u, nil
 	case lookup.AuthInvalid:
 		s.failed(ip, name, res.DN)
-		log.Info("auth failed", "outcome", "invalid", "dn", res.DN, "reason", res.Reason)
+		log.Info("auth failed", "outcome", "invalid", "dn", res.DN, "reason", res.Reason, "reply", policy.AuthFailed.String())
 		return User{}, policy.AuthFailed
 	case lookup.AuthNotTried:
-		log.Info("auth refused", "outcome", "throttled", "dn", res.DN, "reason", reasonUser)
+		log.Info("auth refused", "outcome", "throttled", "dn", res.DN, "reason", reasonUser, "reply", policy.AuthThrottledUser.String())
 		return User{}, policy.AuthThrottledUser
 	}
 	if res.Ambiguous {
 		// Not the user's doing, and not passing: the directory's admin
 		// must mend it.
-		log.Error("auth failed", "outcome", "temporary", "reason", res.Reason)
+		log.Error("auth failed", "outcome", "temporary", "reason", res.Reason, "reply", policy.AuthTempFailed.String())
 		return User{}, policy.AuthTempFailed
 	}
-	log.Warn("auth failed", "outcome", "temporary", "dn", res.DN, "reason", res.Reason)
+	log.Warn("auth failed", "outcome", "temporary", "dn", res.DN, "reason", res.Reason, "reply", policy.AuthTempFailed.String())
 	return User{}, policy.AuthTempFailed
+}
+
+// attemptLog is the logger of one attempt: log (the session's, which names
+// the session and the client) or, when nil, the service's own with the
+// client address; with the user name either way.
+func (s *Service) attemptLog(log *slog.Logger, ip netip.Addr, user string) *slog.Logger {
+	if log == nil {
+		return s.log.With("user", logName(user), "ip", ip.String())
+	}
+	return log.With("user", logName(user))
 }
 
 // The reasons logged for a throttled attempt.
@@ -332,16 +346,18 @@ func (s *Service) throttled(ip netip.Addr, name string) (*policy.Reply, string) 
 }
 
 // ExchangeFailed is the reply for an error of Mechanism.Next, like
-// ExchangeReply, with the attempt logged; an ErrAuthzid (a credential
-// refused, not a syntax error) also counts as a failed login for the client
-// address and the user name.
-func (s *Service) ExchangeFailed(ip netip.Addr, m Mechanism, err error) *policy.Reply {
+// ExchangeReply, with the attempt logged with the reply (on log, the
+// session's logger, as Login); an ErrAuthzid (a credential refused, not a
+// syntax error) also counts as a failed login for the client address and
+// the user name.
+func (s *Service) ExchangeFailed(log *slog.Logger, ip netip.Addr, m Mechanism, err error) *policy.Reply {
 	user, _ := m.Credentials()
-	s.log.Info("auth failed", "user", logName(user), "ip", ip.String(), "outcome", "invalid", "reason", err.Error())
+	r := ExchangeReply(err)
+	s.attemptLog(log, ip, user).Info("auth failed", "outcome", "invalid", "reason", err.Error(), "reply", r.String())
 	if errors.Is(err, ErrAuthzid) {
 		s.failed(ip, NameKey(user), "")
 	}
-	return ExchangeReply(err)
+	return r
 }
 
 // NameKey is the throttle key of a user name as typed in AUTH: lower-cased,

@@ -123,7 +123,7 @@ var (
 func (f *fixture) login(t *testing.T, ip netip.Addr, user, password string, want *policy.Reply, wantAsked bool) User {
 	t.Helper()
 	before := f.dir.calls.Load()
-	u, r := f.svc.Login(context.Background(), ip, user, password)
+	u, r := f.svc.Login(context.Background(), nil, ip, user, password)
 	if r != want {
 		t.Fatalf("Login(%s, %q) = %v, want %v", ip, user, r, want)
 	}
@@ -384,7 +384,7 @@ func TestConcurrentLoginsNotBlamed(t *testing.T) {
 			if i%2 == 0 {
 				ip, user, pw = netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), "alice", "alice-pw"
 			}
-			_, r := f.svc.Login(context.Background(), ip, user, pw)
+			_, r := f.svc.Login(context.Background(), nil, ip, user, pw)
 			replies <- r
 		}()
 	}
@@ -422,7 +422,7 @@ func TestConcurrentGuessesBounded(t *testing.T) {
 	for i := range n {
 		go func() {
 			ip := netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)})
-			_, r := f.svc.Login(context.Background(), ip, "alice", "guess")
+			_, r := f.svc.Login(context.Background(), nil, ip, "alice", "guess")
 			replies <- r
 		}()
 	}
@@ -476,7 +476,7 @@ func TestBindSlots(t *testing.T) {
 			user, pw string
 		}{{ip1, "bob", "bob-pw"}, {ip2, "alice@campus.test", "alice-pw"}} {
 			go func() {
-				_, r := f.svc.Login(context.Background(), c.ip, c.user, c.pw)
+				_, r := f.svc.Login(context.Background(), nil, c.ip, c.user, c.pw)
 				done <- r
 			}()
 		}
@@ -510,7 +510,7 @@ func TestBindSlots(t *testing.T) {
 	<-f.dir.entered
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, r := f.svc.Login(ctx, ip3, "carol", "carol-pw"); r != policy.AuthTempFailed {
+	if _, r := f.svc.Login(ctx, nil, ip3, "carol", "carol-pw"); r != policy.AuthTempFailed {
 		t.Errorf("cancelled: %v", r)
 	}
 	close(f.dir.release)
@@ -525,7 +525,7 @@ func TestExchangeFailed(t *testing.T) {
 	for range 3 {
 		m, _ := NewMechanism("PLAIN")
 		_, _, err := m.Next([]byte("x\x00y"))
-		if r := f.svc.ExchangeFailed(ip1, m, err); r.Code != 501 {
+		if r := f.svc.ExchangeFailed(nil, ip1, m, err); r.Code != 501 {
 			t.Errorf("malformed: %v", r)
 		}
 	}
@@ -533,7 +533,7 @@ func TestExchangeFailed(t *testing.T) {
 	for range 2 {
 		m, _ := NewMechanism("PLAIN")
 		_, _, err := m.Next([]byte("bob\x00alice\x00secret-guess"))
-		if r := f.svc.ExchangeFailed(ip1, m, err); r != policy.AuthFailed {
+		if r := f.svc.ExchangeFailed(nil, ip1, m, err); r != policy.AuthFailed {
 			t.Errorf("authzid: %v", r)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -312,6 +313,8 @@ func Defaults() Config {
 			// machine itself is not held for 5 seconds.
 			GreetPause: GreetPauseConfig{Delay: 5 * time.Second, PassTTL: 24 * time.Hour, FailTTL: time.Hour, Exempt: []Prefix{
 				{netip.MustParsePrefix("127.0.0.0/8")}, {netip.MustParsePrefix("::1/128")}}},
+			// No bad-domain list: a file names its own. Serve without
+			// -config reads ./baddomains.txt where there is one (Load).
 			Domain: DomainConfig{NXDomain: "tempfail"},
 			Greylist: GreylistConfig{Delay: 5 * time.Minute, RetryWindow: 48 * time.Hour,
 				Expire: 840 * time.Hour, AutoWhitelist: 5, OnStoreError: "accept",
@@ -344,9 +347,16 @@ func mustHop(s string) NextHop {
 	return NextHop{h}
 }
 
+// DefaultBadDomains is the bad-domain list of serve without -config, read
+// when it exists, and the file `sekisho baddomains` edits without -file:
+// baddomains.txt in the working directory, the shipped list in the source
+// tree where `make run` runs.
+const DefaultBadDomains = "baddomains.txt"
+
 // Load is the one loader of the configuration: `sekisho serve` at
 // start and on every SIGHUP, check-config, explain and report call it. path
-// "" is the embedded defaults (serve without -config). A file is read,
+// "" is the embedded defaults (serve without -config), with
+// DefaultBadDomains when that file exists. A file is read,
 // parsed strictly over the defaults, validated, checked for what a file
 // must say itself (requiredInFile), and every file it names is opened
 // (Config.files). Every error names the file and, where there is one, the
@@ -354,7 +364,16 @@ func mustHop(s string) NextHop {
 func Load(path string) (Config, error) {
 	if path == "" {
 		cfg := Defaults()
-		_, err := cfg.Files() // none: the defaults name no file
+		if _, err := os.Stat(DefaultBadDomains); !errors.Is(err, fs.ErrNotExist) {
+			// The list `sekisho baddomains` edits without -file: the
+			// shipped one where `make run` runs (the source tree). Serve
+			// still runs anywhere else, without a list. Not in Defaults(),
+			// which is also what a file is read over: a file names its own
+			// list or has none, and check-config -changed does not name a
+			// list a file leaves out.
+			cfg.Checks.Domain.BadDomains = DefaultBadDomains
+		}
+		_, err := cfg.Files() // the bad-domain list, when there is one
 		return cfg, err
 	}
 	data, err := os.ReadFile(path)

@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -93,4 +95,48 @@ func writeList(t *testing.T, path, content string) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestDefaultsReadBadDomainsFile: `make run` (serve without -config, in the
+// source tree) reads ./baddomains.txt, the file `sekisho baddomains` edits
+// by default (issue 17: the report suggested `baddomains add gmail.con`,
+// which answered "already bad" because the defaults read no list). Started
+// in a directory holding a copy of the shipped list: a sender in gmail.con
+// (on the list) gets 550 5.1.8 naming the list's line; `sekisho baddomains
+// add` without -file adds a domain to that file, and once the gateway has
+// reloaded it (its log line) the domain is refused too.
+func TestDefaultsReadBadDomainsFile(t *testing.T) {
+	needDefaultsPort(t)
+	shipped, err := os.ReadFile("../baddomains.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "baddomains.txt"), shipped, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gw := harness.StartArgs(t, dir, "serve")
+	line := gw.WaitLog(`msg="bad-domain list loaded" file=baddomains.txt trigger=load`, 10*time.Second)
+	_, n, _ := strings.Cut(line, "entries=")
+	entries, _ := strconv.Atoi(n)
+
+	c := harness.Dial(t, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<x@gmail.con>", "550 5.1.8 sender domain gmail.con is not a valid mail domain")
+	if l := gw.WaitLog("from=x@gmail.con", 5*time.Second); !strings.Contains(l, "baddomains.txt:") || !strings.Contains(l, ": gmail.con") {
+		t.Errorf("the decision does not name the list's line:\n%s", l)
+	}
+	const typo = "sekisho-typo-test.net"
+	if r := c.Cmd("MAIL FROM:<x@" + typo + ">"); strings.HasPrefix(r.String(), "550 5.1.8") {
+		t.Fatalf("%s refused before it is listed: %v", typo, r)
+	}
+	c.Cmd("RSET")
+
+	cmd := exec.Command(harness.Binary(t), "baddomains", "add", typo)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sekisho baddomains add %s: %v\n%s", typo, err, out)
+	}
+	gw.WaitLog(fmt.Sprintf("file=baddomains.txt trigger=watch entries=%d", entries+1), 10*time.Second)
+	c.Expect("MAIL FROM:<x@"+typo+">", "550 5.1.8 sender domain "+typo+" is not a valid mail domain")
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -234,5 +235,74 @@ func TestDKIMCheckConfigMissingKey(t *testing.T) {
 	want := fmt.Sprintf("%s:%d:", path, line)
 	if !strings.Contains(string(out), want) || !strings.Contains(string(out), "nope.key") {
 		t.Errorf("check-config said:\n%s\nwant it to name %q and the file", out, want)
+	}
+}
+
+// TestDKIMKeyRotationBySIGHUP: the rotation of docs/outbound.md, "Key
+// rotation": a message is signed with the key of selector r2026; a new key
+// is made under s2027 and published, the configuration's entry is changed
+// to it, and SIGHUP (systemctl reload) puts it in force without a restart:
+// the next message carries one signature, s=s2027, which verifies. Then a
+// configuration naming a key file that does not exist is refused at the
+// next SIGHUP, and mail is still signed with s2027.
+func TestDKIMKeyRotationBySIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	oldKey, oldRecord := dkimKeygen(t, dir, "campus.test", "r2026", "rsa")
+	ns := testdns.Start(t)
+	campusDNS(ns)
+	ns.Add(oldRecord)
+	out := harness.StartNextHop(t, false)
+	s := site{routes: []string{routeTo([]string{"*"}, "smtp://"+out.Addr)},
+		extra: fmt.Sprintf("dkim:\n  - {domain: campus.test, selector: r2026, key_file: %q}\n", oldKey)}
+	cfg := s.yaml(t)
+	gw := harness.Start(t, cfg)
+	send := func(subject string) []byte {
+		t.Helper()
+		c := harness.Dial(t, gw.SMTP)
+		c.Expect("EHLO mail.campus.test", "250")
+		c.Expect("MAIL FROM:<alice@campus.test>", "250")
+		c.Expect("RCPT TO:<friend@example.net>", "250")
+		c.Expect("DATA", "354")
+		c.SendRaw(campusMsg(subject, "body\r\n") + ".\r\n")
+		if r := c.Read(); r.Code != 250 {
+			t.Fatalf("DATA: %v", r)
+		}
+		c.Expect("QUIT", "221")
+		msgs := out.Messages()
+		return msgs[len(msgs)-1].Data
+	}
+	selectors := func(m []byte) string {
+		var sels []string
+		for _, v := range regexp.MustCompile(`(?m)^DKIM-Signature:(?:.*\r\n[ \t])*.*?[ ;\t]s=([a-z0-9]+);`).FindAllSubmatch(m, -1) {
+			sels = append(sels, string(v[1]))
+		}
+		return strings.Join(sels, ",")
+	}
+
+	m := send("before")
+	signedBy(t, "before the rotation", ns.Addr(), m, "rsa-sha256")
+	if got := selectors(m); got != "r2026" {
+		t.Fatalf("before the rotation: selectors %q, want r2026:\n%s", got, m)
+	}
+
+	newKey, newRecord := dkimKeygen(t, dir, "campus.test", "s2027", "rsa")
+	ns.Add(newRecord)
+	path := filepath.Join(gw.Dir, "sekisho.yaml")
+	rotated := strings.Replace(strings.Replace(cfg, "selector: r2026", "selector: s2027", 1), oldKey, newKey, 1)
+	rewriteConfig(t, path, rotated)
+	reloadAndWait(t, gw, "configuration reloaded", 1)
+	m = send("after")
+	signedBy(t, "after the rotation", ns.Addr(), m, "rsa-sha256")
+	if got := selectors(m); got != "s2027" {
+		t.Errorf("after SIGHUP: selectors %q, want s2027:\n%s", got, m)
+	}
+
+	rewriteConfig(t, path, strings.Replace(rotated, newKey, filepath.Join(dir, "missing.key"), 1))
+	line := reloadAndWait(t, gw, "configuration reload refused", 1)
+	if !strings.Contains(line, "missing.key") {
+		t.Errorf("the refusal does not name the key file:\n%s", line)
+	}
+	if got := selectors(send("refused reload")); got != "s2027" {
+		t.Errorf("after a refused reload: selectors %q, want s2027", got)
 	}
 }

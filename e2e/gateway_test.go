@@ -444,13 +444,7 @@ func TestSIGTERMLetsDataFinish(t *testing.T) {
 // TestDefaultsDeliverToMaildir: `sekisho serve` with no configuration takes
 // mail for localhost on 127.0.0.1:2525 into ./var/mail, fsynced before 250.
 func TestDefaultsDeliverToMaildir(t *testing.T) {
-	if c, err := (&netDialer{}).probe("127.0.0.1:2525"); err == nil {
-		c.Close()
-		if testenv.InCI() {
-			t.Fatal("127.0.0.1:2525 is taken: the embedded defaults cannot be tested")
-		}
-		t.Skip("127.0.0.1:2525 is taken on this machine (make run?); the defaults cannot be tested")
-	}
+	needDefaultsPort(t)
 	dir := t.TempDir()
 	harness.StartArgs(t, dir, "serve")
 	// The sender is local: on the embedded defaults the domain check looks

@@ -107,7 +107,17 @@ func TestMetricsExposition(t *testing.T) {
 	s.http = httpAddr
 	s.checks += "\ndnsbl: {zones: [dnsbl.test]}"
 	s.extra += fmt.Sprintf("dns: {resolvers: [%q], timeout: 200ms, attempts: 1}\nhealth: {interval: 200ms}\n", testenv.FreePort(t))
+	s.limits = "max_errors: 3"
 	gw := harness.Start(t, s.yaml(t))
+
+	// The error limit: three unknown commands, then 421 and the end.
+	e := harness.DialFrom(t, "127.0.0.31", gw.SMTP)
+	for _, cmd := range []string{"XA", "XB", "XC"} {
+		e.Expect(cmd, "500 5.5.2")
+	}
+	if r := e.Read(); !strings.HasPrefix(r.String(), "421 4.7.0") || !e.Closed(10*time.Second) {
+		t.Fatalf("after 3 errors: %v\n%s", r, e.Transcript())
+	}
 
 	c := harness.DialFrom(t, outside, gw.SMTP)
 	c.Expect("EHLO client.example.org", "250")
@@ -140,6 +150,8 @@ func TestMetricsExposition(t *testing.T) {
 		"check=account,listener=smtp,outcome=rejected,stage=rcpt": 1,
 		"check=relay,listener=smtp,outcome=rejected,stage=rcpt":   1,
 		"check=,listener=smtp,outcome=accepted,stage=data":        1,
+		// The error limit's disconnection, with its listener (docs/metrics.md).
+		"check=error_limit,listener=smtp,outcome=disconnected,stage=session": 1,
 	}
 	if got := series(mfs, "sekisho_decisions_total"); fmt.Sprint(got) != fmt.Sprint(wantDecisions) {
 		t.Errorf("sekisho_decisions_total:\n got %v\nwant %v", got, wantDecisions)

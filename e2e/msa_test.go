@@ -40,6 +40,7 @@ type msaOpts struct {
 	auth    string // YAML flow mapping for `auth:`; "" keeps the defaults
 	checks  string // more lines under checks: (account: {} is always on)
 	extra   string // more top-level YAML (dkim: ...)
+	limits  string // YAML lines under limits:
 
 	// site makes last changes to the site before its YAML is written.
 	site func(*site)
@@ -91,6 +92,7 @@ func startMSA(t *testing.T, mod func(*msaOpts)) *msaFixture {
 		s.extra += "auth: " + o.auth + "\n"
 	}
 	s.extra += o.extra
+	s.limits = o.limits
 	if o.site != nil {
 		o.site(&s)
 	}

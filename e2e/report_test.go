@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -10,6 +12,7 @@ import (
 
 	"sekisho/internal/harness"
 	"sekisho/internal/testenv"
+	"sekisho/report"
 )
 
 // TestReportCountsDecisions: the decisions of real sessions through the
@@ -125,5 +128,23 @@ func TestReportWhileServing(t *testing.T) {
 			t.Fatalf("the counts never showed:\n%s", out)
 		}
 		time.Sleep(200 * time.Millisecond) // the counter flushes every 100 ms
+	}
+
+	// Without -from and -to: nine complete weeks and this week, whose
+	// refusals are there, so far (issue 17); the /report page says so too.
+	cmd := exec.Command(harness.Binary(t), "report", "-config", "sekisho.yaml", "-format", "csv")
+	cmd.Dir = gw.Dir
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), ",relay_denied,4,1,yes\n") || strings.Count(string(out), ",yes\n") != len(report.Causes) {
+		t.Errorf("sekisho report (default weeks) while serving: %v\n%s", err, out)
+	}
+	resp, err := http.Get("http://" + httpAddr + "/report")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), `<span class="so-far">so far</span>`) {
+		t.Errorf("/report: %s, no week so far:\n%s", resp.Status, page)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"sekisho/internal/harness"
+	"sekisho/internal/testenv"
 )
 
 // hdr is a conforming header section (RFC 5322 §3.6: From and Date) with a
@@ -22,6 +23,20 @@ func waitDataStarted(t *testing.T, hop *harness.NextHop) {
 	case <-hop.DataStarted:
 	case <-time.After(15 * time.Second):
 		t.Fatal("the next hop never saw DATA begin")
+	}
+}
+
+// needDefaultsPort skips the test (fails it under CI) when 127.0.0.1:2525,
+// where `sekisho serve` listens on its embedded defaults, is taken (a
+// `make run` on this machine).
+func needDefaultsPort(t *testing.T) {
+	t.Helper()
+	if c, err := (&netDialer{}).probe("127.0.0.1:2525"); err == nil {
+		c.Close()
+		if testenv.InCI() {
+			t.Fatal("127.0.0.1:2525 is taken: the embedded defaults cannot be tested")
+		}
+		t.Skip("127.0.0.1:2525 is taken on this machine (make run?); the embedded defaults cannot be tested")
 	}
 }
 

@@ -72,6 +72,12 @@ type conn struct {
 
 	tx   *engine // the transaction engine; its state is reset per transaction
 	bdat *bdatTransfer
+
+	// verb is the command being answered, for the log line of its reply.
+	verb string
+	// noted counts the replies that a decision line has already logged
+	// (noteLogged), under wmu: writeLocked writes no second line for them.
+	noted map[*policy.Reply]int
 }
 
 // errQuit ends the command loop after a reply that closes the session.
@@ -89,6 +95,7 @@ func (c *conn) serve() {
 		return
 	}
 	for {
+		c.verb = ""
 		line, err := c.readLine(c.gen.cfg.Limits.CommandTimeout)
 		if err != nil {
 			c.readFailed(err, "command")
@@ -101,16 +108,35 @@ func (c *conn) serve() {
 		}
 		err = c.reply(r)
 		c.tx.afterReply()
+		c.forgetNoted()
 		if err != nil {
 			return
 		}
 	}
 }
 
+// logVerb is a command's verb (upper-cased) as the log names it: the
+// client's own word when it is a plausible one (A-Z, 0-9, "-" and "_", at
+// most 16 of them: "XYZZY" is worth seeing in the log), else "?": nothing
+// else the client typed goes into the reply's log line (not an AUTH
+// argument, not a control character).
+func logVerb(verb string) string {
+	if verb == "" || len(verb) > 16 {
+		return "?"
+	}
+	for i := 0; i < len(verb); i++ {
+		if b := verb[i]; (b < 'A' || b > 'Z') && (b < '0' || b > '9') && b != '-' && b != '_' {
+			return "?"
+		}
+	}
+	return verb
+}
+
 // command runs one command line and returns its reply.
 func (c *conn) command(line string) *policy.Reply {
 	verb, arg, _ := strings.Cut(line, " ")
 	verb = strings.ToUpper(verb)
+	c.verb = logVerb(verb)
 	c.groupable = verb == "MAIL" || verb == "RCPT" || verb == "RSET"
 	if !printableASCII(line) {
 		// A command is ASCII (RFC 5321 §2.3.1); a control character or a
@@ -184,6 +210,7 @@ func (c *conn) reply(r *policy.Reply) error {
 	if err == nil && tooMany {
 		c.log.Info("session", "outcome", "disconnected", "reply", policy.TooManyErrors.String(),
 			"reason", "error limit reached", "errors", c.errors)
+		c.noteLoggedLocked(policy.TooManyErrors)
 		c.srv.metrics.decided(c.listener, "session", "error_limit", "disconnected")
 		err = c.writeLocked(policy.TooManyErrors)
 		r = policy.TooManyErrors
@@ -203,17 +230,80 @@ func (c *conn) reply(r *policy.Reply) error {
 // flushes it, unless it answers MAIL, RCPT or RSET and the next command of a
 // pipelined group is already here: then it goes out with the group's last
 // reply, in one write (RFC 2920 §3.2 (4)); readLine sends what is held
-// before it would wait for the client (§3.2 (6)).
+// before it would wait for the client (§3.2 (6)). Every reply of the
+// session goes through here (say421 aside), and so every one of 400 or more
+// is logged here (logReplyLocked).
 func (c *conn) writeLocked(r *policy.Reply) error {
 	if c.closed {
 		return net.ErrClosed
 	}
+	c.logReplyLocked(c.log, r, c.verb)
 	c.nc.SetWriteDeadline(time.Now().Add(c.gen.cfg.Limits.CommandTimeout))
 	c.bw.WriteString(r.Wire())
 	if c.groupable && r.Code != 421 && c.lineBuffered() {
 		return nil
 	}
 	return c.bw.Flush()
+}
+
+// logReplyLocked writes the log line of a reply of 400 or more (and of the
+// answer to VRFY, a directory-harvest probe whatever it is told), with the
+// session id and the command it answers: whatever answered the client
+// (a check, a syntax error, an unknown command, AUTH, a timeout, the error
+// limit, a shutdown), the refusal is in the log once. A reply that a
+// decision line has already logged with its reason (noteLogged) gets no
+// second line.
+func (c *conn) logReplyLocked(log *slog.Logger, r *policy.Reply, verb string) {
+	if r.Code < 400 && verb != "VRFY" {
+		return
+	}
+	if c.noted[r] > 0 {
+		c.noted[r]--
+		return
+	}
+	outcome := "rejected"
+	switch {
+	case r.Code == 421:
+		outcome = "disconnected"
+	case r.Temporary():
+		outcome = "deferred"
+	case r.Code < 400:
+		outcome = "answered"
+	}
+	args := make([]any, 0, 6)
+	if verb != "" {
+		args = append(args, "command", verb)
+	}
+	args = append(args, "outcome", outcome, "reply", r.String())
+	log.Info("reply", args...)
+}
+
+// noteLogged records that a decision line carrying r (its reply= field)
+// was logged: when r is written, logReplyLocked writes no other line. Each
+// call covers one write of r.
+func (c *conn) noteLogged(r *policy.Reply) {
+	if r == nil || r.Code < 400 {
+		return
+	}
+	c.wmu.Lock()
+	c.noteLoggedLocked(r)
+	c.wmu.Unlock()
+}
+
+func (c *conn) noteLoggedLocked(r *policy.Reply) {
+	if c.noted == nil {
+		c.noted = map[*policy.Reply]int{}
+	}
+	c.noted[r]++
+}
+
+// forgetNoted drops what noteLogged recorded for a command that is
+// answered: a decision logged for a reply that was never written (the
+// client left) must not silence a later reply.
+func (c *conn) forgetNoted() {
+	c.wmu.Lock()
+	clear(c.noted)
+	c.wmu.Unlock()
 }
 
 // lineBuffered reports whether a whole command line is already read from
@@ -239,6 +329,9 @@ func (c *conn) flush() error {
 func (c *conn) say421(r *policy.Reply) {
 	c.wmu.Lock()
 	if !c.closed {
+		// c.log and c.verb belong to the session's goroutine: the line has
+		// the session and client only.
+		c.logReplyLocked(c.baseLog(), r, "")
 		c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		c.bw.WriteString(r.Wire())
 		c.bw.Flush()
@@ -306,7 +399,8 @@ func (c *conn) readFailed(err error, what string) {
 		c.reply(policy.CommandLineTooLong)
 		c.reply(policy.ConnectionError.Withf("line too long, closing connection"))
 	case errors.As(err, &ne) && ne.Timeout():
-		c.log.Info("session", "outcome", "timeout", "while", what)
+		c.log.Info("session", "outcome", "timeout", "while", what, "reply", policy.IdleTimeout.String())
+		c.noteLogged(policy.IdleTimeout)
 		c.reply(policy.IdleTimeout)
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF):
 		c.log.Debug("client closed the connection", "while", what)

@@ -47,6 +47,9 @@ type engine struct {
 	// destinations, each delivered at the end of the data (lmtp.go).
 	lmtp      bool
 	dataCheck string // the check that decided the data, for the counters
+	// dataRefusal is the LMTP message's refusal before any destination
+	// (a check of stage data), for each recipient's log line.
+	dataRefusal dataOutcome
 	// dataClientFailed: the client failed during the LMTP data
 	dataClientFailed bool
 	// gone reports a session whose client has left (its context ended):
@@ -343,9 +346,42 @@ func (e *engine) Data(ctx context.Context, msg io.Reader) *policy.Reply {
 			e.count(r.check, r.reply, "", to)
 		}
 	}
-	e.obs.decided("data", r.check, r.reply, r.reason, "rcpts", e.tx.Rcpts)
+	kv := []any{"rcpts", e.tx.Rcpts}
+	if r.reply.Code/100 == 2 && len(e.headers) > 0 {
+		kv = append(kv, "tags", tagSummary(e.headers))
+	}
+	e.obs.decided("data", r.check, r.reply, r.reason, kv...)
 	e.reset()
 	return r.reply
+}
+
+// tagSummary names the header fields the checks added to an accepted
+// message, each with its result, for the message's log line:
+// "Received-SPF: pass; Authentication-Results: spf=pass;
+// X-Sekisho-Header-Violation: duplicate-field". The result is the first word
+// of the field's value; of an Authentication-Results field (RFC 8601 §2.2),
+// whose first word is our authserv-id, it is each method=result.
+func tagSummary(hs []filters.Header) string {
+	parts := make([]string, 0, len(hs))
+	for _, h := range hs {
+		v := strings.Join(strings.Fields(h.Value), " ")
+		var result string
+		if strings.EqualFold(h.Name, "Authentication-Results") {
+			_, rest, _ := strings.Cut(v, ";")
+			var methods []string
+			for _, ri := range strings.Split(rest, ";") {
+				if f := strings.Fields(ri); len(f) > 0 && strings.Contains(f[0], "=") {
+					methods = append(methods, f[0])
+				}
+			}
+			result = strings.Join(methods, " ")
+		} else {
+			result, _, _ = strings.Cut(v, " ")
+			result = strings.TrimRight(result, ";")
+		}
+		parts = append(parts, h.Name+": "+result)
+	}
+	return strings.Join(parts, "; ")
 }
 
 type dataOutcome struct {

@@ -218,7 +218,7 @@ func (s *Server) serve(l net.Listener, listener string) error {
 		// LMTP clients are the campus servers.
 		admit = func(tc *trackedConn) { s.admitPlain(tc, listener) }
 	}
-	ll := &limitListener{Listener: l, t: s.tracker, admitted: admit}
+	ll := &limitListener{Listener: l, t: s.tracker, admitted: admit, log: s.log.With("listener", listener)}
 	var backoff time.Duration
 	for {
 		c, err := ll.Accept()
@@ -291,6 +291,7 @@ func (s *Server) serveConn(tc *trackedConn, listener string) {
 	}
 	if c.lmtp && !base.Trusted {
 		c.log.Info("connect", "outcome", "rejected", "reply", policy.LMTPNotTrusted.String(), "reason", "client not in trusted_networks")
+		c.noteLogged(policy.LMTPNotTrusted)
 		c.reply(policy.LMTPNotTrusted)
 		c.close()
 		return

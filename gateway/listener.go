@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -272,6 +273,9 @@ type limitListener struct {
 	// admitted prepares an admitted connection (greet pause, connect-stage
 	// checks) before go-smtp gets it; it must not block.
 	admitted func(*trackedConn)
+	// log gets the line of each refusal: a session of its own, which ends
+	// with its one reply.
+	log *slog.Logger
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -287,6 +291,12 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			}
 			return tc, nil
 		}
+		reason := "connection limit (limits.max_connections, max_connections_per_ip)"
+		if refusal == policy.ServiceUnavailable {
+			reason = "shutting down"
+		}
+		l.log.Info("connect", "session", newSessionID(), "client", remoteIP(c).String(),
+			"outcome", "refused", "reply", refusal.String(), "reason", reason)
 		go func() {
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			c.Write([]byte(refusal.String() + "\r\n"))

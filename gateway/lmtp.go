@@ -82,7 +82,14 @@ func (e *engine) DataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
 		if !e.dataClientFailed {
 			e.count(e.dataCheck, r, "", e.rcpts[i])
 		}
-		e.obs.decided("data", "", r, "", "to", e.rcpts[i].String())
+		kv := []any{"to", e.rcpts[i].String()}
+		if r.Code/100 == 2 && len(e.headers) > 0 {
+			kv = append(kv, "tags", tagSummary(e.headers))
+		}
+		// A refusal of the message itself (a check of stage data) names
+		// its check and reason on each recipient's line; a destination's
+		// answer is the next hop's, logged with its destination.
+		e.obs.decided("data", e.dataRefusal.check, r, e.dataRefusal.reason, kv...)
 	}
 	e.reset()
 	return replies
@@ -98,9 +105,9 @@ func (e *engine) dataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
 	}
 	var spool bytes.Buffer
 	r, rest := e.prepare(ctx, msg, &spool)
-	e.dataCheck, e.dataClientFailed = r.check, r.clientFailed
+	e.dataCheck, e.dataClientFailed, e.dataRefusal = r.check, r.clientFailed, dataOutcome{}
 	if r.reply != nil {
-		e.srv.log.Info("data", "session", e.base.SessionID, "check", r.check, "reply", r.reply.String(), "reason", r.reason)
+		e.dataRefusal = r // each recipient's line names it (DataLMTP)
 		return all(r.reply)
 	}
 	e.dataCheck = "next_hop" // from here on, each answer is a destination's
@@ -145,7 +152,7 @@ func (e *engine) deliver(ctx context.Context, d *destination, body []byte, out [
 	up, err := e.gen.begin(ctx, d.route, d.domain, env)
 	if err != nil {
 		r := policy.FromError(err)
-		e.srv.log.Info("lmtp", "session", e.base.SessionID, "destination", d.domain, "reply", r.String(), "reason", "call-ahead: "+err.Error())
+		e.srv.log.Info("lmtp", "session", e.base.SessionID, "destination", d.domain, "destination_reply", r.String(), "reason", "call-ahead: "+err.Error())
 		for _, i := range d.rcpts {
 			out[i] = r
 		}
@@ -170,7 +177,7 @@ func (e *engine) deliver(ctx context.Context, d *destination, body []byte, out [
 		r = policy.FromError(err)
 	}
 	e.srv.log.Info("lmtp", "session", e.base.SessionID, "destination", d.domain, "next_hop", up.Hop(),
-		"next_hop_tls", tlsName(up.TLS()), "recipients", len(accepted), "reply", r.String())
+		"next_hop_tls", tlsName(up.TLS()), "recipients", len(accepted), "destination_reply", r.String())
 	for _, i := range accepted {
 		out[i] = r
 	}

@@ -33,14 +33,12 @@ func (m *metrics) decided(listener, stage, check, outcome string) {
 }
 
 // decision counts a decision made outside a session's observer: the greet
-// pause's rejection (stage connect, smtp listener only) and the error
-// limit's disconnection (stage session; its listener is not known here).
+// pause's rejection (stage connect, smtp listener only). The error limit's
+// disconnection is counted by the session, with its listener (conn.reply).
 func (m *metrics) decision(stage, outcome string) {
 	switch stage {
 	case "connect":
 		m.decided(listenerSMTP, stage, "greet_pause", outcome)
-	case "session":
-		m.decided("", stage, "error_limit", outcome)
 	default:
 		m.decided("", stage, "", outcome)
 	}

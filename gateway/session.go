@@ -35,6 +35,7 @@ func (c *conn) Helo(arg string, ehlo bool) *policy.Reply {
 	arg = strings.TrimSpace(arg)
 	if !validHeloArg(arg) {
 		c.log.Info("helo", "outcome", "rejected", "reply", policy.BadHelo.String(), "reason", "invalid argument", "arg", arg)
+		c.noteLogged(policy.BadHelo)
 		return policy.BadHelo
 	}
 	c.abandonBDAT()
@@ -543,7 +544,8 @@ func (c *conn) contentReader(r io.Reader) io.Reader {
 func (c *conn) clientFailed(err error, what string) *policy.Reply {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		c.log.Info(what, "from", c.tx.tx.From, "outcome", "timeout", "reply", policy.DataTimeout.String())
+		// Logged as the reply (writeLocked), or by the engine's decision
+		// when the stall was in the part of the message it was reading.
 		return policy.DataTimeout
 	}
 	c.log.Debug("client went away", "while", what, "err", err)
@@ -678,7 +680,9 @@ func (c *conn) Auth(arg string) *policy.Reply {
 	for {
 		challenge, done, err := mech.Next(resp)
 		if err != nil {
-			return c.gen.cfg.MSA.Auth.ExchangeFailed(c.client, mech, err)
+			r := c.gen.cfg.MSA.Auth.ExchangeFailed(c.log, c.client, mech, err)
+			c.noteLogged(r) // the "auth failed" line names it
+			return r
 		}
 		if done {
 			break
@@ -706,8 +710,10 @@ func (c *conn) Auth(arg string) *policy.Reply {
 	}
 	user, password := mech.Credentials()
 	defer c.watchHangup()()
-	u, r := c.gen.cfg.MSA.Auth.Login(c.ctx, c.client, user, password)
+	u, r := c.gen.cfg.MSA.Auth.Login(c.ctx, c.log, c.client, user, password)
 	if r != nil {
+		// The "auth failed" or "auth refused" line names the reply.
+		c.noteLogged(r)
 		cause := report.AuthFailure // refused or throttled
 		if r == policy.AuthTempFailed {
 			// The directory could not tell, was too slow to give a bind
@@ -771,6 +777,7 @@ func (o sessionObserver) decided(stage, check string, r *policy.Reply, reason st
 	}
 	args = append(args, kv...)
 	o.c.log.Info(stage, args...)
+	o.c.noteLogged(r) // this line is the reply's
 	o.c.srv.metrics.decided(o.c.listener, stage, check, outcome)
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Formats are the outputs of `sekisho report -format`.
@@ -39,6 +40,7 @@ type JSON struct {
 	To         string    `json:"to"`
 	TimeZone   string    `json:"time_zone"`
 	Distinct   string    `json:"distinct"`
+	Generated  string    `json:"generated,omitempty"`
 	Causes     []string  `json:"causes"`
 	Rows       []JSONRow `json:"rows"`
 	TopDomains []JSONTop `json:"top_domains"`
@@ -49,6 +51,7 @@ type JSONRow struct {
 	Week      string           `json:"week"`
 	Start     string           `json:"start"`
 	End       string           `json:"end"`
+	SoFar     bool             `json:"so_far"`
 	Cause     string           `json:"cause"`
 	Attempts  int64            `json:"attempts"`
 	Distinct  int64            `json:"distinct"`
@@ -69,10 +72,10 @@ type JSONTop struct {
 // JSON returns the JSON document of r.
 func (r *Report) JSON() JSON {
 	j := JSON{Version: JSONVersion, From: r.From, To: r.To, TimeZone: r.TimeZone, Distinct: r.Distinct,
-		Causes: r.Causes, Rows: []JSONRow{}, TopDomains: []JSONTop{}}
+		Generated: r.Generated, Causes: r.Causes, Rows: []JSONRow{}, TopDomains: []JSONTop{}}
 	for _, w := range r.Weeks {
 		for _, c := range w.Causes {
-			j.Rows = append(j.Rows, JSONRow{Week: w.Week, Start: w.Start, End: w.End, Cause: c.Cause,
+			j.Rows = append(j.Rows, JSONRow{Week: w.Week, Start: w.Start, End: w.End, SoFar: w.SoFar, Cause: c.Cause,
 				Attempts: c.Attempts, Distinct: c.Distinct, Listeners: c.Listeners})
 		}
 		for _, t := range w.Top {
@@ -93,14 +96,20 @@ func (r *Report) WriteJSON(w io.Writer) error {
 }
 
 // WriteCSV writes a header and one row per (week, cause): week, start, end,
-// cause, attempts, distinct.
+// cause, attempts, distinct, so_far ("yes" for the week in progress, "no"
+// for a complete one; the last column, so that tools reading the first six
+// by position read what they did).
 func (r *Report) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	cw.Write([]string{"week", "start", "end", "cause", "attempts", "distinct"})
+	cw.Write([]string{"week", "start", "end", "cause", "attempts", "distinct", "so_far"})
 	for _, wk := range r.Weeks {
+		soFar := "no"
+		if wk.SoFar {
+			soFar = "yes"
+		}
 		for _, c := range wk.Causes {
 			cw.Write([]string{wk.Week, wk.Start, wk.End, c.Cause,
-				strconv.FormatInt(c.Attempts, 10), strconv.FormatInt(c.Distinct, 10)})
+				strconv.FormatInt(c.Attempts, 10), strconv.FormatInt(c.Distinct, 10), soFar})
 		}
 	}
 	cw.Flush()
@@ -130,6 +139,8 @@ var domainTitles = map[string]string{
 // first, every cause with attempts and distinct triplets and the change
 // from the week before, the top refused domains, and a ready
 // `sekisho baddomains add` line for each NXDOMAIN domain not on the list.
+// The week in progress is headed "so far", with no change column: a part
+// of a week against a whole one would read as a fall.
 func (r *Report) WriteText(out io.Writer) error {
 	w := bufio.NewWriter(out)
 	distinct := "exact"
@@ -144,15 +155,20 @@ func (r *Report) WriteText(out io.Writer) error {
 	}
 	for i := len(r.Weeks) - 1; i >= 0; i-- {
 		wk := r.Weeks[i]
-		fmt.Fprintf(w, "\n== %s (%s to %s) ==\n\n", wk.Week, wk.Start, wk.End)
+		if wk.SoFar {
+			fmt.Fprintf(w, "\n== %s (%s to %s), so far%s ==\n\n", wk.Week, wk.Start, wk.End, r.soFarUntil())
+		} else {
+			fmt.Fprintf(w, "\n== %s (%s to %s) ==\n\n", wk.Week, wk.Start, wk.End)
+		}
 		fmt.Fprintf(w, "%-18s %10s %8s %10s %8s\n", "cause", "attempts", "change", "distinct", "change")
 		for j, c := range wk.Causes {
 			var prev CauseCount
-			if i > 0 {
+			hasPrev := i > 0 && !wk.SoFar
+			if hasPrev {
 				prev = r.Weeks[i-1].Causes[j]
 			}
-			line := fmt.Sprintf("%-18s %10d %8s %10d %8s", c.Cause, c.Attempts, change(c.Attempts, prev.Attempts, i > 0),
-				c.Distinct, change(c.Distinct, prev.Distinct, i > 0))
+			line := fmt.Sprintf("%-18s %10d %8s %10d %8s", c.Cause, c.Attempts, change(c.Attempts, prev.Attempts, hasPrev),
+				c.Distinct, change(c.Distinct, prev.Distinct, hasPrev))
 			fmt.Fprintln(w, strings.TrimRight(line, " "))
 		}
 		var adds []string
@@ -182,6 +198,27 @@ func (r *Report) WriteText(out io.Writer) error {
 	return w.Flush()
 }
 
+// soFarUntil is how far the week so far goes, for its heading: " (until
+// 2026-12-07 09:14 UTC)", or "" when the report does not say.
+func (r *Report) soFarUntil() string {
+	t, err := time.Parse(time.RFC3339, r.Generated)
+	if err != nil {
+		return ""
+	}
+	return " (until " + t.UTC().Format("2006-01-02 15:04") + " UTC)"
+}
+
+// LastComplete returns the newest week of r that is complete (not the week
+// so far), nil when there is none.
+func (r *Report) LastComplete() *Week {
+	for i := len(r.Weeks) - 1; i >= 0; i-- {
+		if !r.Weeks[i].SoFar {
+			return &r.Weeks[i]
+		}
+	}
+	return nil
+}
+
 // FromJSON rebuilds a Report from its JSON document (version 1): what
 // `sekisho report` does with a running gateway's /report.json when it
 // cannot open the embedded store itself.
@@ -189,14 +226,14 @@ func FromJSON(j JSON) (*Report, error) {
 	if j.Version != JSONVersion {
 		return nil, fmt.Errorf("report JSON version %d, want %d", j.Version, JSONVersion)
 	}
-	r := &Report{From: j.From, To: j.To, TimeZone: j.TimeZone, Distinct: j.Distinct, Causes: j.Causes}
+	r := &Report{From: j.From, To: j.To, TimeZone: j.TimeZone, Distinct: j.Distinct, Generated: j.Generated, Causes: j.Causes}
 	index := map[string]int{}
 	for _, row := range j.Rows {
 		i, ok := index[row.Week]
 		if !ok {
 			i = len(r.Weeks)
 			index[row.Week] = i
-			r.Weeks = append(r.Weeks, Week{Week: row.Week, Start: row.Start, End: row.End})
+			r.Weeks = append(r.Weeks, Week{Week: row.Week, Start: row.Start, End: row.End, SoFar: row.SoFar})
 			for _, c := range DomainCauses {
 				r.Weeks[i].Top = append(r.Weeks[i].Top, TopDomains{Cause: c})
 			}

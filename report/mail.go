@@ -32,10 +32,11 @@ type MailHeader struct {
 }
 
 // Subject is the mail's subject: "sekisho weekly report 2026-W47", the
-// report's last week (or its period when it has none).
+// report's last complete week (the Monday mail is about it, not about the
+// hours of the week so far), or its period when it has none.
 func (r *Report) Subject() string {
-	if n := len(r.Weeks); n > 0 {
-		return "sekisho weekly report " + r.Weeks[n-1].Week
+	if w := r.LastComplete(); w != nil {
+		return "sekisho weekly report " + w.Week
 	}
 	return "sekisho weekly report " + r.From + " to " + r.To
 }
@@ -43,8 +44,8 @@ func (r *Report) Subject() string {
 // SVGFileName is the chart's file name in the mail:
 // "sekisho-report-2026-W47.svg".
 func (r *Report) SVGFileName() string {
-	if n := len(r.Weeks); n > 0 {
-		return "sekisho-report-" + safeName(r.Weeks[n-1].Week) + ".svg"
+	if w := r.LastComplete(); w != nil {
+		return "sekisho-report-" + safeName(w.Week) + ".svg"
 	}
 	return "sekisho-report.svg"
 }

@@ -139,6 +139,7 @@ type pageData struct {
 	SVG        template.HTML
 	Candidates []candidate
 	Weeks      []pageWeek // newest first
+	SoFarUntil string     // "(until 2026-12-07 09:14 UTC)", or ""
 }
 
 // candidate is an NXDOMAIN domain not on the bad list, over the period.
@@ -273,12 +274,21 @@ func (r *Report) pageData() (*pageData, error) {
 	if n := len(r.Weeks); n > 0 {
 		d.FirstWeek, d.LastWeek = r.Weeks[0].Week, r.Weeks[n-1].Week
 	}
+	// Unfolded: the week so far and the newest complete week.
+	openFrom := len(r.Weeks) - 1
+	if openFrom > 0 && r.Weeks[openFrom].SoFar {
+		openFrom--
+	}
+	d.SoFarUntil = strings.TrimSpace(r.soFarUntil())
 	for i := len(r.Weeks) - 1; i >= 0; i-- {
 		w := r.Weeks[i]
-		pw := pageWeek{Week: w, Open: i == len(r.Weeks)-1, Top: w.Top}
+		pw := pageWeek{Week: w, Open: i >= openFrom, Top: w.Top}
 		for _, c := range w.Causes {
 			row := pageRow{Cause: c.Cause, Kind: kindNames[PanelOf(c.Cause)], Attempts: c.Attempts, Distinct: c.Distinct}
-			if i > 0 {
+			if i > 0 && w.SoFar {
+				// No change: a part of a week against a whole one.
+				row.Zero = c.Attempts == 0
+			} else if i > 0 {
 				prev := r.Weeks[i-1].count(c.Cause)
 				row.Change = changeText(c.Attempts, prev.Attempts)
 				row.Zero = c.Attempts == 0 && prev.Attempts == 0
@@ -365,10 +375,10 @@ candidates for the list (a typo of a big provider, a spammer's invented name). C
 {{end}}
 
 <h2 id="weeks">Week by week</h2>
-<p class="note">Newest first. Change: attempts against the week before. 4xx: a temporary failure (the sender retries); 5xx: a rejection.</p>
+<p class="note">Newest first; the week in progress is marked <em>so far</em> (its days until now, no change column). Change: attempts against the week before. 4xx: a temporary failure (the sender retries); 5xx: a rejection.</p>
 {{range .Weeks}}
 <details id="{{.Week.Week}}"{{if .Open}} open{{end}}>
-<summary>{{.Week.Week}} ({{.Start}} to {{.End}})</summary>
+<summary>{{.Week.Week}} ({{.Start}} to {{.End}}){{if .SoFar}}, <span class="so-far">so far</span> {{$.SoFarUntil}}{{end}}</summary>
 <div class="columns">
 <table>
 <thead><tr><th>cause</th><th>kind</th><th>attempts</th><th>distinct</th><th>change</th></tr></thead>

@@ -9,8 +9,9 @@ import (
 	"sekisho/greylist"
 )
 
-// DefaultWeeks is how many weeks `sekisho report` shows by default: the
-// last complete week and the 8 before it, for trends.
+// DefaultWeeks is how many complete weeks `sekisho report` and /report
+// show by default: the last complete week and the 8 before it, for trends;
+// the week in progress comes after them, "so far" (RecentWeeks).
 const DefaultWeeks = 9
 
 // DefaultTop is how many refused domains a week lists per cause.
@@ -35,6 +36,9 @@ type Options struct {
 	// BadDomainsFile is the list those lines add to ("": the command's
 	// default, ./baddomains.txt).
 	BadDomainsFile string
+	// Now is when the report is made: the week that holds it is the week
+	// in progress, its counts "so far" (Week.SoFar). Zero: no week is.
+	Now time.Time
 }
 
 // Report is the data model of every output: text, CSV, JSON, and (other
@@ -49,13 +53,19 @@ type Report struct {
 
 	// BadDomainsFile is Options.BadDomainsFile, for the add lines.
 	BadDomainsFile string
+	// Generated is Options.Now (RFC 3339, UTC, to the second): how far
+	// the week so far goes. "" when Now was not given.
+	Generated string
 }
 
 // Week is one ISO week of a Report.
 type Week struct {
-	Week   string       // "2026-W47"
-	Start  string       // its Monday
-	End    string       // its Sunday
+	Week  string // "2026-W47"
+	Start string // its Monday
+	End   string // its Sunday
+	// SoFar marks the week in progress (it holds Report.Generated): its
+	// counts are those of its days so far, not of a whole week.
+	SoFar  bool
 	Causes []CauseCount // one per Report.Causes, same order
 	Top    []TopDomains // one per DomainCauses, same order
 }
@@ -105,13 +115,17 @@ func Build(ctx context.Context, store greylist.Counts, o Options) (*Report, erro
 	if store.CountsExact() {
 		r.Distinct = "exact"
 	}
+	if !o.Now.IsZero() {
+		r.Generated = o.Now.UTC().Format(time.RFC3339)
+	}
 	for _, m := range o.Weeks {
 		name := WeekName(m)
 		wc, err := store.ReadCounts(ctx, name, o.Top)
 		if err != nil {
 			return nil, fmt.Errorf("report: reading week %s: %w", name, err)
 		}
-		w := Week{Week: name, Start: DateString(m), End: DateString(m.Add(6 * day))}
+		w := Week{Week: name, Start: DateString(m), End: DateString(m.Add(6 * day)),
+			SoFar: !o.Now.IsZero() && !o.Now.Before(m) && o.Now.Before(m.Add(7*day))}
 		for _, cause := range Causes {
 			cc := wc.Causes[cause]
 			l := cc.Listeners

@@ -296,10 +296,10 @@ func TestCSVOneRowPerWeekAndCause(t *testing.T) {
 			t.Fatal(err)
 		}
 		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-		if len(lines) != 1+4*len(report.Causes) || lines[0] != "week,start,end,cause,attempts,distinct" {
+		if len(lines) != 1+4*len(report.Causes) || lines[0] != "week,start,end,cause,attempts,distinct,so_far" {
 			t.Fatalf("csv: %d lines, header %q", len(lines), lines[0])
 		}
-		for _, want := range []string{"2026-W45,2026-11-02,2026-11-08,greylist,5,2", "2026-W47,2026-11-16,2026-11-22,greylist,0,0"} {
+		for _, want := range []string{"2026-W45,2026-11-02,2026-11-08,greylist,5,2,no", "2026-W47,2026-11-16,2026-11-22,greylist,0,0,no"} {
 			if !strings.Contains(buf.String(), want+"\n") {
 				t.Errorf("csv lacks %q:\n%s", want, buf.String())
 			}
@@ -489,6 +489,11 @@ func TestWeeks(t *testing.T) {
 	ws := report.LastWeeks(at("2026-11-22 10:00:00"), 9) // a Sunday: W47 is not complete
 	if len(ws) != 9 || report.WeekName(ws[8]) != "2026-W46" || report.WeekName(ws[0]) != "2026-W38" {
 		t.Errorf("LastWeeks = %v", ws)
+	}
+	// The default weeks: the same, then the week in progress.
+	ws = report.RecentWeeks(at("2026-11-22 10:00:00"), 9)
+	if len(ws) != 10 || report.WeekName(ws[9]) != "2026-W47" || report.WeekName(ws[8]) != "2026-W46" || report.WeekName(ws[0]) != "2026-W38" {
+		t.Errorf("RecentWeeks = %v", ws)
 	}
 }
 

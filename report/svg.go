@@ -237,13 +237,36 @@ func (r *Report) WriteSVG(w io.Writer) error {
 			if i%labelEvery != 0 {
 				continue
 			}
-			s.printf(`<text class="accepted" data-week="%s" data-attempts="%d" x="%s" y="%s" text-anchor="middle">%s<title>%s</title></text>`+"\n",
-				xmlText(wk.Week), c.Attempts, num(x), num(acceptedY), xmlText(formatCount(c.Attempts)),
-				xmlText(fmt.Sprintf("%s accepted: %d attempts, %d distinct", wk.Week, c.Attempts, c.Distinct)))
+			s.printf(`<text class="accepted" data-week="%s" data-attempts="%d"%s x="%s" y="%s" text-anchor="middle">%s<title>%s</title></text>`+"\n",
+				xmlText(wk.Week), c.Attempts, soFarAttr(wk), num(x), num(acceptedY), xmlText(formatCount(c.Attempts)),
+				xmlText(fmt.Sprintf("%s%s accepted: %d attempts, %d distinct", wk.Week, soFarTitle(wk), c.Attempts, c.Distinct)))
 		}
 	}
 	s.printf("</svg>\n")
 	return s.err
+}
+
+// The week in progress is drawn lighter, and labelled "so far" under its
+// week: its bars are a part of a week.
+func soFarAttr(w *Week) string {
+	if w.SoFar {
+		return ` data-so-far="true"`
+	}
+	return ""
+}
+
+func soFarFill(w *Week) string {
+	if w.SoFar {
+		return ` fill-opacity="0.55"`
+	}
+	return ""
+}
+
+func soFarTitle(w *Week) string {
+	if w.SoFar {
+		return " (so far)"
+	}
+	return ""
 }
 
 // drawPanel draws one panel: its title, value axis and grid, the stacked
@@ -291,9 +314,9 @@ func (r *Report) drawPanel(s *svgWriter, p chartPanel, slot, barW float64, label
 			total += cc.Attempts
 			h := float64(cc.Attempts) * scale
 			y -= h
-			s.printf(`<rect class="bar" data-panel="%s" data-week="%s" data-cause="%s" data-attempts="%d" data-distinct="%d" x="%s" y="%s" width="%s" height="%s" fill="%s" stroke="#fff" stroke-width="0.5"><title>%s</title></rect>`+"\n",
-				p.name, xmlText(wk.Week), xmlText(c), cc.Attempts, cc.Distinct, num(x), num(y), num(barW), num(h), p.colours[c],
-				xmlText(fmt.Sprintf("%s %s: %d attempts, %d distinct", wk.Week, c, cc.Attempts, cc.Distinct)))
+			s.printf(`<rect class="bar" data-panel="%s" data-week="%s" data-cause="%s" data-attempts="%d" data-distinct="%d"%s x="%s" y="%s" width="%s" height="%s" fill="%s"%s stroke="#fff" stroke-width="0.5"><title>%s</title></rect>`+"\n",
+				p.name, xmlText(wk.Week), xmlText(c), cc.Attempts, cc.Distinct, soFarAttr(wk), num(x), num(y), num(barW), num(h), p.colours[c],
+				soFarFill(wk), xmlText(fmt.Sprintf("%s%s %s: %d attempts, %d distinct", wk.Week, soFarTitle(wk), c, cc.Attempts, cc.Distinct)))
 		}
 		// The week's total above its bar, where there is room for it.
 		if total > 0 && slot >= minLabelSpan {
@@ -310,6 +333,9 @@ func (r *Report) drawPanel(s *svgWriter, p chartPanel, slot, barW float64, label
 		x := plotLeft + (float64(i)+0.5)*slot
 		s.printf(`<text class="week" x="%s" y="%s" text-anchor="middle">%s</text>`+"\n", num(x), num(bottom+17), xmlText(wk.Week))
 		s.printf(`<text x="%s" y="%s" text-anchor="middle" fill="#666" font-size="10">%s</text>`+"\n", num(x), num(bottom+31), xmlText(wk.Start))
+		if wk.SoFar {
+			s.printf(`<text class="so-far" data-week="%s" x="%s" y="%s" text-anchor="middle" font-size="10" font-weight="bold">so far</text>`+"\n", xmlText(wk.Week), num(x), num(bottom+45))
+		}
 	}
 	// Legend, top entry first as in the stack (the last cause is on top).
 	for j := len(p.causes) - 1; j >= 0; j-- {

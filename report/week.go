@@ -54,6 +54,14 @@ func LastWeeks(now time.Time, n int) []time.Time {
 	return WeeksBetween(last.AddDate(0, 0, -7*(n-1)), last)
 }
 
+// RecentWeeks returns the Mondays of the n complete weeks before now's week
+// and of now's week itself, the week in progress, oldest first: what
+// `sekisho report` and /report show by default (DefaultWeeks), so that the
+// trouble of today is in the report today.
+func RecentWeeks(now time.Time, n int) []time.Time {
+	return append(LastWeeks(now, n), Monday(now))
+}
+
 // WeeksBetween returns the Mondays of every ISO week that holds a day from
 // from to to (inclusive), oldest first.
 func WeeksBetween(from, to time.Time) []time.Time {

@@ -6,14 +6,9 @@ import (
 	"fmt"
 	"io"
 
+	"sekisho/config"
 	"sekisho/policy"
 )
-
-// defaultBadDomainsFile is the file `sekisho baddomains` edits without -file:
-// baddomains.txt in the current directory, where the shipped list sits in a
-// checkout and where an admin usually is (cd /etc/sekisho). The gateway
-// itself reads the path of checks.domain.bad_domains.
-const defaultBadDomainsFile = "baddomains.txt"
 
 const baddomainsUsage = `usage: sekisho baddomains [-file PATH] COMMAND
 
@@ -38,7 +33,11 @@ is not bad), 2 usage or other error.
 // runBaddomains is `sekisho baddomains`. -file may come before or after the
 // command.
 func runBaddomains(args []string, stdout, stderr io.Writer) int {
-	file := defaultBadDomainsFile
+	// Without -file: baddomains.txt in the current directory, where the
+	// shipped list sits in a checkout (and serve without -config reads it)
+	// and where an admin usually is (cd /etc/sekisho). A gateway with a
+	// file reads the path of its checks.domain.bad_domains.
+	file := config.DefaultBadDomains
 	newFlags := func() *flag.FlagSet {
 		fs := flag.NewFlagSet("baddomains", flag.ContinueOnError)
 		fs.SetOutput(stderr)

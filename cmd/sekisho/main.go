@@ -146,7 +146,7 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	if *defaults {
 		def := config.Defaults()
-		return printConfig(config.Marshal, &def, "# the defaults (sekisho serve without -config):", stdout, stderr)
+		return printConfig(config.Marshal, &def, "# the defaults (sekisho serve without -config, which also reads ./baddomains.txt where there is one):", stdout, stderr)
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {

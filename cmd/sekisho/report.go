@@ -46,8 +46,9 @@ const reportUsage = `usage: sekisho report [-config FILE] [-weeks N | -from DATE
 Counts of every deferral and rejection by cause, and of accepted mail, per
 ISO week (Monday to Sunday, UTC): attempts and distinct (client network,
 sender, recipient) triplets, and the week's top NXDOMAIN and bad-list
-domains. Default: the last complete week and the 8 before it. -from and -to
-(YYYY-MM-DD) are widened to whole weeks. See docs/report.md.
+domains. Default: the last complete week and the 8 before it, then the
+week in progress, marked "so far". -from and -to (YYYY-MM-DD) are widened to
+whole weeks; a week that holds today is marked "so far". See docs/report.md.
 
 The state store must be readable: Redis at any time, the embedded file
 while sekisho serve is not running on it. A store that cannot be read is an
@@ -67,7 +68,7 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, reportUsage); fs.PrintDefaults() }
 	path := fs.String("config", "", "configuration file (default: embedded defaults)")
-	weeks := fs.Int("weeks", report.DefaultWeeks, "number of complete weeks, the last one first")
+	weeks := fs.Int("weeks", report.DefaultWeeks, "number of complete weeks before the week in progress (which is shown too, \"so far\")")
 	from := fs.String("from", "", "first day (YYYY-MM-DD, UTC), with -to")
 	to := fs.String("to", "", "last day (YYYY-MM-DD, UTC), with -from")
 	format := fs.String("format", "text", "text, csv or json")
@@ -90,6 +91,7 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 		return usageErr(fmt.Sprintf("-format %q: want text, csv or json", *format))
 	}
 	var mondays []time.Time
+	now := reportNow()
 	switch {
 	case (*from == "") != (*to == ""):
 		return usageErr("-from and -to go together")
@@ -109,7 +111,7 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 		if *weeks < 1 || *weeks > 520 {
 			return usageErr("-weeks must be between 1 and 520")
 		}
-		mondays = report.LastWeeks(reportNow(), *weeks)
+		mondays = report.RecentWeeks(now, *weeks)
 	}
 
 	cfg, err := config.Load(*path) // "": the embedded defaults
@@ -142,7 +144,7 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	}
 	defer store.Close()
 
-	opts := report.Options{Weeks: mondays}
+	opts := report.Options{Weeks: mondays, Now: now}
 	if dc := cfg.Checks.Domain; dc.BadDomains != "" && !dc.Off {
 		list, err := policy.BadDomainsFile{Path: dc.BadDomains}.Parse()
 		if err != nil {

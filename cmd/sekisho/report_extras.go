@@ -177,9 +177,9 @@ func loadReport(ctx context.Context, store greylist.Counts, cfg *config.Config, 
 	ctx, cancel := context.WithTimeout(ctx, reportPagesTimeout)
 	defer cancel()
 	if weeks == nil {
-		weeks = report.LastWeeks(now, report.DefaultWeeks)
+		weeks = report.RecentWeeks(now, report.DefaultWeeks)
 	}
-	opts := report.Options{Weeks: weeks}
+	opts := report.Options{Weeks: weeks, Now: now}
 	var list *policy.BadDomainList
 	if bad != nil {
 		list = bad.List()

@@ -197,7 +197,7 @@ func TestReportPagesOnHTTPListener(t *testing.T) {
 	}
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "next "+r.URL.Path) })
 	h := withReportPages(next, func(ctx context.Context, weeks []time.Time) (*report.Report, error) {
-		return loadReport(ctx, store, &cfg, d.badDomains, time.Date(2026, 11, 10, 12, 0, 0, 0, time.UTC), weeks) // W45 is the last complete week
+		return loadReport(ctx, store, &cfg, d.badDomains, time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), weeks) // W46 is the last complete week, W47 the week so far
 	})
 
 	get := func(h http.Handler, p string) *httptest.ResponseRecorder {
@@ -216,6 +216,42 @@ func TestReportPagesOnHTTPListener(t *testing.T) {
 	}
 	if rec := get(h, "/report.json"); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"cause": "greylist"`) {
 		t.Errorf("/report.json: %d", rec.Code)
+	}
+	// By default the week in progress comes last, so far: its LDAP outage
+	// of the Saturday shows on the Sunday.
+	if want := `<summary>2026-W47 (2026-11-16 to 2026-11-22), <span class="so-far">so far</span> (until 2026-11-22 10:00 UTC)</summary>`; !strings.Contains(page, want) {
+		t.Errorf("/report lacks %s:\n%s", want, page)
+	}
+	rec = get(h, "/report.csv")
+	if body := rec.Body.String(); !strings.Contains(body, "\n2026-W47,2026-11-16,2026-11-22,ldap_tempfail,2,1,yes\n") ||
+		!strings.HasPrefix(strings.SplitN(body, "\n", 3)[1], "2026-W38,") {
+		t.Errorf("/report.csv (default weeks W38 to W47, W47 so far):\n%s", body)
+	}
+	// The forms of ?from=&to= that docs/report.md shows: both dates, widened
+	// to whole weeks; one alone, or a date that is not YYYY-MM-DD, is 400.
+	for _, c := range []struct {
+		query string
+		weeks int
+		want  []string
+	}{
+		{"?from=2026-11-03&to=2026-11-03", 1, []string{"\n2026-W45,2026-11-02,2026-11-08,greylist,4,1,no\n"}},
+		{"?from=2026-11-08&to=2026-11-20", 3, []string{"\n2026-W45,", "\n2026-W46,", "\n2026-W47,2026-11-16,2026-11-22,ldap_tempfail,2,1,yes\n"}},
+	} {
+		rec := get(h, "/report.csv"+c.query)
+		body := rec.Body.String()
+		if n := strings.Count(body, "\n") - 1; rec.Code != 200 || n != c.weeks*len(report.Causes) {
+			t.Errorf("/report.csv%s: %d, %d rows, want %d weeks'", c.query, rec.Code, n, c.weeks)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(body, w) {
+				t.Errorf("/report.csv%s lacks %q:\n%s", c.query, w, body)
+			}
+		}
+	}
+	for _, q := range []string{"?from=2026-11-03", "?to=2026-11-03", "?from=3.11.2026&to=2026-11-10", "?from=2026-11-10&to=2026-11-03"} {
+		if rec := get(h, "/report"+q); rec.Code != 400 {
+			t.Errorf("/report%s: %d, want 400", q, rec.Code)
+		}
 	}
 
 	// serve's loader, when the store could not be opened, and a store

@@ -36,6 +36,12 @@ func fillCounts(t *testing.T, store greylist.Counts) {
 		c.Record(report.Event{Time: mon, Cause: report.NXDomain, Listener: "smtp", Client: client,
 			Sender: fmt.Sprintf("s%d@%s", i, d), Recipient: "alice@campus.example", Domain: d})
 	}
+	// W47, the week of testenv.NewClock (Sunday 2026-11-22 10:00): an LDAP
+	// outage on the Saturday, twice the same triplet.
+	for i := 0; i < 2; i++ {
+		c.Record(report.Event{Time: time.Date(2026, 11, 21, 9, i, 0, 0, time.UTC), Cause: report.LDAPTempfail, Listener: "smtp",
+			Client: client, Sender: "bob@example.net", Recipient: "alice@campus.example"})
+	}
 	if err := c.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -123,13 +129,58 @@ func TestReportCommandDefaultWeeks(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
+	// Nine complete weeks, then the week in progress.
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 1+9*len(report.Causes) || !strings.HasPrefix(lines[1], "2026-W38,") || !strings.HasPrefix(lines[len(lines)-1], "2026-W46,") {
+	if len(lines) != 1+10*len(report.Causes) || !strings.HasPrefix(lines[1], "2026-W38,") || !strings.HasPrefix(lines[len(lines)-1], "2026-W47,") {
 		t.Errorf("csv: %d lines, first %q, last %q", len(lines), lines[1], lines[len(lines)-1])
 	}
-	if !strings.Contains(out, "2026-W45,2026-11-02,2026-11-08,greylist,4,1\n") {
-		t.Errorf("csv lacks W45 greylist:\n%s", out)
+	for _, want := range []string{"2026-W45,2026-11-02,2026-11-08,greylist,4,1,no\n", "2026-W47,2026-11-16,2026-11-22,ldap_tempfail,2,1,yes\n",
+		"2026-W46,2026-11-09,2026-11-15,ldap_tempfail,0,0,no\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("csv lacks %q:\n%s", want, out)
+		}
 	}
+	// The text: the week so far first, headed so, with no change column.
+	code, out, errs = runCmd("report", "-config", config)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	head := "\n== 2026-W47 (2026-11-16 to 2026-11-22), so far (until 2026-11-22 10:00 UTC) ==\n"
+	if i, j := strings.Index(out, head), strings.Index(out, "== 2026-W46 (2026-11-09 to 2026-11-15) =="); i < 0 || j < i {
+		t.Errorf("text lacks the week so far on top (%q):\n%s", head, out)
+	}
+	if !regexpLine(out, "ldap_tempfail", "2", "1") {
+		t.Errorf("text lacks the week so far's ldap_tempfail line (2 attempts, 1 distinct, no change):\n%s", out)
+	}
+	// JSON: each row says whether its week is the one so far.
+	code, out, errs = runCmd("report", "-config", config, "-format", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var j report.JSON
+	if err := json.Unmarshal([]byte(out), &j); err != nil {
+		t.Fatal(err)
+	}
+	soFar := map[string]bool{}
+	for _, r := range j.Rows {
+		soFar[r.Week] = r.SoFar
+		if r.Week == "2026-W47" && r.Cause == report.LDAPTempfail && (r.Attempts != 2 || !r.SoFar) {
+			t.Errorf("JSON row %+v, want 2 attempts so far", r)
+		}
+	}
+	if !soFar["2026-W47"] || soFar["2026-W46"] || j.Generated != "2026-11-22T10:00:00Z" {
+		t.Errorf("JSON so_far by week %v, generated %q", soFar, j.Generated)
+	}
+}
+
+// regexpLine reports whether text has a line of exactly these fields.
+func regexpLine(text string, fields ...string) bool {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Join(strings.Fields(l), " ") == strings.Join(fields, " ") {
+			return true
+		}
+	}
+	return false
 }
 
 func TestReportCommandRedis(t *testing.T) {
@@ -142,7 +193,7 @@ func TestReportCommandRedis(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	if !strings.Contains(out, "2026-W45,2026-11-02,2026-11-08,greylist,4,1\n") {
+	if !strings.Contains(out, "2026-W45,2026-11-02,2026-11-08,greylist,4,1,no\n") {
 		t.Errorf("csv lacks W45 greylist:\n%s", out)
 	}
 
