@@ -1,9 +1,11 @@
 package config
 
 import (
-	"sekisho/relay"
+	"os"
 	"strings"
 	"testing"
+
+	"sekisho/relay"
 )
 
 // What a test file about something else needs to be a whole configuration
@@ -122,5 +124,56 @@ routes:
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("config %q: error %v, want it to contain %q", c.yaml, err, c.want)
 		}
+	}
+}
+
+// TestBadDomainsOfTheEmbeddedDefaults: serve without -config reads
+// ./baddomains.txt where there is one (make run, in the source tree) and
+// runs without a list where there is none; a broken one is refused with its
+// line. A file names its own list or has none, even where ./baddomains.txt
+// is: a file that leaves bad_domains out loads without it, and -changed
+// (MarshalChanged) does not name it; Defaults() names no list.
+func TestBadDomainsOfTheEmbeddedDefaults(t *testing.T) {
+	t.Chdir(t.TempDir())
+	cfg, err := Load("")
+	if err != nil || cfg.Checks.Domain.BadDomains != "" {
+		t.Fatalf("no ./baddomains.txt: bad_domains %q, err %v; want none, no error", cfg.Checks.Domain.BadDomains, err)
+	}
+
+	if err := os.WriteFile(DefaultBadDomains, []byte("# the list\ngmail.con\n.evil.example\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = Load("")
+	if err != nil || cfg.Checks.Domain.BadDomains != DefaultBadDomains {
+		t.Fatalf("./baddomains.txt there: bad_domains %q, err %v; want %q", cfg.Checks.Domain.BadDomains, err, DefaultBadDomains)
+	}
+	files, err := cfg.Files()
+	if err != nil || files.BadDomains == nil {
+		t.Fatalf("the list is not read: %v, %v", files.BadDomains, err)
+	}
+	if d := Defaults(); d.Checks.Domain.BadDomains != "" {
+		t.Errorf("Defaults() names the list %q: a file would inherit it", d.Checks.Domain.BadDomains)
+	}
+
+	file, err := Parse("f.yaml", []byte(site))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if file.Checks.Domain.BadDomains != "" {
+		t.Errorf("a file without bad_domains has %q", file.Checks.Domain.BadDomains)
+	}
+	out, err := MarshalChanged(&file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "bad_domains") {
+		t.Errorf("-changed names bad_domains, which the file does not set:\n%s", out)
+	}
+
+	if err := os.WriteFile(DefaultBadDomains, []byte("gmail.con\nnot a domain!\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(""); err == nil || !strings.Contains(err.Error(), "baddomains.txt:2") {
+		t.Errorf("a broken ./baddomains.txt: %v, want its line named", err)
 	}
 }
