@@ -121,22 +121,35 @@ const authThrottledUser = "454 4.7.0 temporary authentication failure: too many 
 // a wrong and with the right password, each from an address of its own — is
 // 454 4.7.0 "too many failed attempts for this user", and slapd logs no bind
 // as her entry. Before issue 16 each spelling was a fresh budget and a real
-// bind (and the right password logged in).
+// bind (and the right password logged in). Each 535 and each throttled 454
+// is one log line with the session id and its reply (issue 17: the "auth
+// refused" line is the refusal's line, no second "reply" line).
 func TestAuthEverySpellingThrottled(t *testing.T) {
 	f := startMSA(t, nil) // auth.max_failures: 5
+	clients := map[string]*msaClient{}
 	for i := 1; i <= 5; i++ {
-		f.session(t, fmt.Sprintf("127.0.2.%d", i), "alice", fmt.Sprintf("wrong-%d", i), "535 5.7.8")
+		src := fmt.Sprintf("127.0.2.%d", i)
+		clients[src] = f.session(t, src, "alice", fmt.Sprintf("wrong-%d", i), "535 5.7.8")
 	}
 	before := f.binds("alice")
 	spellings := []string{"alice", "alice@campus.test", " alice", "ALICE@campus.test ", "Alice", "alice ", "  ALICE  ", " Alice@Campus.Test", "alice@CAMPUS.TEST"}
 	for i, name := range spellings {
-		c := f.authReady(t, fmt.Sprintf("127.0.3.%d", i+1))
+		src := fmt.Sprintf("127.0.3.%d", i+1)
+		c := f.authReady(t, src)
 		c.mustReply(fmt.Sprintf("PLAIN %q, wrong password", name), c.plain(name, "guess-"+name), authThrottledUser)
 		c.mustReply(fmt.Sprintf("PLAIN %q, right password", name), c.plain(name, "alice-pw"), authThrottledUser)
 		c.mustReply(fmt.Sprintf("LOGIN %q, right password", name), c.login(name, "alice-pw"), authThrottledUser)
+		clients[src] = c
 	}
 	if n := f.binds("alice") - before; n != 0 {
 		t.Errorf("slapd logged %d binds as alice once her budget was spent, want 0", n)
+	}
+	log := settledLog(t, f.gw, f.sub)
+	for src, c := range clients {
+		loggedOnce(t, log, src, c.log.String())
+	}
+	if n := strings.Count(log, `msg="auth refused" `); n != 3*len(spellings) {
+		t.Errorf("%d auth refused lines, want %d", n, 3*len(spellings))
 	}
 	// The addresses that tried are not throttled: bob logs in from one.
 	c := f.authReady(t, "127.0.3.1")
@@ -231,8 +244,8 @@ func TestAuthAmbiguousAndAlarm(t *testing.T) {
 		t.Errorf("%d binds for an ambiguous name, want 0", n)
 	}
 	line := f.gw.WaitLog("2 entries match shared@campus.test", 5*time.Second)
-	if !strings.Contains(line, "level=ERROR") {
-		t.Errorf("the ambiguous entry is not logged at ERROR: %s", line)
+	if !strings.Contains(line, "level=ERROR") || !strings.Contains(line, `reply="454 4.7.0 temporary authentication failure"`) || !logSessionRE.MatchString(line) {
+		t.Errorf("the ambiguous entry is not logged at ERROR with the session and the reply: %s", line)
 	}
 	c.mustReply("alice from the same address", c.plain("alice", "alice-pw"), "235 2.7.0")
 
@@ -259,4 +272,6 @@ func TestAuthAmbiguousAndAlarm(t *testing.T) {
 	if n := strings.Count(f.gw.Log(), fired); n != 1 {
 		t.Errorf("%d alarm lines, want 1", n)
 	}
+	// Each 454 (ambiguous), 450 and 451 of the session is one line.
+	loggedOnce(t, settledLog(t, f.gw, f.sub), "127.0.6.1", c.log.String())
 }

@@ -689,7 +689,11 @@ func TestMSABruteForcePerUser(t *testing.T) {
 	}
 	c.expect("NOOP", "250")
 	c.mustReply("another user from the same address", c.plain("bob", "bob pw with spaces"), "235 2.7.0")
-	f.gw.WaitLog("too many failures for this user", 5*time.Second)
+	line := f.gw.WaitLog("too many failures for this user", 5*time.Second)
+	if !strings.Contains(line, `reply="454 4.7.0`) || !logSessionRE.MatchString(line) {
+		t.Errorf("the throttled attempt's line has no reply or session: %s", line)
+	}
+	loggedOnce(t, settledLog(t, f.gw, f.sub), "127.0.0.16", c.log.String())
 }
 
 // TestMSABruteForcePerIP: five failed logins from one address (any user
@@ -707,7 +711,7 @@ func TestMSABruteForcePerIP(t *testing.T) {
 	for i, user := range []string{"guess1", "carol", "root", "alice"} {
 		a.mustReply("failure "+strconv.Itoa(i+1), a.plain(user, "try-"+user), "535 5.7.8")
 	}
-	f.session(t, src, "bob", "bob pw with spaces", "235 2.7.0")
+	b := f.session(t, src, "bob", "bob pw with spaces", "235 2.7.0")
 	c := f.dial(t, src, false)
 	c.ehlo()
 	c.startTLS()
@@ -726,7 +730,12 @@ func TestMSABruteForcePerIP(t *testing.T) {
 	d.ehlo()
 	d.mustReply("a new session from the address", d.plain("bob", "bob pw with spaces"), "421 4.7.0")
 	f.session(t, "127.0.0.22", "alice", "alice-pw", "235 2.7.0")
-	f.gw.WaitLog("too many failures from this address", 5*time.Second)
+	line := f.gw.WaitLog("too many failures from this address", 5*time.Second)
+	if !strings.Contains(line, `reply="421 4.7.0`) || !logSessionRE.MatchString(line) {
+		t.Errorf("the throttled attempt's line has no reply or session: %s", line)
+	}
+	// Each 535 and 421 is one line, the throttled ones included.
+	loggedOnce(t, settledLog(t, f.gw, f.sub), src, a.log.String()+b.log.String()+c.log.String()+d.log.String())
 }
 
 // TestMSAHourlyRecipientLimit: with auth.max_recipients_per_hour: 3 the

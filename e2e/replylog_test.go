@@ -81,6 +81,37 @@ func loggedAnswers(t *testing.T, log, client string) (replies, sessions []string
 	return replies, sessions
 }
 
+// settledLog returns the gateway's log with every line it wrote before
+// this call. The log is read from the gateway's standard error as it comes:
+// a line written before a reply may not be read yet when the client has the
+// reply. A session from settleClient on the listener at addr is refused
+// (an LMTP listener's 554 banner to an untrusted client) or gets 500 to an
+// unknown command, and the line of that refusal, written after all the
+// others, is waited for.
+func settledLog(t *testing.T, gw *harness.Gateway, addr string) string {
+	t.Helper()
+	match := func(l string) bool {
+		return strings.Contains(l, " client="+settleClient+" ") && logReplyRE.MatchString(l)
+	}
+	n := 1
+	for _, l := range strings.Split(gw.Log(), "\n") {
+		if match(l) {
+			n++
+		}
+	}
+	c := harness.DialNoBanner(t, settleClient, addr)
+	if r := c.Read(); r.Code == 220 {
+		c.Expect("XSETTLE", "500 5.5.2")
+	} else if r.Code < 400 {
+		t.Fatalf("settledLog: banner %v", r)
+	}
+	gw.WaitLogCount(match, n, 10*time.Second)
+	return gw.Log()
+}
+
+// settleClient is the client address of settledLog's sessions.
+const settleClient = "127.0.0.254"
+
 // loggedOnce checks that the replies of 400 or more (and VRFY's) in the
 // transcript of a client's sessions and the reply= fields of the log lines
 // of that client and its sessions are the same list, each line with a
@@ -221,9 +252,7 @@ func TestEveryRefusalLoggedOnce(t *testing.T) {
 	m.expect("QUIT", "221")
 	keep("127.0.0.26", m.log.String())
 
-	// Every line compared is in the log by now: the gateway logs a reply
-	// before it writes it, and every client above read its last reply.
-	log := gw.Log()
+	log := settledLog(t, gw, gw.SMTP)
 	for _, src := range clients {
 		loggedOnce(t, log, src, transcripts[src].String())
 	}
@@ -277,8 +306,9 @@ func TestLMTPRefusalsLoggedOnce(t *testing.T) {
 	if n := len(answersInTranscript(c.Transcript())); n != 3 {
 		t.Fatalf("%d replies of 400 or more, want 3\n%s", n, c.Transcript())
 	}
-	loggedOnce(t, gw.Log(), "127.0.0.1", c.Transcript())
-	for _, l := range strings.Split(gw.Log(), "\n") {
+	log := settledLog(t, gw, lmtpAddr)
+	loggedOnce(t, log, "127.0.0.1", c.Transcript())
+	for _, l := range strings.Split(log, "\n") {
 		if strings.Contains(l, "msg=data ") && strings.Contains(l, "to=carol@campus.test") && !strings.Contains(l, "check=header") {
 			t.Errorf("the recipient's line does not name the check:\n%s", l)
 		}
