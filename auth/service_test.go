@@ -652,3 +652,68 @@ func TestDefaults(t *testing.T) {
 		t.Error("NoTags keeps a separator")
 	}
 }
+
+// TestEveryRefusalOneLineWithReply: given the session's logger, every
+// refused attempt is one line on it, naming the session (not ip=, which the
+// session's client= stands for) and the reply the client gets — a password
+// refused unseen and by the directory (535), the directory down and an
+// ambiguous name (454, the latter at ERROR), a user's budget spent before
+// the search and at the entry the search found (454), the address's budget
+// (421), an exchange error (501); nothing goes to the service's own logger.
+// Without a session logger the line is on the service's, with ip=.
+func TestEveryRefusalOneLineWithReply(t *testing.T) {
+	f := newFixture(t, Config{MaxFailures: 2})
+	sess := &logBuffer{}
+	log := sess.logger().With("session", "0123456789ab", "client", "192.0.2.9")
+	ip := func(i byte) netip.Addr { return netip.AddrFrom4([4]byte{192, 0, 2, 100 + i}) }
+	var want []*policy.Reply
+	login := func(a netip.Addr, user, password string, r *policy.Reply) {
+		t.Helper()
+		if _, got := f.svc.Login(context.Background(), log, a, user, password); got != r {
+			t.Fatalf("Login(%s, %q) = %v, want %v", a, user, got, r)
+		}
+		want = append(want, r)
+	}
+	login(ip(1), "carol", "", policy.AuthFailed)   // refused unseen
+	login(ip(2), "nobody", "x", policy.AuthFailed) // no entry
+	f.dir.down.Store(true)
+	login(ip(3), "bob", "bob-pw", policy.AuthTempFailed)
+	f.dir.down.Store(false)
+	f.dir.twice = "shared"
+	login(ip(4), "shared", "x", policy.AuthTempFailed) // ambiguous
+	login(ip(5), "alice", "w1", policy.AuthFailed)
+	login(ip(6), "alice@campus.test", "w2", policy.AuthFailed)                    // the entry's budget spent
+	login(ip(7), "alice.smith@campus.test", "alice-pw", policy.AuthThrottledUser) // at the entry, after the search
+	login(ip(7), "alice", "alice-pw", policy.AuthThrottledUser)                   // before the search
+	login(ip(8), "x1", "w", policy.AuthFailed)
+	login(ip(8), "x2", "w", policy.AuthFailed)
+	login(ip(8), "bob", "bob-pw", policy.AuthThrottledIP)
+	m, _ := NewMechanism("PLAIN")
+	_, _, err := m.Next([]byte("x\x00y"))
+	r := f.svc.ExchangeFailed(log, ip(9), m, err)
+	want = append(want, r)
+
+	lines := strings.Split(strings.TrimSpace(sess.String()), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines for %d refusals:\n%s", len(lines), len(want), sess.String())
+	}
+	for i, l := range lines {
+		if !strings.Contains(l, " session=0123456789ab ") || strings.Contains(l, " ip=") || !strings.HasSuffix(l, fmt.Sprintf(" reply=%q", want[i].String())) {
+			t.Errorf("line %d, for %v: %s", i+1, want[i], l)
+		}
+	}
+	if l := lines[3]; !strings.Contains(l, "level=ERROR") {
+		t.Errorf("the ambiguous name is not at ERROR: %s", l)
+	}
+	if !strings.Contains(lines[6], " dn=") || strings.Contains(lines[7], " dn=") {
+		t.Errorf("want the entry's refusal after the search, then the name's before it:\n%s\n%s", lines[6], lines[7])
+	}
+	if f.log.String() != "" {
+		t.Errorf("lines on the service's logger:\n%s", f.log.String())
+	}
+
+	f.svc.Login(context.Background(), nil, ip(8), "bob", "bob-pw")
+	if l := f.log.String(); !strings.Contains(l, `msg="auth refused" user=bob ip=192.0.2.108 outcome=throttled`) || !strings.Contains(l, ` reply="421 4.7.0 `) {
+		t.Errorf("without a session logger: %s", l)
+	}
+}
