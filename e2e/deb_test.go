@@ -34,6 +34,31 @@ func needRoot(t *testing.T) {
 	}
 }
 
+// lockPackageTests serialises the tests that install the package sekisho
+// on this machine (TestDebianPackage, TestQuickstart), whichever go test
+// process runs them, work tree or not: each takes this file lock before
+// it installs and lets it go after its last purge (the lock's cleanup is
+// registered first, so it runs after every later one).
+func lockPackageTests(t *testing.T) {
+	t.Helper()
+	const path = "/run/lock/sekisho-e2e-package.lock"
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		t.Logf("waiting for %s: another test installs the package", path)
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			t.Fatalf("flock %s: %v", path, err)
+		}
+	}
+	t.Cleanup(func() { f.Close() }) // closing releases the lock
+}
+
 // runCmd runs a command and fails the test with its output if it fails.
 func runCmd(t *testing.T, dir string, name string, args ...string) string {
 	t.Helper()
@@ -99,6 +124,7 @@ func TestDebianPackage(t *testing.T) {
 		"systemd-sysusers": "systemd", "systemd-analyze": "systemd", "lexgrog": "man-db", "swaks": "swaks"} {
 		testenv.Command(t, name, pkg)
 	}
+	lockPackageTests(t)
 	purgeSekisho(t) // a package installed before this test
 	deb := buildDeb(t)
 
@@ -416,22 +442,46 @@ func setYAML(t *testing.T, doc *yaml.Node, path []string, value any) {
 	t.Helper()
 	n := doc.Content[0]
 	for i, key := range path {
-		found := false
-		for j := 0; j+1 < len(n.Content); j += 2 {
-			if n.Content[j].Value == key {
-				if i == len(path)-1 {
-					var v yaml.Node
-					if err := v.Encode(value); err != nil {
-						t.Fatal(err)
-					}
-					n.Content[j+1] = &v
-				}
-				n, found = n.Content[j+1], true
-				break
-			}
-		}
-		if !found {
+		if getYAML(n, key) == nil {
 			t.Fatalf("the installed configuration has no %s", strings.Join(path[:i+1], "."))
 		}
+		if i < len(path)-1 {
+			n = getYAML(n, key)
+		}
 	}
+	putYAML(n, path[len(path)-1], yamlValue(t, value))
+}
+
+// getYAML is the value of key in the mapping m (nil if absent, or m nil).
+func getYAML(m *yaml.Node, key string) *yaml.Node {
+	if m == nil {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// putYAML sets key in the mapping m to v, in its place, or at the end.
+func putYAML(m *yaml.Node, key string, v *yaml.Node) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			m.Content[i+1] = v
+			return
+		}
+	}
+	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, v)
+}
+
+// yamlValue encodes a Go value as a YAML node.
+func yamlValue(t *testing.T, v any) *yaml.Node {
+	t.Helper()
+	var n yaml.Node
+	if err := n.Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	return &n
 }

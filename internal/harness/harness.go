@@ -86,6 +86,10 @@ type Gateway struct {
 	Dir  string // working directory (./var lives here)
 	SMTP string // address of the smtp listener
 
+	// Listeners are the addresses of the listeners that had logged that
+	// they listen when the start returned, by name (smtp, submission, …).
+	Listeners map[string]string
+
 	mu      sync.Mutex
 	log     bytes.Buffer
 	lines   chan string
@@ -118,6 +122,15 @@ func StartArgs(t testing.TB, dir string, args ...string) *Gateway {
 // a sekisho installed elsewhere, or started through a program that execs
 // it (setpriv to run it as another user), so that the process is sekisho.
 func StartProgram(t testing.TB, dir, program string, args ...string) *Gateway {
+	t.Helper()
+	return StartProgramListening(t, "smtp", dir, program, args...)
+}
+
+// StartProgramListening is StartProgram for a configuration whose listener
+// to wait for is not smtp (an MSA has only submission listeners): it
+// returns once that listener has logged that it listens, with its address
+// in Listeners (and SMTP set only when smtp has logged too).
+func StartProgramListening(t testing.TB, listener, dir, program string, args ...string) *Gateway {
 	t.Helper()
 	g := &Gateway{t: t, Dir: dir, lines: make(chan string, 1024), exited: make(chan struct{})}
 	g.cmd = exec.Command(program, args...)
@@ -159,18 +172,20 @@ func StartProgram(t testing.TB, dir, program string, args ...string) *Gateway {
 	})
 	// The process says when it listens; wait for that line, not for a port.
 	deadline := time.After(30 * time.Second)
-	for g.SMTP == "" {
+	g.Listeners = map[string]string{}
+	for g.Listeners[listener] == "" {
 		select {
 		case line := <-g.lines:
-			if m := listeningRE.FindStringSubmatch(line); m != nil && m[1] == "smtp" {
-				g.SMTP = m[2]
+			if m := listeningRE.FindStringSubmatch(line); m != nil {
+				g.Listeners[m[1]] = m[2]
 			}
 		case <-g.exited:
 			t.Fatalf("sekisho exited before listening: %v\n%s", g.exitErr, g.Log())
 		case <-deadline:
-			t.Fatalf("sekisho did not listen within 30s\n%s", g.Log())
+			t.Fatalf("sekisho did not listen on %s within 30s\n%s", listener, g.Log())
 		}
 	}
+	g.SMTP = g.Listeners["smtp"]
 	return g
 }
 
