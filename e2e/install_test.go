@@ -231,6 +231,9 @@ func TestMakeGoVersion(t *testing.T) {
 			// -n: what make would run, nothing run; the check is before.
 			cmd := exec.Command("make", "-n", target, "GO="+fake)
 			cmd.Dir = ".."
+			// As a user would run it, not as a sub-make of `make test`
+			// (which would print "Entering directory" lines).
+			cmd.Env = outsideMake(os.Environ())
 			var stdout, stderr strings.Builder
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err := cmd.Run()
@@ -413,4 +416,19 @@ func TestSocketUnitsOptional(t *testing.T) {
 			t.Errorf("%s does not name a listener in FileDescriptorName=", u)
 		}
 	}
+}
+
+// outsideMake is env without what a running make passes to the commands it
+// starts (MAKELEVEL, MAKEFLAGS, MFLAGS): a make started with it behaves as
+// one started from a shell.
+func outsideMake(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		switch name, _, _ := strings.Cut(kv, "="); name {
+		case "MAKELEVEL", "MAKEFLAGS", "MFLAGS":
+		default:
+			out = append(out, kv)
+		}
+	}
+	return out
 }
