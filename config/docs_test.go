@@ -39,6 +39,7 @@ var keyPages = map[string]string{
 	"report":                         "[top level](#top-level), report.md",
 	"health":                         "[top level](#top-level), metrics.md",
 	"alarm":                          "[top level](#top-level), metrics.md",
+	"control":                        "[top level](#top-level), cli.md",
 }
 
 // keyDefaults are the default cells that say more than the printed value.
@@ -48,6 +49,7 @@ var keyDefaults = map[string]string{
 	"routes":                        "`localhost` → `maildir:var/mail` (required in a file)",
 	"checks.domain.popular_domains": "absent: the local domains and a built-in list",
 	"store.redis":                   "absent: the embedded file, `store.path`",
+	"control.socket":                "`/run/sekisho/control.sock` in a file; `var/control.sock` without one",
 }
 
 const (
