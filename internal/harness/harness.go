@@ -98,15 +98,29 @@ var listeningRE = regexp.MustCompile(`msg=listening listener=(\w+) addr=(\S+)`)
 // Start runs `sekisho serve -config <file>` with the given YAML in a fresh
 // working directory, and returns once every configured listener has logged
 // that it listens. It is stopped (SIGTERM, then SIGKILL) at cleanup.
+//
+// A YAML that names no control socket gets TestControl's: the default of
+// a file, /run/sekisho/control.sock, is one per host, and tests run
+// gateways side by side.
 func Start(t testing.TB, configYAML string) *Gateway {
 	t.Helper()
 	dir := t.TempDir()
+	if !controlKey.MatchString(configYAML) {
+		configYAML += "\n" + TestControl
+	}
 	cfgPath := filepath.Join(dir, "sekisho.yaml")
 	if err := os.WriteFile(cfgPath, []byte(configYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return StartArgs(t, dir, "serve", "-config", cfgPath)
 }
+
+// TestControl is the control section of a test's configuration: the
+// socket in the gateway's working directory (relative, so that a long
+// temporary directory does not exceed a socket path's 107 bytes).
+const TestControl = "control: {socket: control.sock}\n"
+
+var controlKey = regexp.MustCompile(`(?m)^control:`)
 
 // StartArgs runs the binary with arbitrary arguments in dir.
 func StartArgs(t testing.TB, dir string, args ...string) *Gateway {
