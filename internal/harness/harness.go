@@ -125,9 +125,19 @@ var controlKey = regexp.MustCompile(`(?m)^control:`)
 // StartArgs runs the binary with arbitrary arguments in dir.
 func StartArgs(t testing.TB, dir string, args ...string) *Gateway {
 	t.Helper()
+	return StartCmd(t, dir, nil, args...)
+}
+
+// StartCmd is StartArgs with setup called on the command before it starts
+// (to set its credentials, say).
+func StartCmd(t testing.TB, dir string, setup func(*exec.Cmd), args ...string) *Gateway {
+	t.Helper()
 	g := &Gateway{t: t, Dir: dir, lines: make(chan string, 1024), exited: make(chan struct{})}
 	g.cmd = exec.Command(Binary(t), args...)
 	g.cmd.Dir = dir
+	if setup != nil {
+		setup(g.cmd)
+	}
 	stderr, err := g.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
