@@ -208,7 +208,8 @@ const statusUsage = `usage: sekisho status [-config FILE] [-format text|json]
 Asks the running gateway on its control socket (control.socket of the
 configuration; docs/cli.md) what it listens on, its connections, its
 dependencies and their health, its configuration generation and version.
-Exit 0 when it answered, 1 when no gateway answers or it could not.
+Exit 0 when it answered, 1 when no gateway answers or it could not, 2
+for a usage error.
 
 `
 

@@ -36,7 +36,7 @@ func newCounter(c *config.Config, store greylist.Counts, log *slog.Logger) *repo
 }
 
 const reportUsage = `usage: sekisho report [-config FILE] [-weeks N | -from DATE -to DATE] [-format text|csv|json]
-                      [-svg FILE] [-mail-to ADDR]
+                      [-svg FILE] [-mail-to ADDR] [-direct]
 
 Counts of every deferral and rejection by cause, and of accepted mail, per
 ISO week (Monday to Sunday, UTC): attempts and distinct (client network,
