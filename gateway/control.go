@@ -236,14 +236,21 @@ func (s *Server) HandleExplain(c *Control) {
 		if err := json.Unmarshal(req, &in); err != nil {
 			return nil, BadRequest("explain: %v", err)
 		}
-		if !in.Client.IsValid() || len(in.Rcpts) == 0 {
+		switch {
+		case !in.Client.IsValid() || len(in.Rcpts) == 0:
 			return nil, BadRequest("explain: a client address and at least one recipient are required")
+		case len(in.Rcpts) > explainMaxRcpts:
+			return nil, BadRequest("explain: at most %d recipients", explainMaxRcpts)
 		}
 		ctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		return s.Explain(ctx, in), nil
 	})
 }
+
+// explainMaxRcpts bounds the recipients of one explanation: each may be
+// lookups and a call-ahead.
+const explainMaxRcpts = 1000
 
 // Connections counts the client connections open now: held in the greet
 // pause, and talking SMTP.
