@@ -140,6 +140,10 @@ func TestControlExplainIsTheGatewaysAnswer(t *testing.T) {
 		t.Errorf("explain of the greylisted sender: exit %d, want 2 (deferred)\n%s", code, out)
 	}
 	mustContain(t, out, tell("RCPT TO:<alice@campus.test>", "451 4.7.1"), "known triplet", "explained by the running gateway on control.sock")
+	// The gateway logs who asked.
+	if line := gw.WaitLog("msg=control verb=explain", 5*time.Second); !strings.Contains(line, "level=INFO") || !strings.Contains(line, "uid=0") {
+		t.Errorf("the gateway's log line of the explanation: %s", line)
+	}
 
 	// Without the gateway: the store is locked, greylisting follows
 	// on_store_error (accept) — the answer this change is about.

@@ -122,6 +122,7 @@ func ListenControl(path string, takeOver bool, log *slog.Logger) (*Control, erro
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       60 * time.Second,
+		ConnContext:       withPeer,
 	}
 	c.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeControl(w, http.StatusNotFound, controlAnswer{Error: fmt.Sprintf("%s: no such verb in control protocol %d", r.URL.Path, ControlVersion)})
@@ -178,6 +179,17 @@ func (c *Control) Handle(verb string, f ControlFunc) {
 		case len(body) == 0:
 			body = []byte("{}")
 		}
+		// Who asked, for the log: an explanation makes real lookups and
+		// call-aheads, an INFO line; the rest (status, polled) DEBUG.
+		level := slog.LevelDebug
+		if verb == "explain" {
+			level = slog.LevelInfo
+		}
+		if p, ok := r.Context().Value(peerKey{}).(*syscall.Ucred); ok {
+			c.log.Log(r.Context(), level, "control", "verb", verb, "uid", p.Uid, "gid", p.Gid, "pid", p.Pid)
+		} else {
+			c.log.Log(r.Context(), level, "control", "verb", verb)
+		}
 		out, err := f(r.Context(), body)
 		if err != nil {
 			status := http.StatusInternalServerError
@@ -191,6 +203,30 @@ func (c *Control) Handle(verb string, f ControlFunc) {
 		}
 		writeControl(w, http.StatusOK, out)
 	})
+}
+
+// peerKey keys the credentials of the process at the other end of a
+// control connection (SO_PEERCRED) in its requests' context.
+type peerKey struct{}
+
+// withPeer puts the peer's credentials in the context of a connection.
+func withPeer(ctx context.Context, conn net.Conn) context.Context {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return ctx
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return ctx
+	}
+	var cred *syscall.Ucred
+	rc.Control(func(fd uintptr) {
+		cred, _ = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	})
+	if cred == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, peerKey{}, cred)
 }
 
 // controlAnswer is an error answer.
