@@ -216,6 +216,7 @@ type statusJSON struct {
 	Config     string `json:"config"`
 	Generation int    `json:"generation"`
 	Control    string `json:"control"`
+	Store      string `json:"store"`
 	Listeners  []struct {
 		Name, Addr, Socket string
 	} `json:"listeners"`
@@ -283,6 +284,9 @@ func TestControlStatus(t *testing.T) {
 	if st.PID != gw.PID() || st.Generation != 1 || !strings.HasSuffix(st.Config, "sekisho.yaml") || st.Version == "" ||
 		st.Control != filepath.Join(gw.Dir, "control.sock") {
 		t.Errorf("status: pid %d (want %d), generation %d (want 1), config %q, version %q, control %q", st.PID, gw.PID(), st.Generation, st.Config, st.Version, st.Control)
+	}
+	if st.Store != "embedded "+filepath.Join(gw.Dir, "var", "state.db") {
+		t.Errorf("status: store %q, want the embedded file in the gateway's directory", st.Store)
 	}
 	if len(st.Listeners) != 1 || st.Listeners[0].Name != "smtp" || st.Listeners[0].Addr != gw.SMTP || st.Listeners[0].Socket != "bound" {
 		t.Errorf("status listeners %+v, want smtp on %s, bound", st.Listeners, gw.SMTP)

@@ -161,7 +161,9 @@ func (src *controlSource) status() status {
 	st := status{
 		Version: version, Go: runtime.Version(), PID: os.Getpid(), Started: src.started.UTC().Format(time.RFC3339),
 		Config: src.reloader.path, Generation: g.number, Loaded: g.loaded.UTC().Format(time.RFC3339),
-		Store: "embedded " + g.cfg.Store.Path,
+	}
+	if abs, err := filepath.Abs(g.cfg.Store.Path); err == nil {
+		st.Store = "embedded " + abs
 	}
 	if r := g.cfg.Store.Redis; r != nil {
 		st.Store = fmt.Sprintf("redis %s %v", r.Mode(), r.Addrs)
