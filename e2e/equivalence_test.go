@@ -42,8 +42,10 @@ type equivCase struct {
 // explain`: both drive the one transaction engine (gateway/engine.go), with
 // the real lookups and the real call-ahead.
 //
-// The store is Redis, so that explain can read it while serve runs (the
-// embedded bbolt file is locked by serve). Greylisting: explain makes no
+// explain asks the running gateway on its control socket, which explains
+// on its own store (Redis here; the embedded file works the same since the
+// control socket, TestControlExplainIsTheGatewaysAnswer); and its exit code
+// agrees with the replies (explainCLI). Greylisting: explain makes no
 // entry and the session does, so explain runs first, and each case has its
 // own sender (its own triplet); the delay is an hour, so a triplet never
 // passes within the test.
