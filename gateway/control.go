@@ -75,6 +75,10 @@ type Control struct {
 	log  *slog.Logger
 }
 
+// ErrControlNotSocket: the control socket's path names a file that is
+// not a socket, which ListenControl never removes.
+var ErrControlNotSocket = errors.New("exists and is not a socket")
+
 // ErrControlAnswered: another process answers on the control socket's path
 // (another gateway with the same control.socket).
 var ErrControlAnswered = errors.New("another sekisho answers on the control socket")
@@ -145,7 +149,7 @@ func probeControl(path string) error {
 		return err
 	}
 	if fi.Mode().Type() != fs.ModeSocket {
-		return fmt.Errorf("%s exists and is not a socket: not removed (control.socket names another file?)", path)
+		return fmt.Errorf("%s %w: not removed (control.socket names another file?)", path, ErrControlNotSocket)
 	}
 	conn, err := net.DialTimeout("unix", path, 2*time.Second)
 	if err == nil {

@@ -45,7 +45,7 @@ func startControl(cfg *config.Config, src *controlSource, takeOver bool, log *sl
 	path := cfg.Control.Socket
 	ctl, err := gateway.ListenControl(path, takeOver, log)
 	if err != nil {
-		if errors.Is(err, gateway.ErrControlAnswered) || isNotASocket(path) {
+		if errors.Is(err, gateway.ErrControlAnswered) || errors.Is(err, gateway.ErrControlNotSocket) {
 			return fmt.Errorf("control.socket: %w", err)
 		}
 		log.Error("control socket: cannot make it; sekisho explain, report and status cannot ask this gateway (docs/cli.md)", "path", path, "err", err)
@@ -63,12 +63,6 @@ func startControl(cfg *config.Config, src *controlSource, takeOver bool, log *sl
 		}
 	}()
 	return nil
-}
-
-// isNotASocket reports whether something other than a socket is at path.
-func isNotASocket(path string) bool {
-	fi, err := os.Lstat(path)
-	return err == nil && fi.Mode().Type() != os.ModeSocket
 }
 
 // stopControl closes the control socket: removing the file, or leaving it
