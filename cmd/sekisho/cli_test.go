@@ -27,7 +27,8 @@ func TestHelpOfEveryCommand(t *testing.T) {
 	}
 	// A flag of each command with flags is in its help.
 	for name, flag := range map[string]string{"serve": "-config", "check-config": "-changed", "explain": "-rcpt",
-		"baddomains": "-file", "dkim": "-selector", "report": "-weeks", "status": "-format"} {
+		"baddomains": "-file", "dkim": "-selector", "report": "-weeks", "status": "-format",
+		"autoconfig": "-dns"} {
 		if _, out, _ := runCmd("help", name); !strings.Contains(out, "\n  "+flag+" ") && !strings.Contains(out, "\n  "+flag+"\n") {
 			t.Errorf("help %s does not list %s:\n%s", name, flag, out)
 		}
@@ -62,6 +63,10 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"status", "-nosuch"},
 		{"status", "extra"},
 		{"version", "extra"},
+		{"version", "-nosuch"},
+		{"autoconfig"},
+		{"autoconfig", "-nosuch"},
+		{"autoconfig", "-dns", "extra"},
 	} {
 		code, out, errs := runCmd(args...)
 		if code != 2 || out != "" || !strings.Contains(errs, "usage: sekisho") {
