@@ -50,6 +50,7 @@ type Config struct {
 	Alarm           AlarmConfig      `yaml:"alarm"`
 	ProxyProtocol   ProxyConfig      `yaml:"proxy_protocol"`
 	Autoconfig      AutoconfigConfig `yaml:"autoconfig"`
+	Control         ControlConfig    `yaml:"control"`
 
 	// named is what the files the configuration names held when the
 	// loader read them (files.go).
@@ -334,8 +335,20 @@ func Defaults() Config {
 		Log:    LogConfig{Format: "text", Level: "info"},
 		Health: HealthConfig{Interval: 15 * time.Second},
 		Alarm:  AlarmConfig{TempfailRatio: 0.2, Window: 10 * time.Minute, MinEvents: 20},
+		// Beside the embedded store, so that a first run as any user can
+		// make it; a file's default is FileControlSocket.
+		Control: ControlConfig{Socket: "var/control.sock"},
 	}
 	cfg.fillZeroDefaults()
+	return cfg
+}
+
+// fileDefaults are the defaults under a file: Defaults, but for the
+// control socket, which an installed gateway has under /run
+// (FileControlSocket), not beside its working directory.
+func fileDefaults() Config {
+	cfg := Defaults()
+	cfg.Control.Socket = FileControlSocket
 	return cfg
 }
 
@@ -389,7 +402,7 @@ var yamlLine = regexp.MustCompile(`^\s*(?:yaml: )?line (\d+): (.*)$`)
 // for errors. A key present in the file replaces the default, lists
 // included.
 func Parse(name string, data []byte) (Config, error) {
-	cfg := Defaults()
+	cfg := fileDefaults()
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err == nil && isEmptyDocument(&root) {
 		// An editor's save caught half way, `: > sekisho.yaml`: not "every

@@ -40,6 +40,7 @@ var keyPages = map[string]string{
 	"report":                         "[top level](#top-level), report.md",
 	"health":                         "[top level](#top-level), metrics.md",
 	"alarm":                          "[top level](#top-level), metrics.md",
+	"control":                        "[top level](#top-level), cli.md",
 }
 
 // keyDefaults are the default cells that say more than the printed value.
@@ -52,6 +53,7 @@ var keyDefaults = map[string]string{
 	"autoconfig.imap":               "`\"\"`: none (nothing is served without imap or pop3)",
 	"autoconfig.pop3":               "`\"\"`: none",
 	"autoconfig.username":           "`\"\"`: the form `ldap.auth_filter` takes",
+	"control.socket":                "`/run/sekisho/control.sock` in a file; `var/control.sock` without one",
 }
 
 const (

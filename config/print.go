@@ -26,7 +26,8 @@ func Marshal(c *Config) ([]byte, error) {
 	return render(n)
 }
 
-// MarshalChanged prints what of c differs from Defaults(), and what a file
+// MarshalChanged prints what of c differs from the defaults under a file
+// (fileDefaults: Defaults but control.socket), and what a file
 // must say whatever its value (hostname, local_domains, routes; docs/config.md
 // "What a file must say"); listen is printed whole when it differs, since a
 // file's listen names every listener. The loader reads it back to c.
@@ -35,7 +36,7 @@ func MarshalChanged(c *Config) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	def, err := encodeValue(reflect.ValueOf(Defaults()))
+	def, err := encodeValue(reflect.ValueOf(fileDefaults())) // what a file without the key gets
 	if err != nil {
 		return nil, err
 	}

@@ -166,6 +166,9 @@ func (c *Config) validateSettings() error {
 	if err := c.Auth.validate(); err != nil {
 		return err
 	}
+	if err := c.Control.validate(); err != nil {
+		return err
+	}
 	if len(c.LDAP.URLs) > 0 {
 		if c.LDAP.Canary == "" {
 			return invalid("canary is required with urls: without it a missing entry cannot be told from an incomplete directory", "ldap")

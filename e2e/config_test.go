@@ -84,6 +84,9 @@ func (s site) yaml(t testing.TB) string {
 		}
 	}
 	b.WriteString("log: {level: debug}\n")
+	if !strings.Contains(s.extra, "control:") {
+		b.WriteString(harness.TestControl) // one per test, not /run/sekisho's
+	}
 	b.WriteString(s.extra)
 	return b.String()
 }

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -100,13 +99,8 @@ func newExplainWorld(t *testing.T) *explainWorld {
 
 func (w *explainWorld) explain(args ...string) string {
 	w.t.Helper()
-	cmd := exec.Command(harness.Binary(w.t), append([]string{"explain", "-config", w.config}, args...)...)
-	cmd.Dir = w.dir
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		w.t.Fatalf("sekisho explain %v: %v\n%s", args, err, out)
-	}
-	return string(out)
+	out, _ := explainCLI(w.t, w.dir, append([]string{"-config", w.config}, args...)...)
+	return out
 }
 
 // tell is an expected line of the summary "what the client would be told":

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -378,7 +377,7 @@ func TestGreylistWhitelistReloadOnSIGHUP(t *testing.T) {
 // TestGreylistExplainPeeks: `sekisho explain` with a running gateway's
 // config shows the shared Redis state (a known triplet, a new one) and
 // writes nothing; on the embedded store, which the running gateway locks,
-// it says that it cannot read it.
+// the gateway explains, and explain -direct says that it cannot read it.
 func TestGreylistExplainPeeks(t *testing.T) {
 	t.Parallel()
 	rs := testredis.Start(t)
@@ -389,12 +388,9 @@ func TestGreylistExplainPeeks(t *testing.T) {
 
 	explain := func(gw *harness.Gateway) string {
 		t.Helper()
-		out, err := exec.Command(harness.Binary(t), "explain", "-config", filepath.Join(gw.Dir, "sekisho.yaml"),
-			"-ip", outside, "-from", "bob@example.org", "-rcpt", "alice@campus.test", "-rcpt", "carol@campus.test").CombinedOutput()
-		if err != nil {
-			t.Fatalf("explain: %v\n%s", err, out)
-		}
-		return string(out)
+		out, _ := explainCLI(t, gw.Dir, "-config", filepath.Join(gw.Dir, "sekisho.yaml"),
+			"-ip", outside, "-from", "bob@example.org", "-rcpt", "alice@campus.test", "-rcpt", "carol@campus.test")
+		return out
 	}
 	out := explain(gw)
 	for _, want := range []string{
@@ -410,8 +406,17 @@ func TestGreylistExplainPeeks(t *testing.T) {
 		t.Errorf("explain wrote to Redis: DBSIZE %q, then %q", before, after)
 	}
 
+	// The embedded store, locked by the running gateway: the gateway
+	// explains on it (the control socket); explain on its own cannot read
+	// it, and says so.
 	gwBolt, _ := greylistGateway(t, "{delay: 1m, retry_window: 2m}", glBoltStore(filepath.Join(t.TempDir(), "state.db")))
-	if out := explain(gwBolt); !strings.Contains(out, "cannot be read while sekisho serve runs") {
-		t.Errorf("explain on a locked embedded store:\n%s", out)
+	if out := explain(gwBolt); !strings.Contains(out, "new triplet 127.0.0.0/24 <bob@example.org> → <alice@campus.test> greylisted") ||
+		!strings.Contains(out, "explained by the running gateway") {
+		t.Errorf("explain beside a gateway on the embedded store:\n%s", out)
+	}
+	out, _ = explainCLI(t, gwBolt.Dir, "-direct", "-config", filepath.Join(gwBolt.Dir, "sekisho.yaml"),
+		"-ip", outside, "-from", "bob@example.org", "-rcpt", "alice@campus.test")
+	if !strings.Contains(out, "cannot be read while sekisho serve runs") {
+		t.Errorf("explain -direct on a locked embedded store:\n%s", out)
 	}
 }

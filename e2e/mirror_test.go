@@ -250,12 +250,9 @@ func TestMirrorExplain(t *testing.T) {
 	gw := mirrorGateway(t, "smtp://"+testenv.FreePort(t), "smtp://"+h1.Addr, "smtp://"+h2.Addr)
 	explain := func(rcpt string) string {
 		t.Helper()
-		out, err := exec.Command(harness.Binary(t), "explain", "-config", filepath.Join(gw.Dir, "sekisho.yaml"),
-			"-ip", outside, "-from", "bob@example.org", "-rcpt", rcpt).CombinedOutput()
-		if err != nil {
-			t.Fatalf("explain: %v\n%s", err, out)
-		}
-		return string(out)
+		out, _ := explainCLI(t, gw.Dir, "-config", filepath.Join(gw.Dir, "sekisho.yaml"),
+			"-ip", outside, "-from", "bob@example.org", "-rcpt", rcpt)
+		return out
 	}
 	mustContain(t, explain("alice@campus.test"), tell("RCPT TO:<alice@campus.test>", "250"))
 	mustContain(t, explain("nobody@campus.test"), tell("RCPT TO:<nobody@campus.test>", "550 5.1.1"))

@@ -194,12 +194,9 @@ func TestMultiRouteTrustedSMTP(t *testing.T) {
 	// one for the outside client, each route called ahead for real.
 	explain := func(ip string) string {
 		t.Helper()
-		out, err := exec.Command(harness.Binary(t), "explain", "-config", filepath.Join(gw.Dir, "sekisho.yaml"),
-			"-ip", ip, "-from", "server@campus.test", "-rcpt", "x@d1.test", "-rcpt", "x@d2.test").CombinedOutput()
-		if err != nil {
-			t.Fatalf("explain: %v\n%s", err, out)
-		}
-		return string(out)
+		out, _ := explainCLI(t, gw.Dir, "-config", filepath.Join(gw.Dir, "sekisho.yaml"),
+			"-ip", ip, "-from", "server@campus.test", "-rcpt", "x@d1.test", "-rcpt", "x@d2.test")
+		return out
 	}
 	before := len(hop.Lines())
 	mustContain(t, explain("127.0.0.1"), tell("RCPT TO:<x@d1.test>", "250"), tell("RCPT TO:<x@d2.test>", "250"))

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -226,10 +227,25 @@ func runQuickstartRole(t *testing.T, work string, r quickstartRole) {
 					accepted = append(accepted, swaksTo.FindStringSubmatch(st.command)[1])
 				}
 			case strings.HasPrefix(st.command, "sekisho explain "):
-				out, _ := quickstartShell(work, st.command) // its exit status says the verdict's class
-				lines := strings.Split(strings.TrimSpace(out), "\n")
+				out, err := quickstartShell(work, st.command)
+				// The replies, then the verdict, which the running
+				// gateway gave (on its control socket) and which the
+				// exit status says: 1 refused, 2 deferred, 0 accepted.
+				replies, verdict, _ := strings.Cut(out, "\nverdict: ")
+				lines := strings.Split(strings.TrimSpace(replies), "\n")
 				m := explainReply.FindStringSubmatch(lines[len(lines)-1])
 				checkQuickstartReply(t, st, m, out)
+				if !strings.Contains(verdict, "explained by the running gateway on /run/sekisho/control.sock") {
+					t.Errorf("docs/quickstart.md: %s: not explained by the running gateway\n%s", st.command, out)
+				}
+				code := 0
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					code = ee.ExitCode()
+				}
+				if m != nil && code != map[byte]int{'2': 0, '5': 1, '4': 2}[m[1][0]] {
+					t.Errorf("docs/quickstart.md: %s: exit %d for the reply %q\n%s", st.command, code, m[1], out)
+				}
 			case strings.HasPrefix(st.command, "sekisho check-config ") && strings.HasSuffix(st.command, " -changed"):
 				out := quickstartRun(t, work, st)
 				env.checkChanged(t, out)

@@ -115,6 +115,10 @@ func TestREADMEFirstSession(t *testing.T) {
 		if !replyIn(string(out), st.want) {
 			t.Errorf("README: %s\npromises the reply %q, word for word; got:\n%s", st.command, st.want, out)
 		}
+		// The README says the running gateway answers explain.
+		if args[0] == "bin/sekisho" && args[1] == "explain" && !strings.Contains(string(out), "explained by the running gateway on var/control.sock") {
+			t.Errorf("README: %s\nwas not answered by the running gateway:\n%s", st.command, out)
+		}
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "var", "mail", "new", "*"))
 	if len(files) != 1 {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -432,6 +433,10 @@ func TestUpgradeUnderLoad(t *testing.T) {
 		}
 		old.exitedZero(t, 30*time.Second) // drained
 		current = adopt(t, pid)           // its parent is gone: it is the test's child now
+		// The control socket is the new process's too.
+		if got := controlPID(t, cfg, cfg); got != pid {
+			t.Errorf("upgrade %d: the control socket is answered by pid %d, want the new process's %d", i, got, pid)
+		}
 		// The new process alone serves now, and serves.
 		ld.waitAccepted(t, ld.accepted()+100, 30*time.Second)
 	}
@@ -447,7 +452,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 func startServe(t *testing.T, cfg string, logs *procLog) *sekishoProc {
 	t.Helper()
 	cmd := exec.Command(harness.Binary(t), "serve", "-config", cfg)
-	cmd.Dir = t.TempDir()
+	cmd.Dir = filepath.Dir(cfg) // its control socket is there (harness.TestControl)
 	cmd.Stdout, cmd.Stderr = logs.w, logs.w
 	cmd.Env = sekishoEnv()
 	if err := cmd.Start(); err != nil {
@@ -456,6 +461,19 @@ func startServe(t *testing.T, cfg string, logs *procLog) *sekishoProc {
 	p := watchProc(cmd.Wait, cmd.Process.Pid)
 	t.Cleanup(func() { stopProc(p) })
 	return p
+}
+
+// controlPID asks `sekisho status` (in the directory of the gateway's
+// configuration cfg, with the configuration file config) which process
+// answers on the control socket.
+func controlPID(t *testing.T, cfg, config string) int {
+	t.Helper()
+	out, errs, code := cli(t, filepath.Dir(cfg), "status", "-config", config, "-format", "json")
+	var st statusJSON
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
+		t.Fatalf("status: exit %d\n%s%s", code, out, errs)
+	}
+	return st.PID
 }
 
 // stopProc stops a process at the end of a test: SIGTERM, then SIGKILL.
@@ -558,6 +576,8 @@ func TestUpgradeFailsKeepsServing(t *testing.T) {
 			p := startServe(t, cfg, logs)
 			addr := logs.wait(t, listeningPIDRE, 1, 30*time.Second)[1]
 
+			good := cfg + ".good" // for status, once cfg is broken
+			copyFile(t, cfg, good, 0o600)
 			if tc.breakConfig {
 				if err := os.WriteFile(cfg, []byte("listen: [not a map\n"), 0o600); err != nil {
 					t.Fatal(err)
@@ -578,6 +598,9 @@ func TestUpgradeFailsKeepsServing(t *testing.T) {
 			}
 			if n := len(listeningPIDRE.FindAllString(logs.String(), -1)); n != 1 {
 				t.Errorf("%d processes said they listen, want the first one only", n)
+			}
+			if got := controlPID(t, cfg, good); got != p.pid {
+				t.Errorf("after the failed upgrade the control socket is answered by pid %d, want %d", got, p.pid)
 			}
 			// It still stops at once on SIGTERM: the socket it lent the
 			// new process is as it was (non-blocking; a blocking one held

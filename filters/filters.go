@@ -166,6 +166,29 @@ func NewChain(checks ...Check) *Chain {
 	return c
 }
 
+// DryRunner is implemented by checks that change state when they run (the
+// greylist check records the attempt): DryRun is the same check asking
+// without changing anything, for `sekisho explain`.
+type DryRunner interface {
+	DryRun() Check
+}
+
+// DryRun returns the chain `sekisho explain` runs: the same checks, in the
+// same order, each DryRunner replaced by its dry run. The running gateway
+// explains on it, so an explanation leaves no trace in the store.
+func (c *Chain) DryRun() *Chain {
+	d := &Chain{byStage: map[Stage][]Check{}}
+	for st, list := range c.byStage {
+		for _, ch := range list {
+			if dr, ok := ch.(DryRunner); ok {
+				ch = dr.DryRun()
+			}
+			d.byStage[st] = append(d.byStage[st], ch)
+		}
+	}
+	return d
+}
+
 // Checks returns the checks of a stage in the order they run.
 func (c *Chain) Checks(s Stage) []Check { return c.byStage[s] }
 

@@ -102,3 +102,34 @@ func TestUnknownCheckNamePanicsAtStartup(t *testing.T) {
 	var ran []string
 	NewChain(fakeCheck{name: "nonesuch", ran: &ran})
 }
+
+// recordingCheck records its runs; its dry run records them elsewhere.
+type recordingCheck struct {
+	fakeCheck
+	dry *[]string
+}
+
+func (r recordingCheck) DryRun() Check {
+	return fakeCheck{name: r.name, stage: r.stage, ran: r.dry}
+}
+
+// TestChainDryRun: the chain explain runs has the same checks in the same
+// order, each DryRunner replaced by its dry run; the chain itself is left
+// as it was.
+func TestChainDryRun(t *testing.T) {
+	var ran, dry []string
+	chain := NewChain(
+		recordingCheck{fakeCheck{name: "greylist", stage: StageRcpt, ran: &ran}, &dry},
+		fakeCheck{name: "account", stage: StageRcpt, ran: &ran},
+		fakeCheck{name: "spf", stage: StageRcpt, ran: &ran},
+	)
+	chain.DryRun().Run(context.Background(), StageRcpt, &Transaction{})
+	if !reflect.DeepEqual(ran, []string{"account", "spf"}) || !reflect.DeepEqual(dry, []string{"greylist"}) {
+		t.Errorf("dry run: ran %v, dry %v; want the greylist check's dry run between account and spf", ran, dry)
+	}
+	ran, dry = nil, nil
+	chain.Run(context.Background(), StageRcpt, &Transaction{})
+	if !reflect.DeepEqual(ran, []string{"account", "greylist", "spf"}) || dry != nil {
+		t.Errorf("the chain after DryRun: ran %v, dry %v", ran, dry)
+	}
+}

@@ -16,44 +16,46 @@ import (
 
 // ExplainInput is one transaction to explain: what a client would send.
 type ExplainInput struct {
-	Client        netip.Addr
-	Helo          string
-	From          string
-	Rcpts         []string
-	Header        []byte // the header section, CRLF line endings; nil: no DATA stage
-	Authenticated string
+	Client        netip.Addr `json:"client"`
+	Helo          string     `json:"helo"`
+	From          string     `json:"from"`
+	Rcpts         []string   `json:"rcpts"`
+	Header        []byte     `json:"header,omitempty"` // the header section, CRLF line endings; nil: no DATA stage
+	Authenticated string     `json:"authenticated,omitempty"`
 }
 
 // ExplainStep is one decision of the pipeline, as it would be made.
 type ExplainStep struct {
-	Stage   string // "connect", "helo", "mail", "rcpt <addr>", "data"
-	Check   string // a check's name, or "relay", "route", "call_ahead", "greet_pause"
-	Outcome string // "pass", "tag", "defer", "reject", "skipped"
-	Reply   string // the reply a client would get, when this step decides it
-	Reason  string
-	Lookups []lookup.TraceEvent
-	Took    time.Duration
+	Stage   string              `json:"stage"`           // "connect", "helo", "mail", "rcpt <addr>", "data"
+	Check   string              `json:"check"`           // a check's name, or "relay", "route", "call_ahead", "greet_pause"
+	Outcome string              `json:"outcome"`         // "pass", "tag", "defer", "reject", "skipped"
+	Reply   string              `json:"reply,omitempty"` // the reply a client would get, when this step decides it
+	Reason  string              `json:"reason,omitempty"`
+	Lookups []lookup.TraceEvent `json:"lookups,omitempty"`
+	Took    time.Duration       `json:"took_ns,omitempty"`
 }
 
 // ExplainReply is the reply a client would get to one command.
 type ExplainReply struct {
-	Command string // "MAIL FROM:<a@b>"
-	Reply   string
+	Command string `json:"command"` // "MAIL FROM:<a@b>"
+	Reply   string `json:"reply"`
+	Code    int    `json:"code"` // the reply's code
 }
 
 // Explanation is what Explain found: each step in the order it ran, and the
 // reply to each command.
 type Explanation struct {
-	Steps   []ExplainStep
-	Replies []ExplainReply
+	Steps   []ExplainStep  `json:"steps"`
+	Replies []ExplainReply `json:"replies"`
 }
 
 // Explain runs one transaction through the same engine a session drives —
 // relay control, routes, every check with its real lookups, and the
 // call-ahead to the next hop (MAIL and RCPT, then the transaction is
 // abandoned) — and stops before any data is sent: explain sends no mail. The
-// checks are those of the server's chain: main builds it with the greylist
-// check in dry-run mode (no entry is made).
+// checks are those of the server's chain in their dry run (filters.Chain.DryRun:
+// greylisting peeks, no entry is made), so a running gateway explains with
+// its own checks, store and lookups.
 func (s *Server) Explain(ctx context.Context, in ExplainInput) Explanation {
 	g := s.acquire()
 	defer g.release()
@@ -78,7 +80,7 @@ func (s *Server) Explain(ctx context.Context, in ExplainInput) Explanation {
 	}
 	o.add(ExplainStep{Stage: "connect", Check: "greet_pause", Outcome: pause, Reason: reason})
 	_, cctx := o.add(ExplainStep{Stage: "connect", Check: "lookups", Outcome: "pass", Reason: "started while the banner is held (DNSBL); answers are listed as they arrive"})
-	g.chain.StartConnect(cctx, &base)
+	g.explain.StartConnect(cctx, &base)
 
 	e := newEngine(s, g, o, base)
 	e.dryRun = true
@@ -144,7 +146,7 @@ func (o *explainObserver) add(st ExplainStep) (int, context.Context) {
 
 func (o *explainObserver) answer(cmd string, r *policy.Reply) *policy.Reply {
 	o.mu.Lock()
-	o.replies = append(o.replies, ExplainReply{Command: cmd, Reply: r.String()})
+	o.replies = append(o.replies, ExplainReply{Command: cmd, Reply: r.String(), Code: r.Code})
 	o.mu.Unlock()
 	return r
 }
@@ -165,7 +167,7 @@ func (o *explainObserver) finish() Explanation {
 func (o *explainObserver) run(ctx context.Context, label string, st filters.Stage, tx *filters.Transaction) (filters.Verdict, []filters.Result) {
 	var results []filters.Result
 	current := -1
-	v := o.gen.chain.RunObserved(ctx, st, tx,
+	v := o.gen.explain.RunObserved(ctx, st, tx,
 		func(check string) context.Context {
 			i, cctx := o.add(ExplainStep{Stage: label, Check: check})
 			current = i
@@ -215,7 +217,7 @@ func (o *explainObserver) decided(stage, check string, r *policy.Reply, reason s
 
 func (o *explainObserver) isCheck(name string) bool {
 	for _, st := range []filters.Stage{filters.StageMail, filters.StageRcpt, filters.StageData} {
-		for _, c := range o.gen.chain.Checks(st) {
+		for _, c := range o.gen.explain.Checks(st) {
 			if c.Name() == name {
 				return true
 			}

@@ -1,8 +1,9 @@
 // Package gateway is sekisho's SMTP front: the listeners with their limits
 // and greet pause, the SMTP sessions (conn.go speaks the protocol, session.go
 // answers each verb), and the transaction engine (engine.go) that both the
-// sessions and `sekisho explain` drive. The way out to the next hops is
-// package relay.
+// sessions and `sekisho explain` drive, and the control socket (control.go)
+// on which the running gateway answers the sekisho CLI. The way out to the
+// next hops is package relay.
 //
 // sekisho holds no queue. A message is streamed to the next hop while the
 // client sends it, and the client gets 250 only after the next hop answered

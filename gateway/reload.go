@@ -26,10 +26,13 @@ import (
 // and its Retire hook runs (closing what it alone used); it never comes
 // back from zero.
 type generation struct {
-	cfg    Config
-	chain  *filters.Chain
-	router *relay.Router
-	refs   atomic.Int64
+	cfg   Config
+	chain *filters.Chain
+	// explain is the chain Explain runs: chain's checks, those that
+	// record something (greylisting) in their dry run.
+	explain *filters.Chain
+	router  *relay.Router
+	refs    atomic.Int64
 }
 
 // newGeneration checks a configuration and fills in the defaults.
@@ -55,7 +58,7 @@ func newGeneration(cfg Config) (*generation, error) {
 	if cfg.Limits.DataTimeout <= 0 {
 		cfg.Limits.DataTimeout = 10 * time.Minute
 	}
-	g := &generation{cfg: cfg, chain: cfg.Chain, router: cfg.Router}
+	g := &generation{cfg: cfg, chain: cfg.Chain, explain: cfg.Chain.DryRun(), router: cfg.Router}
 	g.refs.Store(1) // the server's
 	return g, nil
 }

@@ -8,10 +8,10 @@ import (
 
 // TraceEvent is one lookup as `sekisho explain` shows it.
 type TraceEvent struct {
-	Kind   string // "dns" or "ldap"
-	Query  string // "example.org MX", "account alice@campus.test (with canary …)"
-	Answer string // the outcome, the records or the reason
-	Took   time.Duration
+	Kind   string        `json:"kind"`   // "dns" or "ldap"
+	Query  string        `json:"query"`  // "example.org MX", "account alice@campus.test (with canary …)"
+	Answer string        `json:"answer"` // the outcome, the records or the reason
+	Took   time.Duration `json:"took_ns"`
 }
 
 // TraceFunc receives the lookups made under a context.

@@ -30,9 +30,8 @@ var Paths = []string{"/report", "/report.svg", "/report.csv", "/report.json"}
 // never a report of zeros.
 //
 // A request may name the weeks with from and to (dates, YYYY-MM-DD): load
-// gets their Mondays, or nil for its default weeks. `sekisho report` uses
-// this to read a running gateway's counts when it cannot open the embedded
-// store itself.
+// gets their Mondays, or nil for its default weeks. (`sekisho report` asks
+// a running gateway on its control socket instead: cmd/sekisho/control.go.)
 func Handler(load func(ctx context.Context, weeks []time.Time) (*Report, error)) http.Handler {
 	return &handler{load: load}
 }

@@ -4,8 +4,6 @@ package main
 // listener (package autoconfig; docs/msa.md).
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,32 +14,31 @@ import (
 	"sekisho/internal/mailaddr"
 )
 
-// autoconfigUsage is the command's line in usage and its -h.
-const autoconfigUsage = "sekisho autoconfig -dns [-config FILE]"
+const autoconfigUsage = `usage: sekisho autoconfig -dns [-config FILE]
+
+Prints the DNS SRV records (RFC 6186, RFC 8314) that locate the submission
+listeners, for each local domain, as zone-file lines on stdout (docs/msa.md).
+A local domain given as a subtree (".campus.example") has no name of its own
+to publish under, and is named on stderr. Exit status: 0 printed; 1 the
+configuration is refused or has no submission listener; 2 usage error.
+`
 
 // runAutoconfig prints, with -dns, the SRV records that locate the
 // submission listeners, for each local domain, as zone-file lines on
 // stdout; a local domain given as a subtree (".campus.example") has no
 // name of its own to publish under, and is named on stderr.
 func runAutoconfig(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("autoconfig", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: "+autoconfigUsage)
-		fmt.Fprintln(fs.Output(), "prints the DNS SRV records (RFC 6186, RFC 8314) that locate the submission listeners, for each local domain (docs/msa.md)")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("autoconfig", autoconfigUsage, stdout, stderr)
 	path := fs.String("config", "", "configuration file (default: embedded defaults)")
 	dns := fs.Bool("dns", false, "print the SRV records to publish, as zone-file lines")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
-	if !*dns || fs.NArg() > 0 {
-		fs.Usage()
-		return 2
+	if fs.NArg() > 0 {
+		return usageError(fs, stderr, "unexpected argument %q", fs.Arg(0))
+	}
+	if !*dns {
+		return usageError(fs, stderr, "-dns is required (the only output there is)")
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {

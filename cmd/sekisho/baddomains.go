@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -26,42 +24,28 @@ commands:
 Edits keep every other line (comments, order) and replace the file
 atomically. -file defaults to ./baddomains.txt.
 
+Flags may come before or after the command and its domain.
+
 exit status: 0 done (test: the domain is bad), 1 refused (test: the domain
-is not bad), 2 usage or other error.
+is not bad), 2 usage error, or the file cannot be read.
 `
 
-// runBaddomains is `sekisho baddomains`. -file may come before or after the
-// command.
+// runBaddomains is `sekisho baddomains`. -file may come anywhere: before
+// or after the command and its domain.
 func runBaddomains(args []string, stdout, stderr io.Writer) int {
 	// Without -file: baddomains.txt in the current directory, where the
 	// shipped list sits in a checkout (and serve without -config reads it)
 	// and where an admin usually is (cd /etc/sekisho). A gateway with a
 	// file reads the path of its checks.domain.bad_domains.
-	file := config.DefaultBadDomains
-	newFlags := func() *flag.FlagSet {
-		fs := flag.NewFlagSet("baddomains", flag.ContinueOnError)
-		fs.SetOutput(stderr)
-		fs.StringVar(&file, "file", file, "the bad-domain list to show or edit")
-		fs.Usage = func() { fmt.Fprint(stderr, baddomainsUsage) }
-		return fs
-	}
-	fs := newFlags()
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	fs := newFlagSet("baddomains", baddomainsUsage, stdout, stderr)
+	file := fs.String("file", config.DefaultBadDomains, "the bad-domain list to show or edit")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprint(stderr, baddomainsUsage)
-		return 2
+		return usageError(fs, stderr, "a command is required: list, add, remove or test")
 	}
-	cmd := fs.Arg(0)
-	fs2 := newFlags()
-	if err := fs2.Parse(fs.Args()[1:]); err != nil {
-		return 2
-	}
-	operands := fs2.Args()
+	cmd, operands := fs.Arg(0), fs.Args()[1:]
 	wantOperands := 1
 	if cmd == "list" {
 		wantOperands = 0
@@ -69,14 +53,12 @@ func runBaddomains(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "list", "add", "remove", "test":
 	default:
-		fmt.Fprintf(stderr, "sekisho baddomains: unknown command %q\n\n%s", cmd, baddomainsUsage)
-		return 2
+		return usageError(fs, stderr, "unknown command %q", cmd)
 	}
 	if len(operands) != wantOperands {
-		fmt.Fprintf(stderr, "sekisho baddomains %s: want %d argument(s), got %d\n\n%s", cmd, wantOperands, len(operands), baddomainsUsage)
-		return 2
+		return usageError(fs, stderr, "%s: want %d argument(s), got %d", cmd, wantOperands, len(operands))
 	}
-	f := policy.BadDomainsFile{Path: file}
+	f := policy.BadDomainsFile{Path: *file}
 	fail := func(code int, err error) int {
 		fmt.Fprintf(stderr, "sekisho baddomains %s: %v\n", cmd, err)
 		return code
@@ -98,7 +80,7 @@ func runBaddomains(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(1, err)
 		}
-		fmt.Fprintf(stdout, "added %s to %s (line %d)\n", e, file, e.Line)
+		fmt.Fprintf(stdout, "added %s to %s (line %d)\n", e, *file, e.Line)
 		return 0
 
 	case "remove":
@@ -107,7 +89,7 @@ func runBaddomains(args []string, stdout, stderr io.Writer) int {
 			return fail(1, err)
 		}
 		for _, e := range removed {
-			fmt.Fprintf(stdout, "removed %s from %s (was line %d)\n", e, file, e.Line)
+			fmt.Fprintf(stdout, "removed %s from %s (was line %d)\n", e, *file, e.Line)
 		}
 		return 0
 
@@ -117,7 +99,7 @@ func runBaddomains(args []string, stdout, stderr io.Writer) int {
 			return fail(2, err)
 		}
 		if !bad {
-			fmt.Fprintf(stdout, "%s is not bad: not covered by %s, not a special-use name\n", policy.NormalizeDomain(operands[0]), file)
+			fmt.Fprintf(stdout, "%s is not bad: not covered by %s, not a special-use name\n", policy.NormalizeDomain(operands[0]), *file)
 			return 1
 		}
 		fmt.Fprintf(stdout, "%s is bad: %s\n", m.Domain, m.Rule)

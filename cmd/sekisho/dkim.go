@@ -14,7 +14,6 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -43,34 +42,24 @@ exit status: 0 done, 1 the key could not be written, 2 usage error.
 
 // runDKIM is `sekisho dkim`.
 func runDKIM(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "keygen" {
-		if len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
-			fmt.Fprint(stdout, dkimUsage)
-			return 0
-		}
-		fmt.Fprint(stderr, dkimUsage)
-		return 2
-	}
-	fs := flag.NewFlagSet("dkim keygen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, dkimUsage) }
+	fs := newFlagSet("dkim", dkimUsage, stdout, stderr)
 	domain := fs.String("domain", "", "the signing domain (d=)")
 	selector := fs.String("selector", "", "the selector (s=), e.g. s2026")
 	algo := fs.String("algo", "rsa", "rsa (2048 bits) or ed25519")
 	out := fs.String("out", "", "private key file (default DOMAIN.SELECTOR.key; never overwritten)")
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "sekisho dkim keygen: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	switch {
+	case fs.NArg() == 0:
+		return usageError(fs, stderr, "a command is required: keygen")
+	case fs.Arg(0) != "keygen":
+		return usageError(fs, stderr, "unknown command %q", fs.Arg(0))
+	case fs.NArg() > 1:
+		return usageError(fs, stderr, "keygen: unexpected argument %q", fs.Arg(1))
 	}
 	if *domain == "" || *selector == "" {
-		fmt.Fprintln(stderr, "sekisho dkim keygen: -domain and -selector are required")
-		return 2
+		return usageError(fs, stderr, "keygen: -domain and -selector are required")
 	}
 	name, err := relay.DKIMRecordName(*selector, *domain)
 	if err != nil {

@@ -14,9 +14,11 @@
 //	                                     make a DKIM key, print its DNS record
 //	sekisho report [-config FILE] [-weeks N | -from DATE -to DATE] [-format text|csv|json]
 //	                                     weekly counts of deferrals and rejections by cause
+//	sekisho status [-config FILE]        ask the running gateway: listeners, dependencies, generation
 //	sekisho autoconfig -dns [-config FILE]
 //	                                     the SRV records that locate the submission listeners
 //	sekisho version                      print the version, commit and Go version
+//	sekisho help [COMMAND]               the list of commands, or a command's help
 //
 // All wiring is explicit here: main builds the lookups, the checks in the
 // chain and the listeners from the configuration; there are no init()
@@ -26,7 +28,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,6 +35,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -47,102 +49,96 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
-		return 2
+		return exitUsage
 	}
-	switch args[0] {
-	case "serve":
-		return runServe(args[1:], stderr)
-	case "check-config":
-		return runCheckConfig(args[1:], stdout, stderr)
-	case "explain":
-		return runExplain(args[1:], stdout, stderr)
-	case "baddomains":
-		return runBaddomains(args[1:], stdout, stderr)
-	case "dkim":
-		return runDKIM(args[1:], stdout, stderr)
-	case "report":
-		return runReport(args[1:], stdout, stderr)
-	case "autoconfig":
-		return runAutoconfig(args[1:], stdout, stderr)
-	case "version", "-version", "--version":
-		return runVersion(stdout)
-	case "help", "-h", "-help", "--help":
+	cmd, rest := args[0], args[1:]
+	if cmd == "help" || isHelp(cmd) {
+		if cmd == "help" && len(rest) > 0 {
+			// sekisho help CMD: CMD's own help, as CMD -h prints it.
+			if _, ok := commands[rest[0]]; !ok {
+				fmt.Fprintf(stderr, "sekisho help: unknown command %q\n", rest[0])
+				usage(stderr)
+				return exitUsage
+			}
+			return run([]string{rest[0], "-h"}, stdout, stderr)
+		}
 		usage(stdout)
-		return 0
+		return exitOK
 	}
-	fmt.Fprintf(stderr, "sekisho: unknown command %q\n", args[0])
-	usage(stderr)
-	return 2
+	if cmd == "-version" || cmd == "--version" {
+		cmd = "version"
+	}
+	c, ok := commands[cmd]
+	if !ok {
+		fmt.Fprintf(stderr, "sekisho: unknown command %q\n", cmd)
+		usage(stderr)
+		return exitUsage
+	}
+	return c(rest, stdout, stderr)
+}
+
+// commands are the subcommands, by name (docs/cli.md).
+var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
+	"serve":        runServe,
+	"check-config": runCheckConfig,
+	"explain":      runExplain,
+	"baddomains":   runBaddomains,
+	"dkim":         runDKIM,
+	"report":       runReport,
+	"status":       runStatus,
+	"autoconfig":   runAutoconfig,
+	"version":      runVersion,
 }
 
 func usage(w io.Writer) {
-	fmt.Fprint(w, `usage:
+	fmt.Fprint(w, `usage: sekisho COMMAND [flags] [arguments]
+
   sekisho serve [-config FILE]         run the gateway (no file: embedded defaults)
   sekisho check-config [-config FILE] [-changed | -defaults]
                                        validate a configuration, print the effective settings
   sekisho explain [-config FILE] -ip A -helo H -from S -rcpt R [-header-file F]
                                        run the checks for one transaction without sending mail
+                                       (asks the running gateway when one answers)
   sekisho baddomains [-file F] list|add D|remove D|test D
                                        show or edit the known-bad domain list (atomically)
   sekisho dkim keygen -domain D -selector S [-algo rsa|ed25519] [-out FILE]
                                        make a DKIM signing key, print the DNS record to publish
   sekisho report [-config FILE] [-weeks N | -from DATE -to DATE] [-format text|csv|json]
                                        weekly counts of deferrals and rejections by cause (docs/report.md)
+  sekisho status [-config FILE]        what the running gateway listens on, its dependencies' health,
+                                       its configuration generation and version
   sekisho autoconfig -dns [-config FILE]
                                        the DNS SRV records that locate the submission listeners (docs/msa.md)
   sekisho version                      print the version, the commit and the Go version it was built with
-`)
-}
+  sekisho help [COMMAND]               this list, or a command's help (as COMMAND -h)
 
-// loadConfig loads -config (config.Load, the loader serve's SIGHUP uses
-// too), or the embedded defaults without one.
-func loadConfig(name string, args []string, stderr io.Writer) (config.Config, []string, bool) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (default: embedded defaults)")
-	if err := fs.Parse(args); err != nil {
-		return config.Config{}, nil, false
-	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return config.Config{}, nil, false
-	}
-	return cfg, fs.Args(), true
+Flags may come before or after the arguments. Exit status: 0 done, 1
+refused or failed, 2 usage error; explain: 0 accepted, 1 refused, 2
+deferred, 64 usage error (docs/cli.md).
+`)
 }
 
 const checkConfigUsage = `usage: sekisho check-config [-config FILE] [-changed | -defaults]
 
 Loads the configuration as serve would (every file it names is opened) and
 prints the settings in force as YAML that check-config reads back to the same
-configuration. Exit 0 when it is valid, 1 with the error (file:line) when not.
-
-  -config FILE  the configuration file (default: the embedded defaults)
-  -changed      only what differs from the defaults, and hostname,
-                local_domains and routes, which a file must say
-                (Postfix's postconf -n)
-  -defaults     the defaults, without reading a file (postconf -d)
+configuration. Exit 0 when it is valid, 1 with the error (file:line) when not,
+2 for a usage error.
 `
 
 func runCheckConfig(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {} // printed below, on stdout for -h
-	path := fs.String("config", "", "")
-	changed := fs.Bool("changed", false, "")
-	defaults := fs.Bool("defaults", false, "")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, checkConfigUsage)
-			return 0
-		}
-		fmt.Fprint(stderr, checkConfigUsage)
-		return 2
+	fs := newFlagSet("check-config", checkConfigUsage, stdout, stderr)
+	path := fs.String("config", "", "the configuration file (default: the embedded defaults)")
+	changed := fs.Bool("changed", false, "only what differs from the defaults, and hostname, local_domains\nand routes, which a file must say (Postfix's postconf -n)")
+	defaults := fs.Bool("defaults", false, "the defaults, without reading a file (postconf -d)")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
-	if fs.NArg() > 0 || (*changed && *defaults) {
-		fmt.Fprintln(stderr, "sekisho check-config: -changed and -defaults exclude each other, and it takes no arguments")
-		fmt.Fprint(stderr, checkConfigUsage)
-		return 2
+	if fs.NArg() > 0 {
+		return usageError(fs, stderr, "unexpected argument %q", fs.Arg(0))
+	}
+	if *changed && *defaults {
+		return usageError(fs, stderr, "-changed and -defaults exclude each other")
 	}
 	if *defaults {
 		def := config.Defaults()
@@ -180,9 +176,29 @@ func newLogger(cfg config.LogConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func runServe(args []string, stderr io.Writer) int {
-	cfg, _, ok := loadConfig("serve", args, stderr)
-	if !ok {
+const serveUsage = `usage: sekisho serve [-config FILE]
+
+Runs the gateway on the configuration FILE, or without one on the embedded
+defaults: 127.0.0.1:2525, mail for localhost delivered to ./var/mail, the
+state and the control socket under ./var. Logs go to stderr. SIGHUP reloads
+the configuration, SIGTERM and SIGINT stop it after the transactions in
+flight, SIGUSR2 upgrades it in place (docs/config.md, "Signals").
+Exit 0 when stopped by a signal, 1 when it cannot start or a listener
+fails, 2 for a usage error.
+`
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("serve", serveUsage, stdout, stderr)
+	path := fs.String("config", "", "the configuration file (default: the embedded defaults)")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageError(fs, stderr, "unexpected argument %q", fs.Arg(0))
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	log := newLogger(cfg.Log, stderr)
@@ -197,7 +213,7 @@ func runServe(args []string, stderr io.Writer) int {
 	ctx, stopReloads := context.WithCancel(context.Background())
 	defer stopReloads()
 	// The checks, routes and the rest, built again on SIGHUP (reload.go).
-	srv, counter, err := startGateway(ctx, &cfg, d, obs, configFlag(args))
+	srv, counter, reloads, err := startGateway(ctx, &cfg, d, obs, *path)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
@@ -208,6 +224,9 @@ func runServe(args []string, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR2)
 
+	// The new process of an upgrade takes the control socket over from its
+	// parent (acquireListeners clears the variable).
+	upgradeChild := os.Getenv(envListenParent) == strconv.Itoa(os.Getppid())
 	// Every listener is there (inherited or bound, listeners.go) before any
 	// is announced: once the log says "listening", every configured socket
 	// accepts connections.
@@ -216,11 +235,21 @@ func runServe(args []string, stderr io.Writer) int {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
+	loadReport := reportLoader(&cfg, d)
+	// The control socket: explain, report and status ask this gateway
+	// (control.go, docs/cli.md). It answers through the drain.
+	ctl := &controlSource{srv: srv, reloader: reloads, obs: obs, listen: lset, started: time.Now(), report: loadReport}
+	if err := startControl(&cfg, ctl, upgradeChild, log); err != nil {
+		lset.close()
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	defer ctl.stopControl(false)
 	errc := make(chan error, 8)
 	var httpSrv *http.Server
 	if httpL := lset.get("http"); httpL != nil {
 		httpSrv = newHTTPServer(httpHandler(obs), httpLimits)
-		httpSrv.Handler = withReportPages(httpSrv.Handler, reportLoader(&cfg, d))
+		httpSrv.Handler = withReportPages(httpSrv.Handler, loadReport)
 		httpSrv.Handler = withAutoconfig(httpSrv.Handler, obs.autoconfig)
 		log.Info("listening", "listener", "http", "addr", httpL.Addr().String(), "socket", lset.origin("http"))
 		go func() {
@@ -273,8 +302,15 @@ func runServe(args []string, stderr io.Writer) int {
 			upgrading = false
 			if err != nil {
 				log.Error("upgrade failed: this process goes on serving", "err", err)
+				// The new process may have taken the control socket
+				// before it failed: take it back.
+				ctl.stopControl(true)
+				if err := startControl(&cfg, ctl, true, log); err != nil {
+					log.Error("control socket not taken back", "err", err)
+				}
 				continue
 			}
+			ctl.stopControl(true) // the new process answers on it
 			obs.shuttingDown()
 			log.Info("upgrade: shutting down: the new process accepts on the same sockets, transactions in flight here may finish", "grace", cfg.Limits.ShutdownGrace)
 			handedOver, stop = true, true

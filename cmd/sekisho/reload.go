@@ -10,14 +10,13 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -41,6 +40,10 @@ type generation struct {
 	// without ldap.urls. ldapPassword is the password it was built with.
 	dir          *sharedResource
 	ldapPassword string
+	// number counts the generations of the process: 1 at start, one more
+	// for each reload put in force; loaded is when it was (sekisho status).
+	number int
+	loaded time.Time
 }
 
 // sharedResource is a resource several generations may use (the LDAP
@@ -156,11 +159,12 @@ func buildGeneration(cfg *config.Config, d *deps, prev *generation, listen confi
 // report counter and recorder, the gateway and the metrics registry, and
 // has SIGHUP reload configPath ("" : the embedded defaults, not reloaded)
 // until ctx ends. Close the counter after the listeners, before the store.
-func startGateway(ctx context.Context, cfg *config.Config, d *deps, obs *observability, configPath string) (*gateway.Server, *report.Counter, error) {
+func startGateway(ctx context.Context, cfg *config.Config, d *deps, obs *observability, configPath string) (*gateway.Server, *report.Counter, *reloader, error) {
 	g, err := buildGeneration(cfg, d, nil, cfg.Listen)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
+	g.number, g.loaded = 1, time.Now()
 	if d.directory != nil {
 		dir := d.directory
 		g.dir = newSharedResource(func() { dir.Close() })
@@ -169,32 +173,22 @@ func startGateway(ctx context.Context, cfg *config.Config, d *deps, obs *observa
 	// store (docs/report.md).
 	store, err := d.stateStore(cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	counter := newCounter(cfg, store, d.log)
 	g.gcfg.Recorder = obs.recorder(g.gcfg.Router, counter)
 	srv, err := gateway.New(g.gcfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	checks := newLiveChecks(g.chain)
 	if err := obs.start(ctx, srv, checks); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	r := &reloader{path: configPath, log: d.log, srv: srv, obs: obs, checks: checks,
 		recorder: g.gcfg.Recorder, listen: cfg.Listen, cur: g}
 	watchReloads(ctx, r)
-	return srv, counter, nil
-}
-
-// configFlag is the -config argument of serve ("" without one); loadConfig
-// has checked the arguments.
-func configFlag(args []string) string {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	path := fs.String("config", "", "")
-	fs.Parse(args)
-	return *path
+	return srv, counter, r, nil
 }
 
 // reloadDeps builds the lookups of a reloaded configuration. What did not
@@ -318,6 +312,7 @@ func (r *reloader) reload(ctx context.Context) {
 		if g, err = buildGeneration(&cfg, d, prev, r.listen); err == nil {
 			g.dir = dir
 			g.gcfg.Recorder = r.recorder
+			g.number, g.loaded = prev.number+1, time.Now()
 			if err = r.srv.Reload(g.gcfg); err == nil {
 				r.cur = g
 				r.applied(ctx, prev, g)

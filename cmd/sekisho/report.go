@@ -5,23 +5,18 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/netip"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"sekisho/config"
+	"sekisho/gateway"
 	"sekisho/greylist"
 	"sekisho/policy"
 	"sekisho/report"
@@ -41,7 +36,7 @@ func newCounter(c *config.Config, store greylist.Counts, log *slog.Logger) *repo
 }
 
 const reportUsage = `usage: sekisho report [-config FILE] [-weeks N | -from DATE -to DATE] [-format text|csv|json]
-                      [-svg FILE] [-mail-to ADDR]
+                      [-svg FILE] [-mail-to ADDR] [-direct]
 
 Counts of every deferral and rejection by cause, and of accepted mail, per
 ISO week (Monday to Sunday, UTC): attempts and distinct (client network,
@@ -50,10 +45,12 @@ domains. Default: the last complete week and the 8 before it, then the
 week in progress, marked "so far". -from and -to (YYYY-MM-DD) are widened to
 whole weeks; a week that holds today is marked "so far". See docs/report.md.
 
-The state store must be readable: Redis at any time, the embedded file
-while sekisho serve is not running on it. A store that cannot be read is an
-error (exit 1), never a report of zeros.
-
+When a gateway answers on the control socket of the configuration
+(control.socket), the running gateway reads its store and answers (no
+listen.http needed); otherwise, or with -direct, report opens the store
+itself: Redis at any time, the embedded file while no sekisho serve holds
+it. A store that cannot be read is an error (exit 1), never a report of
+zeros. Exit 2 for a usage error.
 `
 
 // reportNow is the clock of `sekisho report` (tests set it).
@@ -64,9 +61,7 @@ const reportStoreTimeout = 30 * time.Second
 
 // runReport is `sekisho report`.
 func runReport(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, reportUsage); fs.PrintDefaults() }
+	fs := newFlagSet("report", reportUsage, stdout, stderr)
 	path := fs.String("config", "", "configuration file (default: embedded defaults)")
 	weeks := fs.Int("weeks", report.DefaultWeeks, "number of complete weeks before the week in progress (which is shown too, \"so far\")")
 	from := fs.String("from", "", "first day (YYYY-MM-DD, UTC), with -to")
@@ -74,16 +69,11 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	format := fs.String("format", "text", "text, csv or json")
 	svgFile := fs.String("svg", "", "also write the SVG chart to `FILE`")
 	mailTo := fs.String("mail-to", "", "also mail the text report with the chart attached to `ADDR`, through the next hop of its route")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	direct := fs.Bool("direct", false, "do not ask the running gateway: open the store here")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
-	usageErr := func(msg string) int {
-		fmt.Fprintln(stderr, "sekisho report:", msg)
-		return 2
-	}
+	usageErr := func(msg string) int { return usageError(fs, stderr, "%s", msg) }
 	if fs.NArg() > 0 {
 		return usageErr(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
 	}
@@ -123,22 +113,28 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sekisho report:", err)
 		return 1
 	}
+	if !*direct {
+		c, err := askGateway(&cfg)
+		if err != nil {
+			return fail(fmt.Errorf("cannot ask the running gateway: %w\n(root and the members of the gateway's group may; -direct opens the store instead)", err))
+		}
+		if c != nil {
+			// The running gateway reads its own store.
+			r, err := reportFromGateway(c, mondays)
+			if err != nil {
+				return fail(err)
+			}
+			if dc := cfg.Checks.Domain; dc.BadDomains != "" && !dc.Off {
+				r.BadDomainsFile = dc.BadDomains
+			}
+			if err := r.Write(stdout, *format); err != nil {
+				return fail(err)
+			}
+			return reportExtras(r, &cfg, *svgFile, *mailTo, stderr)
+		}
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	store, err := openReportStore(&cfg.Store, log)
-	if errors.Is(err, errStoreHeld) && cfg.Listen.HTTP != "" {
-		// The running gateway holds the embedded store: ask it.
-		r, herr := reportOverHTTP(cfg.Listen.HTTP, mondays)
-		if herr != nil {
-			return fail(fmt.Errorf("%v; and the running gateway's %s could not give it either: %v", err, cfg.Listen.HTTP, herr))
-		}
-		if dc := cfg.Checks.Domain; dc.BadDomains != "" && !dc.Off {
-			r.BadDomainsFile = dc.BadDomains
-		}
-		if err := r.Write(stdout, *format); err != nil {
-			return fail(err)
-		}
-		return reportExtras(r, &cfg, *svgFile, *mailTo, stderr)
-	}
 	if err != nil {
 		return fail(err)
 	}
@@ -167,40 +163,18 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	return reportExtras(r, &cfg, *svgFile, *mailTo, stderr)
 }
 
-// errStoreHeld: the embedded store is locked by a running sekisho serve.
-var errStoreHeld = errors.New("the embedded state store is held by a running sekisho serve")
-
-// reportOverHTTP reads the report of the given weeks from a running
-// gateway's /report.json (its http listener, on loopback or the admin
-// network), for an embedded store that the gateway holds locked.
-func reportOverHTTP(addr string, mondays []time.Time) (*report.Report, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
+// reportFromGateway asks the running gateway for the report of the weeks
+// of mondays (the report verb of the control socket).
+func reportFromGateway(c *gateway.ControlClient, mondays []time.Time) (*report.Report, error) {
+	req := reportRequest{}
+	for _, m := range mondays {
+		req.Weeks = append(req.Weeks, m.Format(time.DateOnly))
 	}
-	if ip, perr := netip.ParseAddr(host); host == "" || (perr == nil && ip.IsUnspecified()) {
-		host = "127.0.0.1" // listening on every address: ask on loopback
-	}
-	q := url.Values{}
-	q.Set("from", mondays[0].Format(time.DateOnly))
-	q.Set("to", mondays[len(mondays)-1].AddDate(0, 0, 6).Format(time.DateOnly))
-	u := url.URL{Scheme: "http", Host: net.JoinHostPort(host, port), Path: "/report.json", RawQuery: q.Encode()}
-	client := http.Client{Timeout: reportStoreTimeout}
-	resp, err := client.Get(u.String())
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), reportStoreTimeout)
+	defer cancel()
 	var j report.JSON
-	if err := json.Unmarshal(body, &j); err != nil {
-		return nil, fmt.Errorf("%s: %v", u.Path, err)
+	if err := c.Call(ctx, "report", req, &j); err != nil {
+		return nil, err
 	}
 	return report.FromJSON(j)
 }
@@ -216,7 +190,7 @@ func openReportStore(c *config.StoreConfig, log *slog.Logger) (greylist.Store, e
 		s, err := greylist.OpenBolt(c.Path, greylist.BoltOptions{Logger: log, SweepInterval: -1, LockTimeout: peekLockTimeout})
 		if err != nil {
 			if strings.Contains(err.Error(), "locked") {
-				return nil, fmt.Errorf("%w: %v; the embedded store cannot be read while sekisho serve runs on it without listen.http (Redis can)", errStoreHeld, err)
+				return nil, fmt.Errorf("%v; the embedded store cannot be read while sekisho serve runs on it, and no gateway answered on control.socket", err)
 			}
 			return nil, err
 		}

@@ -45,9 +45,22 @@ func commitID() string {
 	return "unknown"
 }
 
+const versionUsage = `usage: sekisho version
+
+Prints the release, the commit and the Go toolchain that built this
+sekisho, on one line. Exit status: 0; 2 usage error.
+`
+
 // runVersion prints the release, the commit and the Go toolchain that
 // built the binary, on one line.
-func runVersion(stdout io.Writer) int {
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("version", versionUsage, stdout, stderr)
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageError(fs, stderr, "unexpected argument %q", fs.Arg(0))
+	}
 	fmt.Fprintf(stdout, "sekisho %s (commit %s, %s %s/%s)\n", version, commitID(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	return 0
+	return exitOK
 }

@@ -102,15 +102,29 @@ var listeningRE = regexp.MustCompile(`msg=listening listener=(\w+) addr=(\S+)`)
 // Start runs `sekisho serve -config <file>` with the given YAML in a fresh
 // working directory, and returns once every configured listener has logged
 // that it listens. It is stopped (SIGTERM, then SIGKILL) at cleanup.
+//
+// A YAML that names no control socket gets TestControl's: the default of
+// a file, /run/sekisho/control.sock, is one per host, and tests run
+// gateways side by side.
 func Start(t testing.TB, configYAML string) *Gateway {
 	t.Helper()
 	dir := t.TempDir()
+	if !controlKey.MatchString(configYAML) {
+		configYAML += "\n" + TestControl
+	}
 	cfgPath := filepath.Join(dir, "sekisho.yaml")
 	if err := os.WriteFile(cfgPath, []byte(configYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return StartArgs(t, dir, "serve", "-config", cfgPath)
 }
+
+// TestControl is the control section of a test's configuration: the
+// socket in the gateway's working directory (relative, so that a long
+// temporary directory does not exceed a socket path's 107 bytes).
+const TestControl = "control: {socket: control.sock}\n"
+
+var controlKey = regexp.MustCompile(`(?m)^control:`)
 
 // StartArgs runs the binary with arbitrary arguments in dir.
 func StartArgs(t testing.TB, dir string, args ...string) *Gateway {
@@ -132,9 +146,27 @@ func StartProgram(t testing.TB, dir, program string, args ...string) *Gateway {
 // in Listeners (and SMTP set only when smtp has logged too).
 func StartProgramListening(t testing.TB, listener, dir, program string, args ...string) *Gateway {
 	t.Helper()
+	return start(t, listener, dir, program, nil, args...)
+}
+
+// StartCmd is StartArgs with setup called on the command before it starts
+// (to set its credentials, say).
+func StartCmd(t testing.TB, dir string, setup func(*exec.Cmd), args ...string) *Gateway {
+	t.Helper()
+	return start(t, "smtp", dir, Binary(t), setup, args...)
+}
+
+// start runs program with args in dir, setup (if any) called on the
+// command before it starts, and returns once listener has logged that it
+// listens.
+func start(t testing.TB, listener, dir, program string, setup func(*exec.Cmd), args ...string) *Gateway {
+	t.Helper()
 	g := &Gateway{t: t, Dir: dir, lines: make(chan string, 1024), exited: make(chan struct{})}
 	g.cmd = exec.Command(program, args...)
 	g.cmd.Dir = dir
+	if setup != nil {
+		setup(g.cmd)
+	}
 	stderr, err := g.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
