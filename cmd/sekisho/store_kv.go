@@ -23,3 +23,9 @@ func (s unavailableStore) GetValue(context.Context, string) ([]byte, bool, error
 func (s unavailableStore) PutValue(context.Context, string, []byte, time.Duration) error {
 	return s.err
 }
+
+func (emptyStore) DeleteValue(context.Context, string) error {
+	return errors.New("greylist: the empty store is read-only")
+}
+
+func (s unavailableStore) DeleteValue(context.Context, string) error { return s.err }
