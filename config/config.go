@@ -183,6 +183,10 @@ type LDAPConfig struct {
 	// remembered (never an absent one, never a failure); default a minute,
 	// 0 asks the directory at every recipient (docs/checks-account.md).
 	PositiveCacheTTL time.Duration `yaml:"positive_cache_ttl"`
+	// StaleTTL is how long after the directory last found an account it
+	// is accepted while the directory cannot tell (serve stale, remembered
+	// in the state store); default 7 days, 0 off (docs/checks-account.md).
+	StaleTTL time.Duration `yaml:"stale_ttl"`
 }
 
 // ChecksConfig configures each check; every check has `off: true`.
@@ -302,7 +306,7 @@ func Defaults() Config {
 		DNS: DNSConfig{Timeout: 2 * time.Second, Attempts: 2},
 		LDAP: LDAPConfig{AccountFilter: "(|(mail=%s)(mailAlternateAddress=%s))", Timeout: 3 * time.Second,
 			AuthFilter: "(|(uid=%s)(mail=%s))", AddressAttributes: []string{"mail", "mailAlternateAddress"},
-			PositiveCacheTTL: time.Minute},
+			PositiveCacheTTL: time.Minute, StaleTTL: 7 * 24 * time.Hour},
 		Auth: AuthConfig{MaxFailures: 5, FailureWindow: 10 * time.Minute, MaxConcurrentBinds: 10,
 			MaxRecipientsPerHour: 500, MaxMessagesPerHour: 100, SenderCheck: "strict", FromCheck: "strict", Received: "anonymous"},
 		Store: StoreConfig{Path: "var/state.db"},

@@ -278,6 +278,9 @@ func (r *Report) pageData() (*pageData, error) {
 		pw := pageWeek{Week: w, Open: i == len(r.Weeks)-1, Top: w.Top}
 		for _, c := range w.Causes {
 			row := pageRow{Cause: c.Cause, Kind: kindNames[PanelOf(c.Cause)], Attempts: c.Attempts, Distinct: c.Distinct}
+			if c.Cause == LDAPStale {
+				row.Kind = "accepted" // drawn with the 4xx, but not one
+			}
 			if i > 0 {
 				prev := r.Weeks[i-1].count(c.Cause)
 				row.Change = changeText(c.Attempts, prev.Attempts)
