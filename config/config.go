@@ -316,7 +316,7 @@ func Defaults() Config {
 			GreetPause: GreetPauseConfig{Delay: 5 * time.Second, PassTTL: 24 * time.Hour, FailTTL: time.Hour, Exempt: []Prefix{
 				{netip.MustParsePrefix("127.0.0.0/8")}, {netip.MustParsePrefix("::1/128")}}},
 			Domain: DomainConfig{NXDomain: "tempfail"},
-			Greylist: GreylistConfig{Delay: 5 * time.Minute, RetryWindow: 48 * time.Hour,
+			Greylist: GreylistConfig{Delay: 5 * time.Minute, RetryWindow: 48 * time.Hour, BySenderDomain: true,
 				Expire: 840 * time.Hour, AutoWhitelist: 5, OnStoreError: "accept",
 				IPv4Prefix: 24, IPv6Prefix: 64, StoreTimeout: 2 * time.Second,
 				// As for the greet pause: a first try on the machine itself

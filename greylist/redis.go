@@ -116,7 +116,7 @@ func (s *RedisStore) run(ctx context.Context, t Triplet, p Policy, write bool) (
 // network as hash tag, so they hash to one Cluster slot. The triplet key ends
 // with sender NUL recipient (NUL cannot occur in an SMTP address).
 func redisKeys(t Triplet) [2]string {
-	tag := RedisKeyPrefix + "{" + t.Network.String() + "}"
+	tag := RedisKeyPrefix + "{" + t.Source() + "}"
 	return [2]string{
 		tag + ":t:" + t.Sender + "\x00" + t.Recipient,
 		tag + ":n",
