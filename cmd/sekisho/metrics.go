@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"sekisho/auth"
 	"sekisho/filters"
 	"sekisho/greylist"
 	"sekisho/lookup"
@@ -96,6 +97,7 @@ type checksCollector struct {
 	dnsbl   *filters.DNSBL
 	grey    *filters.Greylist
 	account *filters.AccountCheck
+	auth    *auth.Service // the MSA's, when submission is served
 }
 
 var (
@@ -107,6 +109,8 @@ var (
 		"Recipients the account check let pass from the account memory while the directory could not tell (served stale, ldap.stale_ttl); the call-ahead may still refuse them.", nil, nil)
 	accountMemoryErrorsDesc = prometheus.NewDesc("sekisho_account_memory_errors_total",
 		"Account memory calls (remember, forget, serve stale) that the state store did not answer.", nil, nil)
+	authBudgetErrorsDesc = prometheus.NewDesc("sekisho_auth_budget_store_errors_total",
+		"Calls to the MSA's budgets shared in Redis (failure throttles, hourly limits) that the store did not answer: each a throttle or limit skipped.", nil, nil)
 	greyErrorsDesc = prometheus.NewDesc("sekisho_greylist_store_errors_total",
 		"Greylist store operations that failed (mail then passed or was deferred per on_store_error).", nil, nil)
 )
@@ -132,6 +136,7 @@ func (c *checksCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- greyErrorsDesc
 	ch <- ldapStaleDesc
 	ch <- accountMemoryErrorsDesc
+	ch <- authBudgetErrorsDesc
 }
 
 func (c *checksCollector) Collect(ch chan<- prometheus.Metric) {
@@ -152,6 +157,9 @@ func (c *checksCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.account != nil {
 		ch <- prometheus.MustNewConstMetric(ldapStaleDesc, prometheus.CounterValue, float64(c.account.ServedStale()))
 		ch <- prometheus.MustNewConstMetric(accountMemoryErrorsDesc, prometheus.CounterValue, float64(c.account.MemoryErrors()))
+	}
+	if c.auth != nil {
+		ch <- prometheus.MustNewConstMetric(authBudgetErrorsDesc, prometheus.CounterValue, float64(c.auth.SharedErrors()))
 	}
 }
 
