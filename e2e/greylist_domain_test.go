@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
 	"sekisho/internal/harness"
 	"sekisho/internal/testdns"
+	"sekisho/internal/testredis"
 )
 
 // Greylisting by SPF-validated sender domain and by whole transaction
@@ -19,11 +23,17 @@ import (
 // (delay 1 s) with the given extra settings, on the embedded store.
 func glDomainGateway(t *testing.T, settings string) (*harness.Gateway, *harness.NextHop) {
 	t.Helper()
+	return glDomainGatewayOn(t, settings, "")
+}
+
+// glDomainGatewayOn is glDomainGateway with more top-level YAML (the store).
+func glDomainGatewayOn(t *testing.T, settings, extra string) (*harness.Gateway, *harness.NextHop) {
+	t.Helper()
 	dns := testdns.Start(t)
 	dns.AddZone("net.", 60)
 	dns.Add(`bigsender.net. 300 IN TXT "v=spf1 ip4:127.0.0.0/16 -all"`)
 	return campus(t, func(s *site) {
-		s.extra = fmt.Sprintf("dns: {resolvers: [%q], timeout: 500ms, attempts: 1}\n", dns.Addr())
+		s.extra = fmt.Sprintf("dns: {resolvers: [%q], timeout: 500ms, attempts: 1}\n", dns.Addr()) + extra
 		s.checks = "spf: {}\ngreylist: {delay: 1s, exempt: []" + settings + "}\ndomain: {off: true}\ndnsbl: {off: true}\naccount: {off: true}"
 	})
 }
@@ -122,4 +132,77 @@ func glWantHeld(t *testing.T, gw *harness.Gateway, src, from, rcpt string) time.
 	glWantGreylisted(t, c, r, 2*time.Second)
 	c.Cmd("QUIT")
 	return answered
+}
+
+// TestGreylistStats: `sekisho greylist stats -config sekisho.yaml` (as
+// docs/checks-greylist.md shows it), on the Redis store while the gateway
+// runs, lists the week's longest delays — bigsender.net's from its first
+// attempt to the pass of its retry from another address of its pool, and
+// nospf.net's, each at least the 1 s delay — and the addresses their
+// retries came from: bigsender.net two (an early retry held again and the
+// one that passed), nospf.net one (its retry from another network was a
+// new triplet, not a retry, to greylisting; the one from its first network
+// passed). -format json says the same.
+func TestGreylistStats(t *testing.T) {
+	rs := testredis.Start(t)
+	gw, _ := glDomainGatewayOn(t, "", glRedisStore(rs.Addr()))
+	sent := time.Now()
+	first := glWantHeld(t, gw, "127.0.0.2", "a@bigsender.net", "alice@campus.test")
+	glWantHeld(t, gw, "127.0.2.2", "b@bigsender.net", "alice@campus.test")
+	nospf := glWantHeld(t, gw, "127.0.0.2", "x@nospf.net", "bob@campus.test")
+	glWaitUntil(glAfterDelay(nospf, time.Second))
+	glWantAccepted(t, gw, "127.0.1.7", "c@bigsender.net", "alice@campus.test", "the pool's retry after the delay")
+	glWantHeld(t, gw, "127.0.1.7", "x@nospf.net", "bob@campus.test")
+	glWantAccepted(t, gw, "127.0.0.2", "x@nospf.net", "bob@campus.test", "no SPF: the retry from the first network")
+	passed := time.Now()
+
+	stats := func(format string) string {
+		t.Helper()
+		cmd := exec.Command(harness.Binary(t), "greylist", "stats", "-config", "sekisho.yaml", "-format", format)
+		cmd.Dir = gw.Dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("sekisho greylist stats: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	var js struct {
+		Week   string
+		Delays []struct {
+			Domain  string
+			Seconds float64
+		} `json:"longest_delays"`
+		Pools []struct {
+			Domain    string
+			Addresses int64
+		} `json:"retried_from_most_addresses"`
+	}
+	out := stats("json")
+	if err := json.Unmarshal([]byte(out), &js); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	// Each delay lies between the first attempt's reply and the last pass.
+	lo, hi := time.Second, passed.Sub(sent)
+	delays := map[string]float64{}
+	for _, d := range js.Delays {
+		delays[d.Domain] = d.Seconds
+	}
+	for _, d := range []string{"bigsender.net", "nospf.net"} {
+		if s, ok := delays[d]; !ok || s < lo.Seconds() || s > hi.Seconds() {
+			t.Errorf("longest delay of %s: %v (%v), want within %v..%v (first attempt %v)\n%s", d, s, ok, lo, hi, first.Sub(sent), out)
+		}
+	}
+	if len(js.Delays) != 2 {
+		t.Errorf("longest delays %+v, want two domains", js.Delays)
+	}
+	if len(js.Pools) != 2 || js.Pools[0].Domain != "bigsender.net" || js.Pools[0].Addresses != 2 ||
+		js.Pools[1].Domain != "nospf.net" || js.Pools[1].Addresses != 1 {
+		t.Errorf("pools %+v, want bigsender.net 2, nospf.net 1\n%s", js.Pools, out)
+	}
+	text := stats("text")
+	for _, want := range []string{"Greylisting in " + js.Week + " (UTC)", "bigsender.net", "2  bigsender.net", "1  nospf.net"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text output lacks %q:\n%s", want, text)
+		}
+	}
 }

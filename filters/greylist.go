@@ -59,6 +59,7 @@ import (
 	"sekisho/greylist"
 	"sekisho/internal/mailaddr"
 	"sekisho/policy"
+	"sekisho/report"
 )
 
 // StoreErrorAction is what the greylist check does when the store cannot
@@ -324,6 +325,9 @@ func (g *Greylist) check(ctx context.Context, tx *Transaction, peek bool) (Verdi
 		return g.storeFailed(t, err), nil
 	}
 	g.storeWorks()
+	if !peek && !d.New && !d.AutoWhitelisted && (!d.Pass || d.Delayed > 0) {
+		g.recordRetry(sctx, tx, t, d)
+	}
 	if shared != nil {
 		return shared.follow(t, nameNote), nil
 	}
@@ -333,6 +337,32 @@ func (g *Greylist) check(ctx context.Context, tx *Transaction, peek bool) (Verdi
 	}
 	tx.Values[greylistValueKey] = &greylistShared{first: t, verdict: v}
 	return v, nil
+}
+
+// GreylistStatsKeep is how long the weekly greylisting stats are kept
+// (sekisho greylist stats): five weeks.
+const GreylistStatsKeep = 35 * 24 * time.Hour
+
+// recordRetry records a retry of a greylisted triplet (held again, or its
+// first pass with how long it was held) for `sekisho greylist stats`: by
+// the sender's domain (the SPF-validated one of a domain triplet) and the
+// client's address. An error is logged at Debug: the stats are not worth
+// more than the mail.
+func (g *Greylist) recordRetry(ctx context.Context, tx *Transaction, t greylist.Triplet, d greylist.Decision) {
+	domain := t.Domain
+	if domain == "" {
+		if at := strings.LastIndexByte(t.Sender, '@'); at >= 0 {
+			domain = mailaddr.Fold(t.Sender[at+1:])
+		}
+	}
+	now := time.Now()
+	err := g.store.AddRetry(ctx, greylist.Retry{
+		Week: report.WeekName(now), Domain: domain, Client: tx.Client.Unmap().WithZone("").String(),
+		Delay: d.Delayed, Until: now.Add(GreylistStatsKeep),
+	})
+	if err != nil {
+		g.logger.Debug("greylist stats not recorded", "err", err)
+	}
 }
 
 // greylistValueKey is the key of the transaction's greylisting decision

@@ -144,7 +144,7 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	}
 	db.MaxBatchDelay = opts.BatchDelay
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTriplets, bucketNetworks, bucketKV, bucketReport} {
+		for _, b := range [][]byte{bucketTriplets, bucketNetworks, bucketKV, bucketReport, bucketStats} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -351,7 +351,7 @@ func (s *BoltStore) sweeper(every time.Duration) {
 // long transaction. It returns how many keys it deleted.
 func (s *BoltStore) sweep() (int, error) {
 	total := 0
-	for _, bucket := range [][]byte{bucketTriplets, bucketNetworks, bucketKV} {
+	for _, bucket := range [][]byte{bucketTriplets, bucketNetworks, bucketKV, bucketStats} {
 		var after []byte // resume point: the last key examined
 		for {
 			select {
@@ -472,8 +472,11 @@ func decodeNetEntry(b []byte) (*netEntry, error) {
 
 // untilOf reads the expiry of a record of bucket.
 func untilOf(bucket, b []byte) (int64, bool) {
-	if string(bucket) == string(bucketKV) {
+	switch string(bucket) {
+	case string(bucketKV):
 		return kvUntil(b)
+	case string(bucketStats):
+		return statsUntil(b)
 	}
 	return recordUntil(b)
 }

@@ -63,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDKIM(args[1:], stdout, stderr)
 	case "report":
 		return runReport(args[1:], stdout, stderr)
+	case "greylist":
+		return runGreylist(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "sekisho", version)
 		return 0
@@ -88,6 +90,8 @@ func usage(w io.Writer) {
                                        make a DKIM signing key, print the DNS record to publish
   sekisho report [-config FILE] [-weeks N | -from DATE -to DATE] [-format text|csv|json]
                                        weekly counts of deferrals and rejections by cause (docs/report.md)
+  sekisho greylist stats [-config FILE] [-week YYYY-Www] [-top N] [-format text|json]
+                                       the week's longest greylisting delays and widest retry pools by sender domain
   sekisho version                      print the version
 `)
 }
