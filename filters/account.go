@@ -89,6 +89,7 @@ type AccountCheck struct {
 
 	servedStale  atomic.Uint64
 	memoryErrors atomic.Uint64
+	memoryDown   atomic.Bool // an incident is on: logged at its start and end
 }
 
 // NewAccountCheck builds the check on a directory, with the account memory
@@ -188,6 +189,7 @@ func (a *AccountCheck) remember(ctx context.Context, key string) {
 		a.memoryFailed("remember", key, err)
 		return
 	}
+	a.memoryWorks()
 	if a.written != nil {
 		a.written.Add(key, struct{}{})
 	}
@@ -211,7 +213,9 @@ func (a *AccountCheck) forget(ctx context.Context, key string) {
 	}
 	if err != nil {
 		a.memoryFailed("forget", key, err)
+		return
 	}
+	a.memoryWorks()
 }
 
 // serveStale answers for a recipient the directory could not tell about:
@@ -227,6 +231,7 @@ func (a *AccountCheck) serveStale(ctx context.Context, key, rcpt, why string) (V
 		a.memoryFailed("serve stale", key, err)
 		return Verdict{}, false
 	}
+	a.memoryWorks()
 	if !ok {
 		return Verdict{}, false
 	}
@@ -251,9 +256,20 @@ func (a *AccountCheck) serveStale(ctx context.Context, key, rcpt, why string) (V
 	}, true
 }
 
+// memoryFailed counts a memory error and logs it when it starts an
+// incident (one line per incident, not one per recipient).
 func (a *AccountCheck) memoryFailed(what, key string, err error) {
 	a.memoryErrors.Add(1)
-	a.log.Warn("account memory unavailable", "op", what, "key", key, "err", err)
+	if a.memoryDown.CompareAndSwap(false, true) {
+		a.log.Warn("account memory unavailable: found accounts not remembered, none served stale until it answers", "op", what, "key", key, "err", err)
+	}
+}
+
+// memoryWorks ends an incident.
+func (a *AccountCheck) memoryWorks() {
+	if a.memoryDown.CompareAndSwap(true, false) {
+		a.log.Info("account memory available again", "errors", a.memoryErrors.Load())
+	}
 }
 
 // sanitizeAddr keeps an address printable and short for a reply text.

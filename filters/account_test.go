@@ -154,13 +154,15 @@ func TestAccountServeStale(t *testing.T) {
 }
 
 // TestAccountMemoryDown: a store that cannot answer never refuses a found
-// recipient and never turns the 451 of an outage into anything else.
+// recipient and never turns the 451 of an outage into anything else; its
+// errors are counted, and logged once per incident.
 func TestAccountMemoryDown(t *testing.T) {
 	clock := testenv.NewClock()
 	store := memoryStore(t, clock)
 	store.Close()
 	dir := &fakeDirectory{res: lookup.AccountResult{Outcome: lookup.AccountFound, Address: "alice@campus.test"}}
-	check := NewAccountCheck(dir, AccountOptions{Memory: store, StaleTTL: time.Hour, Now: clock.Now})
+	var log logBuffer
+	check := NewAccountCheck(dir, AccountOptions{Memory: store, StaleTTL: time.Hour, Now: clock.Now, Logger: log.logger()})
 	if v, _ := check.Check(context.Background(), &Transaction{Rcpt: "alice@campus.test", Local: true}); v.Action != Continue {
 		t.Fatalf("found, memory down: %+v", v)
 	}
@@ -170,5 +172,8 @@ func TestAccountMemoryDown(t *testing.T) {
 	}
 	if check.MemoryErrors() != 2 {
 		t.Errorf("MemoryErrors = %d, want 2", check.MemoryErrors())
+	}
+	if n := log.count("account memory unavailable"); n != 1 {
+		t.Errorf("%d incident lines for 2 errors, want 1", n)
 	}
 }
