@@ -24,8 +24,8 @@ package filters
 //
 // The triplet (greylist.Triplet): when the SPF check (which runs before
 // greylisting, order.go) found the client authorised for the envelope
-// sender's domain (result pass, identity mailfrom) and BySenderDomain is
-// set, (SPF-validated sender domain, recipient), so that a big sender's
+// sender's domain (result pass, identity mailfrom, by a mechanism other
+// than "+all") and BySenderDomain is set, (SPF-validated sender domain, recipient), so that a big sender's
 // retry from another address of its pool is a retry; otherwise (client
 // network, sender, recipient).
 //
@@ -392,7 +392,9 @@ func (s *greylistShared) follow(t greylist.Triplet, note string) Verdict {
 // BySenderDomain is set, else (client network, sender, recipient).
 func (g *Greylist) triplet(tx *Transaction) greylist.Triplet {
 	if g.byDomain && tx.From != "" {
-		if out, ok := SPFOutcomeOf(tx); ok && out.Result == spf.Pass && out.Identity == SPFMailFrom && out.Domain != "" {
+		// A pass by "+all" authorises every host on the Internet: it
+		// validates nothing, so the domain is not trusted to key on.
+		if out, ok := SPFOutcomeOf(tx); ok && out.Result == spf.Pass && out.Identity == SPFMailFrom && out.Domain != "" && out.Mechanism != "all" {
 			return greylist.NewDomainTriplet(out.Domain, tx.Rcpt)
 		}
 	}

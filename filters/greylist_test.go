@@ -613,6 +613,14 @@ func TestGreylistBySenderDomain(t *testing.T) {
 	wantGreylisted(t, mustGreylist(t, g, other), 300)
 	wantContinue(t, mustGreylist(t, g, rcptTx("192.0.2.10", "x@soft.example", "alice@campus.example")), "192.0.2.0/24 <x@soft.example>")
 
+	// A pass by +all validates nothing: per network.
+	all := withSPF(rcptTx("192.0.2.10", "x@open.example", "alice@campus.example"), spf.Pass, "open.example")
+	all.Values[spfValueKey].(*spfState).outcome.Mechanism = "all"
+	wantGreylisted(t, mustGreylist(t, g, all), 300)
+	if v := mustGreylist(t, g, all); !strings.Contains(v.Reason, "192.0.2.0/24 <x@open.example>") {
+		t.Errorf("a +all pass is keyed on %q, want the network triplet", v.Reason)
+	}
+
 	off, clock2, _ := newBoltGreylist(t, GreylistOptions{BySenderDomain: false})
 	wantGreylisted(t, mustGreylist(t, off, withSPF(rcptTx("192.0.2.10", "a@big.example", "bob@campus.example"), spf.Pass, "big.example")), 300)
 	clock2.Advance(5 * time.Minute)
