@@ -7,10 +7,12 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
 
+	"sekisho/greylist"
 	"sekisho/lookup"
 	"sekisho/policy"
 )
@@ -70,6 +72,14 @@ type Config struct {
 	// Now is the clock of the throttles and limits; nil: time.Now. (The
 	// maps' expiry of idle entries runs on real time: see the README.)
 	Now func() time.Time
+	// Shared, when set (the Redis state store), keeps the failure
+	// budgets and the hourly limits for every gateway on it, instead of
+	// in this process's memory (shared.go). The name → entry map stays
+	// in memory: it only saves a search.
+	Shared greylist.Buckets
+	// SharedTimeout bounds one call to Shared; default
+	// DefaultSharedTimeout.
+	SharedTimeout time.Duration
 }
 
 // Directory checks a user's password; *lookup.Directory is one. mayBind is
@@ -144,6 +154,9 @@ type Service struct {
 	aliases  *expirable.LRU[string, string]    // user name → DN of its entry
 	messages *expirable.LRU[string, *sending]
 	rcpts    *expirable.LRU[string, *sending]
+
+	sharedErrors  atomic.Uint64
+	sharedHealthy atomic.Bool
 }
 
 // New returns a Service that checks passwords with dir; cfg's zero fields
@@ -182,6 +195,9 @@ func New(dir Directory, cfg Config) *Service {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.SharedTimeout <= 0 {
+		cfg.SharedTimeout = DefaultSharedTimeout
+	}
 	// A failure bucket is full again (as good as forgotten) at the latest
 	// MaxFailures windows after its last failure, a sending bucket one hour
 	// after its last use.
@@ -200,6 +216,7 @@ func New(dir Directory, cfg Config) *Service {
 		messages: expirable.NewLRU[string, *sending](cfg.MaxTracked, nil, time.Hour),
 		rcpts:    expirable.NewLRU[string, *sending](cfg.MaxTracked, nil, time.Hour),
 	}
+	s.sharedHealthy.Store(true)
 	return s
 }
 
@@ -227,17 +244,7 @@ func (s *Service) Login(ctx context.Context, log *slog.Logger, ip netip.Addr, us
 	log = s.attemptLog(log, ip, user)
 	name := NameKey(user)
 
-	s.mu.Lock()
-	r, why := s.throttled(ip, name)
-	reason := ""
-	if r == nil {
-		// Refused unseen in the same critical section: parallel attempts
-		// cannot get past a budget that they spend.
-		if reason = refuseUnseen(user, password); reason != "" {
-			s.failedLocked(ip, name, "")
-		}
-	}
-	s.mu.Unlock()
+	r, why, reason := s.firstLook(ctx, ip, name, user, password)
 	if r != nil {
 		log.Info("auth refused", "outcome", "throttled", "reason", why, "reply", r.String())
 		return User{}, r
@@ -264,9 +271,7 @@ func (s *Service) Login(ctx context.Context, log *slog.Logger, ip netip.Addr, us
 	// parallel attempts can overdraw a budget (the README).
 	defer func() { <-s.binds }()
 
-	s.mu.Lock()
-	r, why = s.throttled(ip, name)
-	s.mu.Unlock()
+	r, why = s.lookAgain(ctx, ip, name)
 	if r != nil {
 		log.Info("auth refused", "outcome", "throttled", "reason", why, "reply", r.String())
 		return User{}, r
@@ -274,6 +279,10 @@ func (s *Service) Login(ctx context.Context, log *slog.Logger, ip netip.Addr, us
 
 	res := s.dir.AuthenticateIf(ctx, user, password, func(dn string) bool {
 		dn = strings.ToLower(dn)
+		if s.cfg.Shared != nil {
+			s.aliases.Add(name, dn)
+			return s.sharedMayTry(ctx, "dn:"+dn)
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.aliases.Add(name, dn)
@@ -282,7 +291,7 @@ func (s *Service) Login(ctx context.Context, log *slog.Logger, ip netip.Addr, us
 
 	switch res.Outcome {
 	case lookup.AuthValid:
-		s.succeeded(name, res.DN)
+		s.succeeded(ctx, name, res.DN)
 		u := User{Name: user, DN: res.DN, TagSeparator: s.cfg.TagSeparator}
 		seen := map[string]bool{}
 		for _, a := range res.Addresses {
@@ -295,7 +304,7 @@ func (s *Service) Login(ctx context.Context, log *slog.Logger, ip netip.Addr, us
 		log.Info("auth succeeded", "dn", res.DN, "addresses", len(u.Addresses))
 		return u, nil
 	case lookup.AuthInvalid:
-		s.failed(ip, name, res.DN)
+		s.failed(ctx, ip, name, res.DN)
 		log.Info("auth failed", "outcome", "invalid", "dn", res.DN, "reason", res.Reason, "reply", policy.AuthFailed.String())
 		return User{}, policy.AuthFailed
 	case lookup.AuthNotTried:
@@ -320,6 +329,49 @@ func (s *Service) attemptLog(log *slog.Logger, ip netip.Addr, user string) *slog
 		return s.log.With("user", logName(user), "ip", ip.String())
 	}
 	return log.With("user", logName(user))
+}
+
+// firstLook is Login's first step: the budgets of the client address and
+// the name, and the credentials refused unseen (counted as failures).
+// In memory, both are one critical section: parallel attempts cannot get
+// past a budget that they spend.
+func (s *Service) firstLook(ctx context.Context, ip netip.Addr, name, user, password string) (*policy.Reply, string, string) {
+	if s.cfg.Shared != nil {
+		if r, why := s.lookAgain(ctx, ip, name); r != nil {
+			return r, why, ""
+		}
+		reason := refuseUnseen(user, password)
+		if reason != "" {
+			s.sharedFailed(ctx, ip, name, "")
+		}
+		return nil, "", reason
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, why := s.throttled(ip, name)
+	reason := ""
+	if r == nil {
+		if reason = refuseUnseen(user, password); reason != "" {
+			s.failedLocked(ip, name, "")
+		}
+	}
+	return r, why, reason
+}
+
+// lookAgain is throttled, in memory or on the shared budgets.
+func (s *Service) lookAgain(ctx context.Context, ip netip.Addr, name string) (*policy.Reply, string) {
+	if s.cfg.Shared != nil {
+		switch spent, user := s.sharedThrottled(ctx, ip, name); {
+		case spent && user:
+			return policy.AuthThrottledUser, reasonUser
+		case spent:
+			return policy.AuthThrottledIP, reasonIP
+		}
+		return nil, ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.throttled(ip, name)
 }
 
 // The reasons logged for a throttled attempt.
@@ -355,7 +407,7 @@ func (s *Service) ExchangeFailed(log *slog.Logger, ip netip.Addr, m Mechanism, e
 	r := ExchangeReply(err)
 	s.attemptLog(log, ip, user).Info("auth failed", "outcome", "invalid", "reason", err.Error(), "reply", r.String())
 	if errors.Is(err, ErrAuthzid) {
-		s.failed(ip, NameKey(user), "")
+		s.failed(context.Background(), ip, NameKey(user), "")
 	}
 	return r
 }

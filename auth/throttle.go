@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"net/netip"
 	"strings"
 	"time"
@@ -42,7 +43,11 @@ func (s *Service) tracked(m *expirable.LRU[string, *failures], key string) *fail
 // failed counts a failed login against the client address, the user name
 // and, when known, the entry (so that typing the uid, the address and the
 // alternate addresses in turn does not multiply the budget).
-func (s *Service) failed(ip netip.Addr, name, dn string) {
+func (s *Service) failed(ctx context.Context, ip netip.Addr, name, dn string) {
+	if s.cfg.Shared != nil {
+		s.sharedFailed(ctx, ip, name, dn)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failedLocked(ip, name, dn)
@@ -82,7 +87,11 @@ func (s *Service) failedLocked(ip netip.Addr, name, dn string) {
 // password is proven): a user who mistyped is not kept waiting. The client
 // address's failures stay: a login that works does not vouch for the other
 // names tried from the same address.
-func (s *Service) succeeded(name, dn string) {
+func (s *Service) succeeded(ctx context.Context, name, dn string) {
+	if s.cfg.Shared != nil {
+		s.sharedSucceeded(ctx, name, dn)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.users.Remove("name:" + name)
@@ -123,15 +132,24 @@ func (s *Service) allow(m *expirable.LRU[string, *sending], u User, what string,
 	if u.DN != "" {
 		key = "dn:" + strings.ToLower(u.DN)
 	}
-	now := s.cfg.Now()
-	s.mu.Lock()
-	sd, ok := m.Get(key)
-	if !ok {
-		sd = &sending{lim: rate.NewLimiter(rate.Limit(float64(perHour)/3600), perHour)}
+	var allowed bool
+	if s.cfg.Shared != nil {
+		prefix := sharedRcpts
+		if m == s.messages {
+			prefix = sharedMessages
+		}
+		allowed = s.sharedAllow(prefix, key, perHour)
+	} else {
+		now := s.cfg.Now()
+		s.mu.Lock()
+		sd, ok := m.Get(key)
+		if !ok {
+			sd = &sending{lim: rate.NewLimiter(rate.Limit(float64(perHour)/3600), perHour)}
+		}
+		m.Add(key, sd) // renew the entry's expiry
+		allowed = sd.lim.AllowN(now, 1)
+		s.mu.Unlock()
 	}
-	m.Add(key, sd) // renew the entry's expiry
-	allowed := sd.lim.AllowN(now, 1)
-	s.mu.Unlock()
 	if allowed {
 		return nil
 	}

@@ -3,7 +3,8 @@
 # see it (docs/performance.md). Installs what it needs (postfix for
 # smtp-source and smtp-sink, not configured; slapd through `make
 # test-deps`), raises the file descriptor limit for the 10,000 held
-# clients, builds the binary and runs bench/bench_test.go (build tag bench).
+# clients, builds the binary and runs bench/bench_test.go (build tag bench);
+# then the account memory's Go benchmark (filters/account_bench_test.go).
 #
 #   bench/bench.sh            the tables, on stdout and in bin/bench-results.md
 #   bench/bench.sh -profile   the same with a profiling build; CPU,
@@ -58,3 +59,7 @@ CI=true $GO test -v -tags bench -count=1 -timeout 30m -run '^TestBench$' ./bench
 if [ -n "$profile" ]; then
 	echo "profiles in bin/bench-profiles/ (go tool pprof -top $bin bin/bench-profiles/cpu.pb.gz)"
 fi
+# The account memory's cost on the RCPT path (docs/performance.md, "The
+# account memory"): each variant as a ratio to the account check without a
+# memory, in the same run (x_directory).
+$GO test -run '^$' -bench '^BenchmarkAccountMemory$' -count "${BENCH_RUNS:-3}" ./filters/ | grep -E '^(Benchmark|goos|cpu)' | tee -a "$BENCH_OUT"

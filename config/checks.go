@@ -109,6 +109,10 @@ type GreylistConfig struct {
 	IPv6Prefix int `yaml:"ipv6_prefix"`
 	// StoreTimeout bounds one store call; 0: 2 s.
 	StoreTimeout time.Duration `yaml:"store_timeout"`
+	// BySenderDomain greylists a client whose SPF result for the envelope
+	// sender is pass on (sender domain, recipient) instead of (client
+	// network, sender, recipient); default true (docs/checks-greylist.md).
+	BySenderDomain bool `yaml:"by_sender_domain"`
 }
 
 func (c *GreylistConfig) validate() error {

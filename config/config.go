@@ -186,6 +186,10 @@ type LDAPConfig struct {
 	// remembered (never an absent one, never a failure); default a minute,
 	// 0 asks the directory at every recipient (docs/checks-account.md).
 	PositiveCacheTTL time.Duration `yaml:"positive_cache_ttl"`
+	// StaleTTL is how long after the directory last found an account it
+	// is accepted while the directory cannot tell (serve stale, remembered
+	// in the state store); default 7 days, 0 off (docs/checks-account.md).
+	StaleTTL time.Duration `yaml:"stale_ttl"`
 }
 
 // ChecksConfig configures each check; every check has `off: true`.
@@ -305,7 +309,7 @@ func Defaults() Config {
 		DNS: DNSConfig{Timeout: 2 * time.Second, Attempts: 2},
 		LDAP: LDAPConfig{AccountFilter: "(|(mail=%s)(mailAlternateAddress=%s))", Timeout: 3 * time.Second,
 			AuthFilter: "(|(uid=%s)(mail=%s))", AddressAttributes: []string{"mail", "mailAlternateAddress"},
-			PositiveCacheTTL: time.Minute},
+			PositiveCacheTTL: time.Minute, StaleTTL: 7 * 24 * time.Hour},
 		Auth: AuthConfig{MaxFailures: 5, FailureWindow: 10 * time.Minute, MaxConcurrentBinds: 10,
 			MaxRecipientsPerHour: 500, MaxMessagesPerHour: 100, SenderCheck: "strict", FromCheck: "strict", Received: "anonymous"},
 		Store: StoreConfig{Path: "var/state.db"},
@@ -317,7 +321,7 @@ func Defaults() Config {
 			// No bad-domain list: a file names its own. Serve without
 			// -config reads ./baddomains.txt where there is one (Load).
 			Domain: DomainConfig{NXDomain: "tempfail"},
-			Greylist: GreylistConfig{Delay: 5 * time.Minute, RetryWindow: 48 * time.Hour,
+			Greylist: GreylistConfig{Delay: 5 * time.Minute, RetryWindow: 48 * time.Hour, BySenderDomain: true,
 				Expire: 840 * time.Hour, AutoWhitelist: 5, OnStoreError: "accept",
 				IPv4Prefix: 24, IPv6Prefix: 64, StoreTimeout: 2 * time.Second,
 				// As for the greet pause: a first try on the machine itself

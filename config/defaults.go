@@ -28,7 +28,7 @@ const defaultMaxLineLength = 2000
 // default. A zero that means something of its own is left alone: a greet
 // pause of 0s (no pause), max_errors 0 (no limit), pass_ttl 0 (not
 // remembered), connection_cache_time 0 (no reuse), positive_cache_ttl 0
-// (no cache), max_connections 0 (no limit).
+// (no cache), stale_ttl 0 (no serve stale), max_connections 0 (no limit).
 func (c *Config) fillZeroDefaults() {
 	setDuration := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {

@@ -182,6 +182,9 @@ func (c *Config) validateSettings() error {
 		if c.LDAP.PositiveCacheTTL < 0 {
 			return invalid("positive_cache_ttl must not be negative (0: off)", "ldap", "positive_cache_ttl")
 		}
+		if c.LDAP.StaleTTL < 0 {
+			return invalid("stale_ttl must not be negative (0s: off)", "ldap", "stale_ttl")
+		}
 	}
 	for i, r := range c.Routes {
 		if err := r.validate(i); err != nil {

@@ -38,11 +38,12 @@ func ldapSite(t *testing.T, url string, hop string) site {
 	}
 }
 
-// withoutLDAPCache switches the positive cache off (ldap.positive_cache_ttl:
-// 0s): every recipient is one search, as the tests of the directory's
+// withoutLDAPCache switches the positive cache and the account memory off
+// (ldap.positive_cache_ttl: 0s, ldap.stale_ttl: 0s): every recipient is
+// one search and nothing is served stale, as the tests of the directory's
 // failures need.
 func withoutLDAPCache(s site) site {
-	s.extra = strings.Replace(s.extra, "  timeout: 1s\n", "  timeout: 1s\n  positive_cache_ttl: 0s\n", 1)
+	s.extra = strings.Replace(s.extra, "  timeout: 1s\n", "  timeout: 1s\n  positive_cache_ttl: 0s\n  stale_ttl: 0s\n", 1)
 	return s
 }
 
@@ -155,12 +156,7 @@ func TestAccountCanaryMissing(t *testing.T) {
 func TestAccountAndNextHopAgree(t *testing.T) {
 	slapd := testslapd.Start(t)
 	hop := harness.StartNextHop(t, false)
-	hop.OnRcpt = func(to string) error {
-		if strings.HasPrefix(to, "carol@") {
-			return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 2, 1}, Message: "mailbox disabled"}
-		}
-		return nil
-	}
+	refuseCarolsMailbox(hop)
 	gw := harness.Start(t, ldapSite(t, slapd.URL(), "smtp://"+hop.Addr).yaml(t))
 	c := rcptSession(t, gw)
 	c.Expect("RCPT TO:<nosuchuser@campus.test>", "550 5.1.1")
@@ -174,4 +170,16 @@ func TestAccountAndNextHopAgree(t *testing.T) {
 	c2 := rcptSession(t, gw2)
 	c2.Expect("RCPT TO:<nosuchuser@campus.test>", "550 5.1.1")
 	c2.Expect("RCPT TO:<alice@campus.test>", "451 4.4.1")
+}
+
+// refuseCarolsMailbox makes the next hop refuse carol@ with 550 5.2.1, as a
+// mailbox server whose mailbox is disabled while the directory still has
+// the account.
+func refuseCarolsMailbox(hop *harness.NextHop) {
+	hop.OnRcpt = func(to string) error {
+		if strings.HasPrefix(to, "carol@") {
+			return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 2, 1}, Message: "mailbox disabled"}
+		}
+		return nil
+	}
 }

@@ -79,6 +79,10 @@ func newExplainWorld(t *testing.T) *explainWorld {
 	w := newChecksWorld(t, "v=spf1 ip4:192.0.2.0/24 -all")
 	w.dns.AddZone("2.0.192.in-addr.arpa.", 60)
 	w.dns.AddZone("100.51.198.in-addr.arpa.", 60)
+	// A sender domain without SPF: its mail from anywhere reaches
+	// greylisting (SPF runs first, and refuses exsender.org's from outside
+	// 192.0.2.0/24).
+	w.dns.Add("open.exsender.org. 60 IN MX 10 mx.exsender.org.")
 	// explain makes the call-ahead (MAIL and RCPT) for real, then abandons
 	// it: the next hop is up, and must never receive a message.
 	t.Cleanup(func() {
@@ -158,7 +162,7 @@ func TestExplainEachCheck(t *testing.T) {
 			tell("RCPT TO:<nosuchuser@campus.test>", "550 5.1.1"))
 	})
 	t.Run("greylist creates no entry", func(t *testing.T) {
-		args := []string{"-ip", "198.51.100.7", "-helo", "mx.exsender.org", "-from", "x@exsender.org", "-rcpt", "alice@campus.test"}
+		args := []string{"-ip", "198.51.100.7", "-helo", "mx.exsender.org", "-from", "x@open.exsender.org", "-rcpt", "alice@campus.test"}
 		first := w.explain(args...)
 		mustContain(t, first, "greylist       defer", "451 4.7.1")
 		// Had explain made an entry, the same triplet would pass once the
@@ -167,8 +171,8 @@ func TestExplainEachCheck(t *testing.T) {
 		mustContain(t, w.explain(args...), "greylist       defer", tell("RCPT TO:<alice@campus.test>", "451 4.7.1"))
 	})
 	t.Run("spf", func(t *testing.T) {
-		// 192.0.2.0/24 is exempt from greylisting in this world, so the
-		// transaction reaches SPF, which runs after greylisting.
+		// SPF runs before greylisting: a fail is refused at the first
+		// attempt, whatever greylisting would say.
 		out := w.explain("-ip", "192.0.2.99", "-helo", "mx.exsender.org", "-from", "x@strict.exsender.org", "-rcpt", "alice@campus.test")
 		mustContain(t, out,
 			"strict.exsender.org TXT → found",

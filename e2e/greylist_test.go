@@ -97,11 +97,16 @@ func glDeliver(t *testing.T, c *harness.Client, subject string) {
 // glHasSubject reports whether the next hop holds a message with subject.
 func glHasSubject(hop *harness.NextHop, subject string) bool {
 	for _, m := range hop.Messages() {
-		if strings.Contains(string(m.Data), "\r\nSubject: "+subject+"\r\n") {
+		if messageHasSubject(m, subject) {
 			return true
 		}
 	}
 	return false
+}
+
+// messageHasSubject reports whether m's header has the subject.
+func messageHasSubject(m harness.Message, subject string) bool {
+	return strings.Contains(string(m.Data), "\r\nSubject: "+subject+"\r\n")
 }
 
 // glWaitUntil waits for the clock to reach t: greylisting's delay, the
@@ -375,9 +380,10 @@ func TestGreylistWhitelistReloadOnSIGHUP(t *testing.T) {
 }
 
 // TestGreylistExplainPeeks: `sekisho explain` with a running gateway's
-// config shows the shared Redis state (a known triplet, a new one) and
-// writes nothing; on the embedded store, which the running gateway locks,
-// the gateway explains, and explain -direct says that it cannot read it.
+// config shows the shared Redis state (a known triplet; a new one, held
+// with the transaction) and writes nothing; on the embedded store, which
+// the running gateway locks, the gateway explains, and explain -direct says
+// that it cannot read it.
 func TestGreylistExplainPeeks(t *testing.T) {
 	t.Parallel()
 	rs := testredis.Start(t)
@@ -395,7 +401,7 @@ func TestGreylistExplainPeeks(t *testing.T) {
 	out := explain(gw)
 	for _, want := range []string{
 		"known triplet 127.0.0.0/24 <bob@example.org> → <alice@campus.test> greylisted",
-		"new triplet 127.0.0.0/24 <bob@example.org> → <carol@campus.test> greylisted",
+		"triplet 127.0.0.0/24 <bob@example.org> → <carol@campus.test> held with the transaction (127.0.0.0/24 <bob@example.org> → <alice@campus.test> greylisted)",
 		"451 4.7.1 greylisted, please try again in",
 	} {
 		if !strings.Contains(out, want) {

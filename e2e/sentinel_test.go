@@ -100,13 +100,16 @@ func (t *stTally) count(cause string, within bool, from, to time.Time) int64 {
 	return n
 }
 
-// stSend makes one session with net/smtp from the outside address to addr:
-// MAIL FROM from, a RCPT for each of rcpts, DATA if any was accepted (it
-// must get 250). It tallies the decisions as the gateway counts them: a
-// greylisting deferral under greylist, the store's 451 4.3.0 under
-// other_tempfail, each recipient of a delivered message under accepted. It
-// fails (an error, not the test: it runs in goroutines) on any 5xx and on
-// any reply that no greylisting outcome explains.
+// stSend makes one session with net/smtp from the outside address to addr
+// with a transaction per recipient (MAIL FROM from, the RCPT, DATA if it
+// was accepted: it must get 250, then the next MAIL; RSET if it was not),
+// so that each recipient has its own greylisting decision (the recipients
+// of one transaction share one: docs/checks-greylist.md). It tallies the
+// decisions as the gateway counts them: a greylisting deferral under
+// greylist, the store's 451 4.3.0 under other_tempfail, each delivered
+// recipient under accepted. It fails (an error, not the test: it runs in
+// goroutines) on any 5xx and on any reply that no greylisting outcome
+// explains.
 func stSend(addr, from string, rcpts []string, tally *stTally) (stSession, error) {
 	s := stSession{start: time.Now()}
 	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(outside)}}
@@ -123,17 +126,25 @@ func stSend(addr, from string, rcpts []string, tally *stTally) (stSession, error
 	if err := c.Hello("client.example.org"); err != nil {
 		return s, fmt.Errorf("EHLO: %w", err)
 	}
-	if err := c.Mail(from); err != nil {
-		return s, fmt.Errorf("MAIL FROM:<%s>: %w", from, err)
-	}
-	accepted := 0
 	for _, to := range rcpts {
+		if err := c.Mail(from); err != nil {
+			return s, fmt.Errorf("MAIL FROM:<%s>: %w", from, err)
+		}
 		err := c.Rcpt(to)
 		var te *textproto.Error
 		switch {
 		case err == nil:
-			accepted++
 			s.rcpts = append(s.rcpts, stReply{250, "ok"})
+			w, err := c.Data()
+			if err != nil {
+				return s, fmt.Errorf("DATA: %w", err)
+			}
+			fmt.Fprintf(w, "From: <%s>\r\nDate: Sun, 22 Nov 2026 10:00:00 +0000\r\nSubject: sentinel test\r\n\r\nbody\r\n", from)
+			if err := w.Close(); err != nil {
+				return s, fmt.Errorf("end of DATA: %w, want 250", err)
+			}
+			s.delivered = true
+			tally.add(time.Now(), report.Accepted, 1)
 			continue
 		case !errors.As(err, &te):
 			return s, fmt.Errorf("RCPT TO:<%s>: %w", to, err)
@@ -148,18 +159,9 @@ func stSend(addr, from string, rcpts []string, tally *stTally) (stSession, error
 		default: // a 5xx above all: mail must never be refused
 			return s, fmt.Errorf("RCPT TO:<%s>: %v, want 250, 451 4.7.1 or 451 4.3.0", to, r)
 		}
-	}
-	if accepted > 0 {
-		w, err := c.Data()
-		if err != nil {
-			return s, fmt.Errorf("DATA: %w", err)
+		if err := c.Reset(); err != nil {
+			return s, fmt.Errorf("RSET: %w", err)
 		}
-		fmt.Fprintf(w, "From: <%s>\r\nDate: Sun, 22 Nov 2026 10:00:00 +0000\r\nSubject: sentinel test\r\n\r\nbody\r\n", from)
-		if err := w.Close(); err != nil {
-			return s, fmt.Errorf("end of DATA: %w, want 250", err)
-		}
-		s.delivered = true
-		tally.add(time.Now(), report.Accepted, accepted)
 	}
 	c.Quit()
 	s.end = time.Now()

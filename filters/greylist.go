@@ -14,11 +14,27 @@ package filters
 //	client IP/network on the whitelist         continue
 //	client's verified name on the whitelist    continue (only looked up if
 //	                                           the whitelist has names)
+//	an earlier recipient of the transaction    the same decision (below)
+//	  had the store's decision
 //	store: pass                                continue
 //	store: defer                               451 4.7.1 with the seconds left
 //	store error                                on_store_error: accept
 //	                                           (continue, logged, counted) or
 //	                                           tempfail (451 4.3.0)
+//
+// The triplet (greylist.Triplet): when the SPF check (which runs before
+// greylisting, order.go) found the client authorised for the envelope
+// sender's domain (result pass, identity mailfrom, by a mechanism other
+// than "+all") and BySenderDomain is set, (SPF-validated sender domain, recipient), so that a big sender's
+// retry from another address of its pool is a retry; otherwise (client
+// network, sender, recipient).
+//
+// One decision per transaction: the first recipient that reaches the store
+// decides for every later one (all held or none), so that a message to
+// several campus users is never split into parts that arrive hours apart.
+// The later recipients' triplets are still recorded, so that the retry of
+// the whole transaction passes whole. Recipients the whitelist or
+// postmaster exempt stay exempt; a store error is not shared.
 //
 // A store error is an incident: the first error logs once at Error level,
 // every error is counted (StoreErrors), StoreHealthy is false until a store
@@ -38,9 +54,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"blitiri.com.ar/go/spf"
+
 	"sekisho/greylist"
 	"sekisho/internal/mailaddr"
 	"sekisho/policy"
+	"sekisho/report"
 )
 
 // StoreErrorAction is what the greylist check does when the store cannot
@@ -105,6 +124,10 @@ type GreylistOptions struct {
 	ReverseName ReverseNameFunc
 	// StoreTimeout bounds one store call; 0: DefaultGreylistStoreTimeout.
 	StoreTimeout time.Duration
+	// BySenderDomain greylists a client that SPF authorised for the
+	// sender's domain on (domain, recipient) (config
+	// checks.greylist.by_sender_domain).
+	BySenderDomain bool
 	// Logger receives incidents and reloads; nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -118,6 +141,7 @@ type Greylist struct {
 	exempt       []netip.Prefix
 	reverseName  ReverseNameFunc
 	storeTimeout time.Duration
+	byDomain     bool
 	logger       *slog.Logger
 
 	whitelist     atomic.Pointer[GreylistWhitelist]
@@ -165,6 +189,7 @@ func NewGreylist(opts GreylistOptions) (*Greylist, error) {
 		exempt:        opts.Exempt,
 		reverseName:   opts.ReverseName,
 		storeTimeout:  opts.StoreTimeout,
+		byDomain:      opts.BySenderDomain,
 		logger:        opts.Logger.With("check", "greylist"),
 		whitelistPath: opts.Whitelist,
 	}
@@ -272,7 +297,11 @@ func (g *Greylist) check(ctx context.Context, tx *Transaction, peek bool) (Verdi
 		}
 	}
 
-	t := greylist.NewTriplet(tx.Client, tx.From, tx.Rcpt, g.networks)
+	t := g.triplet(tx)
+	shared, _ := tx.Values[greylistValueKey].(*greylistShared)
+	if shared != nil && shared.first == t {
+		shared = nil // the same recipient again: the store decides anew
+	}
 	sctx, cancel := context.WithTimeout(ctx, g.storeTimeout)
 	defer cancel()
 	var d greylist.Decision
@@ -287,15 +316,101 @@ func (g *Greylist) check(ctx context.Context, tx *Transaction, peek bool) (Verdi
 			// The session is gone (canceled): not the store's fault.
 			return Verdict{}, err
 		}
+		if shared != nil {
+			// The transaction's decision stands; this recipient's
+			// triplet is just not recorded.
+			g.storeFailed(t, err)
+			return shared.follow(t, " (its own triplet not recorded: store unavailable)"), nil
+		}
 		return g.storeFailed(t, err), nil
 	}
 	g.storeWorks()
+	if !peek && !d.New && !d.AutoWhitelisted && (!d.Pass || d.Delayed > 0) {
+		g.recordRetry(sctx, tx, t, d)
+	}
+	if shared != nil {
+		return shared.follow(t, nameNote), nil
+	}
+	v := g.verdict(t, d, nameNote)
+	if tx.Values == nil {
+		tx.Values = map[string]any{}
+	}
+	tx.Values[greylistValueKey] = &greylistShared{first: t, verdict: v}
+	return v, nil
+}
 
+// GreylistStatsKeep is how long the weekly greylisting stats are kept
+// (sekisho greylist stats): five weeks.
+const GreylistStatsKeep = 35 * 24 * time.Hour
+
+// recordRetry records a retry of a greylisted triplet (held again, or its
+// first pass with how long it was held) for `sekisho greylist stats`: by
+// the sender's domain (the SPF-validated one of a domain triplet) and the
+// client's address. An error is logged at Debug: the stats are not worth
+// more than the mail.
+func (g *Greylist) recordRetry(ctx context.Context, tx *Transaction, t greylist.Triplet, d greylist.Decision) {
+	domain := t.Domain
+	if domain == "" {
+		if at := strings.LastIndexByte(t.Sender, '@'); at >= 0 {
+			domain = mailaddr.Fold(t.Sender[at+1:])
+		}
+	}
+	now := time.Now()
+	err := g.store.AddRetry(ctx, greylist.Retry{
+		Week: report.WeekName(now), Domain: domain, Client: tx.Client.Unmap().WithZone("").String(),
+		Delay: d.Delayed, Until: now.Add(GreylistStatsKeep),
+	})
+	if err != nil {
+		g.logger.Debug("greylist stats not recorded", "err", err)
+	}
+}
+
+// greylistValueKey is the key of the transaction's greylisting decision
+// in tx.Values.
+const greylistValueKey = "greylist"
+
+// greylistShared is the decision of a transaction's first recipient that
+// reached the store, which every later recipient follows.
+type greylistShared struct {
+	first   greylist.Triplet
+	verdict Verdict
+}
+
+// follow is the shared decision for a later recipient's triplet t.
+func (s *greylistShared) follow(t greylist.Triplet, note string) Verdict {
+	v := s.verdict
+	if v.Action == Continue {
+		v.Reason = fmt.Sprintf("triplet %s passes with the transaction (%s passed)%s", t, s.first, note)
+	} else {
+		v.Reason = fmt.Sprintf("triplet %s held with the transaction (%s greylisted)%s", t, s.first, note)
+	}
+	return v
+}
+
+// triplet is what tx is greylisted on: (SPF-validated sender domain,
+// recipient) when the SPF check passed the envelope sender and
+// BySenderDomain is set, else (client network, sender, recipient).
+func (g *Greylist) triplet(tx *Transaction) greylist.Triplet {
+	if g.byDomain && tx.From != "" {
+		// A pass by "+all" authorises every host on the Internet: it
+		// validates nothing, so the domain is not trusted to key on.
+		if out, ok := SPFOutcomeOf(tx); ok && out.Result == spf.Pass && out.Identity == SPFMailFrom && out.Domain != "" && out.Mechanism != "all" {
+			return greylist.NewDomainTriplet(out.Domain, tx.Rcpt)
+		}
+	}
+	return greylist.NewTriplet(tx.Client, tx.From, tx.Rcpt, g.networks)
+}
+
+// verdict is the store's decision d for t as the check's verdict.
+func (g *Greylist) verdict(t greylist.Triplet, d greylist.Decision, nameNote string) Verdict {
 	switch {
 	case d.Pass && d.AutoWhitelisted:
-		return skip("network " + t.Network.String() + " auto-whitelisted" + nameNote), nil
+		if t.Domain != "" {
+			return skip("SPF-validated sender domain " + t.Domain + " auto-whitelisted" + nameNote)
+		}
+		return skip("network " + t.Network.String() + " auto-whitelisted" + nameNote)
 	case d.Pass:
-		return skip("triplet " + t.String() + " passed greylisting" + nameNote), nil
+		return skip("triplet " + t.String() + " passed greylisting" + nameNote)
 	}
 	secs := d.SecondsLeft()
 	what := "known triplet"
@@ -306,7 +421,7 @@ func (g *Greylist) check(ctx context.Context, tx *Transaction, peek bool) (Verdi
 		Action: Defer,
 		Reply:  policy.GreylistDeferred.Withf("greylisted, please try again in %d seconds", secs),
 		Reason: fmt.Sprintf("%s %s greylisted, %d s left%s", what, t, secs, nameNote),
-	}, nil
+	}
 }
 
 func skip(reason string) Verdict { return Verdict{Action: Continue, Reason: reason} }

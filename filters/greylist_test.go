@@ -16,6 +16,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"blitiri.com.ar/go/spf"
+
 	"sekisho/greylist"
 	"sekisho/internal/testenv"
 	"sekisho/internal/testredis"
@@ -574,4 +576,96 @@ func TestGreylistExempt(t *testing.T) {
 	}
 	wantGreylisted(t, mustGreylist(t, g, rcptTx("192.0.2.1", "a@example.org", "b@campus.example")), 300)
 	wantGreylisted(t, mustGreylist(t, g, rcptTx("::2", "a@example.org", "b@campus.example")), 300)
+}
+
+// withSPF gives tx the SPF check's outcome, as the check (which runs
+// before greylisting) leaves it.
+func withSPF(tx *Transaction, result spf.Result, domain string) *Transaction {
+	if tx.Values == nil {
+		tx.Values = map[string]any{}
+	}
+	tx.Values[spfValueKey] = &spfState{outcome: SPFOutcome{Result: result, Identity: SPFMailFrom, Domain: domain}}
+	return tx
+}
+
+// TestGreylistBySenderDomain: a client SPF authorised for the sender's
+// domain is greylisted on (domain, recipient): once the delay passed, a
+// retry — and any later mail of the domain to that recipient — from
+// another address of its pool (another network) passes; without SPF pass
+// (softfail, none) the client is held per network as before; with
+// BySenderDomain off, SPF pass changes nothing.
+func TestGreylistBySenderDomain(t *testing.T) {
+	g, clock, _ := newBoltGreylist(t, GreylistOptions{BySenderDomain: true})
+	first := withSPF(rcptTx("192.0.2.10", "bounces-1@big.example", "alice@campus.example"), spf.Pass, "big.example")
+	wantGreylisted(t, mustGreylist(t, g, first), 300)
+	clock.Advance(5 * time.Minute)
+	retry := withSPF(rcptTx("198.51.100.7", "bounces-2@big.example", "alice@campus.example"), spf.Pass, "big.example")
+	v := mustGreylist(t, g, retry)
+	wantContinue(t, v, "spf:big.example → <alice@campus.example> passed")
+	later := withSPF(rcptTx("203.0.113.99", "news@big.example", "alice@campus.example"), spf.Pass, "big.example")
+	wantContinue(t, mustGreylist(t, g, later), "passed")
+
+	// Without SPF pass: per network, sender and recipient.
+	soft := withSPF(rcptTx("192.0.2.10", "x@soft.example", "alice@campus.example"), spf.SoftFail, "soft.example")
+	wantGreylisted(t, mustGreylist(t, g, soft), 300)
+	clock.Advance(5 * time.Minute)
+	other := withSPF(rcptTx("198.51.100.7", "x@soft.example", "alice@campus.example"), spf.SoftFail, "soft.example")
+	wantGreylisted(t, mustGreylist(t, g, other), 300)
+	wantContinue(t, mustGreylist(t, g, rcptTx("192.0.2.10", "x@soft.example", "alice@campus.example")), "192.0.2.0/24 <x@soft.example>")
+
+	// A pass by +all validates nothing: per network.
+	all := withSPF(rcptTx("192.0.2.10", "x@open.example", "alice@campus.example"), spf.Pass, "open.example")
+	all.Values[spfValueKey].(*spfState).outcome.Mechanism = "all"
+	wantGreylisted(t, mustGreylist(t, g, all), 300)
+	if v := mustGreylist(t, g, all); !strings.Contains(v.Reason, "192.0.2.0/24 <x@open.example>") {
+		t.Errorf("a +all pass is keyed on %q, want the network triplet", v.Reason)
+	}
+
+	off, clock2, _ := newBoltGreylist(t, GreylistOptions{BySenderDomain: false})
+	wantGreylisted(t, mustGreylist(t, off, withSPF(rcptTx("192.0.2.10", "a@big.example", "bob@campus.example"), spf.Pass, "big.example")), 300)
+	clock2.Advance(5 * time.Minute)
+	wantGreylisted(t, mustGreylist(t, off, withSPF(rcptTx("198.51.100.7", "a@big.example", "bob@campus.example"), spf.Pass, "big.example")), 300)
+}
+
+// TestGreylistWholeTransaction: the recipients of one transaction share the
+// decision of the first that reached the store: a new triplet holds the
+// recipients after it, even one whose own triplet passed before, and the
+// retry of the whole transaction passes whole; a first that passes lets the
+// new ones after it pass. Postmaster stays exempt.
+func TestGreylistWholeTransaction(t *testing.T) {
+	g, clock, _ := newBoltGreylist(t, GreylistOptions{})
+	// carol's triplet passed earlier.
+	wantGreylisted(t, mustGreylist(t, g, rcptTx("192.0.2.10", "s@example.org", "carol@campus.example")), 300)
+	clock.Advance(5 * time.Minute)
+	wantContinue(t, mustGreylist(t, g, rcptTx("192.0.2.10", "s@example.org", "carol@campus.example")), "passed")
+
+	send := func(rcpts ...string) []Verdict {
+		tx := rcptTx("192.0.2.10", "s@example.org", "")
+		var vs []Verdict
+		for _, r := range rcpts {
+			tx.Rcpt = r
+			vs = append(vs, mustGreylist(t, g, tx))
+		}
+		return vs
+	}
+	vs := send("alice@campus.example", "bob@campus.example", "carol@campus.example", "postmaster@campus.example")
+	wantGreylisted(t, vs[0], 300)
+	wantGreylisted(t, vs[1], 300)
+	wantGreylisted(t, vs[2], 300)
+	if !strings.Contains(vs[2].Reason, "held with the transaction") {
+		t.Errorf("carol's reason: %q", vs[2].Reason)
+	}
+	wantContinue(t, vs[3], "postmaster")
+	clock.Advance(5 * time.Minute)
+	for i, v := range send("alice@campus.example", "bob@campus.example", "carol@campus.example") {
+		if v.Action != Continue {
+			t.Errorf("retry, recipient %d: %v %s", i, v.Action, v.Reason)
+		}
+	}
+	// carol first (passed before), then two new ones: all pass.
+	for i, v := range send("carol@campus.example", "dave@campus.example", "erin@campus.example") {
+		if v.Action != Continue {
+			t.Errorf("after a passing first recipient, recipient %d: %v %s", i, v.Action, v.Reason)
+		}
+	}
 }

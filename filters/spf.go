@@ -4,7 +4,8 @@ package filters
 // blitiri.com.ar/go/spf and lookup's resolver adapter.
 //
 // At RCPT, once per transaction, after the recipient passed every earlier
-// check (the chain order puts spf after greylist):
+// check (the chain order puts spf before greylist, which keys on its
+// result: greylist.go):
 //
 //	trusted client (trusted_networks)   continue, not evaluated
 //	authenticated client (SMTP AUTH)    continue, not evaluated

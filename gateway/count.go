@@ -3,6 +3,7 @@ package gateway
 import (
 	"time"
 
+	"sekisho/filters"
 	"sekisho/internal/mailaddr"
 	"sekisho/policy"
 	"sekisho/report"
@@ -90,4 +91,15 @@ func (e *engine) count(check string, r *policy.Reply, given string, rcpt mailadd
 		ev.Domain = mailaddr.Fold(ev.Domain)
 	}
 	rec.Record(ev)
+}
+
+// countPassed reports the causes that checks gave to a recipient they let
+// pass (the account check's ldap_stale: accepted from the account memory
+// while the directory could not tell), once the recipient is accepted.
+func (e *engine) countPassed(results []filters.Result, r *policy.Reply, rcpt mailaddr.Address) {
+	for _, res := range results {
+		if res.Verdict.Cause != "" && res.Verdict.Action != filters.Defer && res.Verdict.Action != filters.Reject {
+			e.count(res.Check, r, res.Verdict.Cause, rcpt)
+		}
+	}
 }

@@ -316,6 +316,7 @@ func (e *engine) Rcpt(ctx context.Context, to mailaddr.Address, rp RcptParams) *
 	e.tx.Rcpts = append(e.tx.Rcpts, to.String())
 	e.headers = append(e.headers, v.Headers...)
 	r := policy.RcptOK.Withf("recipient <%s> ok", to.String())
+	e.countPassed(results, r, to)
 	e.obs.decided("rcpt", "", r, passReasons(results), "to", to.String(), "next_hop", rt.up.Hop(), "next_hop_tls", tlsName(rt.up.TLS()))
 	return r
 }

@@ -144,6 +144,7 @@ func TestCauseOf(t *testing.T) {
 		{"account", policy.UnknownUser, "", report.UnknownUser},
 		{"account", policy.DirectoryUnavailable, "", report.LDAPTempfail},
 		{"account", policy.DirectoryIncomplete, "", report.LDAPTempfail},
+		{"account", policy.RcptOK, report.LDAPStale, report.LDAPStale}, // countPassed: served stale, accepted
 		{"greylist", policy.GreylistDeferred, "", report.Greylist},
 		{"greylist", policy.GreylistStoreUnavailable, "", report.OtherTempfail},
 		{"dnsbl", policy.DNSBLBlocked, "", report.DNSBL},

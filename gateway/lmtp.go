@@ -195,6 +195,7 @@ func (e *engine) lmtpRcptChecked(ctx context.Context, route int, key string, to 
 	e.headers = append(e.headers, v.Headers...)
 	e.lmtpRcpt(route, key, to, rp)
 	r := policy.RcptOK.Withf("recipient <%s> ok", to.String())
+	e.countPassed(results, r, to)
 	e.obs.decided("rcpt", "", r, passReasons(results), "to", to.String(), "next_hop", "at the end of the data")
 	return r
 }

@@ -144,7 +144,7 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	}
 	db.MaxBatchDelay = opts.BatchDelay
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTriplets, bucketNetworks, bucketKV, bucketReport} {
+		for _, b := range [][]byte{bucketTriplets, bucketNetworks, bucketKV, bucketReport, bucketStats} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -202,7 +202,7 @@ func (s *BoltStore) run(ctx context.Context, t Triplet, p Policy, write bool) (D
 	if err := ctx.Err(); err != nil {
 		return Decision{}, false, err
 	}
-	tkey, nkey := tripletKey(t), []byte(t.Network.String())
+	tkey, nkey := tripletKey(t), []byte(t.Source())
 	// Set by fn, which may still run after do returned (a stalled disk):
 	// read only once do says fn finished.
 	var d Decision
@@ -224,7 +224,7 @@ func (s *BoltStore) run(ctx context.Context, t Triplet, p Policy, write bool) (D
 		}
 		n, err := decodeNetEntry(nb.Get(nkey))
 		if err != nil {
-			return fmt.Errorf("network %s: %w", t.Network, err)
+			return fmt.Errorf("network %s: %w", t.Source(), err)
 		}
 		o := decide(e, n, s.now().UnixMilli(), p)
 		d, writes = o.d, o.entry != nil || o.netEntry != nil
@@ -351,7 +351,7 @@ func (s *BoltStore) sweeper(every time.Duration) {
 // long transaction. It returns how many keys it deleted.
 func (s *BoltStore) sweep() (int, error) {
 	total := 0
-	for _, bucket := range [][]byte{bucketTriplets, bucketNetworks, bucketKV} {
+	for _, bucket := range [][]byte{bucketTriplets, bucketNetworks, bucketKV, bucketStats} {
 		var after []byte // resume point: the last key examined
 		for {
 			select {
@@ -413,10 +413,11 @@ func (s *BoltStore) sweep() (int, error) {
 	return total, nil
 }
 
-// tripletKey is network NUL sender NUL recipient: NUL cannot occur in an
-// SMTP address, so the key is unambiguous.
+// tripletKey is source NUL sender NUL recipient: NUL cannot occur in an
+// SMTP address, so the key is unambiguous; a domain triplet's source
+// ("spf:domain") is never a network's.
 func tripletKey(t Triplet) []byte {
-	return []byte(t.Network.String() + "\x00" + t.Sender + "\x00" + t.Recipient)
+	return []byte(t.Source() + "\x00" + t.Sender + "\x00" + t.Recipient)
 }
 
 func encodeEntry(e *entry) []byte {
@@ -471,8 +472,11 @@ func decodeNetEntry(b []byte) (*netEntry, error) {
 
 // untilOf reads the expiry of a record of bucket.
 func untilOf(bucket, b []byte) (int64, bool) {
-	if string(bucket) == string(bucketKV) {
+	switch string(bucket) {
+	case string(bucketKV):
 		return kvUntil(b)
+	case string(bucketStats):
+		return statsUntil(b)
 	}
 	return recordUntil(b)
 }

@@ -84,6 +84,9 @@ func decide(e *entry, n *netEntry, now int64, p Policy) outcome {
 		d:     Decision{Pass: true},
 		entry: &entry{First: e.First, LastPass: now, Until: now + ms(p.Expire), Passes: e.Passes + 1},
 	}
+	if !e.passed() {
+		o.d.Delayed = time.Duration(now-e.First) * time.Millisecond
+	}
 	if p.AutoWhitelist > 0 {
 		count := uint32(1)
 		if n != nil {

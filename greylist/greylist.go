@@ -84,6 +84,9 @@ type Decision struct {
 	// AutoWhitelisted is true when the pass came from the client network's
 	// auto-whitelist rather than from the triplet.
 	AutoWhitelisted bool
+	// Delayed is, at a triplet's first pass, how long it was held (from
+	// its first attempt); 0 otherwise.
+	Delayed time.Duration
 }
 
 // SecondsLeft is Wait in whole seconds, rounded up, and at least 1 for a
@@ -108,10 +111,11 @@ func (d Decision) SecondsLeft() int {
 // Other shared state lives in the same storage through KV (a key/value
 // store with a time to live: MTA-STS policies), in a bbolt bucket of its
 // own or under its own Redis key prefix; so do the report counters
-// (Counts, counts.go).
+// (Counts, counts.go) and the greylisting stats (Stats, stats.go).
 type Store interface {
 	KV
 	Counts
+	Stats
 	// Check is the atomic check-and-set for one recipient: it decides
 	// whether the triplet passes under p and records the attempt.
 	Check(ctx context.Context, t Triplet, p Policy) (Decision, error)

@@ -25,6 +25,8 @@ type KV interface {
 	// PutValue stores value under key for ttl (which must be positive),
 	// replacing any earlier value.
 	PutValue(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// DeleteValue forgets key; an absent key is no error.
+	DeleteValue(ctx context.Context, key string) error
 }
 
 var (
@@ -100,6 +102,22 @@ func (s *BoltStore) PutValue(ctx context.Context, key string, value []byte, ttl 
 	return nil
 }
 
+// DeleteValue implements KV: one write transaction.
+func (s *BoltStore) DeleteValue(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := s.do(ctx, func() error {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketKV).Delete([]byte(key))
+		})
+	})
+	if err != nil {
+		return boltKVErr(err)
+	}
+	return nil
+}
+
 func boltKVErr(err error) error {
 	if errors.Is(err, ErrStalled) {
 		return err
@@ -131,6 +149,14 @@ func (s *RedisStore) PutValue(ctx context.Context, key string, value []byte, ttl
 		return fmt.Errorf("greylist: kv %q: ttl %v must be positive", key, ttl)
 	}
 	if err := s.client.Set(ctx, RedisKVPrefix+key, value, ttl).Err(); err != nil {
+		return redisKVErr(err)
+	}
+	return nil
+}
+
+// DeleteValue implements KV: DEL.
+func (s *RedisStore) DeleteValue(ctx context.Context, key string) error {
+	if err := s.client.Del(ctx, RedisKVPrefix+key).Err(); err != nil {
 		return redisKVErr(err)
 	}
 	return nil

@@ -37,6 +37,15 @@ func TestKV(t *testing.T) {
 		if err := s.PutValue(ctx, "mta-sts:a.test", []byte("x"), 0); err == nil {
 			t.Fatal("ttl 0 accepted")
 		}
+		if err := s.DeleteValue(ctx, "mta-sts:a.test"); err != nil {
+			t.Fatal(err)
+		}
+		if v, ok, err := s.GetValue(ctx, "mta-sts:a.test"); err != nil || ok {
+			t.Fatalf("GetValue after delete = %q, %v, %v", v, ok, err)
+		}
+		if err := s.DeleteValue(ctx, "mta-sts:absent.test"); err != nil {
+			t.Fatalf("deleting an absent key: %v", err)
+		}
 	})
 }
 

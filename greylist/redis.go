@@ -101,14 +101,15 @@ func (s *RedisStore) run(ctx context.Context, t Triplet, p Policy, write bool) (
 		}
 		return Decision{}, fmt.Errorf("greylist: redis: %w", err)
 	}
-	if len(res) != 4 {
-		return Decision{}, fmt.Errorf("greylist: redis: script returned %d values, want 4", len(res))
+	if len(res) != 5 {
+		return Decision{}, fmt.Errorf("greylist: redis: script returned %d values, want 5", len(res))
 	}
 	return Decision{
 		Pass:            res[0] == 1,
 		Wait:            time.Duration(res[1]) * time.Millisecond,
 		New:             res[2] == 1,
 		AutoWhitelisted: res[3] == 1,
+		Delayed:         time.Duration(res[4]) * time.Millisecond,
 	}, nil
 }
 
@@ -116,7 +117,7 @@ func (s *RedisStore) run(ctx context.Context, t Triplet, p Policy, write bool) (
 // network as hash tag, so they hash to one Cluster slot. The triplet key ends
 // with sender NUL recipient (NUL cannot occur in an SMTP address).
 func redisKeys(t Triplet) [2]string {
-	tag := RedisKeyPrefix + "{" + t.Network.String() + "}"
+	tag := RedisKeyPrefix + "{" + t.Source() + "}"
 	return [2]string{
 		tag + ":t:" + t.Sender + "\x00" + t.Recipient,
 		tag + ":n",
@@ -132,7 +133,8 @@ func redisKeys(t Triplet) [2]string {
 // ARGV: delay, retry window, expire (milliseconds), auto-whitelist count,
 // clock offset (milliseconds, tests only), write ("1") or peek ("0").
 //
-// Returns {pass, wait ms, new, auto-whitelisted}.
+// Returns {pass, wait ms, new, auto-whitelisted, delayed ms (at a first
+// pass)}.
 var checkScript = redis.NewScript(`
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -151,7 +153,7 @@ if awl > 0 and count >= awl then
     redis.call('HSET', KEYS[2], 'u', int(now + expire))
     redis.call('PEXPIRE', KEYS[2], expire)
   end
-  return {1, 0, 0, 1}
+  return {1, 0, 0, 1, 0}
 end
 
 local e = redis.call('HMGET', KEYS[1], 'f', 'p', 'u', 'n')
@@ -162,7 +164,7 @@ if first == nil or lastpass == nil or untl == nil or untl <= now then
     redis.call('HSET', KEYS[1], 'f', int(now), 'p', '0', 'u', int(now + retry), 'n', '0')
     redis.call('PEXPIRE', KEYS[1], retry)
   end
-  return {0, delay, 1, 0}
+  return {0, delay, 1, 0, 0}
 end
 
 if lastpass == 0 then
@@ -172,12 +174,14 @@ if lastpass == 0 then
       redis.call('HSET', KEYS[1], 'f', int(now), 'u', int(now + retry))
       redis.call('PEXPIRE', KEYS[1], retry)
     end
-    return {0, delay, 0, 0}
+    return {0, delay, 0, 0, 0}
   end
   if now - first < delay then
-    return {0, delay - (now - first), 0, 0}
+    return {0, delay - (now - first), 0, 0, 0}
   end
 end
+local delayed = 0
+if lastpass == 0 then delayed = now - first end
 
 if write then
   redis.call('HSET', KEYS[1], 'p', int(now), 'u', int(now + expire), 'n', int(passes + 1))
@@ -187,7 +191,7 @@ if write then
     redis.call('PEXPIRE', KEYS[2], expire)
   end
 end
-return {1, 0, 0, 0}
+return {1, 0, 0, 0, delayed}
 `)
 
 // RedisLogger adapts a *slog.Logger to go-redis' logger, for

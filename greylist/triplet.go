@@ -44,11 +44,40 @@ func (n NetworkPrefix) Network(client netip.Addr) netip.Prefix {
 }
 
 // Triplet is what greylisting keys on (RFC 6647 §2.2): the client network,
-// the envelope sender and the recipient, all normalised.
+// the envelope sender and the recipient, all normalised — or, for a client
+// that SPF authorised to send for the sender's domain, that domain and the
+// recipient (NewDomainTriplet): a big sender's retry from another address
+// of its pool is then the same triplet.
 type Triplet struct {
 	Network   netip.Prefix
 	Sender    string // "" for the null sender
 	Recipient string
+	// Domain is the SPF-validated sender domain of a domain triplet; ""
+	// for a network triplet. A domain triplet has no Network or Sender.
+	Domain string
+}
+
+// DomainSourcePrefix starts the source of a domain triplet ("spf:example.org"),
+// which no network's text does.
+const DomainSourcePrefix = "spf:"
+
+// NewDomainTriplet builds the triplet of one recipient of mail whose sender
+// domain SPF validated (result pass): (domain, recipient), lower-cased.
+func NewDomainTriplet(domain, recipient string) Triplet {
+	return Triplet{
+		Domain:    strings.TrimSuffix(strings.ToLower(strings.TrimSpace(domain)), "."),
+		Recipient: strings.ToLower(strings.TrimSpace(recipient)),
+	}
+}
+
+// Source is what the triplet's mail comes from: the client network
+// ("192.0.2.0/24"), or "spf:" and the validated sender domain. It keys the
+// auto-whitelist count: a domain's passes count for the domain.
+func (t Triplet) Source() string {
+	if t.Domain != "" {
+		return DomainSourcePrefix + t.Domain
+	}
+	return t.Network.String()
 }
 
 // NewTriplet builds the normalised triplet of one recipient: the client's
@@ -62,8 +91,12 @@ func NewTriplet(client netip.Addr, sender, recipient string, n NetworkPrefix) Tr
 	}
 }
 
-// String is the triplet for logs: "192.0.2.0/24 <a@b> → <c@d>".
+// String is the triplet for logs: "192.0.2.0/24 <a@b> → <c@d>", or
+// "spf:b → <c@d>" for a domain triplet.
 func (t Triplet) String() string {
+	if t.Domain != "" {
+		return fmt.Sprintf("%s → <%s>", t.Source(), t.Recipient)
+	}
 	return fmt.Sprintf("%s <%s> → <%s>", t.Network, t.Sender, t.Recipient)
 }
 

@@ -11,6 +11,7 @@ import (
 const (
 	Accepted        = "accepted"
 	LDAPTempfail    = "ldap_tempfail"    // the account check could not tell (LDAP down, canary missing)
+	LDAPStale       = "ldap_stale"       // accepted from the account memory while the directory could not tell
 	DNSTempfail     = "dns_tempfail"     // a DNS lookup could not tell
 	NXDomain        = "nxdomain"         // the 450/550 for a domain that does not exist
 	BadDomain       = "bad_domain"       // the known-bad list, special-use names
@@ -30,6 +31,7 @@ const (
 var Causes = []string{
 	Accepted, LDAPTempfail, DNSTempfail, NXDomain, BadDomain, UnknownUser, Greylist,
 	DNSBL, SPF, Header, Pregreet, RelayDenied, NexthopTempfail, AuthFailure, OtherTempfail,
+	LDAPStale,
 }
 
 // Event is one decision, as the gateway reports it for counting.

@@ -284,6 +284,9 @@ func (r *Report) pageData() (*pageData, error) {
 		pw := pageWeek{Week: w, Open: i >= openFrom, Top: w.Top}
 		for _, c := range w.Causes {
 			row := pageRow{Cause: c.Cause, Kind: kindNames[PanelOf(c.Cause)], Attempts: c.Attempts, Distinct: c.Distinct}
+			if c.Cause == LDAPStale {
+				row.Kind = "accepted" // drawn with the 4xx, but not one
+			}
 			if i > 0 && w.SoFar {
 				// No change: a part of a week against a whole one.
 				row.Zero = c.Attempts == 0

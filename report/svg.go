@@ -25,11 +25,14 @@ import (
 // checks.domain.nxdomain: tempfail it is answered 450 (a DNS answer that
 // may still change), and its 550 under nxdomain: reject is the exception.
 // spf is a rejection: its 4xx (temperror with tempfail set) is rare.
-// auth_failure is a rejection (535), throttling included. A cause the
+// auth_failure is a rejection (535), throttling included. ldap_stale is
+// accepted mail, but drawn with the temporary failures next to
+// ldap_tempfail: the account memory stood in for a directory that could
+// not answer, and the outage must show. A cause the
 // chart does not know goes above if its name ends in "_tempfail", below
 // otherwise.
 var (
-	tempfailCauses  = []string{LDAPTempfail, DNSTempfail, NXDomain, Greylist, NexthopTempfail, OtherTempfail}
+	tempfailCauses  = []string{LDAPTempfail, LDAPStale, DNSTempfail, NXDomain, Greylist, NexthopTempfail, OtherTempfail}
 	rejectionCauses = []string{BadDomain, UnknownUser, DNSBL, SPF, Header, Pregreet, RelayDenied, AuthFailure}
 )
 

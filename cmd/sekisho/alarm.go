@@ -17,10 +17,21 @@ import (
 	"sekisho/report"
 )
 
-// infraCauses are the deferrals that say our infrastructure could not
+// infraCauses are the decisions that say our infrastructure could not
 // answer. other_tempfail is chiefly the greylist store's errors (with
-// on_store_error: tempfail).
-var infraCauses = []string{report.LDAPTempfail, report.DNSTempfail, report.NexthopTempfail, report.OtherTempfail}
+// on_store_error: tempfail). ldap_stale is no deferral: the recipient was
+// accepted from the account memory; but the directory was down all the
+// same, and for the admin the outage is still an outage. The alarm names
+// it "served stale".
+var infraCauses = [...]string{report.LDAPTempfail, report.DNSTempfail, report.NexthopTempfail, report.OtherTempfail, report.LDAPStale}
+
+// alarmCauseName is how the alarm's line and mail name a cause.
+func alarmCauseName(c string) string {
+	if c == report.LDAPStale {
+		return "served stale (" + c + ")"
+	}
+	return c
+}
 
 // Checks (report.Event.Check) whose decisions the alarm reads otherwise
 // than by their cause.
@@ -43,7 +54,7 @@ const alarmBuckets = 60
 type alarmBucket struct {
 	slot  int64 // which slice of time (now / width) the counts belong to
 	total int
-	infra [4]int // by infraCauses
+	infra [len(infraCauses)]int // by infraCauses
 }
 
 // tempfailAlarm is a report.Recorder that watches the share of
@@ -103,7 +114,7 @@ func (a *tempfailAlarm) Record(e report.Event) {
 }
 
 // counts sums the buckets of the last window; a.mu held.
-func (a *tempfailAlarm) counts(now time.Time) (total int, infra [4]int) {
+func (a *tempfailAlarm) counts(now time.Time) (total int, infra [len(infraCauses)]int) {
 	slot := now.UnixNano() / int64(a.width())
 	for _, b := range a.buckets {
 		if b.slot > slot-alarmBuckets && b.slot <= slot {
@@ -143,7 +154,7 @@ func (a *tempfailAlarm) evaluate() {
 	var args []any
 	for i, c := range infraCauses {
 		if infra[i] > 0 {
-			causes = append(causes, fmt.Sprintf("%s:%d", c, infra[i]))
+			causes = append(causes, fmt.Sprintf("%s:%d", alarmCauseName(c), infra[i]))
 		}
 	}
 	share := 0.0
@@ -156,7 +167,7 @@ func (a *tempfailAlarm) evaluate() {
 	if over {
 		a.log.Error("alarm: infrastructure deferrals above threshold, mail is waiting in senders' queues", args...)
 		subject = "sekisho alarm: infrastructure deferrals above threshold"
-		body = fmt.Sprintf("%d of the last %d mail decisions in %v were deferred for infrastructure reasons (%.0f%%, threshold %.0f%%): %s.\n"+
+		body = fmt.Sprintf("%d of the last %d mail decisions in %v were deferred for infrastructure reasons, or accepted only from the account memory (served stale) (%.0f%%, threshold %.0f%%): %s.\n"+
 			"The gateway's log names the failing lookups; /readyz and sekisho_up tell the config.Dependencies' state.\n",
 			sum, total, a.window, 100*share, 100*a.ratio, strings.Join(causes, ", "))
 	} else {

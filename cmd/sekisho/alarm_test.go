@@ -172,3 +172,18 @@ func TestAlarmWindowSlides(t *testing.T) {
 		t.Fatal("deferrals older than the window counted")
 	}
 }
+
+// TestAlarmNamesServedStale: recipients accepted from the account memory
+// while the directory could not tell count as infrastructure decisions
+// (the outage is an outage), and the alarm names them "served stale".
+func TestAlarmNamesServedStale(t *testing.T) {
+	a, _, buf := newTestAlarm(t)
+	record(a, report.Accepted, 10)
+	record(a, report.LDAPStale, 10)
+	if !a.Firing() {
+		t.Fatalf("10 served stale of 20 decisions (ratio 0.2): not firing:\n%s", buf)
+	}
+	if !strings.Contains(buf.String(), `causes="served stale (ldap_stale):10"`) {
+		t.Errorf("the ERROR line does not name served stale:\n%s", buf)
+	}
+}

@@ -35,7 +35,9 @@ func greylistChecks(cfg *config.Config, d *deps) ([]filters.Check, error) {
 		Whitelist:    gc.Whitelist,
 		ReverseName:  verifiedClientName(d.resolver),
 		StoreTimeout: gc.StoreTimeout,
-		Logger:       d.log,
+		// Without the SPF check there is no SPF result to key on.
+		BySenderDomain: gc.BySenderDomain && !cfg.Checks.SPF.Off,
+		Logger:         d.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("checks.greylist: %w", err)
@@ -46,7 +48,8 @@ func greylistChecks(cfg *config.Config, d *deps) ([]filters.Check, error) {
 	n := gc.Networks()
 	d.log.Info("greylisting", "delay", gc.Delay, "retry_window", gc.RetryWindow, "expire", gc.Expire,
 		"auto_whitelist", gc.AutoWhitelist, "on_store_error", onStoreError.String(),
-		"networks", fmt.Sprintf("/%d, /%d", n.IPv4, n.IPv6), "exempt", gc.ExemptPrefixes(), "whitelist", gc.Whitelist)
+		"networks", fmt.Sprintf("/%d, /%d", n.IPv4, n.IPv6), "exempt", gc.ExemptPrefixes(), "whitelist", gc.Whitelist,
+		"by_sender_domain", gc.BySenderDomain && !cfg.Checks.SPF.Off)
 	return []filters.Check{g}, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"sekisho/auth"
 	"sekisho/config"
 	"sekisho/gateway"
+	"sekisho/greylist"
 	"sekisho/internal/mailaddr"
 	"sekisho/lookup"
 	"sekisho/relay"
@@ -30,18 +31,38 @@ func postmasterDomain(c *config.Config) string {
 }
 
 // msaConfig builds the submission role: the login service on the
-// directory, and the rules for what a user may send.
-func msaConfig(c *config.Config, dir *lookup.Directory, log *slog.Logger) *gateway.MSAConfig {
+// directory, and the rules for what a user may send. shared, when not nil
+// (the Redis store), keeps the failure budgets and hourly limits for every
+// gateway on it.
+func msaConfig(c *config.Config, dir *lookup.Directory, shared greylist.Buckets, log *slog.Logger) *gateway.MSAConfig {
 	a := c.Auth
+	if shared != nil {
+		log.Info("auth budgets shared", "store", "redis")
+	}
 	return &gateway.MSAConfig{
 		Auth: auth.New(dir, auth.Config{
 			MaxFailures: a.MaxFailures, FailureWindow: a.FailureWindow, MaxConcurrentBinds: a.MaxConcurrentBinds,
 			MaxRecipientsPerHour: a.MaxRecipientsPerHour, MaxMessagesPerHour: a.MaxMessagesPerHour, Logger: log,
+			Shared: shared,
 		}),
 		SenderCheck:  a.SenderCheck == "strict",
 		FromCheck:    a.FromCheck == "strict",
 		ReceivedFull: a.Received == "full",
 	}
+}
+
+// sharedBuckets is the state store's shared token buckets when the store is
+// Redis (every gateway on it shares the MSA's budgets), nil on the
+// embedded store (the budgets stay in each process's memory).
+func sharedBuckets(c *config.Config, store greylist.Store) greylist.Buckets {
+	if c.Store.Redis == nil {
+		return nil
+	}
+	if t, ok := store.(timedStore); ok {
+		store = t.Store
+	}
+	b, _ := store.(greylist.Buckets)
+	return b
 }
 
 // proxyFrom is proxy_protocol.from as the gateway takes it.

@@ -17,6 +17,8 @@
 //	sekisho status [-config FILE]        ask the running gateway: listeners, dependencies, generation
 //	sekisho autoconfig -dns [-config FILE]
 //	                                     the SRV records that locate the submission listeners
+//	sekisho greylist stats [-config FILE] [-week YYYY-Www] [-top N] [-format text|json]
+//	                                     the week's longest greylisting delays by sender domain
 //	sekisho version                      print the version, commit and Go version
 //	sekisho help [COMMAND]               the list of commands, or a command's help
 //
@@ -87,6 +89,7 @@ var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"report":       runReport,
 	"status":       runStatus,
 	"autoconfig":   runAutoconfig,
+	"greylist":     runGreylist,
 	"version":      runVersion,
 }
 
@@ -109,6 +112,8 @@ func usage(w io.Writer) {
                                        its configuration generation and version
   sekisho autoconfig -dns [-config FILE]
                                        the DNS SRV records that locate the submission listeners (docs/msa.md)
+  sekisho greylist stats [-config FILE] [-week YYYY-Www] [-top N] [-format text|json]
+                                       the week's longest greylisting delays and widest retry pools by sender domain
   sekisho version                      print the version, the commit and the Go version it was built with
   sekisho help [COMMAND]               this list, or a command's help (as COMMAND -h)
 

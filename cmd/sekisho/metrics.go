@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"sekisho/auth"
 	"sekisho/filters"
 	"sekisho/greylist"
 	"sekisho/lookup"
@@ -82,12 +83,21 @@ func (s timedStore) PutValue(ctx context.Context, key string, v []byte, ttl time
 	return err
 }
 
+func (s timedStore) DeleteValue(ctx context.Context, key string) error {
+	start := time.Now()
+	err := s.Store.DeleteValue(ctx, key)
+	s.done(start, err)
+	return err
+}
+
 // checksCollector publishes what the checks count: per DNSBL zone the
 // answers by kind (a zone that refuses us or times out protects nobody, and
 // an admin must see it), and the health of the greylist store.
 type checksCollector struct {
-	dnsbl *filters.DNSBL
-	grey  *filters.Greylist
+	dnsbl   *filters.DNSBL
+	grey    *filters.Greylist
+	account *filters.AccountCheck
+	auth    *auth.Service // the MSA's, when submission is served
 }
 
 var (
@@ -95,6 +105,12 @@ var (
 		"DNSBL answers by zone and kind (refused: 127.255.255.x, the list refuses our queries).", []string{"zone", "answer"}, nil)
 	greyHealthyDesc = prometheus.NewDesc("sekisho_greylist_store_healthy",
 		"1 if the last greylist store operation succeeded.", nil, nil)
+	ldapStaleDesc = prometheus.NewDesc("sekisho_ldap_stale_total",
+		"Recipients the account check let pass from the account memory while the directory could not tell (served stale, ldap.stale_ttl); the call-ahead may still refuse them.", nil, nil)
+	accountMemoryErrorsDesc = prometheus.NewDesc("sekisho_account_memory_errors_total",
+		"Account memory calls (remember, forget, serve stale) that the state store did not answer.", nil, nil)
+	authBudgetErrorsDesc = prometheus.NewDesc("sekisho_auth_budget_store_errors_total",
+		"Calls to the MSA's budgets shared in Redis (failure throttles, hourly limits) that the store did not answer: each a throttle or limit skipped.", nil, nil)
 	greyErrorsDesc = prometheus.NewDesc("sekisho_greylist_store_errors_total",
 		"Greylist store operations that failed (mail then passed or was deferred per on_store_error).", nil, nil)
 )
@@ -107,6 +123,8 @@ func newChecksCollector(chain *filters.Chain) *checksCollector {
 			c.dnsbl = x
 		case *filters.Greylist:
 			c.grey = x
+		case *filters.AccountCheck:
+			c.account = x
 		}
 	}
 	return c
@@ -116,6 +134,9 @@ func (c *checksCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- dnsblAnswersDesc
 	ch <- greyHealthyDesc
 	ch <- greyErrorsDesc
+	ch <- ldapStaleDesc
+	ch <- accountMemoryErrorsDesc
+	ch <- authBudgetErrorsDesc
 }
 
 func (c *checksCollector) Collect(ch chan<- prometheus.Metric) {
@@ -132,6 +153,13 @@ func (c *checksCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.grey != nil {
 		ch <- prometheus.MustNewConstMetric(greyHealthyDesc, prometheus.GaugeValue, b2f(c.grey.StoreHealthy()))
 		ch <- prometheus.MustNewConstMetric(greyErrorsDesc, prometheus.CounterValue, float64(c.grey.StoreErrors()))
+	}
+	if c.account != nil {
+		ch <- prometheus.MustNewConstMetric(ldapStaleDesc, prometheus.CounterValue, float64(c.account.ServedStale()))
+		ch <- prometheus.MustNewConstMetric(accountMemoryErrorsDesc, prometheus.CounterValue, float64(c.account.MemoryErrors()))
+	}
+	if c.auth != nil {
+		ch <- prometheus.MustNewConstMetric(authBudgetErrorsDesc, prometheus.CounterValue, float64(c.auth.SharedErrors()))
 	}
 }
 

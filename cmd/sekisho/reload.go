@@ -125,6 +125,10 @@ func buildGeneration(cfg *config.Config, d *deps, prev *generation, listen confi
 		}
 		gcfg.TLS = g.cert.config()
 	}
+	store, err := d.stateStore(cfg)
+	if err != nil {
+		return nil, err
+	}
 	if listen.Submission != "" || listen.Submissions != "" {
 		if cfg.TLS.Cert == "" || d.directory == nil {
 			return nil, fmt.Errorf("the submission listeners are served (a restart stops them) and need tls.cert, tls.key and ldap.urls")
@@ -132,7 +136,7 @@ func buildGeneration(cfg *config.Config, d *deps, prev *generation, listen confi
 		if prev != nil && prev.gcfg.MSA != nil && prev.d.directory == d.directory && prev.cfg.Auth == cfg.Auth {
 			gcfg.MSA = prev.gcfg.MSA // the same service: its throttles and failure counts go on
 		} else {
-			gcfg.MSA = msaConfig(cfg, d.directory, d.log)
+			gcfg.MSA = msaConfig(cfg, d.directory, sharedBuckets(cfg, store), d.log)
 		}
 	}
 	signer, err := cfg.DKIMSigner()
@@ -141,10 +145,6 @@ func buildGeneration(cfg *config.Config, d *deps, prev *generation, listen confi
 	}
 	if signer != nil {
 		gcfg.DKIM = signer
-	}
-	store, err := d.stateStore(cfg)
-	if err != nil {
-		return nil, err
 	}
 	if gcfg.GreetPause > 0 {
 		gcfg.GreetMemory = store // remembered clients skip the pause (docs/config.md)
@@ -181,7 +181,7 @@ func startGateway(ctx context.Context, cfg *config.Config, d *deps, obs *observa
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	checks := newLiveChecks(g.chain)
+	checks := newLiveChecks(g.chain, g.gcfg.MSA)
 	if err := obs.start(ctx, srv, checks); err != nil {
 		return nil, nil, nil, err
 	}
@@ -327,7 +327,7 @@ func (r *reloader) reload(ctx context.Context) {
 // applied finishes a reload that is in force: the process-wide parts follow
 // the new generation, and the files kept by name are read again.
 func (r *reloader) applied(ctx context.Context, prev, g *generation) {
-	r.checks.follow(g.chain)
+	r.checks.follow(g.chain, g.gcfg.MSA)
 	r.obs.health.follow(&g.cfg, g.d, g.gcfg.Router)
 	r.obs.autoconfig.Set(g.cfg.AutoconfigSettings())
 	// The files kept by name hold what the loader read now.
@@ -446,13 +446,19 @@ type liveChecks struct {
 	cur atomic.Pointer[checksCollector]
 }
 
-func newLiveChecks(chain *filters.Chain) *liveChecks {
+func newLiveChecks(chain *filters.Chain, msa *gateway.MSAConfig) *liveChecks {
 	l := &liveChecks{}
-	l.follow(chain)
+	l.follow(chain, msa)
 	return l
 }
 
-func (l *liveChecks) follow(chain *filters.Chain) { l.cur.Store(newChecksCollector(chain)) }
+func (l *liveChecks) follow(chain *filters.Chain, msa *gateway.MSAConfig) {
+	c := newChecksCollector(chain)
+	if msa != nil {
+		c.auth = msa.Auth
+	}
+	l.cur.Store(c)
+}
 
 func (l *liveChecks) Describe(ch chan<- *prometheus.Desc) { l.cur.Load().Describe(ch) }
 

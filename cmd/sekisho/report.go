@@ -179,6 +179,9 @@ func reportFromGateway(c *gateway.ControlClient, mondays []time.Time) (*report.R
 	return report.FromJSON(j)
 }
 
+// errStoreHeld: the embedded store is locked by a running sekisho serve.
+var errStoreHeld = errors.New("the embedded state store is held by a running sekisho serve")
+
 // openReportStore opens the configured store for reading counts. The
 // embedded file must exist (a wrong path would report zeros) and must not
 // be held by a running sekisho serve (bbolt locks it exclusively).
@@ -190,7 +193,7 @@ func openReportStore(c *config.StoreConfig, log *slog.Logger) (greylist.Store, e
 		s, err := greylist.OpenBolt(c.Path, greylist.BoltOptions{Logger: log, SweepInterval: -1, LockTimeout: peekLockTimeout})
 		if err != nil {
 			if strings.Contains(err.Error(), "locked") {
-				return nil, fmt.Errorf("%v; the embedded store cannot be read while sekisho serve runs on it, and no gateway answered on control.socket", err)
+				return nil, fmt.Errorf("%w (%v); it cannot be read while sekisho serve runs on it, and no gateway answered on control.socket", errStoreHeld, err)
 			}
 			return nil, err
 		}
