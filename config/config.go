@@ -194,6 +194,7 @@ type ChecksConfig struct {
 	Account    AccountConfig        `yaml:"account"`
 	Greylist   GreylistConfig       `yaml:"greylist"`
 	SPF        SPFConfig            `yaml:"spf"`
+	DMARC      DMARCConfig          `yaml:"dmarc"`
 }
 
 // GreetPauseConfig configures the banner delay.
@@ -211,15 +212,21 @@ type GreetPauseConfig struct {
 
 // LimitsConfig bounds what a client can take.
 type LimitsConfig struct {
-	MaxConnections      int           `yaml:"max_connections"`
-	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
-	MaxMessageBytes     int64         `yaml:"max_message_bytes"`
-	MaxRecipients       int           `yaml:"max_recipients"`
-	MaxLineLength       int           `yaml:"max_line_length"`
-	MaxErrors           int           `yaml:"max_errors"` // refused commands before 421 (Postfix's smtpd_hard_error_limit)
-	CommandTimeout      time.Duration `yaml:"command_timeout"`
-	DataTimeout         time.Duration `yaml:"data_timeout"`
-	ShutdownGrace       time.Duration `yaml:"shutdown_grace"`
+	MaxConnections      int   `yaml:"max_connections"`
+	MaxConnectionsPerIP int   `yaml:"max_connections_per_ip"`
+	MaxMessageBytes     int64 `yaml:"max_message_bytes"`
+	MaxRecipients       int   `yaml:"max_recipients"`
+	MaxLineLength       int   `yaml:"max_line_length"`
+	MaxErrors           int   `yaml:"max_errors"` // refused commands before 421 (Postfix's smtpd_hard_error_limit)
+	// SpoolMemoryBytes is how much of a message read whole before it goes
+	// on (DKIM/DMARC, signing) is held in memory; the rest goes to a
+	// private temporary file in SpoolDir ("": $TMPDIR or /tmp), unlinked
+	// at once (docs/flow.md).
+	SpoolMemoryBytes int           `yaml:"spool_memory_bytes"`
+	SpoolDir         string        `yaml:"spool_dir" type:"directory"`
+	CommandTimeout   time.Duration `yaml:"command_timeout"`
+	DataTimeout      time.Duration `yaml:"data_timeout"`
+	ShutdownGrace    time.Duration `yaml:"shutdown_grace"`
 }
 
 // NextHopConfig bounds the exchanges with next hops.
@@ -319,6 +326,8 @@ func Defaults() Config {
 				// is not held for 5 minutes.
 				Exempt: []Prefix{{netip.MustParsePrefix("127.0.0.0/8")}, {netip.MustParsePrefix("::1/128")}}},
 			SPF: SPFConfig{Fail: "reject"},
+			DMARC: DMARCConfig{Reject: "reject", Quarantine: "tag", LocalFrom: "reject", TempError: "tempfail",
+				MaxSignatures: filters.DefaultDMARCMaxSignatures},
 		},
 		Limits: LimitsConfig{
 			MaxConnections: 2000, MaxConnectionsPerIP: 20,

@@ -17,6 +17,8 @@ var order = []string{
 	"spf",      // several DNS lookups, once per transaction
 	// stage data
 	"header",
+	// stage message (the whole message, spooled, before any of it goes on)
+	"dmarc", // DKIM key and DMARC record lookups, signature hashes over the body
 }
 
 func costOf(name string) (int, bool) {

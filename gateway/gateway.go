@@ -45,6 +45,12 @@ type Limits struct {
 	MaxLineLength       int   // command and data lines, CRLF included
 	MaxErrors           int   // refused commands before 421; 0 = none
 
+	// SpoolMemory is how much of a message read whole (DKIM/DMARC,
+	// signing) is held in memory; the rest goes to a private temporary
+	// file in SpoolDir ("": os.TempDir()). 0: DefaultSpoolMemory.
+	SpoolMemory int
+	SpoolDir    string
+
 	CommandTimeout time.Duration // idle time allowed between commands
 	DataTimeout    time.Duration // the whole of DATA, from 354 to the dot
 	ShutdownGrace  time.Duration // how long transactions may finish at shutdown

@@ -96,21 +96,23 @@ func (e *engine) dataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
 		}
 		return out
 	}
-	var spool bytes.Buffer
-	r, rest := e.prepare(ctx, msg, &spool)
+	hdr, r, rest := e.prepare(ctx, msg)
 	e.dataCheck, e.dataClientFailed = r.check, r.clientFailed
 	if r.reply != nil {
 		e.srv.log.Info("data", "session", e.base.SessionID, "check", r.check, "reply", r.reply.String(), "reason", r.reason)
 		return all(r.reply)
 	}
 	e.dataCheck = "next_hop" // from here on, each answer is a destination's
-	// The whole message, for every destination.
+	// The whole message, for every destination. (The LMTP listener takes
+	// trusted clients only: no check of stage message wants it.)
+	var spool bytes.Buffer
+	e.writeHead(&spool, hdr)
 	if _, err := io.Copy(&spool, rest); err != nil {
 		e.dataClientFailed = clientSide(ctx, err)
 		return all(policy.FromError(err))
 	}
 	body := spool.Bytes()
-	if f, err := e.sign(body); err != nil {
+	if f, err := e.sign(bytes.NewReader(body), body); err != nil {
 		return all(policy.FromError(err))
 	} else if f != "" {
 		body = append([]byte(f), body...)

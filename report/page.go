@@ -169,6 +169,7 @@ type pageRow struct {
 var pageDomainTitles = map[string]string{
 	NXDomain:  "Top NXDOMAIN domains",
 	BadDomain: "Top bad-list domains",
+	DMARC:     "Top spoofed From domains (refused by DMARC)",
 }
 
 var kindNames = map[string]string{PanelTempfail: "4xx", PanelRejection: "5xx", "": "accepted"}

@@ -92,6 +92,7 @@ func gatewayConfig(c *config.Config) gateway.Config {
 			MaxMessageBytes: c.Limits.MaxMessageBytes, MaxRecipients: c.Limits.MaxRecipients,
 			MaxLineLength: c.Limits.MaxLineLength, MaxErrors: c.Limits.MaxErrors, CommandTimeout: c.Limits.CommandTimeout,
 			DataTimeout: c.Limits.DataTimeout, ShutdownGrace: c.Limits.ShutdownGrace,
+			SpoolMemory: c.Limits.SpoolMemoryBytes, SpoolDir: c.Limits.SpoolDir,
 		},
 	}
 }
