@@ -450,11 +450,13 @@ func (t *headerTee) Read(p []byte) (int, error) {
 // temperror, never a fail or a "no policy".
 func (c *DMARC) lookupTXT(ctx context.Context) func(string) ([]string, error) {
 	return func(name string) ([]string, error) {
-		name = strings.TrimSuffix(name, ".")
-		ascii, err := mailaddr.ToASCII(name)
-		if err != nil {
-			// Not a name DNS can hold: no such key or record.
-			return nil, &net.DNSError{Err: "not a DNS name: " + err.Error(), Name: name, IsNotFound: true}
+		ascii := strings.TrimSuffix(name, ".")
+		for i := 0; i < len(ascii); i++ {
+			if ascii[i] < 0x21 || ascii[i] > 0x7e {
+				// RFC 6376 §3.5: d= and s= are A-labels; anything else
+				// names no key (and no record) that DNS can hold.
+				return nil, &net.DNSError{Err: "not an ASCII DNS name", Name: spfClean(name, 255, false), IsNotFound: true}
+			}
 		}
 		txts, res := c.o.Resolver.LookupTXT(ctx, ascii)
 		switch {
