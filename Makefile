@@ -8,7 +8,7 @@ BIN      := bin/sekisho
 # Debian packages the tests need: the servers and clients they drive for
 # real, a C toolchain for -race (cgo), and Net::SSLeay for swaks' STARTTLS (only
 # a Recommends of swaks, so --no-install-recommends leaves it out).
-TEST_PACKAGES := slapd ldap-utils redis-server swaks libnet-ssleay-perl gcc libc6-dev python3 e2fsprogs util-linux mount msmtp curl
+TEST_PACKAGES := slapd ldap-utils redis-server swaks libnet-ssleay-perl gcc libc6-dev python3 e2fsprogs util-linux mount msmtp curl python3-dkim
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: all build run test test-deps lint bench bench-profile bench-go fuzz clean
@@ -46,6 +46,9 @@ test-deps:
 	  mount)              mount --version && umount --version ;; \
 	  msmtp)              msmtp --version ;; \
 	  curl)               curl --version ;; \
+	  python3-dkim)       k=$$(mktemp) && head -c 32 /dev/urandom | base64 >$$k && \
+	                      printf 'From: a@b.example\r\n\r\nx\r\n' | dkimsign --signalg ed25519-sha256 s b.example $$k | grep -q '^DKIM-Signature:'; \
+	                      st=$$?; rm -f $$k; test $$st = 0 ;; \
 	  libc6-dev)          printf '#include <stdio.h>\nint main(void) { return puts(""); }\n' | gcc -x c -o /dev/null - ;; \
 	  *)                  echo "test-deps: no check for $$1" >&3; false ;; \
 	  esac 3>&2 >/dev/null 2>&1; }; \
