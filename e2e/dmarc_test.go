@@ -9,12 +9,12 @@ package e2e
 import (
 	"bytes"
 	"crypto"
-	"encoding/json"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"os"
