@@ -239,6 +239,11 @@ type NextHopConfig struct {
 	CallAheadTimeout time.Duration `yaml:"call_ahead_timeout"`
 	CommandTimeout   time.Duration `yaml:"command_timeout"`
 	DataTimeout      time.Duration `yaml:"data_timeout"`
+	// KeepAliveInterval is how often a next hop gets NOOP while a whole
+	// message is read from the client before any of it goes on
+	// (DKIM/DMARC, signing): next hops time out a transaction that waits
+	// for DATA (Postfix's smtpd_timeout: 300 s). 0: never.
+	KeepAliveInterval time.Duration `yaml:"keepalive_interval"`
 	// ConnectionCacheTime is how long an SMTP/LMTP connection to a next
 	// hop is kept idle after a delivered message, for the next one
 	// (relay.ConnectionCache; Postfix's smtp_connection_cache_time_limit);
@@ -335,7 +340,7 @@ func Defaults() Config {
 			CommandTimeout: 5 * time.Minute, DataTimeout: 10 * time.Minute, ShutdownGrace: 30 * time.Second,
 		},
 		NextHop: NextHopConfig{MXPort: 25, ConnectTimeout: 10 * time.Second, CallAheadTimeout: 30 * time.Second, CommandTimeout: 2 * time.Minute, DataTimeout: 5 * time.Minute,
-			ConnectionCacheTime: 2 * time.Second},
+			ConnectionCacheTime: 2 * time.Second, KeepAliveInterval: time.Minute},
 		Log:    LogConfig{Format: "text", Level: "info"},
 		Health: HealthConfig{Interval: 15 * time.Second},
 		Alarm:  AlarmConfig{TempfailRatio: 0.2, Window: 10 * time.Minute, MinEvents: 20},

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"sekisho/auth"
@@ -392,7 +393,10 @@ func (e *engine) data(ctx context.Context, msg io.Reader) dataOutcome {
 		// whole message before the next hop"): spooled, memory bounded.
 		sp = newSpool(e.gen.cfg.Limits.SpoolDir, e.gen.cfg.Limits.SpoolMemory)
 		defer sp.Close()
-		if _, err := io.Copy(sp, rest); err != nil {
+		stop := e.keepAlive(ctx, ups)
+		_, err := io.Copy(sp, rest)
+		stop()
+		if err != nil {
 			return dataOutcome{reply: policy.FromError(err), reason: "reading the message: " + err.Error(), clientFailed: clientSide(ctx, err)}
 		}
 		if out := e.messageStage(ctx, sp); out.reply != nil {
@@ -465,6 +469,44 @@ func (e *engine) prepare(ctx context.Context, msg io.Reader) (hdr []byte, out da
 	}
 	e.headers = append(e.headers, v.Headers...)
 	return hdr, dataOutcome{}, br
+}
+
+// keepAlive sends a NOOP to every next hop transaction every
+// NextHopKeepAlive until stop is called, while the message is spooled: the
+// next hops wait for DATA meanwhile, and would time out (Postfix: 300 s)
+// on a large message from a slow client. stop returns once no NOOP is in
+// flight, so that the transactions are the caller's again.
+func (e *engine) keepAlive(ctx context.Context, ups []relay.Transaction) (stop func()) {
+	every := e.gen.cfg.NextHopKeepAlive
+	if every <= 0 || len(ups) == 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				for _, up := range ups {
+					if err := relay.KeepAlive(ctx, up); err != nil {
+						e.srv.log.Debug("next hop keep-alive failed", "session", e.base.SessionID, "next_hop", up.Hop(), "err", err.Error())
+					}
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
 }
 
 // messageStage runs the checks of stage message on the spooled message, as

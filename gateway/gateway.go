@@ -69,6 +69,10 @@ type Config struct {
 	PostmasterDomain string
 	// Router finds each recipient's route and makes the call-ahead.
 	Router *relay.Router
+	// NextHopKeepAlive is how often the next hop transactions get a NOOP
+	// while a whole message is read from the client before any of it is
+	// sent (relay.KeepAlive); 0: never.
+	NextHopKeepAlive time.Duration
 	Limits Limits
 	Chain  *filters.Chain
 	Logger *slog.Logger

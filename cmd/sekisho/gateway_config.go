@@ -77,6 +77,7 @@ func gatewayConfig(c *config.Config) gateway.Config {
 		PostmasterDomain: postmasterDomain(c),
 		TrustedNetworks:  trusted,
 		ProxyFrom:        proxyFrom(c),
+		NextHopKeepAlive: c.NextHop.KeepAliveInterval,
 		Router: &relay.Router{
 			Hostname: c.Hostname,
 			Routes:   c.RelayRoutes(),
