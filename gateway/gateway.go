@@ -73,9 +73,9 @@ type Config struct {
 	// while a whole message is read from the client before any of it is
 	// sent (relay.KeepAlive); 0: never.
 	NextHopKeepAlive time.Duration
-	Limits Limits
-	Chain  *filters.Chain
-	Logger *slog.Logger
+	Limits           Limits
+	Chain            *filters.Chain
+	Logger           *slog.Logger
 
 	// TLS, when set, is offered with STARTTLS (RFC 3207) on the smtp
 	// listener. Mail is accepted with or without it: an MX cannot require
