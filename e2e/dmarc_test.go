@@ -310,6 +310,44 @@ func TestDKIMAndDMARCInbound(t *testing.T) {
 		})
 	}
 
+	t.Run("explain -message", func(t *testing.T) {
+		// Two signatures: one that verifies, one whose key is gone; the
+		// file has LF line endings, as a Maildir file.
+		msg := signGo(t, dmarcMessage("news@rejecting.net", "explained"), "nonepolicy.net", "gone", keys[1], dkim.CanonicalizationRelaxed)
+		msg = signDkimpy(t, msg, "rejecting.net", "rsa", keys[0], dkim.CanonicalizationSimple)
+		file := filepath.Join(t.TempDir(), "msg.eml")
+		os.WriteFile(file, []byte(strings.ReplaceAll(msg, "\r\n", "\n")), 0o600)
+		explain := func(file string) string {
+			out, err := exec.Command(harness.Binary(t), "explain", "-config", filepath.Join(gw.Dir, "sekisho.yaml"),
+				"-ip", outside, "-helo", "client.example.net", "-from", "bob@spfpass.net", "-rcpt", "alice@campus.test", "-message", file).CombinedOutput()
+			if err != nil {
+				t.Fatalf("sekisho explain: %v\n%s", err, out)
+			}
+			return string(out)
+		}
+		out := explain(file)
+		for _, w := range []string{
+			"why:    dkim=permerror d=nonepolicy.net s=gone a=ed25519-sha256",
+			"why:    dkim=pass d=rejecting.net s=rsa a=rsa-sha256",
+			"why:    dmarc=pass from=rejecting.net policy=reject",
+			"Authentication-Results: mx.campus.test; spf=pass",
+			"end of DATA                              250 2.0.0 would be relayed",
+		} {
+			if !strings.Contains(out, w) {
+				t.Errorf("explain output lacks %q:\n%s", w, out)
+			}
+		}
+		// The same message with its body changed: the signature fails,
+		// and explain tells the refusal a client would get.
+		os.WriteFile(file, []byte(strings.Replace(strings.ReplaceAll(msg, "\r\n", "\n"), "and an end.", "and a changed end.", 1)), 0o600)
+		out = explain(file)
+		for _, w := range []string{"why:    dkim=fail d=rejecting.net s=rsa", "end of DATA                              550 5.7.1 message refused by the DMARC policy of rejecting.net"} {
+			if !strings.Contains(out, w) {
+				t.Errorf("explain output lacks %q:\n%s", w, out)
+			}
+		}
+	})
+
 	// The next hop's log: a DATA command for each message accepted, none
 	// for any refusal (decided before the data went anywhere).
 	datas := 0

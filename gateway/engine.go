@@ -407,7 +407,14 @@ func (e *engine) data(ctx context.Context, msg io.Reader) dataOutcome {
 	var head bytes.Buffer
 	e.writeHead(&head, hdr)
 	if e.dryRun {
-		return dataOutcome{reply: policy.Accepted.Withf("would be relayed (explain sends no mail)")}
+		var added []string
+		if ar, ok := filters.AuthenticationResults(e.gen.cfg.Hostname, e.tx); ok {
+			added = append(added, ar.Name+": "+strings.ReplaceAll(ar.Value, "\r\n\t", " "))
+		}
+		for _, h := range e.headers {
+			added = append(added, h.Name+": "+strings.ReplaceAll(h.Value, "\r\n\t", " "))
+		}
+		return dataOutcome{reply: policy.Accepted.Withf("would be relayed (explain sends no mail)"), reason: "with " + strings.Join(added, "; ")}
 	}
 	if signs {
 		// A DKIM signature covers the whole body: read from the spool.

@@ -34,6 +34,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	from := fs.String("from", "", "the envelope sender (MAIL FROM); empty for <>")
 	auth := fs.String("auth", "", "explain as if the client had authenticated as this user")
 	headerFile := fs.String("header-file", "", "a file with the message's header section, to run the DATA checks")
+	messageFile := messageFlag(fs)
 	var rcpts stringList
 	fs.Var(&rcpts, "rcpt", "an envelope recipient (RCPT TO); repeat for several")
 	if err := fs.Parse(args); err != nil {
@@ -53,6 +54,14 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		header = headerSection(raw)
+	}
+	if *messageFile != "" {
+		msg, err := readMessageFile(*messageFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "sekisho explain:", err)
+			return 2
+		}
+		header = msg // the whole message: its body too goes through the data
 	}
 	cfg, err := config.Load(*path) // "": the embedded defaults
 	if err != nil {
@@ -110,7 +119,12 @@ func printExplain(w io.Writer, client netip.Addr, helo, from string, rcpts []str
 		if st.Reply != "" {
 			fmt.Fprintf(w, "    reply:  %s\n", st.Reply)
 		}
-		if st.Reason != "" {
+		if st.Reason != "" && st.Check == "dmarc" {
+			// One line per signature and per From domain.
+			for _, part := range strings.Split(st.Reason, "; ") {
+				fmt.Fprintf(w, "    why:    %s\n", part)
+			}
+		} else if st.Reason != "" {
 			fmt.Fprintf(w, "    why:    %s\n", st.Reason)
 		}
 		for _, l := range st.Lookups {
