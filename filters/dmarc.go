@@ -281,9 +281,17 @@ func (c *DMARC) Evaluate(ctx context.Context, tx *Transaction) DMARCOutcome {
 		err = errors.New("no address in From")
 	}
 	if err != nil {
-		// The header check refuses a From it cannot read (its default):
-		// there is no domain to ask about.
+		// No From domain to ask about. But a From that does not parse
+		// (the header check only tags from-syntax and field-syntax by
+		// default) may still show one of our domains in a mail reader:
+		// each of our domains written after an "@" in a From field is
+		// judged as our From would be.
 		out.DMARC = []DMARCResult{{Result: "permerror", Detail: "From: " + err.Error()}}
+		for _, d := range looseFromDomains(tx.Header) {
+			if c.o.LocalDomains.Contains(d) && !contains(domains, d) {
+				domains = append(domains, d)
+			}
+		}
 	}
 	spfOut, spfDone := SPFOutcomeOf(tx)
 	for _, d := range domains {
@@ -336,22 +344,7 @@ type sigTags struct{ d, s, a string }
 // header section, in order (the order go-msgauth verifies them in).
 func signatureTags(hdr []byte) []sigTags {
 	var out []sigTags
-	var fields []string // "name:value", continuation lines joined
-	for _, line := range strings.Split(strings.ReplaceAll(string(hdr), "\r\n", "\n"), "\n") {
-		if line == "" {
-			break
-		}
-		if (line[0] == ' ' || line[0] == '\t') && len(fields) > 0 {
-			fields[len(fields)-1] += line
-			continue
-		}
-		fields = append(fields, line)
-	}
-	for _, f := range fields {
-		name, value, ok := strings.Cut(f, ":")
-		if !ok || !strings.EqualFold(strings.TrimSpace(name), "dkim-signature") {
-			continue
-		}
+	for _, value := range fieldValues(hdr, "dkim-signature") {
 		var t sigTags
 		for _, kv := range strings.Split(value, ";") {
 			k, v, ok := strings.Cut(kv, "=")
@@ -369,6 +362,58 @@ func signatureTags(hdr []byte) []sigTags {
 			}
 		}
 		out = append(out, t)
+	}
+	return out
+}
+
+// fieldValues returns the values of the fields of a header section with
+// that name (case-insensitive), continuation lines joined, as a lenient
+// reader sees them: a line that is not a field ("From" without its colon,
+// then " : a@b" on the next line) is joined with its continuations too.
+func fieldValues(hdr []byte, name string) []string {
+	var fields []string
+	for _, line := range strings.Split(strings.ReplaceAll(string(hdr), "\r\n", "\n"), "\n") {
+		if line == "" {
+			break
+		}
+		if (line[0] == ' ' || line[0] == '\t') && len(fields) > 0 {
+			fields[len(fields)-1] += line
+			continue
+		}
+		fields = append(fields, line)
+	}
+	var out []string
+	for _, f := range fields {
+		n, v, ok := strings.Cut(f, ":")
+		if ok && strings.EqualFold(strings.TrimSpace(n), name) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// looseFromDomains finds every domain written after an "@" in the From
+// fields, however malformed they are, lower-case, without a trailing dot.
+func looseFromDomains(hdr []byte) []string {
+	var out []string
+	for _, v := range fieldValues(hdr, "from") {
+		for i := 0; i < len(v); i++ {
+			if v[i] != '@' {
+				continue
+			}
+			j := i + 1
+			for j < len(v) && (v[j] == '.' || v[j] == '-' || v[j] == '_' || v[j] >= '0' && v[j] <= '9' ||
+				v[j]|0x20 >= 'a' && v[j]|0x20 <= 'z' || v[j] >= 0x80) {
+				j++
+			}
+			d := strings.ToLower(strings.TrimSuffix(v[i+1:j], "."))
+			if ascii, err := mailaddr.ToASCII(d); err == nil {
+				d = ascii
+			}
+			if d != "" && !contains(out, d) {
+				out = append(out, d)
+			}
+		}
 	}
 	return out
 }
@@ -710,39 +755,41 @@ func AuthenticationResults(authServID string, tx *Transaction) (Header, bool) {
 		id = authServID
 	}
 	utf8OK := tx.SMTPUTF8
-	var parts []string
+	// Each resinfo is a list of words; folding goes only between words,
+	// never inside a quoted value or a comment.
+	var parts [][]string
+	pv := func(s string, max int, utf8 bool) string { return spfPValue(spfClean(s, max, utf8)) }
+	comment := func(s string) string { return "(" + spfEscapeComment(spfClean(s, 200, false)) + ")" }
 	if o, ok := SPFOutcomeOf(tx); ok {
-		prop := "smtp.mailfrom=" + spfPValue(spfClean(o.Domain, 255, utf8OK))
+		prop := "smtp.mailfrom=" + pv(o.Domain, 255, utf8OK)
 		if o.Identity == SPFHelo {
-			prop = "smtp.helo=" + spfPValue(spfClean(o.Helo, 255, utf8OK))
+			prop = "smtp.helo=" + pv(o.Helo, 255, utf8OK)
 		}
-		parts = append(parts, "spf="+string(o.Result)+" ("+spfEscapeComment("sender IP is "+o.Client.String())+") "+prop)
+		parts = append(parts, []string{"spf=" + string(o.Result), comment("sender IP is " + o.Client.String()), prop})
 	}
 	if o, ok := DMARCOutcomeOf(tx); ok {
 		if len(o.DKIM) == 0 {
-			parts = append(parts, "dkim=none")
+			parts = append(parts, []string{"dkim=none"})
 		}
 		for _, s := range o.DKIM {
-			p := "dkim=" + s.Result
+			p := []string{"dkim=" + s.Result}
 			if s.Result != "pass" && s.Detail != "" {
-				p += " (" + spfEscapeComment(spfClean(s.Detail, 120, false)) + ")"
+				p = append(p, comment(s.Detail))
 			}
-			p += " header.d=" + spfPValue(spfClean(s.Domain, 255, false)) +
-				" header.s=" + spfPValue(spfClean(s.Selector, 64, false)) +
-				" header.a=" + spfPValue(spfClean(s.Algorithm, 32, false))
+			p = append(p, "header.d="+pv(s.Domain, 255, false), "header.s="+pv(s.Selector, 64, false), "header.a="+pv(s.Algorithm, 32, false))
 			parts = append(parts, p)
 		}
 		for _, d := range o.DMARC {
-			p := "dmarc=" + d.Result
+			p := []string{"dmarc=" + d.Result}
 			var cm []string
 			if d.Published != "" {
 				cm = append(cm, "p="+d.Published)
-			}
-			if d.Policy != "" && d.Policy != d.Published {
-				cm = append(cm, "sp="+d.Policy)
-			}
-			if d.Pct != 100 {
-				cm = append(cm, "pct="+strconv.Itoa(d.Pct))
+				if d.Policy != d.Published {
+					cm = append(cm, "sp="+d.Policy)
+				}
+				if d.Pct != 100 {
+					cm = append(cm, "pct="+strconv.Itoa(d.Pct))
+				}
 			}
 			if d.Applied != "" {
 				cm = append(cm, "dis="+d.Applied)
@@ -754,13 +801,13 @@ func AuthenticationResults(authServID string, tx *Transaction) (Header, bool) {
 				cm = append(cm, "trusted forwarder")
 			}
 			if len(cm) > 0 {
-				p += " (" + spfEscapeComment(strings.Join(cm, " ")) + ")"
+				p = append(p, comment(strings.Join(cm, " ")))
 			}
 			if d.From != "" {
-				p += " header.from=" + spfPValue(spfClean(d.From, 255, false))
+				p = append(p, "header.from="+pv(d.From, 255, false))
 			}
 			if d.Policy != "" {
-				p += " policy.dmarc=" + d.Policy
+				p = append(p, "policy.dmarc="+pv(d.Policy, 32, false))
 			}
 			parts = append(parts, p)
 		}
@@ -770,11 +817,10 @@ func AuthenticationResults(authServID string, tx *Transaction) (Header, bool) {
 	}
 	words := []string{id + ";"}
 	for i, p := range parts {
-		ws := strings.Split(p, " ")
 		if i < len(parts)-1 {
-			ws[len(ws)-1] += ";"
+			p[len(p)-1] += ";"
 		}
-		words = append(words, ws...)
+		words = append(words, p...)
 	}
 	return Header{Name: "Authentication-Results", Value: spfFold(len("Authentication-Results: "), words)}, true
 }
