@@ -476,12 +476,14 @@ func newHeaderTee(r io.Reader, head *bytes.Buffer) io.Reader {
 func (t *headerTee) Read(p []byte) (int, error) {
 	n, err := t.r.Read(p)
 	if !t.done && n > 0 {
+		// Only the new bytes (and the 3 before them) can hold the end.
+		from := max(t.head.Len()-3, 0)
 		t.head.Write(p[:n])
-		if i := bytes.Index(t.head.Bytes(), []byte("\r\n\r\n")); i >= 0 {
-			t.head.Truncate(i + 4)
+		if i := bytes.Index(t.head.Bytes()[from:], []byte("\n\r\n")); i >= 0 {
+			t.head.Truncate(from + i + 3)
 			t.done = true
-		} else if i := bytes.Index(t.head.Bytes(), []byte("\n\n")); i >= 0 {
-			t.head.Truncate(i + 2)
+		} else if i := bytes.Index(t.head.Bytes()[from:], []byte("\n\n")); i >= 0 {
+			t.head.Truncate(from + i + 2)
 			t.done = true
 		}
 	}
