@@ -331,8 +331,11 @@ func Defaults() Config {
 				// is not held for 5 minutes.
 				Exempt: []Prefix{{netip.MustParsePrefix("127.0.0.0/8")}, {netip.MustParsePrefix("::1/128")}}},
 			SPF: SPFConfig{Fail: "reject"},
+			// As for the greet pause and greylisting: a first try on the
+			// machine itself (swaks --from you@localhost) is not refused
+			// as a spoofed local From.
 			DMARC: DMARCConfig{Reject: "reject", Quarantine: "tag", LocalFrom: "reject", TempError: "tempfail",
-				MaxSignatures: filters.DefaultDMARCMaxSignatures},
+				MaxSignatures: filters.DefaultDMARCMaxSignatures, TrustedForwarders: []string{"127.0.0.0/8", "::1"}},
 		},
 		Limits: LimitsConfig{
 			MaxConnections: 2000, MaxConnectionsPerIP: 20,
