@@ -93,9 +93,6 @@ func (s *spool) Reader() io.Reader {
 	return r
 }
 
-// onDisk reports whether the spool has spilled to its file.
-func (s *spool) onDisk() bool { return s.file != nil }
-
 // Close releases the memory and the file.
 func (s *spool) Close() {
 	if s.file != nil {
