@@ -1,13 +1,23 @@
 package filters
 
 import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 	"testing"
 
+	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-msgauth/dmarc"
 
 	"sekisho/internal/mailaddr"
+	"sekisho/internal/testdns"
+	"sekisho/lookup"
 )
 
 // TestDMARCAlignment: relaxed compares organisational domains (public
@@ -157,5 +167,80 @@ func TestLooseFromDomains(t *testing.T) {
 	got := strings.Join(looseFromDomains(hdr), " ")
 	if got != "campus.test other.example" {
 		t.Errorf("looseFromDomains = %q", got)
+	}
+}
+
+// dkimTestWorld is a DNS server with the key of sel._domainkey.signed.test
+// (p=reject) and the campus canary, and a message signed by
+// signed.test with the selectors given (the same key for each).
+func dkimTestWorld(t *testing.T, selectors ...string) (*testdns.Server, string) {
+	t.Helper()
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	s := testdns.Start(t)
+	s.AddZone("test.", 60)
+	s.Add("campus.test. 300 IN MX 10 mx.campus.test.", "mx.campus.test. 300 IN A 192.0.2.1",
+		`_dmarc.signed.test. 300 IN TXT "v=DMARC1; p=reject"`,
+		`sel._domainkey.signed.test. 300 IN TXT "v=DKIM1; k=ed25519; p=`+base64.StdEncoding.EncodeToString(pub)+`"`)
+	msg := "From: a@signed.test\r\nSubject: s\r\n\r\nbody\r\n"
+	for _, sel := range selectors {
+		var out bytes.Buffer
+		if err := dkim.Sign(&out, strings.NewReader(msg), &dkim.SignOptions{Domain: "signed.test", Selector: sel, Signer: key}); err != nil {
+			t.Fatal(err)
+		}
+		msg = out.String()
+	}
+	return s, msg
+}
+
+func dkimTestEvaluate(t *testing.T, s *testdns.Server, canary, msg string, max int) DMARCOutcome {
+	t.Helper()
+	r, err := lookup.NewResolver(lookup.DNSConfig{Resolvers: []string{s.Addr()}, Timeout: spfTestDNSTimeout, Attempts: 1, Canary: canary})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewDMARC(DMARCOptions{Resolver: r, AuthServID: "mx.campus.test", MaxSignatures: max,
+		LocalDomains: mailaddr.NewDomainSet([]string{"campus.test"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, _, _ := strings.Cut(msg, "\r\n\r\n")
+	tx := &Transaction{Client: netip.MustParseAddr("192.0.2.9"), Header: []byte(head + "\r\n\r\n"),
+		Message: func() io.Reader { return strings.NewReader(msg) }}
+	return c.Evaluate(context.Background(), tx)
+}
+
+// TestDKIMKeyNotFoundNeedsTheCanary: a key that is certainly not there
+// (NXDOMAIN while the DNS canary resolves) is a permerror; the same answer
+// while the canary is missing is a temperror, and so DMARC for a p=reject
+// domain is a temperror (451), never a fail: our DNS may be what is broken.
+func TestDKIMKeyNotFoundNeedsTheCanary(t *testing.T) {
+	s, msg := dkimTestWorld(t, "gone")
+	out := dkimTestEvaluate(t, s, "campus.test", msg, 0)
+	if len(out.DKIM) != 1 || out.DKIM[0].Result != "permerror" || out.DMARC[0].Result != "fail" {
+		t.Errorf("canary found: %+v", out)
+	}
+	out = dkimTestEvaluate(t, s, "missing.test", msg, 0)
+	if len(out.DKIM) != 1 || out.DKIM[0].Result != "temperror" || !strings.Contains(out.DKIM[0].Detail, "canary") || out.DMARC[0].Result != "temperror" {
+		t.Errorf("canary missing: %+v", out)
+	}
+}
+
+// TestDKIMMaxSignatures: beyond max_signatures a signature is not
+// verified, and its result says so (neutral); the ones verified keep
+// theirs.
+func TestDKIMMaxSignatures(t *testing.T) {
+	sels := []string{"sel", "sel", "sel", "gone"}
+	s, msg := dkimTestWorld(t, sels...)
+	out := dkimTestEvaluate(t, s, "campus.test", msg, 2)
+	var got []string
+	for _, d := range out.DKIM {
+		got = append(got, d.Selector+"="+d.Result)
+	}
+	// dkim.Sign puts each new signature on top: the last signed is first.
+	if w := "gone=permerror sel=pass sel=neutral sel=neutral"; strings.Join(got, " ") != w {
+		t.Errorf("results %q, want %q", got, w)
+	}
+	if d := out.DKIM[3].Detail; d != fmt.Sprintf("not verified: more than %d signatures", 2) {
+		t.Errorf("detail %q", d)
 	}
 }
