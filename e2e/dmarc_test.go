@@ -307,6 +307,29 @@ func TestDKIMAndDMARCInbound(t *testing.T) {
 		}
 	})
 
+	t.Run("BDAT", func(t *testing.T) {
+		// The same decisions for a message in chunks (RFC 3030): the
+		// verdict comes with the last chunk, none of it went on before.
+		bdat := func(msg string) harness.Reply {
+			c := harness.DialFrom(t, outside, gw.SMTP)
+			defer c.Close()
+			c.Expect("EHLO client.example.net", "250")
+			c.Expect("MAIL FROM:<bob@spfpass.net>", "250")
+			c.Expect("RCPT TO:<alice@campus.test>", "250")
+			half := len(msg) / 2
+			c.SendRaw(fmt.Sprintf("BDAT %d\r\n%s", half, msg[:half]))
+			if r := c.Read(); r.Code != 250 {
+				t.Fatalf("first chunk: %v", r)
+			}
+			c.SendRaw(fmt.Sprintf("BDAT %d LAST\r\n%s", len(msg)-half, msg[half:]))
+			return c.Read()
+		}
+		refused(t, bdat(dmarcMessage("it-helpdesk@campus.test", "bdat-spoof")), "550 5.7.1", "campus.test")
+		msg := signGo(t, dmarcMessage("news@rejecting.net", "bdat-signed"), "rejecting.net", "ed25519", keys[1], dkim.CanonicalizationSimple)
+		data := relayed(t, bdat(msg))
+		oneAR(t, data, "dkim=pass header.d=rejecting.net header.s=ed25519", "dmarc=pass")
+	})
+
 	t.Run("local From signed by the campus", func(t *testing.T) {
 		msg := signDkimpy(t, dmarcMessage("it-helpdesk@campus.test", "campus-signed"), "campus.test", "campus", keys[1], dkim.CanonicalizationRelaxed)
 		data := relayed(t, dmarcSend(t, gw, outside, "bob@spfpass.net", msg))
@@ -376,8 +399,8 @@ func TestDKIMAndDMARCInbound(t *testing.T) {
 	// The metrics: one dkim result per signature, one dmarc per message.
 	got := series(scrape(t, httpAddr), "sekisho_auth_results_total")
 	for k, want := range map[string]float64{
-		"method=dkim,result=pass": 9, "method=dkim,result=fail": 1, "method=dkim,result=permerror": 1, "method=dkim,result=temperror": 1,
-		"method=dmarc,result=pass": 9, "method=dmarc,result=temperror": 1, "method=dmarc,result=none": 7,
+		"method=dkim,result=pass": 10, "method=dkim,result=fail": 1, "method=dkim,result=permerror": 1, "method=dkim,result=temperror": 1,
+		"method=dmarc,result=pass": 10, "method=dmarc,result=temperror": 1, "method=dmarc,result=none": 8,
 	} {
 		if got[k] != want {
 			t.Errorf("sekisho_auth_results_total{%s} = %v, want %v (all: %v)", k, got[k], want, got)
@@ -417,10 +440,10 @@ func TestDKIMAndDMARCInbound(t *testing.T) {
 	}
 	for _, r := range rep.Rows {
 		// modified body, slow key (451), unaligned, sub.parent.net, the
-		// spoof twice, three unparsed Froms: one triplet (client network,
-		// sender, recipient).
-		if r.Cause == "dmarc" && (r.Attempts != 9 || r.Distinct != 1) {
-			t.Errorf("dmarc: attempts/distinct %d/%d, want 9/1", r.Attempts, r.Distinct)
+		// spoof twice, three unparsed Froms, the spoof in BDAT: one
+		// triplet (client network, sender, recipient).
+		if r.Cause == "dmarc" && (r.Attempts != 10 || r.Distinct != 1) {
+			t.Errorf("dmarc: attempts/distinct %d/%d, want 10/1", r.Attempts, r.Distinct)
 		}
 	}
 	var top []string
@@ -429,7 +452,7 @@ func TestDKIMAndDMARCInbound(t *testing.T) {
 			top = append(top, fmt.Sprintf("%d. %s %d", d.Rank, d.Domain, d.Attempts))
 		}
 	}
-	if w := []string{"1. campus.test 5", "2. rejecting.net 3", "3. sub.parent.net 1"}; strings.Join(top, "; ") != strings.Join(w, "; ") {
+	if w := []string{"1. campus.test 6", "2. rejecting.net 3", "3. sub.parent.net 1"}; strings.Join(top, "; ") != strings.Join(w, "; ") {
 		t.Errorf("top spoofed From domains %q, want %q", top, w)
 	}
 	if text := run("text"); !strings.Contains(text, "Top spoofed From domains (refused by DMARC)") || !strings.Contains(text, "campus.test") {
