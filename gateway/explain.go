@@ -16,11 +16,14 @@ import (
 
 // ExplainInput is one transaction to explain: what a client would send.
 type ExplainInput struct {
-	Client        netip.Addr
-	Helo          string
-	From          string
-	Rcpts         []string
-	Header        []byte // the header section, CRLF line endings; nil: no DATA stage
+	Client netip.Addr
+	Helo   string
+	From   string
+	Rcpts  []string
+	// Header is the header section, or the whole message (explain
+	// -message: the checks of stage message run too), CRLF line endings;
+	// nil: no DATA stage.
+	Header        []byte
 	Authenticated string
 }
 

@@ -5,10 +5,13 @@
 // package relay.
 //
 // sekisho holds no queue. A message is streamed to the next hop while the
-// client sends it, and the client gets 250 only after the next hop answered
-// 250 to the same bytes (DESIGN.md §1). A crash at any instant loses nothing:
-// either the client has its 250 and the next hop has the message, or the
-// client has no 250 and retries.
+// client sends it — or, when a check needs the whole message (DKIM and
+// DMARC of inbound mail) or it is signed, spooled first (spool.go: memory up
+// to a bound, then an unlinked temporary file) and sent once decided — and
+// the client gets 250 only after the next hop answered 250 to the same
+// bytes (DESIGN.md §1). A crash at any instant loses nothing: either the
+// client has its 250 and the next hop has the message, or the client has no
+// 250 and retries.
 package gateway
 
 import (
