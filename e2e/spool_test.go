@@ -28,28 +28,46 @@ import (
 // TestNextHopKeptAliveWhileSpooling: a client that pauses in the middle of
 // its data while the message is spooled (dmarc on): the next hop, which has
 // had RCPT and waits for DATA, gets NOOP meanwhile
-// (next_hop.keepalive_interval), and the message is relayed whole.
+// (next_hop.keepalive_interval), and the message is relayed whole; so does
+// every next hop of a mirror route.
 func TestNextHopKeptAliveWhileSpooling(t *testing.T) {
 	s := testdns.Start(t)
 	campusDNS(s)
-	hop := harness.StartRawNextHop(t)
-	gw := harness.Start(t, site{
-		routes: []string{routeTo([]string{"campus.test", ".campus.test"}, "smtp://"+hop.Addr)},
-		extra:  dnsExtra(s) + "next_hop: {keepalive_interval: 100ms}\n",
-		checks: "dmarc: {}",
-	}.yaml(t))
-	c := dataSession(t, gw, "alice@campus.test")
-	c.SendRaw(hdr("slow client") + "first half\r\n")
-	if !hop.WaitLine("NOOP", 10*time.Second) {
-		t.Fatalf("the next hop got no NOOP while the client paused; it saw %q", hop.Lines())
-	}
-	c.SendRaw("second half\r\n.\r\n")
-	if r := c.Read(); r.Code != 250 {
-		t.Fatalf("DATA: %v", r)
-	}
-	msgs := hop.Messages()
-	if len(msgs) != 1 || !strings.HasSuffix(string(msgs[0].Unstuffed()), "\r\n\r\nfirst half\r\nsecond half\r\n") {
-		t.Fatalf("the next hop has %d messages: %q", len(msgs), msgs)
+	for _, n := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d next hops", n), func(t *testing.T) {
+			var hops []*harness.RawNextHop
+			var addrs []string
+			for i := 0; i < n; i++ {
+				h := harness.StartRawNextHop(t)
+				hops, addrs = append(hops, h), append(addrs, "smtp://"+h.Addr)
+			}
+			route := routeTo([]string{"campus.test", ".campus.test"}, addrs...)
+			if n > 1 {
+				route = mirrorRoute(addrs...)
+			}
+			gw := harness.Start(t, site{
+				routes: []string{route},
+				extra:  dnsExtra(s) + "next_hop: {keepalive_interval: 100ms}\n",
+				checks: "dmarc: {}",
+			}.yaml(t))
+			c := dataSession(t, gw, "alice@campus.test")
+			c.SendRaw(hdr("slow client") + "first half\r\n")
+			for _, hop := range hops {
+				if !hop.WaitLine("NOOP", 10*time.Second) {
+					t.Fatalf("a next hop got no NOOP while the client paused; it saw %q", hop.Lines())
+				}
+			}
+			c.SendRaw("second half\r\n.\r\n")
+			if r := c.Read(); r.Code != 250 {
+				t.Fatalf("DATA: %v", r)
+			}
+			for _, hop := range hops {
+				msgs := hop.Messages()
+				if len(msgs) != 1 || !strings.HasSuffix(string(msgs[0].Unstuffed()), "\r\n\r\nfirst half\r\nsecond half\r\n") {
+					t.Fatalf("a next hop has %d messages: %q", len(msgs), msgs)
+				}
+			}
+		})
 	}
 }
 
