@@ -452,7 +452,8 @@ func TestDKIMAndDMARCInbound(t *testing.T) {
 			top = append(top, fmt.Sprintf("%d. %s %d", d.Rank, d.Domain, d.Attempts))
 		}
 	}
-	if w := []string{"1. campus.test 6", "2. rejecting.net 3", "3. sub.parent.net 1"}; strings.Join(top, "; ") != strings.Join(w, "; ") {
+	// Refusals only: the 451 of the key that timed out is not among them.
+	if w := []string{"1. campus.test 6", "2. rejecting.net 2", "3. sub.parent.net 1"}; strings.Join(top, "; ") != strings.Join(w, "; ") {
 		t.Errorf("top spoofed From domains %q, want %q", top, w)
 	}
 	if text := run("text"); !strings.Contains(text, "Top spoofed From domains (refused by DMARC)") || !strings.Contains(text, "campus.test") {

@@ -524,7 +524,11 @@ func (e *engine) messageStage(ctx context.Context, sp *spool) dataOutcome {
 	e.tx.Message = func() io.Reader { return io.MultiReader(bytes.NewReader(raw), sp.Reader()) }
 	v, results := e.obs.run(ctx, "message", filters.StageMessage, e.tx)
 	if rep := verdictReply(v); rep != nil {
-		e.refusedDomain = v.Domain
+		if rep.Permanent() {
+			// The report's top spoofed From domains: refusals only, not
+			// what could not be told (a 451 says nothing of the sender).
+			e.refusedDomain = v.Domain
+		}
 		return dataOutcome{reply: rep, check: lastCheck(results), reason: v.Reason}
 	}
 	e.headers = append(e.headers, v.Headers...)
