@@ -26,9 +26,11 @@ endif
 endif
 # Debian packages the tests need: the servers and clients they drive for
 # real, a C toolchain for -race (cgo), Net::SSLeay for swaks' STARTTLS (only
-# a Recommends of swaks, so --no-install-recommends leaves it out), and for
-# the package's test lintian, man-db (man, lexgrog) and binutils (strip).
-TEST_PACKAGES := slapd ldap-utils redis-server swaks libnet-ssleay-perl gcc libc6-dev python3 e2fsprogs util-linux mount lintian man-db binutils msmtp curl
+# a Recommends of swaks, so --no-install-recommends leaves it out), for the
+# package's test lintian, man-db (man, lexgrog) and binutils (strip), and
+# python3-dkim (dkimsign signs the DKIM tests' messages independently of
+# go-msgauth).
+TEST_PACKAGES := slapd ldap-utils redis-server swaks libnet-ssleay-perl gcc libc6-dev python3 e2fsprogs util-linux mount lintian man-db binutils msmtp curl python3-dkim
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # nfpm builds the .deb; `go run` fetches it through the Go module proxy.
 NFPM          := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
@@ -95,6 +97,9 @@ test-deps:
 	  binutils)           strip --version ;; \
 	  msmtp)              msmtp --version ;; \
 	  curl)               curl --version ;; \
+	  python3-dkim)       k=$$(mktemp) && head -c 32 /dev/urandom | base64 >$$k && \
+	                      printf 'From: a@b.example\r\n\r\nx\r\n' | dkimsign --signalg ed25519-sha256 s b.example $$k | grep -q '^DKIM-Signature:'; \
+	                      st=$$?; rm -f $$k; test $$st = 0 ;; \
 	  libc6-dev)          printf '#include <stdio.h>\nint main(void) { return puts(""); }\n' | gcc -x c -o /dev/null - ;; \
 	  *)                  echo "test-deps: no check for $$1" >&3; false ;; \
 	  esac 3>&2 >/dev/null 2>&1; }; \

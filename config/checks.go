@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"sekisho/filters"
@@ -206,3 +207,74 @@ type AccountConfig struct {
 }
 
 func (c *AccountConfig) validate() error { return nil }
+
+// DMARCConfig configures DKIM verification and DMARC of inbound mail
+// (docs/checks-dmarc.md).
+type DMARCConfig struct {
+	Off bool `yaml:"off"`
+	// Reject is the action on a failure under p=reject; Quarantine under
+	// p=quarantine; LocalFrom on a From in local_domains that its domain
+	// does not authenticate, whatever its DMARC record.
+	Reject     string `yaml:"reject" type:"reject, quarantine or none"`
+	Quarantine string `yaml:"quarantine" type:"tag, reject or none"`
+	LocalFrom  string `yaml:"local_from" type:"reject, tag or none"`
+	// TempError is the action when a message that would be refused could
+	// not be evaluated (a key or record that could not be fetched).
+	TempError string `yaml:"temperror" type:"tempfail or accept"`
+	// TrustedForwarders are the mailing lists and forwarders whose mail is
+	// never refused by DMARC: networks (CIDR or address) or host names
+	// matched against the client's forward-confirmed reverse name (a
+	// leading dot: its subdomains).
+	TrustedForwarders []string `yaml:"trusted_forwarders" type:"list of networks or host names"`
+	// MaxSignatures is how many DKIM signatures of a message are verified.
+	MaxSignatures int `yaml:"max_signatures"`
+	// Timeout bounds the lookups of one message together.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+func (c *DMARCConfig) validate() error {
+	key := func(k string) []string { return []string{"checks", "dmarc", k} }
+	if _, err := filters.ParseDMARCAction("reject", c.Reject, filters.DMARCActReject, filters.DMARCActQuarantine, filters.DMARCActNone); err != nil {
+		return invalid(err.Error(), key("reject")...)
+	}
+	if _, err := filters.ParseDMARCAction("quarantine", c.Quarantine, filters.DMARCActTag, filters.DMARCActReject, filters.DMARCActNone); err != nil {
+		return invalid(err.Error(), key("quarantine")...)
+	}
+	if _, err := filters.ParseDMARCAction("local_from", c.LocalFrom, filters.DMARCActReject, filters.DMARCActTag, filters.DMARCActNone); err != nil {
+		return invalid(err.Error(), key("local_from")...)
+	}
+	if _, err := filters.ParseDMARCTempErrorAction(c.TempError); err != nil {
+		return invalid(err.Error()+" (a temperror is never a rejection)", key("temperror")...)
+	}
+	if _, _, err := c.Forwarders(); err != nil {
+		return invalid(err.Error(), key("trusted_forwarders")...)
+	}
+	switch {
+	case c.MaxSignatures < 1 || c.MaxSignatures > 50:
+		return invalid("max_signatures must be between 1 and 50", key("max_signatures")...)
+	case c.Timeout < 0 || c.Timeout > time.Minute:
+		return invalid(fmt.Sprintf("timeout must be between 0s (the default, %v) and 1m", filters.DefaultDMARCTimeout), key("timeout")...)
+	}
+	return nil
+}
+
+// Forwarders splits trusted_forwarders into networks and host names.
+func (c *DMARCConfig) Forwarders() ([]netip.Prefix, []string, error) {
+	var nets []netip.Prefix
+	var names []string
+	for _, f := range c.TrustedForwarders {
+		if p, err := netip.ParsePrefix(f); err == nil {
+			nets = append(nets, p.Masked())
+			continue
+		}
+		if a, err := netip.ParseAddr(f); err == nil {
+			nets = append(nets, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		if _, err := policy.ValidateDomain(strings.TrimPrefix(f, ".")); err != nil {
+			return nil, nil, fmt.Errorf("%q is neither a network nor a host name: %v", f, err)
+		}
+		names = append(names, f)
+	}
+	return nets, names, nil
+}

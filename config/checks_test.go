@@ -127,3 +127,40 @@ func TestSPFConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestDMARCConfig(t *testing.T) {
+	cfg, err := Parse("f.yaml", []byte(spfTestBase+localSite))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := cfg.Checks.DMARC
+	if d.Off || d.Reject != "reject" || d.Quarantine != "tag" || d.LocalFrom != "reject" || d.TempError != "tempfail" ||
+		d.MaxSignatures != 5 || d.Timeout != filters.DefaultDMARCTimeout || strings.Join(d.TrustedForwarders, " ") != "127.0.0.0/8 ::1" ||
+		cfg.Limits.SpoolMemoryBytes != 1<<20 || cfg.NextHop.KeepAliveInterval != time.Minute {
+		t.Fatalf("defaults %+v, spool %d, keepalive %v", d, cfg.Limits.SpoolMemoryBytes, cfg.NextHop.KeepAliveInterval)
+	}
+	cfg, err = Parse("f.yaml", []byte(spfTestBase+"checks:\n  dmarc: {reject: quarantine, quarantine: reject, local_from: tag, temperror: accept, "+
+		"trusted_forwarders: [192.0.2.0/24, \"2001:db8::1\", lists.campus.test, .fwd.example], max_signatures: 3}\n"+localSite))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nets, names, _ := cfg.Checks.DMARC.Forwarders()
+	if d := cfg.Checks.DMARC; d.Reject != "quarantine" || d.Quarantine != "reject" || d.LocalFrom != "tag" || d.TempError != "accept" ||
+		d.MaxSignatures != 3 || len(nets) != 2 || nets[1].Bits() != 128 || strings.Join(names, " ") != "lists.campus.test .fwd.example" {
+		t.Fatalf("parsed %+v: %v %v", d, nets, names)
+	}
+	for _, c := range []struct{ yaml, want string }{
+		{"checks:\n  dmarc:\n    reject: tag\n", "f.yaml:6: reject must be reject, quarantine, none"},
+		{"checks:\n  dmarc:\n    quarantine: quarantine\n", "f.yaml:6: quarantine must be tag, reject, none"},
+		{"checks:\n  dmarc:\n    local_from: quarantine\n", "f.yaml:6: local_from must be reject, tag, none"},
+		{"checks:\n  dmarc:\n    temperror: reject\n", "f.yaml:6: temperror must be tempfail or accept, not \"reject\" (a temperror is never a rejection)"},
+		{"checks:\n  dmarc:\n    trusted_forwarders: [\"bad name!\"]\n", "f.yaml:6: \"bad name!\" is neither a network nor a host name"},
+		{"checks:\n  dmarc:\n    max_signatures: 51\n", "f.yaml:6: max_signatures must be between 1 and 50"},
+		{"limits:\n  spool_dir: /nonexistent/spool\n", "f.yaml:5: spool_dir must be an existing directory"},
+	} {
+		_, err := Parse("f.yaml", []byte(spfTestBase+c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want %q", c.yaml, err, c.want)
+		}
+	}
+}

@@ -201,6 +201,7 @@ type ChecksConfig struct {
 	Account    AccountConfig        `yaml:"account"`
 	Greylist   GreylistConfig       `yaml:"greylist"`
 	SPF        SPFConfig            `yaml:"spf"`
+	DMARC      DMARCConfig          `yaml:"dmarc"`
 }
 
 // GreetPauseConfig configures the banner delay.
@@ -218,15 +219,21 @@ type GreetPauseConfig struct {
 
 // LimitsConfig bounds what a client can take.
 type LimitsConfig struct {
-	MaxConnections      int           `yaml:"max_connections"`
-	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
-	MaxMessageBytes     int64         `yaml:"max_message_bytes"`
-	MaxRecipients       int           `yaml:"max_recipients"`
-	MaxLineLength       int           `yaml:"max_line_length"`
-	MaxErrors           int           `yaml:"max_errors"` // refused commands before 421 (Postfix's smtpd_hard_error_limit)
-	CommandTimeout      time.Duration `yaml:"command_timeout"`
-	DataTimeout         time.Duration `yaml:"data_timeout"`
-	ShutdownGrace       time.Duration `yaml:"shutdown_grace"`
+	MaxConnections      int   `yaml:"max_connections"`
+	MaxConnectionsPerIP int   `yaml:"max_connections_per_ip"`
+	MaxMessageBytes     int64 `yaml:"max_message_bytes"`
+	MaxRecipients       int   `yaml:"max_recipients"`
+	MaxLineLength       int   `yaml:"max_line_length"`
+	MaxErrors           int   `yaml:"max_errors"` // refused commands before 421 (Postfix's smtpd_hard_error_limit)
+	// SpoolMemoryBytes is how much of a message read whole before it goes
+	// on (DKIM/DMARC, signing) is held in memory; the rest goes to a
+	// private temporary file in SpoolDir ("": $TMPDIR or /tmp), unlinked
+	// at once (docs/flow.md).
+	SpoolMemoryBytes int           `yaml:"spool_memory_bytes"`
+	SpoolDir         string        `yaml:"spool_dir" type:"directory"`
+	CommandTimeout   time.Duration `yaml:"command_timeout"`
+	DataTimeout      time.Duration `yaml:"data_timeout"`
+	ShutdownGrace    time.Duration `yaml:"shutdown_grace"`
 }
 
 // NextHopConfig bounds the exchanges with next hops.
@@ -239,6 +246,11 @@ type NextHopConfig struct {
 	CallAheadTimeout time.Duration `yaml:"call_ahead_timeout"`
 	CommandTimeout   time.Duration `yaml:"command_timeout"`
 	DataTimeout      time.Duration `yaml:"data_timeout"`
+	// KeepAliveInterval is how often a next hop gets NOOP while a whole
+	// message is read from the client before any of it goes on
+	// (DKIM/DMARC, signing): next hops time out a transaction that waits
+	// for DATA (Postfix's smtpd_timeout: 300 s). 0: never.
+	KeepAliveInterval time.Duration `yaml:"keepalive_interval"`
 	// ConnectionCacheTime is how long an SMTP/LMTP connection to a next
 	// hop is kept idle after a delivered message, for the next one
 	// (relay.ConnectionCache; Postfix's smtp_connection_cache_time_limit);
@@ -328,6 +340,11 @@ func Defaults() Config {
 				// is not held for 5 minutes.
 				Exempt: []Prefix{{netip.MustParsePrefix("127.0.0.0/8")}, {netip.MustParsePrefix("::1/128")}}},
 			SPF: SPFConfig{Fail: "reject"},
+			// As for the greet pause and greylisting: a first try on the
+			// machine itself (swaks --from you@localhost) is not refused
+			// as a spoofed local From.
+			DMARC: DMARCConfig{Reject: "reject", Quarantine: "tag", LocalFrom: "reject", TempError: "tempfail",
+				MaxSignatures: filters.DefaultDMARCMaxSignatures, TrustedForwarders: []string{"127.0.0.0/8", "::1"}},
 		},
 		Limits: LimitsConfig{
 			MaxConnections: 2000, MaxConnectionsPerIP: 20,
@@ -335,7 +352,7 @@ func Defaults() Config {
 			CommandTimeout: 5 * time.Minute, DataTimeout: 10 * time.Minute, ShutdownGrace: 30 * time.Second,
 		},
 		NextHop: NextHopConfig{MXPort: 25, ConnectTimeout: 10 * time.Second, CallAheadTimeout: 30 * time.Second, CommandTimeout: 2 * time.Minute, DataTimeout: 5 * time.Minute,
-			ConnectionCacheTime: 2 * time.Second},
+			ConnectionCacheTime: 2 * time.Second, KeepAliveInterval: time.Minute},
 		Log:    LogConfig{Format: "text", Level: "info"},
 		Health: HealthConfig{Interval: 15 * time.Second},
 		Alarm:  AlarmConfig{TempfailRatio: 0.2, Window: 10 * time.Minute, MinEvents: 20},

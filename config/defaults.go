@@ -24,6 +24,10 @@ import (
 // applies it to 0 (gateway.New).
 const defaultMaxLineLength = 2000
 
+// defaultSpoolMemory is limits.spool_memory_bytes's default, as the gateway
+// applies it to 0 (gateway.DefaultSpoolMemory).
+const defaultSpoolMemory = 1 << 20
+
 // fillZeroDefaults replaces each zero that stands for a default with that
 // default. A zero that means something of its own is left alone: a greet
 // pause of 0s (no pause), max_errors 0 (no limit), pass_ttl 0 (not
@@ -68,6 +72,13 @@ func (c *Config) fillZeroDefaults() {
 	setString(&ch.SPF.Fail, filters.SPFFailReject.String())
 	setString(&ch.SPF.TempError, filters.SPFTempErrorTag.String())
 	setDuration(&ch.SPF.Timeout, filters.DefaultSPFTimeout)
+	setString(&ch.DMARC.Reject, string(filters.DMARCActReject))
+	setString(&ch.DMARC.Quarantine, string(filters.DMARCActTag))
+	setString(&ch.DMARC.LocalFrom, string(filters.DMARCActReject))
+	setString(&ch.DMARC.TempError, string(filters.DMARCTempfail))
+	setInt(&ch.DMARC.MaxSignatures, filters.DefaultDMARCMaxSignatures)
+	setDuration(&ch.DMARC.Timeout, filters.DefaultDMARCTimeout)
+	setInt(&c.Limits.SpoolMemoryBytes, defaultSpoolMemory)
 
 	setInt(&c.Limits.MaxLineLength, defaultMaxLineLength)
 

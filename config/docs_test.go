@@ -30,6 +30,7 @@ var keyPages = map[string]string{
 	"checks.account":                 "checks-account.md",
 	"checks.greylist":                "checks-greylist.md",
 	"checks.spf":                     "checks-spf.md",
+	"checks.dmarc":                   "checks-dmarc.md",
 	"limits":                         "[limits](#limits)",
 	"next_hop":                       "[next_hop](#next_hop)",
 	"next_hop.mta_sts":               "[next_hop](#next_hop), outbound.md",

@@ -5,6 +5,7 @@ package config
 // the path of its key (validationError); Parse turns it into the line.
 
 import (
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -193,7 +194,7 @@ func (c *Config) validateSettings() error {
 	}
 	for _, v := range []func() error{
 		c.Checks.DNSBL.validate, c.Checks.Domain.validate, c.Checks.Account.validate,
-		c.Checks.Greylist.validate, c.Checks.SPF.validate, c.Store.validate, c.validateDKIM, c.validateTLS, c.validateHealth,
+		c.Checks.Greylist.validate, c.Checks.SPF.validate, c.Checks.DMARC.validate, c.Store.validate, c.validateDKIM, c.validateTLS, c.validateHealth,
 		c.Report.validate, c.validateAutoconfig,
 	} {
 		if err := v(); err != nil {
@@ -232,6 +233,14 @@ func (c *Config) validateSettings() error {
 	}
 	if l.MaxLineLength != 0 && l.MaxLineLength < 1000 {
 		return invalid("max_line_length below 1000 refuses lines RFC 5321 allows", "limits", "max_line_length")
+	}
+	if l.SpoolMemoryBytes < 0 {
+		return invalid("spool_memory_bytes must not be negative (0: the default, 1 MiB)", "limits", "spool_memory_bytes")
+	}
+	if l.SpoolDir != "" {
+		if fi, err := os.Stat(l.SpoolDir); err != nil || !fi.IsDir() {
+			return invalid("spool_dir must be an existing directory", "limits", "spool_dir")
+		}
 	}
 	return nil
 }

@@ -73,7 +73,7 @@ func (s site) yaml(t testing.TB) string {
 	}
 	// The checks that need DNS, LDAP or a store are off unless the test
 	// configures them: each test is about what it sets up.
-	for _, check := range []string{"dnsbl", "domain", "account", "greylist", "spf"} {
+	for _, check := range []string{"dnsbl", "domain", "account", "greylist", "spf", "dmarc"} {
 		if !strings.Contains(s.checks, check+":") {
 			fmt.Fprintf(&b, "  %s: {off: true}\n", check)
 		}

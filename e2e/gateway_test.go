@@ -458,10 +458,11 @@ func TestDefaultsDeliverToMaildir(t *testing.T) {
 	}
 	data, _ := os.ReadFile(files[0])
 	// Our trace fields on top, in the order RFC 7208 §9.1 and RFC 8601 §5
-	// ask: the check results above the Received field they belong to.
+	// ask: the check results above the Received field they belong to, the
+	// one Authentication-Results field first (spf, dkim, dmarc).
 	spf, ar, rcv := bytes.Index(data, []byte("Received-SPF: ")), bytes.Index(data, []byte("Authentication-Results: ")), bytes.Index(data, []byte("Received: from "))
-	if !bytes.HasSuffix(data, []byte(sampleMessage)) || spf != 0 || ar < spf || rcv < ar {
-		t.Errorf("maildir file (want Received-SPF, Authentication-Results, Received, then the message):\n%s", data)
+	if !bytes.HasSuffix(data, []byte(sampleMessage)) || ar != 0 || spf < ar || rcv < spf || !bytes.Contains(data, []byte("; dkim=none; dmarc=")) {
+		t.Errorf("maildir file (want Authentication-Results with spf, dkim and dmarc, Received-SPF, Received, then the message):\n%s", data)
 	}
 	if tmp, _ := filepath.Glob(filepath.Join(dir, "var", "mail", "tmp", "*")); len(tmp) != 0 {
 		t.Errorf("tmp/ not empty: %v", tmp)

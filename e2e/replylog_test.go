@@ -274,7 +274,7 @@ func TestEveryRefusalLoggedOnce(t *testing.T) {
 			line = l
 		}
 	}
-	if want := `tags="Received-SPF: pass; Authentication-Results: spf=pass; X-Sekisho-Header-Violation: duplicate-field"`; !strings.Contains(line, want) {
+	if want := `tags="Authentication-Results: spf=pass; Received-SPF: pass; X-Sekisho-Header-Violation: duplicate-field"`; !strings.Contains(line, want) {
 		t.Errorf("the accepted message's log line does not name its tags (%s):\n%s", want, line)
 	}
 }

@@ -9,6 +9,7 @@ package filters
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"sort"
 	"time"
@@ -25,6 +26,7 @@ const (
 	StageMail                 // MAIL FROM received
 	StageRcpt                 // one RCPT TO received
 	StageData                 // header section received
+	StageMessage              // whole message received (Transaction.Message), before any of it goes on
 )
 
 func (s Stage) String() string {
@@ -37,6 +39,8 @@ func (s Stage) String() string {
 		return "rcpt"
 	case StageData:
 		return "data"
+	case StageMessage:
+		return "message"
 	}
 	return fmt.Sprintf("stage(%d)", int(s))
 }
@@ -71,6 +75,10 @@ type Verdict struct {
 	// report's causes), when the check's name and reply do not say it
 	// (the domain check: bad list, NXDOMAIN or DNS trouble).
 	Cause string
+	// Domain is the domain the decision is about, for the report's top
+	// domains when the check's name does not say it (dmarc: the From
+	// domain of a refused message).
+	Domain string
 }
 
 // Continue is the verdict of a check with no objection.
@@ -92,6 +100,11 @@ type Transaction struct {
 	Local    bool     // Rcpt is in local_domains (StageRcpt)
 	Rcpts    []string // recipients accepted so far
 	Header   []byte   // the raw header section, CRLF line endings (StageData)
+	// Message returns a new reader of the whole message as the client sent
+	// it, header section (before our own fields were removed) and body
+	// (StageMessage). The gateway holds it spooled (gateway/spool.go):
+	// memory up to a threshold, then a private temporary file.
+	Message func() io.Reader
 
 	// Conn carries per-connection state a check prepared at StageConnect
 	// (e.g. DNSBL lookups started while the banner is held).
@@ -187,6 +200,25 @@ func (c *Chain) DryRun() *Chain {
 		}
 	}
 	return d
+}
+
+// MessageWanter is implemented by a check of StageMessage that needs the
+// whole message only for some transactions: the gateway spools a message
+// only when a check of the chain wants it (or it is signed).
+type MessageWanter interface {
+	WantsMessage(tx *Transaction) bool
+}
+
+// WantsMessage reports whether any check of StageMessage wants tx's whole
+// message.
+func (c *Chain) WantsMessage(tx *Transaction) bool {
+	for _, ch := range c.byStage[StageMessage] {
+		w, ok := ch.(MessageWanter)
+		if !ok || w.WantsMessage(tx) {
+			return true
+		}
+	}
+	return false
 }
 
 // Checks returns the checks of a stage in the order they run.

@@ -31,7 +31,7 @@ func (f fakeCheck) Check(context.Context, *Transaction) (Verdict, error) {
 // TestOrderIsPinned pins the execution order of DESIGN.md §3. Changing
 // order.go must change this test too, so that the change shows in review.
 func TestOrderIsPinned(t *testing.T) {
-	want := []string{"greet_pause", "dnsbl", "domain", "account", "spf", "greylist", "header"}
+	want := []string{"greet_pause", "dnsbl", "domain", "account", "spf", "greylist", "header", "dmarc"}
 	if !reflect.DeepEqual(order, want) {
 		t.Fatalf("check order = %v, want %v", order, want)
 	}

@@ -23,6 +23,8 @@ var order = []string{
 	"greylist", // one store round trip
 	// stage data
 	"header",
+	// stage message (the whole message, spooled, before any of it goes on)
+	"dmarc", // DKIM key and DMARC record lookups, signature hashes over the body
 }
 
 func costOf(name string) (int, bool) {

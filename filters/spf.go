@@ -24,8 +24,7 @@ package filters
 // first recipient that reaches the check and kept in tx.Values, so that every
 // later recipient of the transaction gets the same verdict without a lookup.
 //
-// The Received-SPF (RFC 7208 §9.1) and Authentication-Results (RFC 8601)
-// headers are returned in the verdict as long as no recipient of the
+// The Received-SPF field (RFC 7208 §9.1) is returned in the verdict as long as no recipient of the
 // transaction has been accepted yet (tx.Rcpts is empty). The gateway keeps
 // the headers of the verdicts of accepted recipients only, so they reach the
 // relayed message exactly once: with the first recipient accepted, even when
@@ -439,17 +438,16 @@ func spfQuoteDetail(s string) string {
 
 // The headers.
 
-// headers builds Received-SPF and Authentication-Results for out. Every
+// headers builds Received-SPF for out (the spf result of the one
+// Authentication-Results field is written by AuthenticationResults, from
+// the outcome kept in tx.Values). Every
 // value that comes from the client (MAIL FROM, HELO) or from DNS (the
 // mechanism, error texts) is cleaned of control characters — no CR or LF
 // can end the field early — and quoted or escaped as its syntax requires.
 // UTF-8 is kept only in an SMTPUTF8 transaction (RFC 6532), replaced by "?"
 // otherwise.
 func (c *SPF) headers(out SPFOutcome, utf8OK bool) []Header {
-	return []Header{
-		{Name: "Received-SPF", Value: c.receivedSPF(out, utf8OK)},
-		{Name: "Authentication-Results", Value: c.authResults(out, utf8OK)},
-	}
+	return []Header{{Name: "Received-SPF", Value: c.receivedSPF(out, utf8OK)}}
 }
 
 // receivedSPF is the Received-SPF field body (RFC 7208 §9.1):
@@ -496,23 +494,6 @@ func (c *SPF) receivedSPF(out SPFOutcome, utf8OK bool) string {
 		parts = append(parts, "problem="+spfKVValue(spfClean(out.Detail, 200, utf8OK))+";")
 	}
 	return spfFold(len("Received-SPF: "), parts)
-}
-
-// authResults is the Authentication-Results field body (RFC 8601 §2.2,
-// §2.7.2): "authserv-id; spf=result smtp.mailfrom=domain", or smtp.helo for
-// the null sender.
-func (c *SPF) authResults(out SPFOutcome, utf8OK bool) string {
-	prop := "smtp.mailfrom=" + spfPValue(spfClean(out.Domain, 255, utf8OK))
-	if out.Identity == SPFHelo {
-		prop = "smtp.helo=" + spfPValue(spfClean(out.Helo, 255, utf8OK))
-	}
-	parts := []string{
-		c.authServID + ";",
-		"spf=" + string(out.Result),
-		"(" + spfEscapeComment("sender IP is "+out.Client.String()) + ")",
-		prop,
-	}
-	return spfFold(len("Authentication-Results: "), parts)
 }
 
 // spfClean returns s without control characters (C0, DEL, C1: each becomes

@@ -66,6 +66,17 @@ func spfTx(client, helo, from string) *Transaction {
 	}
 }
 
+// spfAR is the Authentication-Results field of a transaction the SPF check
+// has seen (filters.AuthenticationResults, with spf only).
+func spfAR(t *testing.T, tx *Transaction) string {
+	t.Helper()
+	h, ok := AuthenticationResults("mx.campus.test", tx)
+	if !ok {
+		t.Fatal("no Authentication-Results for a transaction SPF evaluated")
+	}
+	return h.Value
+}
+
 func spfHeaderValue(t *testing.T, hs []Header, name string) string {
 	t.Helper()
 	var found []string
@@ -140,7 +151,7 @@ func TestSPFResults(t *testing.T) {
 				if rs.result != string(tc.result) {
 					t.Errorf("Received-SPF result %q", rs.result)
 				}
-				ar := spfParseAuthResults(t, spfHeaderValue(t, v.Headers, "Authentication-Results"))
+				ar := spfParseAuthResults(t, spfAR(t, tx))
 				if ar.props["spf"] != string(tc.result) {
 					t.Errorf("Authentication-Results spf=%q", ar.props["spf"])
 				}
@@ -245,14 +256,14 @@ func TestSPFOncePerTransaction(t *testing.T) {
 	tx := spfTx("192.0.2.99", "client.example", "bob@soft.spf.test")
 	v1, _ := c.Check(context.Background(), tx)
 	queries := s.TotalQueries()
-	if queries == 0 || v1.Action != Tag || len(v1.Headers) != 2 {
+	if queries == 0 || v1.Action != Tag || len(v1.Headers) != 1 {
 		t.Fatalf("first recipient: %d queries, %s, %d headers", queries, v1.Action, len(v1.Headers))
 	}
 	// The next hop refused the first recipient: it was not accepted, so
 	// its headers were dropped; the next recipient brings them again.
 	tx.Rcpt = "carol@campus.test"
 	v2, _ := c.Check(context.Background(), tx)
-	if len(v2.Headers) != 2 || v2.Action != Tag {
+	if len(v2.Headers) != 1 || v2.Action != Tag {
 		t.Fatalf("second recipient, none accepted yet: %s, %d headers", v2.Action, len(v2.Headers))
 	}
 	tx.Rcpts = append(tx.Rcpts, "carol@campus.test")
@@ -308,7 +319,8 @@ func TestSPFSkips(t *testing.T) {
 func TestSPFHeaders(t *testing.T) {
 	s := spfTestDNS(t)
 	c := spfTestCheck(t, s, SPFOptions{})
-	v, _ := c.Check(context.Background(), spfTx("192.0.2.99", "client.example", "bob@soft.spf.test"))
+	tx := spfTx("192.0.2.99", "client.example", "bob@soft.spf.test")
+	v, _ := c.Check(context.Background(), tx)
 	rs := parseReceivedSPF(t, spfHeaderValue(t, v.Headers, "Received-SPF"))
 	want := map[string]string{
 		"client-ip": "192.0.2.99", "envelope-from": "bob@soft.spf.test", "helo": "client.example",
@@ -325,13 +337,14 @@ func TestSPFHeaders(t *testing.T) {
 	if _, ok := rs.kv["problem"]; ok {
 		t.Errorf("problem= on a softfail")
 	}
-	ar := spfParseAuthResults(t, spfHeaderValue(t, v.Headers, "Authentication-Results"))
+	ar := spfParseAuthResults(t, spfAR(t, tx))
 	if ar.authservID != "mx.campus.test" || ar.props["spf"] != "softfail" || ar.props["smtp.mailfrom"] != "soft.spf.test" {
 		t.Errorf("Authentication-Results %+v", ar)
 	}
 
 	// The null sender: identity helo, an empty envelope-from, smtp.helo.
-	v, _ = c.Check(context.Background(), spfTx("192.0.2.10", "mail.spf.test", ""))
+	tx = spfTx("192.0.2.10", "mail.spf.test", "")
+	v, _ = c.Check(context.Background(), tx)
 	rs = parseReceivedSPF(t, spfHeaderValue(t, v.Headers, "Received-SPF"))
 	if rs.result != "pass" || rs.kv["identity"] != "helo" || rs.kv["envelope-from"] != "" || rs.kv["helo"] != "mail.spf.test" {
 		t.Errorf("null sender Received-SPF %+v", rs)
@@ -339,7 +352,7 @@ func TestSPFHeaders(t *testing.T) {
 	if !strings.Contains(rs.comment, "postmaster@mail.spf.test designates 192.0.2.10") {
 		t.Errorf("null sender comment %q", rs.comment)
 	}
-	ar = spfParseAuthResults(t, spfHeaderValue(t, v.Headers, "Authentication-Results"))
+	ar = spfParseAuthResults(t, spfAR(t, tx))
 	if ar.props["spf"] != "pass" || ar.props["smtp.helo"] != "mail.spf.test" || ar.props["smtp.mailfrom"] != "" {
 		t.Errorf("null sender Authentication-Results %+v", ar)
 	}
@@ -376,10 +389,11 @@ func TestSPFHeaderInjection(t *testing.T) {
 	} {
 		tx := spfTx("192.0.2.99", tc.helo, tc.from)
 		v, _ := c.Check(context.Background(), tx)
-		if len(v.Headers) != 2 {
+		if len(v.Headers) != 1 {
 			t.Fatalf("%q: %d headers (%s)", tc.from, len(v.Headers), v.Reason)
 		}
-		for _, h := range v.Headers {
+		ar, _ := AuthenticationResults("mx.campus.test", tx)
+		for _, h := range append(v.Headers, ar) {
 			unfolded := strings.ReplaceAll(h.Value, "\r\n\t", " ")
 			if strings.ContainsAny(unfolded, "\r\n") {
 				t.Errorf("%s carries a line break or a field: %q", h.Name, h.Value)
@@ -400,7 +414,7 @@ func TestSPFHeaderInjection(t *testing.T) {
 		if rs.kv["receiver"] != "mx.campus.test" || rs.kv["identity"] != "mailfrom" {
 			t.Errorf("%q: Received-SPF did not parse back: %+v", tc.from, rs)
 		}
-		spfParseAuthResults(t, spfHeaderValue(t, v.Headers, "Authentication-Results"))
+		spfParseAuthResults(t, spfAR(t, tx))
 	}
 	// In an SMTPUTF8 transaction UTF-8 is kept (RFC 6532).
 	tx := spfTx("192.0.2.10", "cliënt.example", "bøb@pass.spf.test")
@@ -659,7 +673,7 @@ func BenchmarkSPFCheck(b *testing.B) {
 	c := spfTestCheck(b, s, SPFOptions{})
 	ctx := context.Background()
 	warm := spfTx("192.0.2.10", "client.example", "bob@inc.spf.test")
-	if v, _ := c.Check(ctx, warm); len(v.Headers) != 2 {
+	if v, _ := c.Check(ctx, warm); len(v.Headers) != 1 {
 		b.Fatal("no headers")
 	}
 	queries := s.TotalQueries()

@@ -42,9 +42,11 @@ const ControlVersion = 1
 // controlHeader carries ControlVersion on every answer.
 const controlHeader = "Sekisho-Control"
 
-// controlMaxRequest bounds a request body: a verb's arguments, or a
-// message header for explain.
-const controlMaxRequest = 4 << 20
+// ControlMaxRequest bounds a request body: a verb's arguments, or a
+// message header for explain, or a whole message (explain -message, about
+// 3 MiB of it once base64 encoded; the CLI explains a larger one itself
+// with -direct).
+const ControlMaxRequest = 4 << 20
 
 // ControlFunc answers one verb: req is the request body (JSON). Its result
 // is sent as JSON; an error is sent as 500 with its text, or with the
@@ -172,12 +174,12 @@ func (c *Control) Handle(verb string, f ControlFunc) {
 			writeControl(w, http.StatusMethodNotAllowed, controlAnswer{Error: "use POST"})
 			return
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, controlMaxRequest+1))
+		body, err := io.ReadAll(io.LimitReader(r.Body, ControlMaxRequest+1))
 		switch {
 		case err != nil:
 			writeControl(w, http.StatusBadRequest, controlAnswer{Error: err.Error()})
 			return
-		case len(body) > controlMaxRequest:
+		case len(body) > ControlMaxRequest:
 			writeControl(w, http.StatusRequestEntityTooLarge, controlAnswer{Error: "request too large"})
 			return
 		case len(body) == 0:

@@ -90,7 +90,7 @@ func TestControlProtocol(t *testing.T) {
 		{"POST", "echo", `not json`, 400, `"error": "echo: invalid character`},
 		{"GET", "echo", ``, 405, `"error": "use POST"`},
 		{"POST", "nosuch", `{}`, 404, `"error"`},
-		{"POST", "echo", strings.Repeat(" ", controlMaxRequest+1), 413, `"error": "request too large"`},
+		{"POST", "echo", strings.Repeat(" ", ControlMaxRequest+1), 413, `"error": "request too large"`},
 	} {
 		req, _ := http.NewRequest(tc.method, "http://sekisho/v1/"+tc.verb, strings.NewReader(tc.body))
 		resp, err := raw.Do(req)

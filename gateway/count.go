@@ -42,6 +42,8 @@ func causeOf(check string, r *policy.Reply, given string) string {
 		return report.SPF
 	case "header":
 		return report.Header
+	case "dmarc":
+		return report.DMARC // refused, or deferred because it could not tell
 	case "relay":
 		if temp {
 			return report.OtherTempfail
@@ -89,6 +91,10 @@ func (e *engine) count(check string, r *policy.Reply, given string, rcpt mailadd
 			ev.Domain = e.from.Domain
 		}
 		ev.Domain = mailaddr.Fold(ev.Domain)
+	}
+	if cause == report.DMARC {
+		// The From domain refused: the report's top spoofed domains.
+		ev.Domain = mailaddr.Fold(e.refusedDomain)
 	}
 	rec.Record(ev)
 }

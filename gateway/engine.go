@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"sekisho/auth"
@@ -71,6 +72,11 @@ type engine struct {
 	// (per destination: Router.Key), in the order of their first RCPT.
 	ups     []*routeTx
 	headers []filters.Header
+	// rawHeader is the header section as the client sent it;
+	// refusedDomain is the domain a refusal at stage message was about,
+	// for the report.
+	rawHeader     []byte
+	refusedDomain string
 	// finished are the next hop transactions whose data was acknowledged:
 	// they are closed (QUIT, or kept for reuse) only after the client has
 	// its reply.
@@ -143,6 +149,7 @@ func (e *engine) reset() {
 	e.tx = &tx
 	e.active, e.from, e.params, e.rcpts, e.rcptDSN, e.rcptAlias = false, mailaddr.Address{}, MailParams{}, nil, nil, nil
 	e.headers = nil
+	e.rawHeader, e.refusedDomain = nil, ""
 	e.dests, e.destOrder = nil, nil
 }
 
@@ -348,8 +355,8 @@ func (e *engine) Data(ctx context.Context, msg io.Reader) *policy.Reply {
 		}
 	}
 	kv := []any{"rcpts", e.tx.Rcpts}
-	if r.reply.Code/100 == 2 && len(e.headers) > 0 {
-		kv = append(kv, "tags", tagSummary(e.headers))
+	if added := e.added(); r.reply.Code/100 == 2 && len(added) > 0 {
+		kv = append(kv, "tags", tagSummary(added))
 	}
 	e.obs.decided("data", r.check, r.reply, r.reason, kv...)
 	e.reset()
@@ -358,7 +365,7 @@ func (e *engine) Data(ctx context.Context, msg io.Reader) *policy.Reply {
 
 // tagSummary names the header fields the checks added to an accepted
 // message, each with its result, for the message's log line:
-// "Received-SPF: pass; Authentication-Results: spf=pass;
+// "Authentication-Results: spf=pass dkim=pass dmarc=pass; Received-SPF: pass;
 // X-Sekisho-Header-Violation: duplicate-field". The result is the first word
 // of the field's value; of an Authentication-Results field (RFC 8601 §2.2),
 // whose first word is our authserv-id, it is each method=result.
@@ -411,27 +418,47 @@ func (e *engine) data(ctx context.Context, msg io.Reader) dataOutcome {
 	if len(ups) == 0 && !e.dryRun {
 		return dataOutcome{reply: policy.NextHopLost, reason: "no next hop transaction"}
 	}
-	var head bytes.Buffer
-	out, rest := e.prepare(ctx, msg, &head)
+	hdr, out, rest := e.prepare(ctx, msg)
 	if out.reply != nil {
 		return out
 	}
-	if e.dryRun {
-		return dataOutcome{reply: policy.Accepted.Withf("would be relayed (explain sends no mail)")}
-	}
-	body := io.MultiReader(&head, rest)
-	if e.signs(head.Bytes()) {
-		// A DKIM signature covers the whole body: the message is read
-		// first, then signed, then sent.
-		var all bytes.Buffer
-		if _, err := io.Copy(&all, body); err != nil {
+	var body io.Reader = rest
+	var sp *spool
+	signs := e.signs(hdr)
+	if signs || e.gen.chain.WantsMessage(e.tx) {
+		// The whole message before any of it goes on (docs/flow.md, "The
+		// whole message before the next hop"): spooled, memory bounded.
+		sp = newSpool(e.gen.cfg.Limits.SpoolDir, e.gen.cfg.Limits.SpoolMemory)
+		defer sp.Close()
+		stop := e.keepAlive(ctx, ups)
+		_, err := io.Copy(sp, rest)
+		stop()
+		if err != nil {
 			return dataOutcome{reply: policy.FromError(err), reason: "reading the message: " + err.Error(), clientFailed: clientSide(ctx, err)}
 		}
-		f, err := e.sign(all.Bytes())
+		if out := e.messageStage(ctx, sp); out.reply != nil {
+			return out
+		}
+		body = sp.Reader()
+	}
+	var head bytes.Buffer
+	e.writeHead(&head, hdr)
+	if e.dryRun {
+		var added []string
+		for _, h := range e.added() {
+			added = append(added, h.Name+": "+strings.ReplaceAll(h.Value, "\r\n\t", " "))
+		}
+		return dataOutcome{reply: policy.Accepted.Withf("would be relayed (explain sends no mail)"), reason: "with " + strings.Join(added, "; ")}
+	}
+	if signs {
+		// A DKIM signature covers the whole body: read from the spool.
+		f, err := e.sign(io.MultiReader(bytes.NewReader(head.Bytes()), body), head.Bytes())
 		if err != nil {
 			return dataOutcome{reply: policy.FromError(err), check: "dkim", reason: err.Error()}
 		}
-		body = io.MultiReader(strings.NewReader(f), &all)
+		body = io.MultiReader(strings.NewReader(f), &head, sp.Reader())
+	} else {
+		body = io.MultiReader(&head, body)
 	}
 	if err := e.gen.router.DataAll(ctx, ups, body); err != nil {
 		return dataOutcome{reply: policy.FromError(err), check: "next_hop", reason: "relay: " + err.Error(), clientFailed: clientSide(ctx, err)}
@@ -450,45 +477,120 @@ func (e *engine) data(ctx context.Context, msg io.Reader) dataOutcome {
 
 // prepare reads the header section and decides on it: the loop count, our
 // own fields removed, a submission's completion and From check, the checks
-// of stage data. When the message may go on it writes into head what goes
-// out before the rest: the checks' fields (Authentication-Results,
-// Received-SPF: above our Received field, as RFC 8601 §5 and RFC 7208 §9.1
-// ask of the receiver that writes them), our Received field, and the header
-// section. rest is the remainder of the message.
-func (e *engine) prepare(ctx context.Context, msg io.Reader, head *bytes.Buffer) (dataOutcome, io.Reader) {
+// of stage data. It returns the header section as it goes on (hdr) and rest,
+// the remainder of the message; out.reply is set when the message is
+// refused.
+func (e *engine) prepare(ctx context.Context, msg io.Reader) (hdr []byte, out dataOutcome, rest io.Reader) {
 	// bufio's default 4 KiB: readHeader takes longer lines in pieces, and
 	// the relay's reads of the rest, larger than the buffer, bypass it.
 	br := bufio.NewReader(msg)
-	hdr, err := readHeader(br)
+	raw, err := readHeader(br)
 	if err != nil {
-		return dataOutcome{reply: policy.FromError(err), reason: "reading header: " + err.Error(), clientFailed: clientSide(ctx, err)}, br
+		return nil, dataOutcome{reply: policy.FromError(err), reason: "reading header: " + err.Error(), clientFailed: clientSide(ctx, err)}, br
 	}
-	if n := countReceived(hdr); n > maxReceived {
-		return dataOutcome{reply: policy.MailLoop, check: "loop", reason: fmt.Sprintf("received headers: %d", n)}, br
+	if n := countReceived(raw); n > maxReceived {
+		return nil, dataOutcome{reply: policy.MailLoop, check: "loop", reason: fmt.Sprintf("received headers: %d", n)}, br
 	}
-	hdr = stripOwnFields(hdr, e.gen.cfg.Hostname)
+	e.rawHeader = raw
+	hdr = stripOwnFields(raw, e.gen.cfg.Hostname)
 	if e.user != nil {
 		// Message completion (RFC 6409 §8.3, §8.4) before the header
 		// check, which requires a Date.
 		hdr = completeHeader(hdr, e.gen.cfg.Hostname, time.Now())
 		if e.gen.cfg.MSA.FromCheck {
 			if r, reason := e.fromOwned(hdr); r != nil {
-				return dataOutcome{reply: r, check: "submission", reason: reason}, br
+				return nil, dataOutcome{reply: r, check: "submission", reason: reason}, br
 			}
 		}
 	}
 	e.tx.Header = hdr
 	v, results := e.obs.run(ctx, "data", filters.StageData, e.tx)
 	if rep := verdictReply(v); rep != nil {
-		return dataOutcome{reply: rep, check: lastCheck(results), reason: v.Reason}, br
+		return nil, dataOutcome{reply: rep, check: lastCheck(results), reason: v.Reason}, br
 	}
 	e.headers = append(e.headers, v.Headers...)
-	for _, h := range e.headers {
+	return hdr, dataOutcome{}, br
+}
+
+// keepAlive sends a NOOP to every next hop transaction every
+// NextHopKeepAlive until stop is called, while the message is spooled: the
+// next hops wait for DATA meanwhile, and would time out (Postfix: 300 s)
+// on a large message from a slow client. stop returns once no NOOP is in
+// flight, so that the transactions are the caller's again.
+func (e *engine) keepAlive(ctx context.Context, ups []relay.Transaction) (stop func()) {
+	every := e.gen.cfg.NextHopKeepAlive
+	if every <= 0 || len(ups) == 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				for _, up := range ups {
+					if err := relay.KeepAlive(ctx, up); err != nil {
+						e.srv.log.Debug("next hop keep-alive failed", "session", e.base.SessionID, "next_hop", up.Hop(), "err", err.Error())
+					}
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// messageStage runs the checks of stage message on the spooled message, as
+// the client sent it (its header section before our own fields were
+// removed: a signature may cover them).
+func (e *engine) messageStage(ctx context.Context, sp *spool) dataOutcome {
+	raw := e.rawHeader
+	e.tx.Message = func() io.Reader { return io.MultiReader(bytes.NewReader(raw), sp.Reader()) }
+	v, results := e.obs.run(ctx, "message", filters.StageMessage, e.tx)
+	if rep := verdictReply(v); rep != nil {
+		if rep.Permanent() {
+			// The report's top spoofed From domains: refusals only, not
+			// what could not be told (a 451 says nothing of the sender).
+			e.refusedDomain = v.Domain
+		}
+		return dataOutcome{reply: rep, check: lastCheck(results), reason: v.Reason}
+	}
+	e.headers = append(e.headers, v.Headers...)
+	return dataOutcome{}
+}
+
+// writeHead writes what goes out before the body: the one
+// Authentication-Results field of the transaction on top, the checks'
+// fields (Received-SPF, the tags), above our Received field as RFC 8601 §5
+// and RFC 7208 §9.1 ask of the receiver that writes them, then the header
+// section.
+func (e *engine) writeHead(head *bytes.Buffer, hdr []byte) {
+	for _, h := range e.added() {
 		head.WriteString(h.Name + ": " + h.Value + "\r\n")
 	}
 	head.WriteString(e.received(time.Now()))
 	head.Write(hdr)
-	return dataOutcome{}, br
+}
+
+// added is every header field the checks give the message, in the order
+// it goes out: the one Authentication-Results field of the transaction (if
+// any method ran), then the checks' own fields.
+func (e *engine) added() []filters.Header {
+	ar, ok := filters.AuthenticationResults(e.gen.cfg.Hostname, e.tx)
+	if !ok {
+		return e.headers
+	}
+	return append([]filters.Header{ar}, e.headers...)
 }
 
 // outbound reports mail that leaves the campus on a user's or a campus
@@ -512,15 +614,16 @@ func (e *engine) dkimDomain(head []byte) string {
 	return domain
 }
 
-// sign returns the DKIM-Signature field for a whole message, or "" when it
-// is not signed. A signing failure is a temporary refusal: never a message
-// the admin believes signed going out unsigned.
-func (e *engine) sign(msg []byte) (string, error) {
-	domain := e.dkimDomain(msg)
+// sign returns the DKIM-Signature field for a whole message (msg; head is
+// its header section, which names the From domain), or "" when it is not
+// signed. A signing failure is a temporary refusal: never a message the
+// admin believes signed going out unsigned.
+func (e *engine) sign(msg io.Reader, head []byte) (string, error) {
+	domain := e.dkimDomain(head)
 	if domain == "" {
 		return "", nil
 	}
-	f, err := e.gen.cfg.DKIM.Sign(bytes.NewReader(msg), domain)
+	f, err := e.gen.cfg.DKIM.Sign(msg, domain)
 	if err != nil {
 		return "", fmt.Errorf("%w: dkim signing for %s: %v", policy.SigningFailed, domain, err)
 	}

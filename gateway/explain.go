@@ -16,12 +16,15 @@ import (
 
 // ExplainInput is one transaction to explain: what a client would send.
 type ExplainInput struct {
-	Client        netip.Addr `json:"client"`
-	Helo          string     `json:"helo"`
-	From          string     `json:"from"`
-	Rcpts         []string   `json:"rcpts"`
-	Header        []byte     `json:"header,omitempty"` // the header section, CRLF line endings; nil: no DATA stage
-	Authenticated string     `json:"authenticated,omitempty"`
+	Client netip.Addr `json:"client"`
+	Helo   string     `json:"helo"`
+	From   string     `json:"from"`
+	Rcpts  []string   `json:"rcpts"`
+	// Header is the header section, or the whole message (explain
+	// -message: the checks of stage message run too), CRLF line endings;
+	// nil: no DATA stage.
+	Header        []byte `json:"header,omitempty"`
+	Authenticated string `json:"authenticated,omitempty"`
 }
 
 // ExplainStep is one decision of the pipeline, as it would be made.
@@ -216,7 +219,7 @@ func (o *explainObserver) decided(stage, check string, r *policy.Reply, reason s
 }
 
 func (o *explainObserver) isCheck(name string) bool {
-	for _, st := range []filters.Stage{filters.StageMail, filters.StageRcpt, filters.StageData} {
+	for _, st := range []filters.Stage{filters.StageMail, filters.StageRcpt, filters.StageData, filters.StageMessage} {
 		for _, c := range o.gen.explain.Checks(st) {
 			if c.Name() == name {
 				return true

@@ -6,10 +6,13 @@
 // next hops is package relay.
 //
 // sekisho holds no queue. A message is streamed to the next hop while the
-// client sends it, and the client gets 250 only after the next hop answered
-// 250 to the same bytes (DESIGN.md §1). A crash at any instant loses nothing:
-// either the client has its 250 and the next hop has the message, or the
-// client has no 250 and retries.
+// client sends it — or, when a check needs the whole message (DKIM and
+// DMARC of inbound mail) or it is signed, spooled first (spool.go: memory up
+// to a bound, then an unlinked temporary file) and sent once decided — and
+// the client gets 250 only after the next hop answered 250 to the same
+// bytes (DESIGN.md §1). A crash at any instant loses nothing: either the
+// client has its 250 and the next hop has the message, or the client has no
+// 250 and retries.
 package gateway
 
 import (
@@ -46,6 +49,12 @@ type Limits struct {
 	MaxLineLength       int   // command and data lines, CRLF included
 	MaxErrors           int   // refused commands before 421; 0 = none
 
+	// SpoolMemory is how much of a message read whole (DKIM/DMARC,
+	// signing) is held in memory; the rest goes to a private temporary
+	// file in SpoolDir ("": os.TempDir()). 0: DefaultSpoolMemory.
+	SpoolMemory int
+	SpoolDir    string
+
 	CommandTimeout time.Duration // idle time allowed between commands
 	DataTimeout    time.Duration // the whole of DATA, from 354 to the dot
 	ShutdownGrace  time.Duration // how long transactions may finish at shutdown
@@ -64,9 +73,13 @@ type Config struct {
 	PostmasterDomain string
 	// Router finds each recipient's route and makes the call-ahead.
 	Router *relay.Router
-	Limits Limits
-	Chain  *filters.Chain
-	Logger *slog.Logger
+	// NextHopKeepAlive is how often the next hop transactions get a NOOP
+	// while a whole message is read from the client before any of it is
+	// sent (relay.KeepAlive); 0: never.
+	NextHopKeepAlive time.Duration
+	Limits           Limits
+	Chain            *filters.Chain
+	Logger           *slog.Logger
 
 	// TLS, when set, is offered with STARTTLS (RFC 3207) on the smtp
 	// listener. Mail is accepted with or without it: an MX cannot require

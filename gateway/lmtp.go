@@ -83,8 +83,8 @@ func (e *engine) DataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
 			e.count(e.dataCheck, r, "", e.rcpts[i])
 		}
 		kv := []any{"to", e.rcpts[i].String()}
-		if r.Code/100 == 2 && len(e.headers) > 0 {
-			kv = append(kv, "tags", tagSummary(e.headers))
+		if added := e.added(); r.Code/100 == 2 && len(added) > 0 {
+			kv = append(kv, "tags", tagSummary(added))
 		}
 		// A refusal of the message itself (a check of stage data) names
 		// its check and reason on each recipient's line; a destination's
@@ -103,21 +103,23 @@ func (e *engine) dataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
 		}
 		return out
 	}
-	var spool bytes.Buffer
-	r, rest := e.prepare(ctx, msg, &spool)
+	hdr, r, rest := e.prepare(ctx, msg)
 	e.dataCheck, e.dataClientFailed, e.dataRefusal = r.check, r.clientFailed, dataOutcome{}
 	if r.reply != nil {
 		e.dataRefusal = r // each recipient's line names it (DataLMTP)
 		return all(r.reply)
 	}
 	e.dataCheck = "next_hop" // from here on, each answer is a destination's
-	// The whole message, for every destination.
+	// The whole message, for every destination. (The LMTP listener takes
+	// trusted clients only: no check of stage message wants it.)
+	var spool bytes.Buffer
+	e.writeHead(&spool, hdr)
 	if _, err := io.Copy(&spool, rest); err != nil {
 		e.dataClientFailed = clientSide(ctx, err)
 		return all(policy.FromError(err))
 	}
 	body := spool.Bytes()
-	if f, err := e.sign(body); err != nil {
+	if f, err := e.sign(bytes.NewReader(body), body); err != nil {
 		return all(policy.FromError(err))
 	} else if f != "" {
 		body = append([]byte(f), body...)

@@ -200,6 +200,27 @@ var (
 	// failure" (here: DNS).
 	SPFTempFailed = &Reply{451, [3]int{4, 4, 3}, "SPF check could not be completed (DNS error), please try again later"}
 
+	// DMARCRejected: the From domain's DMARC policy is p=reject (or sp=) and
+	// the message is not authenticated by it (row 8). RFC 7489 §6.7 and
+	// §10.3 (rejection during the SMTP session, not a bounce); RFC 5321
+	// 550; RFC 3463 5.7.1 "delivery not authorized, message refused", as
+	// the large receivers give it. The check names the domain with Withf.
+	DMARCRejected = &Reply{550, [3]int{5, 7, 1}, "message refused by the DMARC policy of its From domain"}
+
+	// DMARCLocalFrom: mail from outside whose From is one of our own
+	// domains and which that domain does not authenticate (DKIM or SPF
+	// aligned): a spoofed campus sender (checks.dmarc.local_from: reject).
+	// RFC 7489 §6.7 leaves local policy to the receiver; RFC 5321 550; RFC
+	// 3463 5.7.1.
+	DMARCLocalFrom = &Reply{550, [3]int{5, 7, 1}, "From is a domain of this site, but the message is not authenticated by it"}
+
+	// DMARCTempFailed: DKIM or DMARC could not be evaluated (a key or the
+	// record could not be fetched) for a domain whose mail would otherwise
+	// be refused (checks.dmarc.temperror: tempfail). RFC 7489 §6.6.3 (a
+	// transient DNS error is not the absence of a record); RFC 5321 451;
+	// RFC 3463 4.7.5 "cryptographic failure" in its temporary form.
+	DMARCTempFailed = &Reply{451, [3]int{4, 7, 5}, "message authentication (DKIM/DMARC) could not be completed, please try again later"}
+
 	// --- Next hop (call-ahead and DATA) ---------------------------------
 
 	// NextHopUnreachable: no next hop of the route answered. RFC 5321 451;

@@ -31,6 +31,7 @@ func TestEveryReplyLiteralHasMatchingClass(t *testing.T) {
 		"DomainNXSenderTempfail": 4, "DomainNXRecipientTempfail": 4, "DomainUnverifiable": 4,
 		"HeaderViolation": 5, "UnknownUser": 5, "DirectoryIncomplete": 4, "DirectoryUnavailable": 4,
 		"GreylistDeferred": 4, "GreylistStoreUnavailable": 4, "SPFFailed": 5, "SPFTempFailed": 4,
+		"DMARCRejected": 5, "DMARCLocalFrom": 5, "DMARCTempFailed": 4,
 	} {
 		code, ok := byName[name]
 		if !ok {

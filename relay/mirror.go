@@ -491,6 +491,16 @@ func fanOut(msg io.Reader, writers []*io.PipeWriter) error {
 	}
 }
 
+// Noop keeps every next hop of the mirror alive (KeepAlive).
+func (m *mirrorTx) Noop(ctx context.Context) error {
+	if m.broken != nil {
+		return m.broken
+	}
+	outcomes := m.each(func(h mirrorHop) error { return KeepAlive(ctx, h) })
+	m.markLost(outcomes)
+	return m.broken
+}
+
 // Abort abandons every next hop's transaction. Safe at any time, from any
 // goroutine, more than once.
 func (m *mirrorTx) Abort() {

@@ -163,6 +163,17 @@ type Transaction interface {
 	TLS() *tls.ConnectionState
 }
 
+// KeepAlive keeps a transaction whose next hop waits for DATA alive with a
+// NOOP (RFC 5321 §4.1.1.9), for a gateway that reads the whole message
+// before sending it. A transaction without a connection (a Maildir) needs
+// none. An error is a lost connection: the transaction's Data then fails.
+func KeepAlive(ctx context.Context, tx Transaction) error {
+	if n, ok := tx.(interface{ Noop(context.Context) error }); ok {
+		return n.Noop(ctx)
+	}
+	return nil
+}
+
 // Lookup returns the index of the route for a recipient domain, or -1.
 func (r *Router) Lookup(domain string) int { return r.Routes.Lookup(domain) }
 

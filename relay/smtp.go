@@ -317,6 +317,34 @@ func (u *smtpTx) Rcpt(ctx context.Context, to mailaddr.Address, dsn RcptDSN) err
 	return nil
 }
 
+// Noop sends NOOP (RFC 5321 §4.1.1.9) to keep the transaction alive while
+// the gateway reads a whole message from its client before sending any of
+// it (KeepAlive): a next hop waiting for DATA times out after its command
+// timeout (Postfix's smtpd_timeout, 300 s by default). A failure is a lost
+// connection, as for any command.
+func (u *smtpTx) Noop(ctx context.Context) error {
+	if u.broken != nil {
+		return u.broken
+	}
+	if !u.enter() {
+		return fmt.Errorf("%w (next hop %s: transaction already ended)", policy.NextHopLost, u.hop)
+	}
+	defer u.leave()
+	stop := u.abortOnCancel(ctx)
+	err := u.client.Noop()
+	if !stop() && err == nil {
+		err = net.ErrClosed
+	}
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) && se.Code != 421 {
+			return nil // a reply: the connection is alive
+		}
+		return u.fail(ctx, "NOOP", err)
+	}
+	return nil
+}
+
 // rcptOptions are the RCPT parameters for the next hop: the DSN ones when it
 // offers DSN (RFC 3461 §4.1, §4.2), none otherwise.
 func (u *smtpTx) rcptOptions(dsn RcptDSN) *smtp.RcptOptions {

@@ -19,6 +19,7 @@ const (
 	Greylist        = "greylist"         // 451 4.7.1
 	DNSBL           = "dnsbl"            // a listing
 	SPF             = "spf"              // SPF fail (or temperror when tempfail is set)
+	DMARC           = "dmarc"            // refused by DKIM/DMARC (a From domain's policy, a spoofed local From), or deferred (could not tell)
 	Header          = "header"           // a header rule broken
 	Pregreet        = "pregreet"         // talked before the banner
 	RelayDenied     = "relay_denied"     // not a local domain, routing syntax, literal
@@ -30,7 +31,7 @@ const (
 // Causes lists every cause, in the order reports show them.
 var Causes = []string{
 	Accepted, LDAPTempfail, DNSTempfail, NXDomain, BadDomain, UnknownUser, Greylist,
-	DNSBL, SPF, Header, Pregreet, RelayDenied, NexthopTempfail, AuthFailure, OtherTempfail,
+	DNSBL, SPF, DMARC, Header, Pregreet, RelayDenied, NexthopTempfail, AuthFailure, OtherTempfail,
 	LDAPStale,
 }
 
@@ -47,8 +48,9 @@ type Event struct {
 	// for an authenticated user's own limits, "" when every check passed).
 	// The report counts by Cause; the tempfail alarm also looks at Check.
 	Check string
-	// Domain is the domain refused, for NXDomain and BadDomain: the
-	// report's top domains, the candidates for baddomains.txt.
+	// Domain is the domain refused, for NXDomain and BadDomain (the
+	// report's top domains, the candidates for baddomains.txt) and the
+	// From domain of a message refused by DMARC (the top spoofed domains).
 	Domain string
 }
 

@@ -133,6 +133,7 @@ func change(cur, prev int64, hasPrev bool) string {
 var domainTitles = map[string]string{
 	NXDomain:  "Top NXDOMAIN domains",
 	BadDomain: "Top bad-list domains",
+	DMARC:     "Top spoofed From domains (refused by DMARC)",
 }
 
 // WriteText writes the report for people (the Monday mail): newest week

@@ -169,6 +169,7 @@ type pageRow struct {
 var pageDomainTitles = map[string]string{
 	NXDomain:  "Top NXDOMAIN domains",
 	BadDomain: "Top bad-list domains",
+	DMARC:     "Top spoofed From domains (refused by DMARC)",
 }
 
 var kindNames = map[string]string{PanelTempfail: "4xx", PanelRejection: "5xx", "": "accepted"}
@@ -389,11 +390,11 @@ candidates for the list (a typo of a big provider, a spammer's invented name). C
 {{end}}</tbody>
 </table>
 <div>
-{{range .Top}}<h3>{{domainFor .Cause}}</h3>
+{{range .Top}}<h3>{{domainFor .Cause}}</h3>{{$listed := ne .Cause "dmarc"}}
 {{if .Domains}}<table>
-<thead><tr><th>#</th><th>domain</th><th>attempts</th><th>senders</th><th>listed</th></tr></thead>
+<thead><tr><th>#</th><th>domain</th><th>attempts</th><th>senders</th>{{if $listed}}<th>listed</th>{{end}}</tr></thead>
 <tbody>
-{{range $i, $d := .Domains}}<tr><td class="n">{{inc $i}}</td><td><code>{{$d.Domain}}</code></td><td class="n">{{count $d.Attempts}}</td><td class="n">{{count $d.Senders}}</td><td>{{if $d.Listed}}yes{{else}}no{{end}}</td></tr>
+{{range $i, $d := .Domains}}<tr><td class="n">{{inc $i}}</td><td><code>{{$d.Domain}}</code></td><td class="n">{{count $d.Attempts}}</td><td class="n">{{count $d.Senders}}</td>{{if $listed}}<td>{{if $d.Listed}}yes{{else}}no{{end}}</td>{{end}}</tr>
 {{end}}</tbody>
 </table>{{else}}<p class="note">none</p>{{end}}
 {{end}}</div>

@@ -81,10 +81,14 @@ func TestPageTablesAndAddLines(t *testing.T) {
 		{"1", "gmial.com", "40", "12", "no"},
 		{"3", "hotmial.com", "7", "2", "yes"},
 		{"gmial.com", "120", "3", "2026-W47"}, // candidates over the period
+		{"1", "campus.example", "8", "6"},     // spoofed From domains: no "listed" column
 	} {
 		if !hasRow(rs, want...) {
 			t.Errorf("no row %q", want)
 		}
+	}
+	if !strings.Contains(page, "<h3>Top spoofed From domains (refused by DMARC)</h3>") {
+		t.Error("no top spoofed From domains")
 	}
 	if n := strings.Count(page, "<details"); n != len(r.Weeks) {
 		t.Errorf("%d week sections, want %d", n, len(r.Weeks))

@@ -19,7 +19,7 @@ const DefaultTop = 10
 
 // DomainCauses are the causes whose refused domains are counted, in the
 // order reports show them.
-var DomainCauses = []string{NXDomain, BadDomain}
+var DomainCauses = []string{NXDomain, BadDomain, DMARC}
 
 // Options says what Build reads.
 type Options struct {

@@ -33,6 +33,7 @@ func chartReport() *report.Report {
 				{Domain: "hotmial.com", Attempts: 7, Senders: 2, Listed: true},
 			}},
 			{Cause: report.BadDomain, Domains: []report.DomainCount{{Domain: "mailer.invalid", Attempts: 5, Senders: 5, Listed: true}}},
+			{Cause: report.DMARC, Domains: []report.DomainCount{{Domain: "campus.example", Attempts: 8, Senders: 6}}},
 		}
 		r.Weeks = append(r.Weeks, w)
 	}

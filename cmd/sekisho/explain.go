@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -32,7 +33,8 @@ const (
 )
 
 const explainUsage = `usage: sekisho explain [-config FILE] -ip ADDRESS [-helo NAME] [-from SENDER]
-                       -rcpt RECIPIENT [-rcpt ...] [-auth USER] [-header-file FILE] [-direct]
+                       -rcpt RECIPIENT [-rcpt ...] [-auth USER] [-header-file FILE | -message FILE]
+                       [-direct]
 
 Runs one transaction through the checks without sending mail, and prints
 each check's outcome with the lookups it made, and the reply the client
@@ -45,6 +47,10 @@ the answer is the one it would give. Otherwise (or with -direct) explain
 loads the configuration and opens the store itself; the embedded store
 cannot be read while a gateway holds it. Either way nothing is written:
 no greylist entry, no count, no mail.
+
+-message FILE runs the checks of the end of DATA on a stored message
+(header and body): the header check, DKIM (each signature's result) and
+DMARC, and shows the Authentication-Results field the message would get.
 
 exit status: 0 the mail would be accepted; 1 refused (a 5xx reply to some
 command); 2 deferred (a 4xx reply, none 5xx: the client would retry);
@@ -67,6 +73,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	auth := fs.String("auth", "", "explain as if the client had authenticated as this user")
 	headerFile := fs.String("header-file", "", "a file with the message's header section, to run the DATA checks")
 	direct := fs.Bool("direct", false, "do not ask the running gateway: load the configuration and open the store here")
+	messageFile := messageFlag(fs.FlagSet)
 	var rcpts stringList
 	fs.Var(&rcpts, "rcpt", "an envelope recipient (RCPT TO); repeat for several")
 	if code, ok := parseFlags(fs, args); !ok {
@@ -87,6 +94,16 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		}
 		header = headerSection(raw)
 	}
+	if *messageFile != "" {
+		if *headerFile != "" {
+			return usageError(fs, stderr, "-header-file and -message: give one")
+		}
+		msg, err := readMessageFile(*messageFile)
+		if err != nil {
+			return usageError(fs, stderr, "%v", err)
+		}
+		header = msg // the whole message: its body too goes through the data
+	}
 	cfg, err := config.Load(*path) // "": the embedded defaults
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -104,6 +121,10 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sekisho explain: cannot ask the running gateway: %v\n(root and the members of the gateway's group may; -direct explains without it)\n", err)
 		return explainCannotSay
 	case c != nil:
+		if tooLargeForControl(in) {
+			fmt.Fprintf(stderr, "sekisho explain: the message is larger than the control socket takes (%d bytes of request); -direct explains it in this process\n", gateway.ControlMaxRequest)
+			return explainCannotSay
+		}
 		if err := c.Call(ctx, "explain", in, &ex); err != nil {
 			fmt.Fprintln(stderr, "sekisho explain:", err)
 			return explainCannotSay
@@ -150,6 +171,13 @@ func explainHere(ctx context.Context, cfg *config.Config, in gateway.ExplainInpu
 	return srv.Explain(ctx, in), nil
 }
 
+// tooLargeForControl reports whether in, as the explain request, is more
+// than the control socket takes (a large -message).
+func tooLargeForControl(in gateway.ExplainInput) bool {
+	b, err := json.Marshal(in)
+	return err == nil && len(b) > gateway.ControlMaxRequest
+}
+
 // explainCode is the exit code of an explanation: refused when some reply
 // is permanent (some of the mail would bounce), deferred when some is
 // temporary and none permanent, accepted otherwise.
@@ -187,7 +215,12 @@ func printExplain(w io.Writer, client netip.Addr, helo, from string, rcpts []str
 		if st.Reply != "" {
 			fmt.Fprintf(w, "    reply:  %s\n", st.Reply)
 		}
-		if st.Reason != "" {
+		if st.Reason != "" && st.Check == "dmarc" {
+			// One line per signature and per From domain.
+			for _, part := range strings.Split(st.Reason, "; ") {
+				fmt.Fprintf(w, "    why:    %s\n", part)
+			}
+		} else if st.Reason != "" {
 			fmt.Fprintf(w, "    why:    %s\n", st.Reason)
 		}
 		for _, l := range st.Lookups {

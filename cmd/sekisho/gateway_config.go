@@ -98,6 +98,7 @@ func gatewayConfig(c *config.Config) gateway.Config {
 		PostmasterDomain: postmasterDomain(c),
 		TrustedNetworks:  trusted,
 		ProxyFrom:        proxyFrom(c),
+		NextHopKeepAlive: c.NextHop.KeepAliveInterval,
 		Router: &relay.Router{
 			Hostname: c.Hostname,
 			Routes:   c.RelayRoutes(),
@@ -113,6 +114,7 @@ func gatewayConfig(c *config.Config) gateway.Config {
 			MaxMessageBytes: c.Limits.MaxMessageBytes, MaxRecipients: c.Limits.MaxRecipients,
 			MaxLineLength: c.Limits.MaxLineLength, MaxErrors: c.Limits.MaxErrors, CommandTimeout: c.Limits.CommandTimeout,
 			DataTimeout: c.Limits.DataTimeout, ShutdownGrace: c.Limits.ShutdownGrace,
+			SpoolMemory: c.Limits.SpoolMemoryBytes, SpoolDir: c.Limits.SpoolDir,
 		},
 	}
 }

@@ -69,7 +69,7 @@ func (o *observability) start(ctx context.Context, srv *gateway.Server, checks p
 			Help: "Report counter entries (triplets, refused domains, senders) left out because its buffer was full; attempts are always counted.",
 		}, func() float64 { return float64(c.Dropped()) })
 	}
-	reg, err := newRegistry(srv.Collector(), o.lookups, checks, relayTLSCollector{o.d.tlsCounters}, relayCacheCollector{o.d.cacheCounters},
+	reg, err := newRegistry(srv.Collector(), o.lookups, checks, relayTLSCollector{o.d.tlsCounters}, relayCacheCollector{o.d.cacheCounters}, o.d.authResults,
 		healthCollector{o.health}, alarmCollector{o.alarm}, drops)
 	if err != nil {
 		return err

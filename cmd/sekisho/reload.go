@@ -198,7 +198,7 @@ func startGateway(ctx context.Context, cfg *config.Config, d *deps, obs *observa
 // process's.
 func reloadDeps(cfg *config.Config, prev *generation) (*deps, *sharedResource, error) {
 	pd := prev.d
-	d := &deps{log: pd.log, store: pd.store, tlsCounters: pd.tlsCounters, cacheCounters: pd.cacheCounters, observe: pd.observe}
+	d := &deps{log: pd.log, store: pd.store, tlsCounters: pd.tlsCounters, cacheCounters: pd.cacheCounters, observe: pd.observe, authResults: pd.authResults}
 	d.resolver = pd.resolver
 	if !reflect.DeepEqual(cfg.DNS, prev.cfg.DNS) {
 		r, err := newResolver(cfg)

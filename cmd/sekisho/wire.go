@@ -34,6 +34,8 @@ type deps struct {
 	tlsCounters *relay.TLSCounters
 	// cacheCounters count the next-hop connection cache, for /metrics.
 	cacheCounters *relay.CacheCounters
+	// authResults count DKIM and DMARC results, for /metrics.
+	authResults *authResultCounts
 	// observe, if set before the store is opened, times the store's calls
 	// (sekisho_lookup_duration_seconds{kind="store"}).
 	observe lookup.ObserveFunc
@@ -42,7 +44,7 @@ type deps struct {
 // newDeps builds the resolver, the bad-domain list and (when configured) the
 // LDAP directory.
 func newDeps(cfg *config.Config, log *slog.Logger) (*deps, error) {
-	d := &deps{log: log}
+	d := &deps{log: log, authResults: newAuthResultCounts()}
 	r, err := newResolver(cfg)
 	if err != nil {
 		return nil, err
@@ -103,7 +105,7 @@ func (d *deps) close() {
 func buildChain(cfg *config.Config, d *deps) (*filters.Chain, error) {
 	var checks []filters.Check
 	for _, build := range []func(*config.Config, *deps) ([]filters.Check, error){
-		dnsChecks, headerChecks, accountChecks, greylistChecks, spfChecks,
+		dnsChecks, headerChecks, accountChecks, greylistChecks, spfChecks, dmarcChecks,
 	} {
 		cs, err := build(cfg, d)
 		if err != nil {
