@@ -395,6 +395,18 @@ func TestDKIMAndDMARCInbound(t *testing.T) {
 				t.Errorf("explain output lacks %q:\n%s", w, out)
 			}
 		}
+		// A message larger than the control socket takes (4 MiB of
+		// request, the message base64-encoded in it): explain says so
+		// and names -direct, instead of the gateway's bare 413.
+		big := dmarcMessage("news@rejecting.net", "big") + strings.Repeat(strings.Repeat("x", 76)+"\r\n", 60000)
+		os.WriteFile(file, []byte(big), 0o600)
+		cmd := exec.Command(harness.Binary(t), "explain", "-config", "sekisho.yaml",
+			"-ip", outside, "-helo", "client.example.net", "-from", "bob@spfpass.net", "-rcpt", "alice@campus.test", "-message", file)
+		cmd.Dir = gw.Dir
+		out2, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 69 || !strings.Contains(string(out2), "-direct explains it in this process") {
+			t.Errorf("explain -message of %d bytes through the control socket: %v, want exit 69 naming -direct:\n%s", len(big), err, out2)
+		}
 	})
 
 	// The next hop's log: a DATA command for each message accepted, none

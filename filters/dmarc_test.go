@@ -244,3 +244,46 @@ func TestDKIMMaxSignatures(t *testing.T) {
 		t.Errorf("detail %q", d)
 	}
 }
+
+// TestDMARCDryRunObservesNothing: the check as `sekisho explain` runs it
+// (Chain.DryRun) verifies the same signatures and gives the same results,
+// but tells Observe nothing: an explanation counts no result in
+// sekisho_auth_results_total. The check itself still observes.
+func TestDMARCDryRunObservesNothing(t *testing.T) {
+	s, msg := dkimTestWorld(t, "sel")
+	r, err := lookup.NewResolver(lookup.DNSConfig{Resolvers: []string{s.Addr()}, Timeout: spfTestDNSTimeout, Attempts: 1, Canary: "campus.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	c, err := NewDMARC(DMARCOptions{Resolver: r, AuthServID: "mx.campus.test",
+		LocalDomains: mailaddr.NewDomainSet([]string{"campus.test"}),
+		Observe:      func(method, result string) { seen = append(seen, method+"="+result) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, _, _ := strings.Cut(msg, "\r\n\r\n")
+	tx := func() *Transaction {
+		return &Transaction{Client: netip.MustParseAddr("192.0.2.9"), Header: []byte(head + "\r\n\r\n"),
+			Message: func() io.Reader { return strings.NewReader(msg) }}
+	}
+	dry := NewChain(c).DryRun().Checks(StageMessage)
+	if len(dry) != 1 {
+		t.Fatalf("the dry-run chain has %d checks of stage message, want the dmarc check", len(dry))
+	}
+	d, ok := dry[0].(*DMARC)
+	if !ok {
+		t.Fatalf("the dry run of the dmarc check is a %T", dry[0])
+	}
+	got := d.Evaluate(context.Background(), tx())
+	if len(seen) != 0 {
+		t.Errorf("the dry run observed %v", seen)
+	}
+	want := c.Evaluate(context.Background(), tx())
+	if len(seen) == 0 {
+		t.Errorf("the check itself observed nothing")
+	}
+	if len(got.DKIM) != 1 || len(want.DKIM) != 1 || got.DKIM[0].Result != want.DKIM[0].Result || got.DMARC[0].Result != want.DMARC[0].Result {
+		t.Errorf("dry run %+v, the check %+v: want the same results", got, want)
+	}
+}

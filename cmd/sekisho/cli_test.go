@@ -80,6 +80,10 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"-ip", "not an address", "-rcpt", "a@campus.test"},
 		{"-ip", "192.0.2.7", "-rcpt", "a@campus.test", "extra"},
 		{"-ip", "192.0.2.7", "-rcpt", "a@campus.test", "-header-file", filepath.Join(t.TempDir(), "missing")},
+		// A message that cannot be read, or given with -header-file: a
+		// usage error, never 2 (explain's "deferred").
+		{"-ip", "192.0.2.7", "-rcpt", "a@campus.test", "-message", filepath.Join(t.TempDir(), "missing")},
+		{"-ip", "192.0.2.7", "-rcpt", "a@campus.test", "-message", "cli_test.go", "-header-file", "cli_test.go"},
 	} {
 		code, out, errs := runCmd(append([]string{"explain"}, args...)...)
 		if code != 64 || out != "" || !strings.Contains(errs, "usage: sekisho explain") {
