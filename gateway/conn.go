@@ -237,7 +237,9 @@ func (c *conn) writeLocked(r *policy.Reply) error {
 	if c.closed {
 		return net.ErrClosed
 	}
-	c.logReplyLocked(c.log, r, c.verb)
+	if c.logReplyLocked(c.log, r, c.verb) {
+		c.recordReply(r, c.verb)
+	}
 	c.nc.SetWriteDeadline(time.Now().Add(c.gen.cfg.Limits.CommandTimeout))
 	c.bw.WriteString(r.Wire())
 	if c.groupable && r.Code != 421 && c.lineBuffered() {
@@ -253,13 +255,13 @@ func (c *conn) writeLocked(r *policy.Reply) error {
 // limit, a shutdown), the refusal is in the log once. A reply that a
 // decision line has already logged with its reason (noteLogged) gets no
 // second line.
-func (c *conn) logReplyLocked(log *slog.Logger, r *policy.Reply, verb string) {
+func (c *conn) logReplyLocked(log *slog.Logger, r *policy.Reply, verb string) (logged bool) {
 	if r.Code < 400 && verb != "VRFY" {
-		return
+		return false
 	}
 	if c.noted[r] > 0 {
 		c.noted[r]--
-		return
+		return false
 	}
 	outcome := "rejected"
 	switch {
@@ -276,6 +278,7 @@ func (c *conn) logReplyLocked(log *slog.Logger, r *policy.Reply, verb string) {
 	}
 	args = append(args, "outcome", outcome, "reply", r.String())
 	log.Info("reply", args...)
+	return true
 }
 
 // noteLogged records that a decision line carrying r (its reply= field)

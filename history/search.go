@@ -75,11 +75,12 @@ func addrMatch(want, got string) bool {
 	want = strings.ToLower(strings.TrimSpace(strings.Trim(want, "<>")))
 	got = strings.ToLower(got)
 	if dom, ok := strings.CutPrefix(want, "@"); ok {
-		_, d, ok := strings.Cut(got[strings.LastIndexByte(got, '@')+1:], "@")
-		if !ok {
-			d = got[strings.LastIndexByte(got, '@')+1:]
+		i := strings.LastIndexByte(got, '@')
+		if i < 0 {
+			return false
 		}
-		return strings.Contains(got, "@") && (d == dom || strings.HasSuffix(d, "."+dom))
+		d := got[i+1:]
+		return d == dom || strings.HasSuffix(d, "."+dom)
 	}
 	return got == want
 }
