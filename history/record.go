@@ -76,8 +76,10 @@ func Unmarshal(b []byte) (Record, error) {
 
 // The queue id in a next hop's 250 reply to the data: Postfix "queued as
 // 4Fxyz", Exim "id=1rABCD-000123-Xy", Sendmail "Message accepted for
-// delivery" has "<id> Message accepted", qmail "ok 1700000000 qp 1234".
+// delivery" has "<id> Message accepted", qmail "ok 1700000000 qp 1234",
+// Dovecot's LMTP "<user@campus> 8Oj3AbC+ZmW0GgAA Saved".
 var queueIDPatterns = []*regexp.Regexp{
+	regexp.MustCompile(`<[^>]*> ([A-Za-z0-9+/]{6,64}) Saved`),
 	regexp.MustCompile(`(?i)\bqueued as ([A-Za-z0-9][A-Za-z0-9._:-]{0,63})`),
 	regexp.MustCompile(`(?i)\bid=([A-Za-z0-9][A-Za-z0-9._:-]{0,63})`),
 	regexp.MustCompile(`(?i)\b([A-Za-z0-9]{6,32}) Message accepted for delivery`),
