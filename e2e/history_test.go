@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -164,7 +166,9 @@ func checkHistory(t *testing.T, dir, client, pregreetIP, from, msgid, qid string
 // The subject is nowhere in the store.
 func TestHistoryEmbeddedWhileServing(t *testing.T) {
 	hop := historyHop(t, "4FQ1XYZ")
+	httpAddr := testenv.FreePort(t)
 	gw := harness.Start(t, site{
+		http:   httpAddr,
 		routes: []string{routeTo([]string{"campus.test", ".campus.test"}, "smtp://"+hop.Addr)},
 		greet:  "1s",
 		checks: "greylist: {delay: 2s, exempt: [], auto_whitelist: 0}\n" + greylistOnly,
@@ -178,6 +182,23 @@ func TestHistoryEmbeddedWhileServing(t *testing.T) {
 	if !bytes.Contains(db, []byte("4FQ1XYZ")) || bytes.Contains(db, []byte("secret subject")) {
 		t.Errorf("the store holds the queue id: %v, the subject: %v (want true, false)",
 			bytes.Contains(db, []byte("4FQ1XYZ")), bytes.Contains(db, []byte("secret subject")))
+	}
+
+	// A hostile sender and HELO, shown on /history as text.
+	c := harness.DialFrom(t, "127.0.0.9", gw.SMTP)
+	c.Expect("EHLO x.example", "250")
+	c.Expect(`MAIL FROM:<"<script>alert(1)</script>"@example.org>`, "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "451 4.7.1")
+	c.Expect("QUIT", "221")
+	resp, err := http.Get("http://" + httpAddr + "/history?client=127.0.0.9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Contains(page, []byte("&lt;script&gt;alert(1)&lt;/script&gt;")) ||
+		bytes.Contains(page, []byte("<script")) || !bytes.Contains(page, []byte("Greylisted:")) {
+		t.Errorf("/history: %s, the hostile sender escaped, no <script, the greylisting's hint: want all\n%s", resp.Status, page)
 	}
 }
 

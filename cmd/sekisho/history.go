@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,14 +76,7 @@ func (src *controlSource) historyVerb(ctx context.Context, raw json.RawMessage) 
 	if err := f.Validate(); err != nil {
 		return nil, gateway.BadRequest("history: %v", err)
 	}
-	h := historyStoreOf(src.obs.d.store)
-	if h == nil {
-		return nil, fmt.Errorf("history: the state store keeps no history")
-	}
-	if src.obs.history != nil {
-		src.obs.history.Flush(ctx) // what this gateway just decided is found too
-	}
-	recs, err := history.Search(ctx, h, f, time.Now())
+	recs, err := src.obs.searchHistory(ctx, f)
 	if err != nil {
 		return nil, err
 	}
@@ -200,4 +194,26 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "no decision matched")
 	}
 	return 0
+}
+
+// searchHistory searches the gateway's store, after writing what this
+// gateway has just recorded (so that a decision of a moment ago is found).
+func (o *observability) searchHistory(ctx context.Context, f history.Filter) ([]history.Record, error) {
+	h := historyStoreOf(o.d.store)
+	if h == nil {
+		return nil, fmt.Errorf("the state store keeps no history")
+	}
+	if o.history != nil {
+		o.history.Flush(ctx)
+	}
+	return history.Search(ctx, h, f, time.Now())
+}
+
+// withHistoryPage serves /history (history.PageHandler) and everything
+// else from next.
+func withHistoryPage(next http.Handler, search func(context.Context, history.Filter) ([]history.Record, error)) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(history.Path, history.PageHandler(search))
+	mux.Handle("/", next)
+	return mux
 }

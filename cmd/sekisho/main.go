@@ -254,6 +254,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if httpL := lset.get("http"); httpL != nil {
 		httpSrv = newHTTPServer(httpHandler(obs), httpLimits)
 		httpSrv.Handler = withReportPages(httpSrv.Handler, loadReport)
+		httpSrv.Handler = withHistoryPage(httpSrv.Handler, obs.searchHistory)
 		httpSrv.Handler = withAutoconfig(httpSrv.Handler, obs.autoconfig)
 		log.Info("listening", "listener", "http", "addr", httpL.Addr().String(), "socket", lset.origin("http"))
 		go func() {
