@@ -142,7 +142,7 @@ func checkHistory(t *testing.T, dir, client, pregreetIP, from, msgid, qid string
 		t.Errorf("-client %s: no pregreet record: %+v", pregreetIP, recs)
 	}
 	domain := from[strings.IndexByte(from, '@'):]
-	if recs := historyCLI(t, dir, "-from", domain, "-outcome", "refused"); len(recs) != 2 {
+	if recs := historyCLI(t, dir, "-from", domain, "-since", "168h", "-outcome", "refused"); len(recs) != 2 {
 		t.Errorf("-from %s -outcome refused: %d records, want 2 (relay, next hop): %+v", domain, len(recs), recs)
 	}
 	if recs := historyCLI(t, dir, "-client", client+"/32", "-outcome", "deferred"); len(recs) != 2 {

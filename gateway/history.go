@@ -67,8 +67,8 @@ func tlsVersion(st *tls.ConnectionState) string {
 func (c *conn) newRecord(stage, check string, r *policy.Reply, reason string) history.Record {
 	rec := history.Record{
 		Time: time.Now(), Gateway: c.gen.cfg.Hostname, Listener: c.listener, Session: c.id,
-		Client: c.client.String(), Helo: c.helo, Stage: stage, Check: check,
-		Code: r.Code, Reply: r.String(), Reason: reason, TLS: tlsVersion(c.tls),
+		ClientAddr: c.client, Helo: c.helo, Stage: stage, Check: check,
+		Code: r.Code, ReplyOf: r, Reason: reason, TLS: tlsVersion(c.tls),
 	}
 	if c.user != nil {
 		rec.User = c.user.Name
@@ -92,9 +92,7 @@ func (c *conn) recordDecision(stage, check string, r *policy.Reply, reason strin
 		case "from":
 			rec.From, _ = kv[i+1].(string)
 		case "to":
-			if s, _ := kv[i+1].(string); s != "" {
-				rec.To = []string{s}
-			}
+			rec.Rcpt, _ = kv[i+1].(string)
 		case "rcpts":
 			rec.To, _ = kv[i+1].([]string)
 			rec.To = append([]string(nil), rec.To...)

@@ -10,6 +10,8 @@ package history
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/netip"
 	"regexp"
 	"strings"
 	"time"
@@ -40,6 +42,27 @@ type Record struct {
 	Size     int64     `json:"sz,omitempty"`  // message size in bytes, as received
 	TLS      string    `json:"tls,omitempty"` // the client connection's TLS version, "" in clear
 	User     string    `json:"u,omitempty"`   // the authenticated user (submission)
+
+	// Set on the session's path instead of Client, Reply and To, so that
+	// it allocates nothing there: the recorder turns them into those
+	// fields when it writes the batch, off the path.
+	ClientAddr netip.Addr   `json:"-"`
+	ReplyOf    fmt.Stringer `json:"-"`
+	Rcpt       string       `json:"-"`
+}
+
+// resolve fills Client, Reply and To from ClientAddr, ReplyOf and Rcpt.
+func (r *Record) resolve() {
+	if r.Client == "" && r.ClientAddr.IsValid() {
+		r.Client = r.ClientAddr.String()
+	}
+	if r.Reply == "" && r.ReplyOf != nil {
+		r.Reply = r.ReplyOf.String()
+	}
+	if r.Rcpt != "" && len(r.To) == 0 {
+		r.To = []string{r.Rcpt}
+	}
+	r.ClientAddr, r.ReplyOf, r.Rcpt = netip.Addr{}, nil, ""
 }
 
 // Outcome is accepted (2xx and 3xx), deferred (4xx) or refused (5xx).

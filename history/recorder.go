@@ -36,6 +36,9 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// pendingHint sizes the buffers.
+const pendingHint = 1024
+
 // Recorder buffers records and writes them to the store in batches, one
 // transaction (bbolt) or one pipeline (Redis) every FlushInterval. Record
 // appends to a slice under a mutex: no encoding, no I/O on the session's
@@ -55,6 +58,7 @@ type Recorder struct {
 
 	mu      sync.Mutex
 	pending []Record
+	spare   []Record // under flushMu: the other half of the double buffer
 
 	lost    atomic.Uint64
 	written atomic.Uint64
@@ -94,6 +98,8 @@ func NewRecorder(store greylist.History, o Options) *Recorder {
 		store: store, now: o.Now, log: o.Logger, max: o.MaxPending, tmo: o.StoreTimeout,
 		lim:  greylist.HistoryLimits{Keep: o.Keep, MaxBytes: o.MaxBytes, Now: o.Now},
 		stop: make(chan struct{}),
+		// A busy gateway's second of decisions fits without growing.
+		pending: make([]Record, 0, pendingHint), spare: make([]Record, 0, pendingHint),
 	}
 	if o.FlushInterval > 0 {
 		r.done.Add(1)
@@ -147,13 +153,18 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	defer r.flushMu.Unlock()
 	r.mu.Lock()
 	batch := r.pending
-	r.pending = nil
+	r.pending = r.spare
 	r.mu.Unlock()
+	defer func() {
+		clear(batch) // let go of the strings
+		r.spare = batch[:0]
+	}()
 	if len(batch) == 0 {
 		return nil
 	}
 	entries := make([]greylist.HistoryEntry, 0, len(batch))
 	for i := range batch {
+		batch[i].resolve()
 		b, err := batch[i].Marshal()
 		if err != nil {
 			r.lost.Add(1)
