@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"sekisho/internal/harness"
+	"sekisho/internal/testdns"
 	"sekisho/internal/testenv"
 	"sekisho/internal/testredis"
 )
@@ -250,5 +251,61 @@ func TestHistoryTwoGatewaysOnRedis(t *testing.T) {
 	gwB.WaitLog("history: cannot write decision records to the store", 10*time.Second)
 	if v := series(scrape(t, httpB), "sekisho_history_lost_total")[""]; v < 3 {
 		t.Errorf("sekisho_history_lost_total %v, want at least 3 (mail, rcpt, data)", v)
+	}
+}
+
+// TestHistoryAuthDNSBLUnknownUser: on a gateway with the MSA, the account
+// check and a DNSBL, the history holds an AUTH failure on submission (535,
+// check auth, with the client), a client refused by the DNSBL (554, check
+// dnsbl) and a recipient the directory does not know (550 5.1.1, check
+// account), each found by its client or recipient; the password typed is
+// nowhere in the store.
+func TestHistoryAuthDNSBLUnknownUser(t *testing.T) {
+	s := testdns.Start(t)
+	campusDNS(s)
+	s.AddZone("bl.test.", 60)
+	s.Add("6.0.0.127.bl.test. 300 IN A 127.0.0.2")
+	f := startMSA(t, func(o *msaOpts) {
+		o.checks = "dnsbl: {zones: [\"bl.test=127.0.0.2\"]}"
+		o.extra = dnsExtra(s)
+	})
+	c := f.dial(t, "127.0.0.7", false)
+	c.ehlo()
+	c.startTLS()
+	c.ehlo()
+	f.secrets = append(f.secrets, "history-secret-pw")
+	c.mustReply("AUTH PLAIN wrong password", c.plain("alice", "history-secret-pw"), "535 5.7.8")
+
+	listed := harness.DialFrom(t, "127.0.0.6", f.gw.SMTP)
+	listed.Expect("EHLO listed.example.net", "250")
+	listed.Expect("MAIL FROM:<spam@spammer.example.net>", "250")
+	listed.Expect("RCPT TO:<alice@campus.test>", "554 5.7.1")
+	listed.Expect("QUIT", "221")
+
+	u := harness.DialFrom(t, outside, f.gw.SMTP)
+	u.Expect("EHLO client.example.org", "250")
+	u.Expect("MAIL FROM:<bob@example.org>", "250")
+	u.Expect("RCPT TO:<nosuchuser@campus.test>", "550 5.1.1")
+	u.Expect("QUIT", "221")
+
+	if recs := historyCLI(t, f.gw.Dir, "-client", "127.0.0.7"); findRecord(recs, func(r historyRecord) bool {
+		return r.Check == "auth" && r.Code == 535 && r.Stage == "auth" && r.Outcome == "refused"
+	}) == nil {
+		t.Errorf("-client 127.0.0.7: no AUTH failure: %+v", recs)
+	}
+	if recs := historyCLI(t, f.gw.Dir, "-client", "127.0.0.6"); len(recs) != 2 || findRecord(recs, func(r historyRecord) bool {
+		return r.Check == "dnsbl" && r.Code == 554 && r.To[0] == "alice@campus.test" && r.From == "spam@spammer.example.net"
+	}) == nil {
+		t.Errorf("-client 127.0.0.6: want MAIL and the DNSBL refusal: %+v", recs)
+	}
+	if recs := historyCLI(t, f.gw.Dir, "-to", "nosuchuser@campus.test"); len(recs) != 1 || recs[0].Check != "account" || recs[0].Code != 550 {
+		t.Errorf("-to nosuchuser@campus.test: %+v", recs)
+	}
+	db, err := os.ReadFile(filepath.Join(f.gw.Dir, "var", "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(db, []byte("nosuchuser@campus.test")) || bytes.Contains(db, []byte("history-secret-pw")) {
+		t.Error("the store lacks the history, or holds the password")
 	}
 }

@@ -78,6 +78,9 @@ type conn struct {
 	// noted counts the replies that a decision line has already logged
 	// (noteLogged), under wmu: writeLocked writes no second line for them.
 	noted map[*policy.Reply]int
+	// recorded counts the replies whose decision is already in the
+	// history (recordDecision), under wmu, as noted does for the log.
+	recorded map[*policy.Reply]int
 }
 
 // errQuit ends the command loop after a reply that closes the session.
@@ -237,9 +240,8 @@ func (c *conn) writeLocked(r *policy.Reply) error {
 	if c.closed {
 		return net.ErrClosed
 	}
-	if c.logReplyLocked(c.log, r, c.verb) {
-		c.recordReply(r, c.verb)
-	}
+	c.logReplyLocked(c.log, r, c.verb)
+	c.recordReplyLocked(r, c.verb)
 	c.nc.SetWriteDeadline(time.Now().Add(c.gen.cfg.Limits.CommandTimeout))
 	c.bw.WriteString(r.Wire())
 	if c.groupable && r.Code != 421 && c.lineBuffered() {
@@ -255,13 +257,13 @@ func (c *conn) writeLocked(r *policy.Reply) error {
 // limit, a shutdown), the refusal is in the log once. A reply that a
 // decision line has already logged with its reason (noteLogged) gets no
 // second line.
-func (c *conn) logReplyLocked(log *slog.Logger, r *policy.Reply, verb string) (logged bool) {
+func (c *conn) logReplyLocked(log *slog.Logger, r *policy.Reply, verb string) {
 	if r.Code < 400 && verb != "VRFY" {
-		return false
+		return
 	}
 	if c.noted[r] > 0 {
 		c.noted[r]--
-		return false
+		return
 	}
 	outcome := "rejected"
 	switch {
@@ -278,7 +280,6 @@ func (c *conn) logReplyLocked(log *slog.Logger, r *policy.Reply, verb string) (l
 	}
 	args = append(args, "outcome", outcome, "reply", r.String())
 	log.Info("reply", args...)
-	return true
 }
 
 // noteLogged records that a decision line carrying r (its reply= field)
@@ -306,6 +307,7 @@ func (c *conn) noteLoggedLocked(r *policy.Reply) {
 func (c *conn) forgetNoted() {
 	c.wmu.Lock()
 	clear(c.noted)
+	clear(c.recorded)
 	c.wmu.Unlock()
 }
 

@@ -119,18 +119,34 @@ func (c *conn) recordDecision(stage, check string, r *policy.Reply, reason strin
 		}
 	}
 	h.Record(rec)
+	if r.Code >= 400 {
+		c.wmu.Lock()
+		if c.recorded == nil {
+			c.recorded = map[*policy.Reply]int{}
+		}
+		c.recorded[r]++
+		c.wmu.Unlock()
+	}
 }
 
-// recordReply records a refusal that no decision line covered (AUTH, a
-// command out of sequence, the error limit), from the session's goroutine.
-func (c *conn) recordReply(r *policy.Reply, verb string) {
+// recordReplyLocked records a reply of 400 or more that no decision
+// recorded (AUTH, a bad HELO, a command out of sequence, the error limit,
+// an idle timeout), as it is written; c.wmu is held.
+func (c *conn) recordReplyLocked(r *policy.Reply, verb string) {
 	h := c.gen.cfg.History
-	if h == nil || r.Code < 400 || verb == "" {
+	if h == nil || r.Code < 400 {
+		return
+	}
+	if c.recorded[r] > 0 {
+		c.recorded[r]--
 		return
 	}
 	check := "protocol"
-	if verb == "AUTH" {
+	switch verb {
+	case "AUTH":
 		check = "auth"
+	case "":
+		verb = "session"
 	}
 	h.Record(c.newRecord(strings.ToLower(verb), check, r, ""))
 }
