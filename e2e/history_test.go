@@ -309,3 +309,43 @@ func TestHistoryAuthDNSBLUnknownUser(t *testing.T) {
 		t.Error("the store lacks the history, or holds the password")
 	}
 }
+
+// TestHistoryLMTPPerRecipient: on the LMTP listener each recipient's record
+// of the data names its own next hop and that next hop's queue id, and the
+// message's size and Message-ID; a recipient the next hop refused at the
+// data has no queue id.
+func TestHistoryLMTPPerRecipient(t *testing.T) {
+	campusHop := historyHop(t, "CAMPUS1")
+	remote := historyHop(t, "REMOTE2")
+	refusing := harness.StartRawNextHop(t, func(h *harness.RawNextHop) {
+		h.DataReply = func([]byte) string { return "452 4.3.1 disk full, queued as NOPE" }
+	})
+	gw, lmtp := startWithLMTP(t, site{routes: []string{
+		routeTo([]string{"campus.test", ".campus.test"}, "smtp://"+campusHop.Addr),
+		routeTo([]string{"full.example"}, "smtp://"+refusing.Addr),
+		routeTo([]string{"*"}, "smtp://"+remote.Addr),
+	}})
+	c := harness.Dial(t, lmtp)
+	c.Expect("LHLO campus-mta.campus.test", "250")
+	c.Expect("MAIL FROM:<alice@campus.test>", "250")
+	c.Expect("RCPT TO:<bob@campus.test>", "250")
+	c.Expect("RCPT TO:<carol@remote.example>", "250")
+	c.Expect("RCPT TO:<dave@full.example>", "250")
+	msg := "From: Alice <alice@campus.test>\r\nTo: friends\r\n" + headerDate + "Message-ID: <lmtp1@campus.test>\r\nSubject: s\r\n\r\nbody\r\n"
+	expectReplies(t, lmtpData(t, c, msg, 3), []string{"bob", "carol", "dave"}, []string{"250", "250", "452"})
+	c.Expect("QUIT", "221")
+
+	recs := historyCLI(t, gw.Dir, "-msgid", "<lmtp1@campus.test>")
+	want := map[string]string{"bob@campus.test": "CAMPUS1", "carol@remote.example": "REMOTE2", "dave@full.example": ""}
+	if len(recs) != 3 {
+		t.Fatalf("-msgid: %d records, want 3 (one per recipient): %+v", len(recs), recs)
+	}
+	for _, r := range recs {
+		if len(r.To) != 1 || r.QueueID != want[r.To[0]] || r.Size == 0 || r.Stage != "data" {
+			t.Errorf("record %+v: want queue id %q", r, want[r.To[0]])
+		}
+		if r.To[0] == "carol@remote.example" && r.NextHop != "smtp://"+remote.Addr {
+			t.Errorf("carol's next hop %q, want smtp://%s", r.NextHop, remote.Addr)
+		}
+	}
+}

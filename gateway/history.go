@@ -98,16 +98,19 @@ func (c *conn) recordDecision(stage, check string, r *policy.Reply, reason strin
 			rec.To = append([]string(nil), rec.To...)
 		case "next_hop":
 			rec.NextHop, _ = kv[i+1].(string)
+		case "next_hop_reply": // an LMTP recipient's own
+			rec.HopReply, _ = kv[i+1].(string)
+			rec.QueueID = history.QueueID(rec.HopReply)
 		}
 	}
 	if stage == "data" && c.tx != nil {
 		e := c.tx
 		rec.MsgID = history.MessageID(e.tx.Header)
 		rec.Size = e.msgSize
-		if rec.NextHop == "" {
+		if !c.lmtp && rec.NextHop == "" {
 			rec.NextHop = strings.Join(e.lastHops, " ")
 		}
-		if r.Code/100 == 2 {
+		if !c.lmtp && r.Code/100 == 2 { // LMTP: each recipient's own, above
 			var ids []string
 			for _, t := range e.lastHopReplies {
 				if id := history.QueueID(t); id != "" {
