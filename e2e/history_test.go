@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -347,5 +348,55 @@ func TestHistoryLMTPPerRecipient(t *testing.T) {
 		if r.To[0] == "carol@remote.example" && r.NextHop != "smtp://"+remote.Addr {
 			t.Errorf("carol's next hop %q, want smtp://%s", r.NextHop, remote.Addr)
 		}
+	}
+}
+
+// TestHistoryCapThroughTheBinary: with history.max_bytes at its least (1
+// MiB), 5,000 refused recipients overflow it: the oldest are gone, the
+// newest are all there without a gap, newest first; after SIGTERM,
+// -direct reads the same store.
+func TestHistoryCapThroughTheBinary(t *testing.T) {
+	gw, _ := campus(t, func(s *site) {
+		s.limits = "max_errors: 0"
+		s.extra = "history: {max_bytes: 1048576}\n"
+	})
+	c := harness.DialFrom(t, outside, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<bulk@example.org>", "250")
+	const n = 5000
+	for i := 0; i < n; i++ {
+		c.Expect(fmt.Sprintf("RCPT TO:<r%d@elsewhere.example>", i), "554 5.7.1")
+	}
+	c.Expect("QUIT", "221")
+	recs := historyCLI(t, gw.Dir, "-from", "bulk@example.org", "-limit", "100000")
+	if len(recs) < 1000 || len(recs) >= n {
+		t.Fatalf("%d of %d decisions kept under 1 MiB", len(recs), n+1)
+	}
+	t.Logf("%d of %d decisions kept under 1 MiB", len(recs), n+1)
+	if r := recs[0]; len(r.To) != 1 || r.To[0] != fmt.Sprintf("r%d@elsewhere.example", n-1) {
+		t.Errorf("newest record %+v, want the last recipient", r)
+	}
+	for i, r := range recs { // newest first, no gap
+		if want := fmt.Sprintf("r%d@elsewhere.example", n-1-i); len(r.To) != 1 || r.To[0] != want {
+			t.Fatalf("record %d: %v, want %s (the newest without a gap)", i, r.To, want)
+		}
+	}
+	if recs := historyCLI(t, gw.Dir, "-to", "r0@elsewhere.example"); len(recs) != 0 {
+		t.Errorf("the oldest decision is still there: %+v", recs)
+	}
+	gw.Signal(syscall.SIGTERM)
+	if err := gw.Wait(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := cli(t, gw.Dir, "history", "-config", "sekisho.yaml", "-direct", "-since", "1h", "-limit", "100000", "-format", "json")
+	if code != 0 {
+		t.Fatalf("history -direct: %d %s", code, stderr)
+	}
+	var all []json.RawMessage
+	if err := json.Unmarshal([]byte(stdout), &all); err != nil {
+		t.Fatal(err)
+	}
+	if len(all) < len(recs) {
+		t.Errorf("-direct on the store after SIGTERM: %d records, fewer than the %d found while serving", len(all), len(recs))
 	}
 }
