@@ -132,3 +132,16 @@ func TestRecorderLosesRecordsNotTime(t *testing.T) {
 		t.Errorf("search: %+v", got)
 	}
 }
+
+// TestLineIsOneInertLine: sekisho history's text line of a record whose
+// fields hold CR, LF, ESC and NUL is one line with those shown as \xNN.
+func TestLineIsOneInertLine(t *testing.T) {
+	r := Record{Time: time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC), Gateway: "mx1", Listener: "smtp", Session: "s1",
+		Client: "192.0.2.1", Stage: "rcpt", From: "a\r\nb@x", To: []string{"\x1b[31mred@campus.test"}, Check: "relay",
+		Code: 554, Reply: "554 5.7.1 relay access denied", Helo: "h\x00", QueueID: "Q1", Reason: "why\nnot"}
+	got := Line(&r)
+	want := `2026-12-07T03:00:00Z mx1 smtp s1 192.0.2.1 rcpt <a\x0d\x0ab@x> -> <\x1b[31mred@campus.test> relay refused 554 5.7.1 relay access denied queue_id=Q1 helo=h\x00 reason="why\nnot"`
+	if got != want {
+		t.Errorf("Line:\n%s\nwant\n%s", got, want)
+	}
+}
