@@ -71,6 +71,8 @@ type pageRow struct {
 	Record
 	Outcome, Time, To, Hint string
 	SessionLink             string
+	Sender                  string // <from>; "" before MAIL
+	CheckShown              string // the check, unless it names the stage again
 }
 
 type pageData struct {
@@ -86,7 +88,8 @@ var pageTemplate = template.Must(template.New("history").Parse(`<!DOCTYPE html>
 <style>
 body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;font-size:90%}
 td,th{border-bottom:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top}
-.refused{color:#a00}.deferred{color:#a60}.accepted{color:#070}.hint{color:#555;font-size:90%;max-width:30em}
+td{max-width:16em;overflow-wrap:break-word}
+.refused{color:#a00}.deferred{color:#a60}.accepted{color:#070}.hint{color:#555;font-size:90%;max-width:24em}
 form label{margin-right:1em}
 </style></head><body>
 <h1>Decision history</h1>
@@ -113,7 +116,7 @@ form label{margin-right:1em}
 <td>{{.Time}}</td><td>{{.Gateway}} {{.Listener}}</td>
 <td><a href="{{.SessionLink}}">{{.Session}}</a></td>
 <td>{{.Client}}{{if .Helo}}<br>HELO {{.Helo}}{{end}}</td>
-<td>&lt;{{.From}}&gt;</td><td>{{.To}}</td><td>{{.Stage}} {{.Check}}</td>
+<td>{{.Sender}}</td><td>{{.To}}</td><td>{{.Stage}} {{.CheckShown}}</td>
 <td class="{{.Outcome}}">{{.Outcome}}</td><td>{{.Reply}}{{if .Reason}}<br><small>{{.Reason}}</small>{{end}}</td>
 <td>{{.NextHop}}{{if .QueueID}}<br>queued as {{.QueueID}}{{end}}{{if .MsgID}}<br>{{.MsgID}}{{end}}</td>
 <td class="hint">{{.Hint}}</td>
@@ -166,8 +169,20 @@ func (h pageHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		for i := range recs {
 			r := &recs[i]
 			link := url.Values{"session": {r.Session}, "since": {d.Since}}
-			d.Rows = append(d.Rows, pageRow{Record: *r, Outcome: r.Outcome(), Time: r.Time.UTC().Format("2006-01-02 15:04:05"),
-				To: strings.Join(r.To, ", "), Hint: Hint(r), SessionLink: Path + "?" + link.Encode()})
+			row := pageRow{Record: *r, Outcome: r.Outcome(), Time: r.Time.UTC().Format("2006-01-02 15:04:05"),
+				To: strings.Join(r.To, ", "), Hint: Hint(r), SessionLink: Path + "?" + link.Encode()}
+			switch r.Stage {
+			case "connect", "auth", "helo", "ehlo", "session":
+				if r.From != "" {
+					row.Sender = "<" + r.From + ">"
+				}
+			default:
+				row.Sender = "<" + r.From + ">"
+			}
+			if r.Check != r.Stage {
+				row.CheckShown = r.Check
+			}
+			d.Rows = append(d.Rows, row)
 		}
 	}
 	var b bytes.Buffer
