@@ -35,7 +35,9 @@ func main() {
 
 var now = time.Date(2026, 12, 7, 9, 30, 0, 0, time.UTC)
 
-func at(min, sec int) time.Time { return now.Add(time.Duration(-min)*time.Minute + time.Duration(sec)*time.Second) }
+func at(min, sec int) time.Time {
+	return now.Add(time.Duration(-min)*time.Minute + time.Duration(sec)*time.Second)
+}
 
 var records = []history.Record{
 	{Time: at(42, 0), Session: "7c1e02a9b4d1", Client: "203.0.113.25", Helo: "mail.example.org", Stage: "rcpt", From: "prof.tanaka@example.org", To: []string{"alice@campus.example"}, Check: "greylist", Code: 451, Reply: "451 4.7.1 greylisted, please try again in 300 seconds", Reason: "new triplet 203.0.113.0/24 <prof.tanaka@example.org> → <alice@campus.example> greylisted"},
