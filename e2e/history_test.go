@@ -204,51 +204,217 @@ func TestHistoryEmbeddedWhileServing(t *testing.T) {
 	}
 }
 
-// TestHistoryTwoGatewaysOnRedis: two gateways share one redis-server; the
-// history of either is searched from the other, and each record names its
-// gateway. Redis stopped during traffic: mail still flows, and the lost
-// records are counted (sekisho_history_lost_total).
+// redisScenario is one gateway's part of TestHistoryTwoGatewaysOnRedis:
+// the addresses its clients come from and its sender.
+type redisScenario struct {
+	client, listed, pregreet, auth string // client addresses
+	from, msgid, refusedID             string
+}
+
+// run sends the issue's traffic through f's gateway: a pregreet, a client
+// the DNSBL lists, an AUTH failure on the submission listener, a recipient
+// greylisted and one the directory does not know; after the delay the
+// retry accepted, relayed to Postfix (which answers "queued as <id>"), and
+// a second message that Postfix refuses at the end of its data (5xx).
+func (sc redisScenario) run(t *testing.T, f *msaFixture, delay time.Duration) {
+	t.Helper()
+	gw := f.gw
+	early := harness.DialNoBanner(t, sc.pregreet, gw.SMTP)
+	early.Send("EHLO impatient.example")
+	if r := early.Read(); r.Code != 554 {
+		t.Fatalf("pregreet: %v", r)
+	}
+	listed := harness.DialFrom(t, sc.listed, gw.SMTP)
+	listed.Expect("EHLO listed.example.net", "250")
+	listed.Expect("MAIL FROM:<spam@spammer.example.net>", "250")
+	listed.Expect("RCPT TO:<alice@campus.test>", "554 5.7.1")
+	listed.Expect("QUIT", "221")
+	a := f.dial(t, sc.auth, false)
+	a.ehlo()
+	a.startTLS()
+	a.ehlo()
+	a.mustReply("AUTH PLAIN wrong password", a.plain("alice", "history-secret-pw"), "535 5.7.8")
+
+	c := harness.DialFrom(t, sc.client, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<"+sc.from+">", "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "451 4.7.1")
+	first := time.Now() // the store recorded the attempt before this reply
+	c.Expect("RCPT TO:<nosuchuser@campus.test>", "550 5.1.1")
+	c.Expect("QUIT", "221")
+	glWaitUntil(glAfterDelay(first, delay))
+	c = harness.DialFrom(t, sc.client, gw.SMTP)
+	c.Expect("EHLO client.example.org", "250")
+	c.Expect("MAIL FROM:<"+sc.from+">", "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "250")
+	c.Expect("DATA", "354")
+	c.SendRaw("From: " + sc.from + "\r\nTo: alice@campus.test\r\nSubject: secret subject\r\nMessage-ID: " + sc.msgid + "\r\nDate: Mon, 7 Dec 2026 03:00:00 +0000\r\n\r\nbody\r\n.\r\n")
+	if r := c.Read(); r.Code != 250 {
+		t.Fatalf("DATA: %v", r)
+	}
+	c.Expect("MAIL FROM:<"+sc.from+">", "250")
+	c.Expect("RCPT TO:<alice@campus.test>", "250")
+	c.Expect("DATA", "354")
+	c.SendRaw("From: " + sc.from + "\r\nTo: alice@campus.test\r\nSubject: refuse-me\r\nMessage-ID: " + sc.refusedID + "\r\nDate: Mon, 7 Dec 2026 03:00:00 +0000\r\n\r\nbody\r\n.\r\n")
+	if r := c.Read(); r.Code/100 != 5 {
+		t.Fatalf("DATA refused by Postfix: %v, want 5xx", r)
+	}
+	c.Expect("QUIT", "221")
+}
+
+// check finds each decision of run through `sekisho history` in dir: by
+// sender, recipient, client and Message-ID, the accepted message with the
+// queue id that Postfix logged for it, each naming gateway.
+func (sc redisScenario) check(t *testing.T, dir, gateway string, pf *harness.Postfix) {
+	t.Helper()
+	qid := pf.QueueIDOf(sc.msgid, 10*time.Second)
+	if qid == "" {
+		t.Fatalf("Postfix logged no queue id for %s:\n%s", sc.msgid, pf.Log())
+	}
+	t.Logf("%s: Postfix queued %s as %s", gateway, sc.msgid, qid)
+	byFrom := historyCLI(t, dir, "-from", sc.from)
+	for _, want := range []struct {
+		name string
+		f    func(r historyRecord) bool
+	}{
+		{"greylisted", func(r historyRecord) bool {
+			return r.Check == "greylist" && r.Outcome == "deferred" && r.Code == 451 && len(r.To) == 1 && r.To[0] == "alice@campus.test"
+		}},
+		{"directory's unknown user", func(r historyRecord) bool {
+			return r.Check == "account" && r.Code == 550 && len(r.To) == 1 && r.To[0] == "nosuchuser@campus.test"
+		}},
+		{"accepted recipient", func(r historyRecord) bool {
+			return r.Stage == "rcpt" && r.Outcome == "accepted" && len(r.To) == 1 && r.To[0] == "alice@campus.test"
+		}},
+		{"accepted message with Postfix's queue id", func(r historyRecord) bool {
+			return r.Stage == "data" && r.Outcome == "accepted" && r.QueueID == qid && r.MsgID == sc.msgid && r.Size > 0 && r.NextHop != ""
+		}},
+		{"message Postfix refused at the data", func(r historyRecord) bool {
+			return r.Stage == "data" && r.Outcome == "refused" && r.Code/100 == 5 && r.MsgID == sc.refusedID && r.QueueID == "" &&
+				strings.Contains(r.Reply, "content filter")
+		}},
+	} {
+		if findRecord(byFrom, want.f) == nil {
+			t.Errorf("-from %s: no %s record in\n%+v", sc.from, want.name, byFrom)
+		}
+	}
+	for _, r := range byFrom {
+		if r.Gateway != gateway {
+			t.Errorf("record of %s names gateway %q, want %q", sc.from, r.Gateway, gateway)
+		}
+	}
+	for i := 1; i < len(byFrom); i++ {
+		if byFrom[i].Time > byFrom[i-1].Time {
+			t.Errorf("not newest first: %s after %s", byFrom[i].Time, byFrom[i-1].Time)
+		}
+	}
+	if recs := historyCLI(t, dir, "-to", "nosuchuser@campus.test", "-client", sc.client); len(recs) != 1 || recs[0].Check != "account" {
+		t.Errorf("-to nosuchuser@campus.test -client %s: %+v", sc.client, recs)
+	}
+	if recs := historyCLI(t, dir, "-msgid", sc.msgid); len(recs) != 1 || recs[0].QueueID != qid || recs[0].Gateway != gateway {
+		t.Errorf("-msgid %s: %+v, want one record with queue id %s from %s", sc.msgid, recs, qid, gateway)
+	}
+	if recs := historyCLI(t, dir, "-msgid", sc.refusedID); len(recs) != 1 || recs[0].Outcome != "refused" {
+		t.Errorf("-msgid %s: %+v, want the refusal of the data", sc.refusedID, recs)
+	}
+	for _, want := range []struct {
+		client, name string
+		f            func(r historyRecord) bool
+	}{
+		{sc.pregreet, "pregreet", func(r historyRecord) bool { return r.Check == "greet_pause" && r.Code == 554 }},
+		{sc.listed, "DNSBL", func(r historyRecord) bool {
+			return r.Check == "dnsbl" && r.Code == 554 && r.From == "spam@spammer.example.net" && len(r.To) == 1 && r.To[0] == "alice@campus.test"
+		}},
+		{sc.auth, "AUTH failure", func(r historyRecord) bool {
+			return r.Check == "auth" && r.Stage == "auth" && r.Code == 535 && r.Outcome == "refused"
+		}},
+	} {
+		recs := historyCLI(t, dir, "-client", want.client)
+		if r := findRecord(recs, want.f); r == nil || r.Client != want.client || r.Gateway != gateway {
+			t.Errorf("-client %s: no %s record from %s: %+v", want.client, want.name, gateway, recs)
+		}
+	}
+	domain := sc.from[strings.IndexByte(sc.from, '@'):]
+	if recs := historyCLI(t, dir, "-from", domain, "-since", "168h", "-outcome", "refused"); len(recs) != 2 {
+		t.Errorf("-from %s -outcome refused: %d records, want 2 (unknown user, the data Postfix refused): %+v", domain, len(recs), recs)
+	}
+	if recs := historyCLI(t, dir, "-client", sc.client+"/32", "-outcome", "deferred"); len(recs) != 1 {
+		t.Errorf("-client %s/32 -outcome deferred: %+v", sc.client, recs)
+	}
+	if data := findRecord(byFrom, func(r historyRecord) bool { return r.MsgID == sc.msgid }); data != nil {
+		if sess := historyCLI(t, dir, "-session", data.Session); len(sess) != 6 { // twice mail, rcpt, data
+			t.Errorf("-session %s: %d records, want 6: %+v", data.Session, len(sess), sess)
+		}
+	}
+}
+
+// TestHistoryTwoGatewaysOnRedis: two gateways (each with the MSA, the
+// directory's account check, a DNSBL and greylisting) share one
+// redis-server and relay to a real Postfix. Through each go the issue's
+// cases — accepted, greylisted then accepted, unknown user (slapd), DNSBL,
+// pregreet, AUTH failure on submission, a message Postfix refuses with a
+// 5xx at the end of its data — and with the first gateway stopped, `sekisho
+// history` on the second finds every one of both by sender, recipient,
+// client and Message-ID, each naming its gateway, the accepted ones with
+// the queue id Postfix answered (the one its own log gives the message).
+// Redis stopped during traffic: mail still flows, and the lost records are
+// counted (sekisho_history_lost_total).
 func TestHistoryTwoGatewaysOnRedis(t *testing.T) {
 	rs := testredis.Start(t)
+	pf := harness.StartPostfix(t, harness.PostfixOptions{HeaderChecks: []string{
+		"/^Subject: refuse-me/ REJECT 5.7.1 refused by the campus mail store's content filter",
+	}})
+	dns := testdns.Start(t)
+	campusDNS(dns)
+	dns.AddZone("bl.test.", 60)
+	dns.Add("6.0.0.127.bl.test. 300 IN A 127.0.0.2", "6.1.0.127.bl.test. 300 IN A 127.0.0.2")
 	httpB := testenv.FreePort(t)
-	start := func(host, qid, httpAddr string) *harness.Gateway {
-		hop := historyHop(t, qid)
-		return harness.Start(t, site{
-			hostname: host,
-			http:     httpAddr,
-			routes:   []string{routeTo([]string{"campus.test", ".campus.test"}, "smtp://"+hop.Addr)},
-			greet:    "1s",
-			checks:   "greylist: {delay: 2s, exempt: [], auto_whitelist: 0}\n" + greylistOnly,
-			extra:    glRedisStore(rs.Addr()) + "history: {keep: 24h}\n",
-		}.yaml(t))
+	start := func(host, httpAddr string) *msaFixture {
+		f := startMSA(t, func(o *msaOpts) {
+			o.checks = "dnsbl: {zones: [\"bl.test=127.0.0.2\"]}\ngreylist: {delay: 2s, exempt: [], auto_whitelist: 0}"
+			o.extra = dnsExtra(dns) + glRedisStore(rs.Addr()) + "history: {keep: 24h}\n"
+			o.site = func(s *site) {
+				s.hostname, s.http, s.greet = host, httpAddr, "1s"
+				s.routes[0] = routeTo([]string{"campus.test", ".campus.test"}, "smtp://"+pf.Addr)
+			}
+		})
+		f.secrets = append(f.secrets, "history-secret-pw")
+		return f
 	}
-	gwA := start("mx1.campus.test", "AAAA1", "")
-	gwB := start("mx2.campus.test", "BBBB2", httpB)
-	historyTraffic(t, gwA, outside, "127.0.0.5", "bob@example.org", "<a@example.org>", 2*time.Second)
-	historyTraffic(t, gwB, "127.0.1.2", "127.0.1.5", "carol@example.com", "<b@example.com>", 2*time.Second)
-	gwA.Signal(syscall.SIGTERM)
-	gwA.Wait(30 * time.Second)
+	a := redisScenario{client: outside, listed: "127.0.0.6", pregreet: "127.0.0.5", auth: "127.0.0.7",
+		from: "bob@example.org", msgid: "<a@example.org>", refusedID: "<a-refused@example.org>"}
+	b := redisScenario{client: "127.0.1.2", listed: "127.0.1.6", pregreet: "127.0.1.5", auth: "127.0.1.7",
+		from: "carol@example.com", msgid: "<b@example.com>", refusedID: "<b-refused@example.com>"}
+	fA, fB := start("mx1.campus.test", ""), start("mx2.campus.test", httpB)
+	a.run(t, fA, 2*time.Second)
+	b.run(t, fB, 2*time.Second)
+	fA.gw.Signal(syscall.SIGTERM)
+	fA.gw.Wait(30 * time.Second)
 	// gwA is gone: its records are in Redis, read through gwB.
-	checkHistory(t, gwB.Dir, outside, "127.0.0.5", "bob@example.org", "<a@example.org>", "AAAA1")
-	checkHistory(t, gwB.Dir, "127.0.1.2", "127.0.1.5", "carol@example.com", "<b@example.com>", "BBBB2")
-	if recs := historyCLI(t, gwB.Dir, "-msgid", "<a@example.org>"); len(recs) == 1 && recs[0].Gateway != "mx1.campus.test" {
-		t.Errorf("gateway of gwA's record: %q", recs[0].Gateway)
-	}
+	a.check(t, fB.gw.Dir, "mx1.campus.test", pf)
+	b.check(t, fB.gw.Dir, "mx2.campus.test", pf)
 	if keys, _ := rs.Do("KEYS", "sekisho:history:*"); !strings.Contains(keys, "sekisho:history:{"+time.Now().UTC().Format("2006-01-02")+"}") {
 		t.Errorf("no stream of today in Redis: %q", keys)
 	}
+	if v, _ := rs.Do("XRANGE", "sekisho:history:{"+time.Now().UTC().Format("2006-01-02")+"}", "-", "+"); strings.Contains(v, "history-secret-pw") || strings.Contains(v, "secret subject") {
+		t.Error("the Redis stream holds the password typed or a subject")
+	}
 
 	rs.Stop()
+	gwB := fB.gw
 	c := harness.DialFrom(t, "127.0.1.2", gwB.SMTP)
 	c.Expect("EHLO client.example.org", "250")
 	c.Expect("MAIL FROM:<carol@example.com>", "250")
 	c.Expect("RCPT TO:<alice@campus.test>", "250") // the greylist store is down: accepted (on_store_error)
 	c.Expect("DATA", "354")
-	c.SendRaw("From: carol@example.com\r\nDate: Mon, 7 Dec 2026 03:00:00 +0000\r\n\r\nbody\r\n.\r\n")
+	c.SendRaw("From: carol@example.com\r\nMessage-ID: <redis-down@example.com>\r\nDate: Mon, 7 Dec 2026 03:00:00 +0000\r\n\r\nbody\r\n.\r\n")
 	if r := c.Read(); r.Code != 250 {
 		t.Fatalf("DATA with Redis down: %v", r)
 	}
 	c.Expect("QUIT", "221")
+	if pf.QueueIDOf("<redis-down@example.com>", 10*time.Second) == "" {
+		t.Error("the message sent with Redis down did not reach Postfix")
+	}
 	gwB.WaitLog("history: cannot write decision records to the store", 10*time.Second)
 	if v := series(scrape(t, httpB), "sekisho_history_lost_total")[""]; v < 3 {
 		t.Errorf("sekisho_history_lost_total %v, want at least 3 (mail, rcpt, data)", v)
