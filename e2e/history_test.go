@@ -208,7 +208,7 @@ func TestHistoryEmbeddedWhileServing(t *testing.T) {
 // the addresses its clients come from and its sender.
 type redisScenario struct {
 	client, listed, pregreet, auth string // client addresses
-	from, msgid, refusedID             string
+	from, msgid, refusedID         string
 }
 
 // run sends the traffic through f's gateway: a pregreet, a client
