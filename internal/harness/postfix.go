@@ -17,7 +17,8 @@ import (
 // system) run as a next hop: its own configuration, queue and log in a
 // temporary directory, its smtpd on a free loopback port, accepting mail
 // for campus.test from 127.0.0.0/8 and discarding it once queued, so that
-// its 250 to the data is Postfix's own "queued as <id>".
+// its 250 to the data is Postfix's own "queued as <id>" (smtp-sink's is a
+// bare "250 2.0.0 Ok", without a queue id).
 type Postfix struct {
 	Addr string // its smtpd, host:port
 	dir  string
