@@ -396,8 +396,9 @@ func TestHistoryTwoGatewaysOnRedis(t *testing.T) {
 	if keys, _ := rs.Do("KEYS", "sekisho:history:*"); !strings.Contains(keys, "sekisho:history:{"+time.Now().UTC().Format("2006-01-02")+"}") {
 		t.Errorf("no stream of today in Redis: %q", keys)
 	}
-	if v, _ := rs.Do("XRANGE", "sekisho:history:{"+time.Now().UTC().Format("2006-01-02")+"}", "-", "+"); strings.Contains(v, "history-secret-pw") || strings.Contains(v, "secret subject") {
-		t.Error("the Redis stream holds the password typed or a subject")
+	if v, _ := rs.Do("XRANGE", "sekisho:history:{"+time.Now().UTC().Format("2006-01-02")+"}", "-", "+"); !strings.Contains(v, pf.QueueIDOf(a.msgid, time.Second)) ||
+		strings.Contains(v, "history-secret-pw") || strings.Contains(v, "secret subject") {
+		t.Errorf("the Redis stream of today lacks the queue id of gwA's message, or holds the password typed or a subject:\n%s", v)
 	}
 
 	rs.Stop()
