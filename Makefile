@@ -78,8 +78,12 @@ test: test-deps build deb lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 # Each package is checked by running what the tests use from it, not with
-# dpkg -s (which calls a removed but not purged package installed).
+# dpkg -s (which calls a removed but not purged package installed). Postfix
+# (smtp-source, smtp-sink, and the private instance e2e/history_test.go
+# relays to) is installed by bench/install-postfix.sh, which keeps it from
+# becoming the machine's mail system.
 test-deps:
+	@bench/install-postfix.sh
 	@have() { \
 	  case $$1 in \
 	  slapd)              command -v slapd && test -x "$$(dirname "$$(command -v slapd)")/slapadd" && slapd -VV ;; \

@@ -4,7 +4,8 @@
 # smtp-source and smtp-sink, not configured; slapd through `make
 # test-deps`), raises the file descriptor limit for the 10,000 held
 # clients, builds the binary and runs bench/bench_test.go (build tag bench);
-# then the account memory's Go benchmark (filters/account_bench_test.go).
+# then the account memory's Go benchmark (filters/account_bench_test.go) and
+# the decision history's (gateway/history_bench_test.go).
 #
 #   bench/bench.sh            the tables, on stdout and in bin/bench-results.md
 #   bench/bench.sh -profile   the same with a profiling build; CPU,
@@ -63,3 +64,8 @@ fi
 # account memory"): each variant as a ratio to the account check without a
 # memory, in the same run (x_directory).
 $GO test -run '^$' -bench '^BenchmarkAccountMemory$' -count "${BENCH_RUNS:-3}" ./filters/ | grep -E '^(Benchmark|goos|cpu)' | tee -a "$BENCH_OUT"
+# The decision history's cost on the RCPT path (docs/performance.md, "The
+# cost of the decision history"): the time per recorded RCPT as a ratio to
+# the same gateway without a history, in the same run (x-unrecorded; the
+# issue's goal: under 1.05).
+$GO test -run '^$' -bench '^BenchmarkRCPTHistory$' -benchtime 20000x -count "${BENCH_RUNS:-3}" ./gateway/ | grep -E '^(Benchmark|goos|cpu)' | tee -a "$BENCH_OUT"

@@ -45,6 +45,7 @@ type Config struct {
 	Auth            AuthConfig       `yaml:"auth"`
 	DKIM            []DKIMConfig     `yaml:"dkim"`
 	Report          ReportConfig     `yaml:"report"`
+	History         HistoryConfig    `yaml:"history"`
 	Log             LogConfig        `yaml:"log"`
 	Health          HealthConfig     `yaml:"health"`
 	Alarm           AlarmConfig      `yaml:"alarm"`

@@ -15,6 +15,7 @@ import (
 
 	"sekisho/filters"
 	"sekisho/greylist"
+	"sekisho/history"
 	"sekisho/lookup"
 	"sekisho/relay"
 	"sekisho/report"
@@ -93,4 +94,8 @@ func (c *Config) fillZeroDefaults() {
 	setDuration(&c.Report.Keep, report.DefaultKeep)
 	setDuration(&c.Report.FlushInterval, report.DefaultFlushInterval)
 	setInt(&c.Report.MaxPending, report.DefaultMaxPending)
+	setDuration(&c.History.Keep, history.DefaultKeep)
+	if c.History.MaxBytes == 0 {
+		c.History.MaxBytes = history.DefaultMaxBytes
+	}
 }

@@ -39,6 +39,7 @@ var keyPages = map[string]string{
 	"autoconfig":                     "[autoconfig](#autoconfig), msa.md",
 	"dkim":                           "outbound.md",
 	"report":                         "[top level](#top-level), report.md",
+	"history":                        "[top level](#top-level), history.md",
 	"health":                         "[top level](#top-level), metrics.md",
 	"alarm":                          "[top level](#top-level), metrics.md",
 	"control":                        "[top level](#top-level), cli.md",

@@ -17,7 +17,7 @@ import (
 // sockets (the control socket too), the PROXY senders, the state store, the logger, and what lives as
 // long as the process (the prober, the alarm, the report counter). A key
 // below one of them is one too.
-var restartKeys = []string{"listen", "proxy_protocol", "store", "log", "health", "alarm", "report", "limits.shutdown_grace", "control"}
+var restartKeys = []string{"listen", "proxy_protocol", "store", "log", "health", "alarm", "report", "history", "limits.shutdown_grace", "control"}
 
 // Key is one key of the configuration file.
 type Key struct {

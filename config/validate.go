@@ -195,7 +195,7 @@ func (c *Config) validateSettings() error {
 	for _, v := range []func() error{
 		c.Checks.DNSBL.validate, c.Checks.Domain.validate, c.Checks.Account.validate,
 		c.Checks.Greylist.validate, c.Checks.SPF.validate, c.Checks.DMARC.validate, c.Store.validate, c.validateDKIM, c.validateTLS, c.validateHealth,
-		c.Report.validate, c.validateAutoconfig,
+		c.Report.validate, c.History.validate, c.validateAutoconfig,
 	} {
 		if err := v(); err != nil {
 			return err

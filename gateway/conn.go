@@ -78,6 +78,9 @@ type conn struct {
 	// noted counts the replies that a decision line has already logged
 	// (noteLogged), under wmu: writeLocked writes no second line for them.
 	noted map[*policy.Reply]int
+	// recorded counts the replies whose decision is already in the
+	// history (recordDecision), under wmu, as noted does for the log.
+	recorded map[*policy.Reply]int
 }
 
 // errQuit ends the command loop after a reply that closes the session.
@@ -238,6 +241,7 @@ func (c *conn) writeLocked(r *policy.Reply) error {
 		return net.ErrClosed
 	}
 	c.logReplyLocked(c.log, r, c.verb)
+	c.recordReplyLocked(r, c.verb)
 	c.nc.SetWriteDeadline(time.Now().Add(c.gen.cfg.Limits.CommandTimeout))
 	c.bw.WriteString(r.Wire())
 	if c.groupable && r.Code != 421 && c.lineBuffered() {
@@ -303,6 +307,7 @@ func (c *conn) noteLoggedLocked(r *policy.Reply) {
 func (c *conn) forgetNoted() {
 	c.wmu.Lock()
 	clear(c.noted)
+	clear(c.recorded)
 	c.wmu.Unlock()
 }
 

@@ -48,6 +48,10 @@ type engine struct {
 	// destinations, each delivered at the end of the data (lmtp.go).
 	lmtp      bool
 	dataCheck string // the check that decided the data, for the counters
+	// The message's size and next hops with their replies to the data,
+	// for its history record (history.go).
+	msgSize                  int64
+	lastHops, lastHopReplies []string
 	// dataRefusal is the LMTP message's refusal before any destination
 	// (a check of stage data), for each recipient's log line.
 	dataRefusal dataOutcome
@@ -347,7 +351,10 @@ func (e *engine) refuse(check string, r *policy.Reply, reason string, to mailadd
 // failure on either side abandons the next hops' transactions, so they
 // discard what they have. The transaction ends here.
 func (e *engine) Data(ctx context.Context, msg io.Reader) *policy.Reply {
-	r := e.data(ctx, msg)
+	cr := &countingReader{r: msg}
+	r := e.data(ctx, cr)
+	e.msgSize = cr.n
+	e.noteHops()
 	e.abandon()
 	for _, to := range e.rcpts {
 		if !r.clientFailed {

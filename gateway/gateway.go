@@ -28,6 +28,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime/debug"
+	"sekisho/history"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,6 +95,10 @@ type Config struct {
 	// Recorder counts every decision for the reports (report.Counter);
 	// nil counts nothing.
 	Recorder report.Recorder
+
+	// History records every decision (package history); nil records
+	// none (history.off).
+	History *history.Recorder
 
 	// DKIM signs outbound mail (trusted clients, authenticated users) whose
 	// From domain has a key; nil signs nothing.
@@ -379,6 +384,9 @@ func (s *Server) admitSMTP(tc *trackedConn) {
 				s.log.Info("connect", "session", id, "client", tc.ip.String(), "check", "greet_pause",
 					"outcome", "rejected", "reply", policy.Pregreet.String(), "reason", reason)
 				s.metrics.decision("connect", "rejected")
+				g.cfg.History.Record(history.Record{Time: time.Now(), Gateway: g.cfg.Hostname, Listener: "smtp",
+					Session: id, Client: tc.ip.String(), Stage: "connect", Check: "greet_pause",
+					Code: policy.Pregreet.Code, Reply: policy.Pregreet.String(), Reason: reason})
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"sekisho/filters"
 	"sekisho/internal/mailaddr"
 	"sekisho/policy"
+	"sekisho/relay"
 )
 
 // The LMTP listener (RFC 2033) is how the campus mail servers hand outbound
@@ -77,12 +78,16 @@ func (e *engine) lmtpRcpt(route int, key string, to mailaddr.Address, rp RcptPar
 // (RFC 2033 §4.2). The message is read whole first (it goes to several
 // next hops), bounded by limits.max_message_bytes.
 func (e *engine) DataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
+	e.msgSize, e.lastHops, e.lastHopReplies = 0, nil, nil
 	replies := e.dataLMTP(ctx, msg)
 	for i, r := range replies {
 		if !e.dataClientFailed {
 			e.count(e.dataCheck, r, "", e.rcpts[i])
 		}
 		kv := []any{"to", e.rcpts[i].String()}
+		if i < len(e.lastHops) && e.lastHops[i] != "" {
+			kv = append(kv, "next_hop", e.lastHops[i], "next_hop_reply", e.lastHopReplies[i])
+		}
 		if added := e.added(); r.Code/100 == 2 && len(added) > 0 {
 			kv = append(kv, "tags", tagSummary(added))
 		}
@@ -119,6 +124,10 @@ func (e *engine) dataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
 		return all(policy.FromError(err))
 	}
 	body := spool.Bytes()
+	e.msgSize = int64(len(body))
+	// Each recipient's next hop and its reply to the data, for the
+	// history (history.go); each destination writes its recipients' own.
+	e.lastHops, e.lastHopReplies = make([]string, len(e.rcpts)), make([]string, len(e.rcpts))
 	if f, err := e.sign(bytes.NewReader(body), body); err != nil {
 		return all(policy.FromError(err))
 	} else if f != "" {
@@ -141,6 +150,7 @@ func (e *engine) dataLMTP(ctx context.Context, msg io.Reader) []*policy.Reply {
 	for i, a := range e.rcptAlias {
 		if a >= 0 {
 			out[i] = out[a]
+			e.lastHops[i], e.lastHopReplies[i] = e.lastHops[a], e.lastHopReplies[a]
 		}
 	}
 	return out
@@ -180,8 +190,13 @@ func (e *engine) deliver(ctx context.Context, d *destination, body []byte, out [
 	}
 	e.srv.log.Info("lmtp", "session", e.base.SessionID, "destination", d.domain, "next_hop", up.Hop(),
 		"next_hop_tls", tlsName(up.TLS()), "recipients", len(accepted), "destination_reply", r.String())
+	reply := ""
+	if dr, ok := up.(relay.DataReplier); ok && r == policy.Accepted {
+		reply = dr.DataReply()
+	}
 	for _, i := range accepted {
 		out[i] = r
+		e.lastHops[i], e.lastHopReplies[i] = up.Hop(), reply
 	}
 }
 

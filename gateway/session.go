@@ -752,6 +752,7 @@ func (o sessionObserver) run(ctx context.Context, _ string, st filters.Stage, tx
 }
 
 func (o sessionObserver) decided(stage, check string, r *policy.Reply, reason string, kv ...any) {
+	kv0 := kv
 	outcome := "deferred"
 	switch {
 	case r.Permanent():
@@ -779,6 +780,7 @@ func (o sessionObserver) decided(stage, check string, r *policy.Reply, reason st
 	o.c.log.Info(stage, args...)
 	o.c.noteLogged(r) // this line is the reply's
 	o.c.srv.metrics.decided(o.c.listener, stage, check, outcome)
+	o.c.recordDecision(stage, check, r, reason, kv0)
 }
 
 // validHeloArg reports whether a HELO/EHLO argument is a domain name or an

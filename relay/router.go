@@ -174,6 +174,13 @@ func KeepAlive(ctx context.Context, tx Transaction) error {
 	return nil
 }
 
+// DataReplier is a Transaction that keeps its next hop's reply text to the
+// data (which names the next hop's queue id: Postfix's "queued as 4Fxyz",
+// Exim's "id=…"), for the decision history; "" before a 250 to the data.
+type DataReplier interface {
+	DataReply() string
+}
+
 // Lookup returns the index of the route for a recipient domain, or -1.
 func (r *Router) Lookup(domain string) int { return r.Routes.Lookup(domain) }
 

@@ -77,9 +77,12 @@ type smtpTx struct {
 	from     string            // MAIL FROM as sent, for restart
 	mailOpts *smtp.MailOptions // MAIL parameters as sent, for restart
 
-	rcpts  []string // as sent, the keys of an LMTP per-recipient reply
-	broken error    // the connection failed; every later call returns this
-	done   atomic.Bool
+	rcpts []string // as sent, the keys of an LMTP per-recipient reply
+	// dataReply is the next hop's reply text to the data (its queue id:
+	// "2.0.0 Ok: queued as 4Fxyz"), for the history.
+	dataReply string
+	broken    error // the connection failed; every later call returns this
+	done      atomic.Bool
 
 	// The connection cache (conncache.go): cache is the Router's, nil when
 	// reuse is off; born is when the connection was dialled, uses how many
@@ -270,6 +273,9 @@ func (u *smtpTx) abortOnCancel(ctx context.Context) (stop func() bool) {
 func (u *smtpTx) Hop() string { return u.hop.String() }
 func (u *smtpTx) LMTP() bool  { return u.lmtp }
 
+// DataReply implements DataReplier.
+func (u *smtpTx) DataReply() string { return u.dataReply }
+
 // fail turns a failed command into the error the client hears. A next hop's
 // 4xx or 5xx reply keeps its class (policy.FromNextHop), except 421: the next
 // hop is closing the channel (RFC 5321 §3.8), which says nothing about this
@@ -443,7 +449,10 @@ func (u *smtpTx) data(ctx context.Context, msg io.Reader, beforeDot func() error
 	if u.lmtp {
 		// One recipient per transaction (see Rcpt): its status is the
 		// answer (RFC 2033 §4.2).
-		_, err := w.CloseWithLMTPResponse()
+		resps, err := w.CloseWithLMTPResponse()
+		if len(u.rcpts) == 1 && resps[u.rcpts[0]] != nil {
+			u.dataReply = resps[u.rcpts[0]].StatusText
+		}
 		var perRcpt smtp.LMTPDataError
 		if errors.As(err, &perRcpt) && len(u.rcpts) == 1 {
 			if se, ok := perRcpt[u.rcpts[0]]; ok {
@@ -458,9 +467,11 @@ func (u *smtpTx) data(ctx context.Context, msg io.Reader, beforeDot func() error
 		u.clean = stop()
 		return nil
 	}
-	if _, err := w.CloseWithResponse(); err != nil {
+	resp, err := w.CloseWithResponse()
+	if err != nil {
 		return u.fail(ctx, "data", err)
 	}
+	u.dataReply = resp.StatusText
 	u.clean = stop()
 	return nil
 }

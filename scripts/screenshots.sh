@@ -1,7 +1,9 @@
 #!/bin/sh
 # Makes the example screenshots of docs/report.md: docs/report-chart.png (the
 # SVG chart) and docs/report-page.png (the /report page), from the scripted
-# weeks of scripts/reportdemo, in headless Chromium. A documentation
+# weeks of scripts/reportdemo, and of docs/history.md: docs/history-page.png
+# (the /history page, hostile addresses included), from the scripted
+# sessions of scripts/historydemo, in headless Chromium. A documentation
 # artifact, not a test: `make test` needs no browser.
 #
 #   apt-get install -y --no-install-recommends chromium fonts-dejavu-core
@@ -18,6 +20,7 @@ profile=$(mktemp -d)
 trap 'rm -rf "$out" "$profile"' EXIT
 
 go run ./scripts/reportdemo -out "$out"
+go run ./scripts/historydemo -out "$out"
 
 shot() { # shot URL FILE WIDTH HEIGHT
 	chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
@@ -32,3 +35,4 @@ shot() { # shot URL FILE WIDTH HEIGHT
 
 shot "file://$out/report.svg" docs/report-chart.png 1100 830
 shot "file://$out/report.html" docs/report-page.png 1200 2000
+shot "file://$out/history.html" docs/history-page.png 1900 900

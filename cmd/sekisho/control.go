@@ -54,6 +54,7 @@ func startControl(cfg *config.Config, src *controlSource, takeOver bool, log *sl
 	src.srv.HandleExplain(ctl)
 	ctl.Handle("status", func(context.Context, json.RawMessage) (any, error) { return src.status(), nil })
 	ctl.Handle("report", src.reportVerb)
+	ctl.Handle("history", src.historyVerb)
 	src.control.Store(ctl)
 	abs, _ := filepath.Abs(path)
 	log.Info("control socket", "path", abs, "mode", "0660", "gid", os.Getegid())

@@ -88,6 +88,7 @@ var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"dkim":         runDKIM,
 	"report":       runReport,
 	"status":       runStatus,
+	"history":      runHistory,
 	"autoconfig":   runAutoconfig,
 	"greylist":     runGreylist,
 	"version":      runVersion,
@@ -108,6 +109,9 @@ func usage(w io.Writer) {
                                        make a DKIM signing key, print the DNS record to publish
   sekisho report [-config FILE] [-weeks N | -from DATE -to DATE] [-format text|csv|json]
                                        weekly counts of deferrals and rejections by cause (docs/report.md)
+  sekisho history [-config FILE] [-from ADDR|@DOMAIN] [-to ADDR] [-client NET] [-msgid ID]
+                 [-session ID] [-since 24h] [-outcome refused|deferred|accepted] [-format text|json]
+                                       every decision of the last days, newest first (docs/history.md)
   sekisho status [-config FILE]        what the running gateway listens on, its dependencies' health,
                                        its configuration generation and version
   sekisho autoconfig -dns [-config FILE]
@@ -255,6 +259,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if httpL := lset.get("http"); httpL != nil {
 		httpSrv = newHTTPServer(httpHandler(obs), httpLimits)
 		httpSrv.Handler = withReportPages(httpSrv.Handler, loadReport)
+		httpSrv.Handler = withHistoryPage(httpSrv.Handler, obs.searchHistory)
 		httpSrv.Handler = withAutoconfig(httpSrv.Handler, obs.autoconfig)
 		log.Info("listening", "listener", "http", "addr", httpL.Addr().String(), "socket", lset.origin("http"))
 		go func() {
@@ -345,6 +350,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	defer fcancel()
 	if err := counter.Close(fctx); err != nil {
 		log.Warn("report counts not flushed at shutdown", "err", err)
+	}
+	if obs.history != nil {
+		if err := obs.history.Close(fctx); err != nil {
+			log.Warn("history records not written at shutdown", "err", err)
+		}
 	}
 	log.Info("stopped")
 	return 0

@@ -9,6 +9,7 @@ import (
 	"sekisho/autoconfig"
 	"sekisho/config"
 	"sekisho/gateway"
+	"sekisho/history"
 	"sekisho/internal/mailaddr"
 	"sekisho/relay"
 	"sekisho/report"
@@ -27,7 +28,10 @@ type observability struct {
 	health   *health
 	alarm    *tempfailAlarm
 	recorded report.Recorder // what the gateway had before (the report counter)
-	reg      *prometheus.Registry
+	// history records every decision (nil: history.off); closed after
+	// the listeners, with the counter.
+	history *history.Recorder
+	reg     *prometheus.Registry
 	// autoconfig answers mail programs on the http listener; reloads
 	// give it the new configuration.
 	autoconfig *autoconfig.Handler
@@ -70,7 +74,7 @@ func (o *observability) start(ctx context.Context, srv *gateway.Server, checks p
 		}, func() float64 { return float64(c.Dropped()) })
 	}
 	reg, err := newRegistry(srv.Collector(), o.lookups, checks, relayTLSCollector{o.d.tlsCounters}, relayCacheCollector{o.d.cacheCounters}, o.d.authResults,
-		healthCollector{o.health}, alarmCollector{o.alarm}, drops)
+		healthCollector{o.health}, alarmCollector{o.alarm}, drops, historyCollector(o.history))
 	if err != nil {
 		return err
 	}

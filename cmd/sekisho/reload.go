@@ -177,6 +177,8 @@ func startGateway(ctx context.Context, cfg *config.Config, d *deps, obs *observa
 	}
 	counter := newCounter(cfg, store, d.log)
 	g.gcfg.Recorder = obs.recorder(g.gcfg.Router, counter)
+	obs.history = newHistoryRecorder(cfg, store, d.log)
+	g.gcfg.History = obs.history
 	srv, err := gateway.New(g.gcfg)
 	if err != nil {
 		return nil, nil, nil, err
@@ -312,6 +314,7 @@ func (r *reloader) reload(ctx context.Context) {
 		if g, err = buildGeneration(&cfg, d, prev, r.listen); err == nil {
 			g.dir = dir
 			g.gcfg.Recorder = r.recorder
+			g.gcfg.History = r.obs.history
 			g.number, g.loaded = prev.number+1, time.Now()
 			if err = r.srv.Reload(g.gcfg); err == nil {
 				r.cur = g
