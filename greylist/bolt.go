@@ -64,6 +64,17 @@ type BoltOptions struct {
 	sweptHook chan<- int
 }
 
+// initialMmapSize is the address space bbolt maps at the start (not
+// memory, not disk: the file grows as before). Without it bbolt maps the
+// file's size rounded up to a power of two, from 32 KiB for a new file,
+// and maps again each time the file outgrows that: every remap waits for
+// all read transactions (the sessions' greylist lookups) and copies every
+// key and value the write transaction holds, a batch of decision records
+// included (profiled: most of the history's CPU while the file grew). Up
+// to 256 MiB of file, no remap; beyond, bbolt maps as it does without the
+// option.
+const initialMmapSize = 256 << 20
+
 // Defaults of BoltOptions.
 const (
 	DefaultBatchDelay = time.Millisecond
@@ -135,7 +146,7 @@ func OpenBolt(path string, opts BoltOptions) (*BoltStore, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("greylist: %w", err)
 	}
-	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: opts.LockTimeout})
+	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: opts.LockTimeout, InitialMmapSize: initialMmapSize})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("greylist: %s is locked by another process (is another sekisho running?)", path)

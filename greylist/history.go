@@ -91,12 +91,17 @@ func (s *BoltStore) AppendHistory(ctx context.Context, recs []HistoryEntry, lim 
 			if v := m.Get(historyBytesKey); len(v) == 8 {
 				total = int64(binary.BigEndian.Uint64(v))
 			}
-			for _, r := range recs {
+			// Keys only grow (time, then sequence) and the oldest go
+			// first: pages filled to the brim, not split in half, are
+			// half the pages to write and to map.
+			b.FillPercent = 1
+			keys := make([]byte, 16*len(recs)) // one allocation; bbolt keeps the keys until the commit
+			for i, r := range recs {
 				seq, err := b.NextSequence()
 				if err != nil {
 					return err
 				}
-				k := make([]byte, 16)
+				k := keys[16*i : 16*i+16 : 16*i+16]
 				binary.BigEndian.PutUint64(k, uint64(r.Time.UnixNano()))
 				binary.BigEndian.PutUint64(k[8:], seq)
 				if err := b.Put(k, r.Data); err != nil {

@@ -76,15 +76,16 @@ func (r *Record) Outcome() string {
 	return "accepted"
 }
 
-// wire is Record with the time first, in nanoseconds.
+// wire is Record with the time first, in nanoseconds: the stored form,
+// which Unmarshal reads and appendJSON writes.
 type wire struct {
 	T int64 `json:"t"`
 	Record
 }
 
-// Marshal encodes r for the store.
+// Marshal encodes r for the store: JSON, the fields of wire (appendJSON).
 func (r *Record) Marshal() ([]byte, error) {
-	return json.Marshal(wire{T: r.Time.UnixNano(), Record: *r})
+	return r.appendJSON(nil), nil
 }
 
 // Unmarshal decodes a stored record.

@@ -36,12 +36,16 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// pendingHint sizes the buffers.
-const pendingHint = 1024
+// chunkLen is how many records a chunk of the buffer holds. The buffer is
+// a list of chunks, never one slice that grows: appending never copies the
+// records already there (a growing slice of a busy second's ~400-byte
+// records was all of Record's cost), and the chunks of a written batch are
+// used again.
+const chunkLen = 256
 
 // Recorder buffers records and writes them to the store in batches, one
 // transaction (bbolt) or one pipeline (Redis) every FlushInterval. Record
-// appends to a slice under a mutex: no encoding, no I/O on the session's
+// appends to a chunk of the buffer under a mutex: no encoding, no I/O on the session's
 // path, never a wait for the store. A record that cannot be kept — the
 // buffer is full, or the write of its batch failed (the store is down) —
 // is lost and counted (Lost; the metric sekisho_history_lost_total):
@@ -57,14 +61,17 @@ type Recorder struct {
 	tmo   time.Duration
 
 	mu      sync.Mutex
-	pending []Record
-	spare   []Record // under flushMu: the other half of the double buffer
+	pending [][]Record // chunks, the last one being filled
+	n       int        // records in pending
+	free    [][]Record // written chunks, emptied, for Record to fill again
+	spare   [][]Record // under flushMu: the other list of chunks
 
 	lost    atomic.Uint64
 	written atomic.Uint64
 
-	flushMu sync.Mutex
-	failing bool
+	flushMu  sync.Mutex
+	failing  bool
+	recBytes int // under flushMu: the last batch's bytes per record, and some
 
 	stop      chan struct{}
 	done      sync.WaitGroup
@@ -98,8 +105,6 @@ func NewRecorder(store greylist.History, o Options) *Recorder {
 		store: store, now: o.Now, log: o.Logger, max: o.MaxPending, tmo: o.StoreTimeout,
 		lim:  greylist.HistoryLimits{Keep: o.Keep, MaxBytes: o.MaxBytes, Now: o.Now},
 		stop: make(chan struct{}),
-		// A busy gateway's second of decisions fits without growing.
-		pending: make([]Record, 0, pendingHint), spare: make([]Record, 0, pendingHint),
 	}
 	if o.FlushInterval > 0 {
 		r.done.Add(1)
@@ -131,12 +136,24 @@ func (r *Recorder) Record(rec Record) {
 		rec.Time = r.now()
 	}
 	r.mu.Lock()
-	if len(r.pending) >= r.max {
+	if r.n >= r.max {
 		r.mu.Unlock()
 		r.lost.Add(1)
 		return
 	}
-	r.pending = append(r.pending, rec)
+	last := len(r.pending) - 1
+	if last < 0 || len(r.pending[last]) == chunkLen {
+		var c []Record
+		if f := len(r.free) - 1; f >= 0 {
+			c, r.free = r.free[f], r.free[:f]
+		} else {
+			c = make([]Record, 0, chunkLen)
+		}
+		r.pending = append(r.pending, c)
+		last++
+	}
+	r.pending[last] = append(r.pending[last], rec)
+	r.n++
 	r.mu.Unlock()
 }
 
@@ -152,26 +169,38 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	r.flushMu.Lock()
 	defer r.flushMu.Unlock()
 	r.mu.Lock()
-	batch := r.pending
-	r.pending = r.spare
+	batch, n := r.pending, r.n
+	r.pending, r.n = r.spare, 0
 	r.mu.Unlock()
 	defer func() {
-		clear(batch) // let go of the strings
+		for i := range batch {
+			clear(batch[i]) // let go of the strings
+			batch[i] = batch[i][:0]
+		}
+		r.mu.Lock()
+		r.free = append(r.free, batch...)
+		r.mu.Unlock()
+		clear(batch)
 		r.spare = batch[:0]
 	}()
-	if len(batch) == 0 {
+	if n == 0 {
 		return nil
 	}
-	entries := make([]greylist.HistoryEntry, 0, len(batch))
-	for i := range batch {
-		batch[i].resolve()
-		b, err := batch[i].Marshal()
-		if err != nil {
-			r.lost.Add(1)
-			continue
+	// Every record is encoded into one buffer, sized from the last batch:
+	// one allocation per batch, not one per record. The buffer is not
+	// reused for the next batch: a write abandoned at StoreTimeout may
+	// still be reading it.
+	entries := make([]greylist.HistoryEntry, 0, n)
+	buf := make([]byte, 0, n*max(r.recBytes, 256)+512)
+	for _, c := range batch {
+		for i := range c {
+			c[i].resolve()
+			start := len(buf)
+			buf = c[i].appendJSON(buf)
+			entries = append(entries, greylist.HistoryEntry{Time: c[i].Time, Data: buf[start:len(buf):len(buf)]})
 		}
-		entries = append(entries, greylist.HistoryEntry{Time: batch[i].Time, Data: b})
 	}
+	r.recBytes = len(buf)/n + 16
 	if err := r.store.AppendHistory(ctx, entries, r.lim); err != nil {
 		r.lost.Add(uint64(len(entries)))
 		if !r.failing {
