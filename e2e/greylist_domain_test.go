@@ -135,8 +135,10 @@ func glWantHeld(t *testing.T, gw *harness.Gateway, src, from, rcpt string) time.
 }
 
 // TestGreylistStats: `sekisho greylist stats -config sekisho.yaml` (as
-// docs/checks-greylist.md shows it), on the Redis store while the gateway
-// runs, lists the week's longest delays — bigsender.net's from its first
+// docs/checks-greylist.md shows it), while the gateway runs — on the Redis
+// store, and on the embedded store that the running gateway holds (then
+// the gateway answers on its control socket; -direct cannot read it) —
+// lists the week's longest delays — bigsender.net's from its first
 // attempt to the pass of its retry from another address of its pool, and
 // nospf.net's, each at least the 1 s delay — and the addresses their
 // retries came from: bigsender.net two (an early retry held again and the
@@ -144,8 +146,24 @@ func glWantHeld(t *testing.T, gw *harness.Gateway, src, from, rcpt string) time.
 // new triplet, not a retry, to greylisting; the one from its first network
 // passed). -format json says the same.
 func TestGreylistStats(t *testing.T) {
-	rs := testredis.Start(t)
-	gw, _ := glDomainGatewayOn(t, "", glRedisStore(rs.Addr()))
+	t.Run("redis", func(t *testing.T) {
+		rs := testredis.Start(t)
+		gw, _ := glDomainGatewayOn(t, "", glRedisStore(rs.Addr()))
+		testGreylistStats(t, gw)
+	})
+	t.Run("embedded", func(t *testing.T) {
+		gw, _ := glDomainGatewayOn(t, "", "")
+		testGreylistStats(t, gw)
+		cmd := exec.Command(harness.Binary(t), "greylist", "stats", "-config", "sekisho.yaml", "-direct")
+		cmd.Dir = gw.Dir
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "held by a running sekisho serve") {
+			t.Errorf("-direct beside the gateway holding the embedded store: %v\n%s", err, out)
+		}
+	})
+}
+
+func testGreylistStats(t *testing.T, gw *harness.Gateway) {
 	sent := time.Now()
 	first := glWantHeld(t, gw, "127.0.0.2", "a@bigsender.net", "alice@campus.test")
 	glWantHeld(t, gw, "127.0.2.2", "b@bigsender.net", "alice@campus.test")

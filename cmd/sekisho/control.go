@@ -55,6 +55,7 @@ func startControl(cfg *config.Config, src *controlSource, takeOver bool, log *sl
 	ctl.Handle("status", func(context.Context, json.RawMessage) (any, error) { return src.status(), nil })
 	ctl.Handle("report", src.reportVerb)
 	ctl.Handle("history", src.historyVerb)
+	ctl.Handle("greylist-stats", src.greylistStatsVerb)
 	src.control.Store(ctl)
 	abs, _ := filepath.Abs(path)
 	log.Info("control socket", "path", abs, "mode", "0660", "gid", os.Getegid())

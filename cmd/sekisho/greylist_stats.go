@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,11 +14,12 @@ import (
 	"time"
 
 	"sekisho/config"
+	"sekisho/gateway"
 	"sekisho/greylist"
 	"sekisho/report"
 )
 
-const greylistUsage = `usage: sekisho greylist stats [-config FILE] [-week YYYY-Www] [-top N] [-format text|json]
+const greylistUsage = `usage: sekisho greylist stats [-config FILE] [-week YYYY-Www] [-top N] [-format text|json] [-direct]
 
 The week's (default: this ISO week, UTC) longest greylisting delays by
 sender domain, from a triplet's first attempt to its first pass, and the
@@ -28,8 +28,10 @@ addresses. A big sender whose retries come from many addresses should show
 short delays (greylisting by SPF-validated sender domain); long ones say
 which domains greylisting still holds. See docs/checks-greylist.md.
 
-The state store must be readable: Redis at any time, the embedded file
-while sekisho serve is not running on it.
+When a gateway answers on the control socket of the configuration, it
+reads its store and answers; otherwise, or with -direct, the command opens
+the store itself: Redis at any time, the embedded file only while no
+sekisho serve holds it.
 
 `
 
@@ -45,6 +47,7 @@ func runGreylist(args []string, stdout, stderr io.Writer) int {
 	week := fs.String("week", "", "ISO week, YYYY-Www (default: this week)")
 	top := fs.Int("top", 20, "how many domains in each list")
 	format := fs.String("format", "text", "text or json")
+	direct := fs.Bool("direct", false, "read the store here, do not ask the running gateway")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -74,20 +77,31 @@ func runGreylist(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sekisho greylist stats:", err)
 		return 1
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	store, err := openReportStore(&cfg.Store, log)
-	if errors.Is(err, errStoreHeld) {
-		return fail(errors.New("the embedded state store is held by a running sekisho serve: its greylisting stats can be read when it is stopped (or from Redis at any time)"))
-	}
-	if err != nil {
-		return fail(err)
-	}
-	defer store.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), reportStoreTimeout)
 	defer cancel()
-	ws, err := store.ReadStats(ctx, *week, *top)
-	if err != nil {
-		return fail(fmt.Errorf("the state store cannot be read: %w", err))
+	var ws greylist.WeekStats
+	var c *gateway.ControlClient
+	if !*direct {
+		if c, err = askGateway(&cfg); err != nil {
+			return fail(fmt.Errorf("cannot ask the running gateway: %w\n(root and the members of the gateway's group may; -direct opens the store instead)", err))
+		}
+	}
+	if c != nil {
+		// The running gateway reads its own store (the embedded file it
+		// holds included).
+		if err := c.Call(ctx, "greylist-stats", greylistStatsRequest{Week: *week, Top: *top}, &ws); err != nil {
+			return fail(err)
+		}
+	} else {
+		log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+		store, err := openReportStore(&cfg.Store, log)
+		if err != nil {
+			return fail(err)
+		}
+		defer store.Close()
+		if ws, err = store.ReadStats(ctx, *week, *top); err != nil {
+			return fail(fmt.Errorf("the state store cannot be read: %w", err))
+		}
 	}
 	if *format == "json" {
 		return writeGreylistStatsJSON(stdout, *week, ws, fail)
@@ -147,4 +161,23 @@ func writeGreylistStatsJSON(w io.Writer, week string, ws greylist.WeekStats, fai
 		return fail(err)
 	}
 	return 0
+}
+
+// greylistStatsRequest is the greylist-stats verb's request (docs/cli.md).
+type greylistStatsRequest struct {
+	Week string `json:"week"` // YYYY-Www
+	Top  int    `json:"top"`  // 1 to 1000
+}
+
+// greylistStatsVerb answers the greylist-stats verb from the gateway's
+// store: greylist.WeekStats, delays in nanoseconds.
+func (src *controlSource) greylistStatsVerb(ctx context.Context, raw json.RawMessage) (any, error) {
+	var req greylistStatsRequest
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return nil, gateway.BadRequest("greylist-stats: %v", err)
+	}
+	if !isoWeek.MatchString(req.Week) || req.Top < 1 || req.Top > 1000 {
+		return nil, gateway.BadRequest("greylist-stats: want a week YYYY-Www and top from 1 to 1000")
+	}
+	return src.obs.d.store.ReadStats(ctx, req.Week, req.Top)
 }
